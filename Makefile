@@ -1,0 +1,57 @@
+# mlgrid — `make help` lists the targets. `make up` and `make test` need only Python 3.11+ and make:
+# both create .venv and install the project into it (again only when the dependency list changes).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := tools/node_modules/.bin/buf
+HOST ?= 127.0.0.1
+PORT ?= 50051
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help up test test-all proto proto-lint lint bench venv clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlgrid needs Python 3.11 or newer")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[server,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install mlgrid with its server and dev extras
+
+$(BUF): tools/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tools && npm install --no-audit --no-fund --silent && touch node_modules/.bin/buf; \
+	else echo "npm not found: buf (proto lint) unavailable"; fi
+
+up: $(STAMP) ## Start the whole local stack (gateway on $(HOST):$(PORT)); Ctrl-C stops it
+	$(VENV)/bin/mlgrid up --host $(HOST) --port $(PORT) $(ARGS)
+
+test: $(STAMP) $(BUF) ## Run the test suite (fast tiers; see test-all)
+	$(PY) -m pytest -n 2 -m "not slow" $(ARGS)
+
+test-all: $(STAMP) $(BUF) ## Run every test, including the slow tier (large transfers)
+	$(PY) -m pytest -n 2 $(ARGS)
+
+proto: $(STAMP) ## Regenerate the Python stubs from protos/ into sdk/mlgrid/api
+	$(PY) tools/gen_protos.py
+
+proto-lint: $(BUF) ## Lint the protobuf contracts with buf
+	cd protos && ../$(BUF) lint
+
+lint: $(STAMP) proto-lint ## ruff (lint + format check) and mypy on hand-written code, buf on protos
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) tools/typecheck.py
+
+bench: $(STAMP) ## Benchmark mlgrid against the real MLflow server, side by side
+	$(PY) -m bench $(ARGS)
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache

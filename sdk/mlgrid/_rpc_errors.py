@@ -1,0 +1,31 @@
+"""Turns a failed gRPC call back into the typed exception the server raised."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from mlgrid.exceptions import MlgridException, exception_for_code, exception_for_status
+
+
+def from_rpc_error(err: grpc.RpcError) -> MlgridException:
+    """The typed exception for ``err``: by ErrorInfo reason when present, else by status code."""
+    if not isinstance(err, grpc.Call):
+        return exception_for_status(grpc.StatusCode.UNKNOWN)(str(err))
+    message = err.details() or err.code().name
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError:
+        status = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                exc = exception_for_code(info.reason)(message)
+                exc.__cause__ = err
+                return exc
+    exc = exception_for_status(err.code())(message)
+    exc.__cause__ = err
+    return exc

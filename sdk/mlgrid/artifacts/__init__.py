@@ -1,0 +1,1 @@
+"""Artifacts on the client side: upload, download, list, and the fluent helpers."""

@@ -1,0 +1,158 @@
+"""The one seam between the SDK and the services: a gRPC channel and its stubs.
+
+``grpc://host:port`` (or ``grpcs://``) connects to a gateway. Any other tracking URI (a
+``sqlite:///`` or ``postgresql://`` store, a plugin scheme) is served *embedded*: the launcher
+that ``mlgrid[server]`` provides starts the same gateway and services in this process, on a
+private socket, and the SDK talks gRPC to them exactly as it would to a remote stack.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+
+from mlgrid._rpc_errors import from_rpc_error
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
+from mlgrid.api.projects.v1 import projects_service_pb2_grpc
+from mlgrid.api.registry.v1 import registry_service_pb2_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
+
+#: Metadata key naming the tracking/registry store a call is meant for (DESIGN.md, routing).
+STORE_URI_METADATA = "mlgrid-store-uri"
+
+#: Client channel options: keepalive pings every 30 s (the servers allow one per 10 s, so they
+#: never answer with GOAWAY too_many_pings), large messages for big batches.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+REMOTE_SCHEMES = ("grpc", "grpcs")
+
+R = TypeVar("R")
+
+
+class EmbeddedStack(Protocol):
+    """What the server-side launcher returns: where to connect, and how to stop."""
+
+    target: str
+
+    def stop(self) -> None: ...
+
+
+def is_remote(tracking_uri: str) -> bool:
+    """True when ``tracking_uri`` names a gateway rather than a store served in-process."""
+    return urlsplit(tracking_uri).scheme in REMOTE_SCHEMES
+
+
+def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStack:
+    try:
+        from mlgrid_services.launcher import start_embedded
+    except ImportError as exc:  # the SDK-only install
+        raise RuntimeError(
+            f"tracking URI {tracking_uri!r} is served in-process, which needs the server "
+            "components: pip install 'mlgrid[server]' (or set MLGRID_TRACKING_URI to a "
+            "grpc://host:port gateway)"
+        ) from exc
+    stack: EmbeddedStack = start_embedded(tracking_uri, registry_uri)
+    return stack
+
+
+MetadataProvider = Callable[[], list[tuple[str, str]]]
+
+
+@dataclass
+class Transport:
+    """A channel to a gateway (remote or embedded) with one stub per service."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    channel: grpc.Channel = field(init=False)
+    _embedded: EmbeddedStack | None = field(init=False, default=None)
+    #: Extra metadata sources (request header providers); each is called per call.
+    metadata_providers: list[MetadataProvider] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if is_remote(self.tracking_uri):
+            parts = urlsplit(self.tracking_uri)
+            target = parts.netloc
+            if parts.scheme == "grpcs":
+                self.channel = grpc.secure_channel(
+                    target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+                )
+            else:
+                self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._embedded = _start_embedded(self.tracking_uri, self.registry_uri)
+            self.channel = grpc.insecure_channel(self._embedded.target, options=CHANNEL_OPTIONS)
+        self.tracking = tracking_service_pb2_grpc.TrackingServiceStub(self.channel)
+        self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
+        self.registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
+        self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """Metadata sent with every call."""
+        extra: list[tuple[str, str]] = []
+        for provider in self.metadata_providers:
+            extra.extend(provider())
+        return extra
+
+    def call(self, method: Callable[..., R], request: Any, timeout: float | None = None) -> R:
+        """Calls a unary (or client-streaming) stub method; errors come back typed."""
+        try:
+            return method(request, metadata=self.metadata(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def stream(
+        self, method: Callable[..., Iterator[R]], request: Any, timeout: float | None = None
+    ) -> Iterator[R]:
+        """Calls a server-streaming stub method and yields its messages; errors come back typed."""
+        try:
+            yield from method(request, metadata=self.metadata(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    def close(self) -> None:
+        self.channel.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+
+_transports: dict[tuple[str, str | None], Transport] = {}
+_lock = threading.Lock()
+
+
+def get_transport(tracking_uri: str, registry_uri: str | None = None) -> Transport:
+    """The process-wide transport for a tracking URI (embedded stacks start once per URI)."""
+    key = (tracking_uri, registry_uri)
+    with _lock:
+        transport = _transports.get(key)
+        if transport is None:
+            transport = Transport(tracking_uri, registry_uri)
+            _transports[key] = transport
+        return transport
+
+
+@atexit.register
+def close_all() -> None:
+    """Closes every transport (and stops embedded stacks)."""
+    with _lock:
+        transports = list(_transports.values())
+        _transports.clear()
+    for transport in transports:
+        transport.close()

@@ -1,0 +1,106 @@
+"""One place where domain errors become gRPC statuses.
+
+Servicers and domain code raise :class:`mlgrid.exceptions.MlgridException` subclasses; the
+interceptor below turns each into the matching gRPC status with a ``google.rpc.ErrorInfo`` whose
+``reason`` is MLflow's error code. Anything else becomes INTERNAL (and is logged with its
+traceback), so a bug never leaks as a hung or half-answered call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from mlgrid.exceptions import ERROR_DOMAIN, InternalError, MlgridException
+
+log = logging.getLogger(__name__)
+
+
+def to_grpc_status(exc: MlgridException) -> grpc.Status:
+    """The rich gRPC status for a domain error."""
+    info = error_details_pb2.ErrorInfo(reason=exc.error_code, domain=ERROR_DOMAIN)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, exc.grpc_status.name),
+        message=exc.message,
+        details=[detail],
+    )
+    return rpc_status.to_status(status)
+
+
+def abort_with(context: grpc.ServicerContext, exc: MlgridException) -> None:
+    """Ends the call with ``exc``'s status (raises, like ``context.abort``)."""
+    context.abort_with_status(to_grpc_status(exc))
+
+
+def _as_domain_error(exc: BaseException, method: str) -> MlgridException:
+    if isinstance(exc, MlgridException):
+        return exc
+    log.exception("unexpected error in %s", method, exc_info=exc)
+    return InternalError(f"{type(exc).__name__} in {method}: {exc}")
+
+
+def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
+    # context.abort() raises a bare Exception after setting the code; let it through.
+    code = context.code() if hasattr(context, "code") else None
+    return code is not None and code != grpc.StatusCode.OK
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    """Maps exceptions raised by any handler to gRPC statuses with ErrorInfo."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def guard_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return behavior(request, context)
+                except Exception as exc:
+                    if _is_abort(exc, context):
+                        raise
+                    abort_with(context, _as_domain_error(exc, method))
+
+            return wrapped
+
+        def guard_stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+            def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from behavior(request, context)
+                except Exception as exc:
+                    if _is_abort(exc, context):
+                        raise
+                    abort_with(context, _as_domain_error(exc, method))
+
+            return wrapped
+
+        wrap_args = (handler.request_deserializer, handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(guard_unary(handler.unary_unary), *wrap_args)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                guard_unary(handler.stream_unary), *wrap_args
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                guard_stream(handler.unary_stream), *wrap_args
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                guard_stream(handler.stream_stream), *wrap_args
+            )
+        return handler

@@ -1,0 +1,153 @@
+"""Server bootstrap shared by every mlgrid process: the services, the gateway, plugin services.
+
+One function builds a gRPC server with what every process offers (error mapping, gRPC health,
+reflection, BackendInfoService announcing the schemes it serves, keepalive settings that do not
+trip ``too_many_pings``); another runs it until SIGTERM/SIGINT and stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import mlgrid
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+
+from .errors import ErrorMappingInterceptor
+
+log = logging.getLogger(__name__)
+
+#: Largest single message accepted. Bulk data (artifacts, metric history) is streamed in
+#: chunks, so this only bounds one request such as a 1,000-entity log_batch.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+#: Server keepalive: accept client pings as often as every 10 s, even between calls, and never
+#: punish them with GOAWAY(too_many_pings); clients (see mlgrid.transport) ping every 30 s.
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
+
+@dataclass
+class ServedService:
+    """A gRPC service a process serves, and the routing keys it accepts."""
+
+    #: Fully-qualified service name, e.g. "mlgrid.api.tracking.v1.TrackingService".
+    name: str
+    #: Adds the servicer to a server (the generated ``add_XServicer_to_server`` bound to it).
+    register: Callable[[grpc.Server], None]
+    #: URI schemes (or project backend names) this process handles for the service.
+    schemes: list[str] = field(default_factory=list)
+
+
+class _BackendInfoServicer(common_pb2_grpc.BackendInfoServiceServicer):
+    def __init__(self, services: Sequence[ServedService]) -> None:
+        self._answer = common_pb2.GetBackendInfoResponse(
+            services=[
+                common_pb2.ServedService(service=s.name, schemes=sorted(s.schemes))
+                for s in services
+            ],
+            version=mlgrid.__version__,
+        )
+
+    def GetBackendInfo(self, request, context):
+        return self._answer
+
+
+@dataclass
+class RunningServer:
+    """A started server and the port it bound (useful with port 0)."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    address: str
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Stops accepting calls, lets running ones finish within ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def start_server(
+    services: Sequence[ServedService],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_workers: int = 32,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    address: str | None = None,
+) -> RunningServer:
+    """Builds and starts a server for ``services`` on ``host:port`` (or a ``unix:`` address).
+
+    ``generic_handlers`` take every method the registered services do not (the gateway uses
+    this to forward calls it does not serve itself).
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        options=SERVER_OPTIONS,
+    )
+    for service in services:
+        service.register(server)
+    common_pb2_grpc.add_BackendInfoServiceServicer_to_server(_BackendInfoServicer(services), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.name for s in services]
+    reflection.enable_server_reflection(
+        [
+            *names,
+            common_pb2.DESCRIPTOR.services_by_name["BackendInfoService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    if generic_handlers:
+        server.add_generic_rpc_handlers(tuple(generic_handlers))
+    bind = address or f"{host}:{port}"
+    bound = server.add_insecure_port(bind)
+    if bound == 0 and not bind.startswith("unix:"):
+        raise OSError(f"could not bind gRPC server to {bind}")
+    server.start()
+    for name in ["", *names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    shown = bind if bind.startswith("unix:") else f"{host}:{bound}"
+    log.info("serving %s on %s", ", ".join(names) or "gateway", shown)
+    return RunningServer(server=server, port=bound, health=health_servicer, address=shown)
+
+
+def serve_until_signalled(
+    running: RunningServer,
+    *,
+    grace: float = 5.0,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Blocks until SIGTERM or SIGINT, then stops gracefully and runs ``on_stop``."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stop.wait()
+    running.stop(grace)
+    if on_stop is not None:
+        on_stop()

@@ -1,0 +1,7 @@
+"""Shared fixtures. Each area's fixtures live in tests/fixtures/<area>.py."""
+
+pytest_plugins = [
+    "fixtures.postgres",
+    "fixtures.stack",
+    "fixtures.s3",
+]
