@@ -91,6 +91,7 @@ class UploadArtifactRequest(_message.Message):
     FILE_SIZE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     artifact_uri: _builtins.str
     """Repository root (first message only)."""
     path: _builtins.str
@@ -101,6 +102,11 @@ class UploadArtifactRequest(_message.Message):
     """Hex sha256 of the whole file, when known (first message only); checked on completion."""
     data: _builtins.bytes
     """Next chunk of the file's bytes."""
+    last: _builtins.bool
+    """Marks the final message of the stream. A stream is only stored when it is known to be
+    complete: its byte count equals `file_size`, or (when no size was declared) its final
+    message sets `last`. A stream cut short (client cancelled or killed) is never stored.
+    """
     def __init__(
         self,
         *,
@@ -109,10 +115,11 @@ class UploadArtifactRequest(_message.Message):
         file_size: _builtins.int | None = ...,
         sha256: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        last: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_file_size", b"_file_size", "file_size", b"file_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_file_size", b"_file_size", "artifact_uri", b"artifact_uri", "data", b"data", "file_size", b"file_size", "path", b"path", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_file_size", b"_file_size", "artifact_uri", b"artifact_uri", "data", b"data", "file_size", b"file_size", "last", b"last", "path", b"path", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__file_size: _TypeAlias = _typing.Literal["file_size"]  # noqa: Y015
     _WhichOneofArgType__file_size: _TypeAlias = _typing.Literal["_file_size", b"_file_size"]  # noqa: Y015
@@ -216,6 +223,7 @@ class ListArtifactsRequest(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    RECURSIVE_FIELD_NUMBER: _builtins.int
     artifact_uri: _builtins.str
     """Repository root."""
     path: _builtins.str
@@ -224,6 +232,10 @@ class ListArtifactsRequest(_message.Message):
     """Maximum entries per page; 0 means all."""
     page_token: _builtins.str
     """Opaque token from a previous response."""
+    recursive: _builtins.bool
+    """When true, lists every file below `path` at any depth (files only, no directory entries),
+    so a client can fetch a whole tree in parallel after one call.
+    """
     def __init__(
         self,
         *,
@@ -231,10 +243,11 @@ class ListArtifactsRequest(_message.Message):
         path: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        recursive: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "page_size", b"page_size", "page_token", b"page_token", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "page_size", b"page_size", "page_token", b"page_token", "path", b"path", "recursive", b"recursive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -432,6 +445,8 @@ class UploadPartRequest(_message.Message):
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     PART_NUMBER_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    PART_SIZE_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     artifact_uri: _builtins.str
     """Repository root (first message only)."""
     path: _builtins.str
@@ -442,6 +457,12 @@ class UploadPartRequest(_message.Message):
     """1-based part number (first message only)."""
     data: _builtins.bytes
     """Next chunk of the part's bytes."""
+    part_size: _builtins.int
+    """Size of the part in bytes, when known (first message only); checked on completion."""
+    last: _builtins.bool
+    """Marks the final message of the stream. As for UploadArtifact, a part is only stored when
+    it is known to be complete: `part_size` matched, or the final message sets `last`.
+    """
     def __init__(
         self,
         *,
@@ -450,12 +471,16 @@ class UploadPartRequest(_message.Message):
         upload_id: _builtins.str = ...,
         part_number: _builtins.int = ...,
         data: _builtins.bytes = ...,
+        part_size: _builtins.int | None = ...,
+        last: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_part_size", b"_part_size", "part_size", b"part_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "data", b"data", "part_number", b"part_number", "path", b"path", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_part_size", b"_part_size", "artifact_uri", b"artifact_uri", "data", b"data", "last", b"last", "part_number", b"part_number", "part_size", b"part_size", "path", b"path", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__part_size: _TypeAlias = _typing.Literal["part_size"]  # noqa: Y015
+    _WhichOneofArgType__part_size: _TypeAlias = _typing.Literal["_part_size", b"_part_size"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__part_size) -> _WhichOneofReturnType__part_size | None: ...
 
 Global___UploadPartRequest: _TypeAlias = UploadPartRequest  # noqa: Y015
 

@@ -93,7 +93,8 @@ class ArtifactsServiceServicer:
 
     def UploadArtifact(self, request_iterator, context):
         """Uploads one file as a stream of chunks (any size). The first message names the root and
-        path; the file appears under its final name only once every byte has arrived.
+        path; the file appears under its final name only once every byte has arrived (see
+        `file_size` and `last`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,8 @@ class ArtifactsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ArtifactsServiceAsyncStub: ...
     UploadArtifact: _grpc.StreamUnaryMultiCallable[_artifacts_service_pb2.UploadArtifactRequest, _artifacts_service_pb2.UploadArtifactResponse]
     """Uploads one file as a stream of chunks (any size). The first message names the root and
-    path; the file appears under its final name only once every byte has arrived.
+    path; the file appears under its final name only once every byte has arrived (see
+    `file_size` and `last`).
     """
     DownloadArtifacts: _grpc.UnaryStreamMultiCallable[_artifacts_service_pb2.DownloadArtifactsRequest, _artifacts_service_pb2.DownloadArtifactsResponse]
     """Downloads a file, or every file below a directory, as a stream of chunks."""
@@ -70,7 +71,8 @@ class ArtifactsServiceAsyncStub(ArtifactsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     UploadArtifact: _aio.StreamUnaryMultiCallable[_artifacts_service_pb2.UploadArtifactRequest, _artifacts_service_pb2.UploadArtifactResponse]  # type: ignore[assignment]
     """Uploads one file as a stream of chunks (any size). The first message names the root and
-    path; the file appears under its final name only once every byte has arrived.
+    path; the file appears under its final name only once every byte has arrived (see
+    `file_size` and `last`).
     """
     DownloadArtifacts: _aio.UnaryStreamMultiCallable[_artifacts_service_pb2.DownloadArtifactsRequest, _artifacts_service_pb2.DownloadArtifactsResponse]  # type: ignore[assignment]
     """Downloads a file, or every file below a directory, as a stream of chunks."""
@@ -101,7 +103,8 @@ class ArtifactsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_artifacts_service_pb2.UploadArtifactResponse, _abc.Awaitable[_artifacts_service_pb2.UploadArtifactResponse]]:
         """Uploads one file as a stream of chunks (any size). The first message names the root and
-        path; the file appears under its final name only once every byte has arrived.
+        path; the file appears under its final name only once every byte has arrived (see
+        `file_size` and `last`).
         """
 
     @_abc_1.abstractmethod

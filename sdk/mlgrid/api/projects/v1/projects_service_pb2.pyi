@@ -124,6 +124,8 @@ class SubmitRunRequest(_message.Message):
     RUN_NAME_FIELD_NUMBER: _builtins.int
     TRACKING_URI_FIELD_NUMBER: _builtins.int
     BUILD_IMAGE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    WORKING_DIRECTORY_FIELD_NUMBER: _builtins.int
     backend: _builtins.str
     """Backend name: "local" (default), "docker", "kubernetes", or a plugin's."""
     uri: _builtins.str
@@ -148,6 +150,12 @@ class SubmitRunRequest(_message.Message):
     """Tracking URI the child process logs to; the service's own when empty."""
     build_image: _builtins.bool
     """For docker environments: build a new image with the project inside."""
+    user_id: _builtins.str
+    """Who submits the run: the tracking run's user_id (and mlflow.user tag)."""
+    working_directory: _builtins.str
+    """The client's working directory: relative local project paths and relative `path`/`uri`
+    parameter values resolve against it (the service's own when empty).
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Parameter values by name; undeclared ones are appended as --key value."""
@@ -167,10 +175,12 @@ class SubmitRunRequest(_message.Message):
         run_name: _builtins.str = ...,
         tracking_uri: _builtins.str = ...,
         build_image: _builtins.bool = ...,
+        user_id: _builtins.str = ...,
+        working_directory: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "backend_config_json", b"backend_config_json", "build_image", b"build_image", "entry_point", b"entry_point", "env_manager", b"env_manager", "experiment_id", b"experiment_id", "experiment_name", b"experiment_name", "parameters", b"parameters", "run_name", b"run_name", "tracking_uri", b"tracking_uri", "uri", b"uri", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "backend_config_json", b"backend_config_json", "build_image", b"build_image", "entry_point", b"entry_point", "env_manager", b"env_manager", "experiment_id", b"experiment_id", "experiment_name", b"experiment_name", "parameters", b"parameters", "run_name", b"run_name", "tracking_uri", b"tracking_uri", "uri", b"uri", "user_id", b"user_id", "version", b"version", "working_directory", b"working_directory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

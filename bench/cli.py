@@ -1,0 +1,152 @@
+"""``python -m bench``: runs the workload against each target and prints the comparison.
+
+For each target (``mlflow``: the MLflow server as shipped; ``mlflow-nodelay``: the same with
+TCP_NODELAY forced on; ``mlgrid``: ``mlgrid up``) the controller creates a fresh PostgreSQL
+database, starts the server, measures start-to-healthy, runs one client worker per phase group in
+that target's venv, stops the server and drops the database. Then it prints the table and writes
+every figure (with details, versions and commands) to a JSON file under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import mlflow_env, report, servers
+from bench.children import RESULT_MARKER
+from bench.phases import FULL, GROUPS, QUICK, Phase, select
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark mlgrid against the real MLflow server, side by side.",
+    )
+    parser.add_argument(
+        "--phases",
+        help=f"comma-separated groups ({', '.join(GROUPS)}) and/or phase ids; default: all",
+    )
+    parser.add_argument("--quick", action="store_true", help="a scaled-down smoke run")
+    parser.add_argument(
+        "--targets",
+        default=",".join(servers.TARGETS),
+        help=f"comma-separated subset of {', '.join(servers.TARGETS)} (default: all)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in args.targets if t not in servers.TARGETS]
+    if unknown or not args.targets:
+        parser.error(f"--targets: unknown {unknown}; choose from {', '.join(servers.TARGETS)}")
+    try:
+        args.selected = select(args.phases)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def run_worker(
+    target: str, uri: str, phases: list[Phase], quick: bool, sampler_for: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Runs the client worker for ``phases``; returns (its answer, extra controller figures)."""
+    python = str(mlflow_env.python()) if target.startswith("mlflow") else sys.executable
+    sdk = "mlflow" if target.startswith("mlflow") else "mlgrid"
+    command = [python, "-m", "bench.worker", "run", "--sdk", sdk, "--uri", uri]
+    command += ["--phases", ",".join(p.id for p in phases)] + (["--quick"] if quick else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
+    env.pop("PYTHONPATH", None)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    extra: dict[str, Any] = {}
+    sampler = (
+        servers.RssSampler(sampler_for, match="artifacts" if target == "mlgrid" else None)
+        if sampler_for
+        else None
+    )
+    with sampler or contextlib.nullcontext():
+        done = subprocess.run(
+            command, cwd=servers.ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=3600
+        )
+    if sampler:
+        extra["artifact_rss_growth"] = {
+            "value": max(sampler.growth_mib, 0.001),
+            "detail": {"processes": len(sampler.procs), "artifacts_process": sampler.matched},
+        }
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            answer: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
+            return answer, extra
+    error = {"error": f"worker exited with {done.returncode} and no result (see stderr above)"}
+    return {"results": {p.id: error for p in phases}}, {}
+
+
+def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-{target}-") as scratch,
+        servers.fresh_database(target) as db_url,
+        servers.started(target, db_url, Path(scratch)) as server,
+    ):
+        print(f"{target}: healthy after {server.startup_seconds:.2f} s", file=sys.stderr)
+        startup = {
+            "startup_seconds": server.startup_seconds,
+            "startup_processes": server.startup_processes,
+            "startup_rss": server.startup_rss_mib,
+        }
+        for phase in args.selected:
+            if phase.id in startup:
+                results[phase.id] = {"value": startup[phase.id], "detail": {}}
+        for group in GROUPS:
+            phases = [p for p in args.selected if p.group == group and not p.controller]
+            if not phases:
+                continue
+            sample = group == "artifacts" and any(
+                p.id == "artifact_rss_growth" for p in args.selected
+            )
+            pid = server.process.pid if sample and target == "mlgrid" else None
+            answer, extra = run_worker(target, server.uri, phases, args.quick, sampler_for=pid)
+            results.update(answer["results"])
+            results.update(extra)
+            meta.setdefault("versions", {})[target] = answer.get("version")
+        meta.setdefault("commands", {})[target] = shlex.join(server.command)
+    meta.setdefault("notes", {})[target] = server.notes
+    if target == "mlflow-nodelay" and server.notes.get("nodelay_processes") == "0":
+        print("warning: the TCP_NODELAY fix was not applied by any server process", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    meta: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "scale": (QUICK if args.quick else FULL).to_dict(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    if any(t.startswith("mlflow") for t in args.targets):
+        meta["mlflow_version"] = mlflow_env.ensure()
+    results: report.Results = {}
+    for target in args.targets:
+        print(f"== {target}", file=sys.stderr, flush=True)
+        results[target] = bench_target(target, args, meta)
+    table = report.rows(args.selected, results, args.targets)
+    print(report.render(table, markdown=args.markdown))
+    for line in report.errors(results):
+        print(f"error: {line}", file=sys.stderr)
+    output = args.output or RESULTS_DIR / f"bench-{meta['started'].replace(':', '')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"results written to {output}", file=sys.stderr)
+    return 1 if report.errors(results) else 0

@@ -1,0 +1,102 @@
+"""The results table: each phase's figure per target, mlgrid's ratio to each MLflow, the target.
+
+A ratio is "how many times better mlgrid is": mlgrid / MLflow for rates, MLflow / mlgrid for
+latencies, durations and sizes; above 1 means mlgrid wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.phases import Phase
+from bench.servers import TARGETS
+
+Results = dict[str, dict[str, Any]]  # target -> phase id -> {"value", "detail"} | {"error"}
+
+
+def value(results: Results, target: str, phase: Phase) -> float | None:
+    entry = results.get(target, {}).get(phase.id)
+    if not entry or "value" not in entry:
+        return None
+    figure: float = entry["value"]
+    return figure
+
+
+def ratio(phase: Phase, mlgrid: float | None, mlflow: float | None) -> float | None:
+    if mlgrid is None or mlflow is None or mlgrid <= 0 or mlflow <= 0:
+        return None
+    return mlgrid / mlflow if phase.higher_is_better else mlflow / mlgrid
+
+
+def met(phase: Phase, results: Results) -> str:
+    """ "yes"/"no" against the phase's target, "" without a target, "n/a" without the figures."""
+    mine = value(results, "mlgrid", phase)
+    if phase.target is not None:
+        if mine is None:
+            return "n/a"
+        ok = mine >= phase.target if phase.higher_is_better else mine <= phase.target
+        return "yes" if ok else "no"
+    if phase.target_factor is not None:
+        factor = ratio(phase, mine, value(results, "mlflow-nodelay", phase))
+        return "n/a" if factor is None else ("yes" if factor >= phase.target_factor else "no")
+    return ""
+
+
+def fmt(figure: float | None) -> str:
+    if figure is None:
+        return "-"
+    if figure >= 100:
+        return f"{figure:,.0f}"
+    if figure >= 10:
+        return f"{figure:.1f}"
+    return f"{figure:.2f}" if figure >= 0.1 else f"{figure:.3f}"
+
+
+def fmt_ratio(figure: float | None) -> str:
+    return "-" if figure is None else f"{figure:.1f}x"
+
+
+def rows(phases: list[Phase], results: Results, targets: list[str]) -> list[list[str]]:
+    mlflows = [t for t in targets if t != "mlgrid"]
+    header = ["phase", "unit", *(TARGETS[t] for t in targets)]
+    if "mlgrid" in targets:
+        header += [f"vs {TARGETS[t]}" for t in mlflows] + ["target", "met?"]
+    table = [header]
+    for phase in phases:
+        row = [phase.title, phase.unit]
+        for target in targets:
+            entry = results.get(target, {}).get(phase.id, {})
+            row.append("error" if "error" in entry else fmt(value(results, target, phase)))
+        if "mlgrid" in targets:
+            mine = value(results, "mlgrid", phase)
+            row += [fmt_ratio(ratio(phase, mine, value(results, t, phase))) for t in mlflows]
+            row += [phase.target_text(), met(phase, results)]
+        table.append(row)
+    return table
+
+
+def render(table: list[list[str]], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+        lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    out = []
+    for n, row in enumerate(table):
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def errors(results: Results) -> list[str]:
+    return [
+        f"{target} {phase}: {entry['error']}"
+        for target, by_phase in results.items()
+        for phase, entry in by_phase.items()
+        if "error" in entry
+    ]

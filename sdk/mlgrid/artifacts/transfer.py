@@ -1,0 +1,316 @@
+"""Moving bytes between local files and the artifacts service (any artifact URI).
+
+Uploads stream a file in chunks (one UploadArtifact call per file); directories upload with a
+thread pool. Large files to an object store go straight to it with presigned multipart URLs when
+the backend offers them, so the bytes never pass through the service. Downloads list the tree
+once (recursive ListArtifacts) and fetch the files in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
+from mlgrid.artifacts.repository import CHUNK_SIZE, FileInfo
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.transport import Transport
+
+#: Called with the number of bytes just transferred (for progress bars).
+Progress = Callable[[int], None]
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameterValue(f"{name}={value!r} is not an integer") from None
+
+
+def multipart_threshold() -> int:
+    """Files at least this large go direct to an object store when it offers presigned URLs."""
+    return _env_int("MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", 100 * 1024 * 1024)
+
+
+def multipart_chunk_size() -> int:
+    """Part size of direct multipart uploads (S3 needs at least 5 MiB except the last)."""
+    return max(5 * 1024 * 1024, _env_int("MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE", 16 * 1024 * 1024))
+
+
+def max_workers() -> int:
+    """Parallel transfers for directories and multipart parts."""
+    return max(1, _env_int("MLGRID_ARTIFACT_TRANSFER_WORKERS", 8))
+
+
+def join_path(*parts: str | None) -> str:
+    """Joins artifact path pieces with ``/`` (the service checks the result)."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def _info(proto: pb.FileInfo) -> FileInfo:
+    return FileInfo(proto.path, proto.is_dir, None if proto.is_dir else proto.file_size)
+
+
+# -- uploads ---------------------------------------------------------------------------------
+
+
+def _file_requests(
+    artifact_uri: str, path: str, local_file: Path, size: int, progress: Progress | None
+) -> Iterator[pb.UploadArtifactRequest]:
+    yield pb.UploadArtifactRequest(artifact_uri=artifact_uri, path=path, file_size=size)
+    with local_file.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield pb.UploadArtifactRequest(data=chunk)
+            if progress:
+                progress(len(chunk))
+
+
+def upload_file(
+    transport: Transport,
+    artifact_uri: str,
+    local_file: str | os.PathLike[str],
+    path: str,
+    progress: Progress | None = None,
+) -> FileInfo:
+    """Uploads one local file to ``path`` below ``artifact_uri``."""
+    source = Path(local_file)
+    size = source.stat().st_size
+    if size >= multipart_threshold() and urlsplit(artifact_uri).scheme not in ("", "file"):
+        direct = _upload_direct(transport, artifact_uri, source, path, size, progress)
+        if direct is not None:
+            return direct
+    requests = _file_requests(artifact_uri, path, source, size, progress)
+    response = transport.call(transport.artifacts.UploadArtifact, requests)
+    return _info(response.file)
+
+
+def upload_bytes(transport: Transport, artifact_uri: str, path: str, data: bytes) -> FileInfo:
+    """Uploads ``data`` as the file ``path`` below ``artifact_uri``."""
+
+    def requests() -> Iterator[pb.UploadArtifactRequest]:
+        yield pb.UploadArtifactRequest(
+            artifact_uri=artifact_uri, path=path, file_size=len(data), data=data[:CHUNK_SIZE]
+        )
+        for start in range(CHUNK_SIZE, len(data), CHUNK_SIZE):
+            yield pb.UploadArtifactRequest(data=data[start : start + CHUNK_SIZE])
+
+    response = transport.call(transport.artifacts.UploadArtifact, requests())
+    return _info(response.file)
+
+
+def upload_dir(
+    transport: Transport,
+    artifact_uri: str,
+    local_dir: str | os.PathLike[str],
+    artifact_path: str | None = None,
+    progress: Progress | None = None,
+) -> list[FileInfo]:
+    """Uploads every file below ``local_dir`` (keeping the tree) with a thread pool."""
+    base = Path(local_dir)
+    if not base.is_dir():
+        raise InvalidParameterValue(f"local_dir {str(local_dir)!r} is not a directory")
+    files = sorted(p for p in base.rglob("*") if p.is_file())
+    jobs = [(f, join_path(artifact_path, f.relative_to(base).as_posix())) for f in files]
+    if len(jobs) <= 1:
+        return [upload_file(transport, artifact_uri, f, p, progress) for f, p in jobs]
+    with ThreadPoolExecutor(max_workers=max_workers(), thread_name_prefix="mlgrid-upload") as pool:
+        futures = [
+            pool.submit(upload_file, transport, artifact_uri, f, p, progress) for f, p in jobs
+        ]
+        return [future.result() for future in futures]
+
+
+def _put_part(url: str, headers: dict[str, str], data: bytes) -> str:
+    request = urllib.request.Request(url, data=data, method="PUT", headers=dict(headers))
+    with urllib.request.urlopen(request, timeout=300) as response:
+        etag: str = response.headers.get("ETag", "")
+    return etag.strip('"')
+
+
+def _upload_direct(
+    transport: Transport,
+    artifact_uri: str,
+    source: Path,
+    path: str,
+    size: int,
+    progress: Progress | None,
+) -> FileInfo | None:
+    """Presigned multipart upload straight to the object store; None when not offered."""
+    part_size = multipart_chunk_size()
+    num_parts = max(1, -(-size // part_size))
+    create = pb.CreateMultipartUploadRequest(
+        artifact_uri=artifact_uri, path=path, num_parts=num_parts
+    )
+    try:
+        started = transport.call(transport.artifacts.CreateMultipartUpload, create)
+    except InvalidParameterValue:
+        return None  # the backend has no multipart uploads: stream through the service
+    ids = {"artifact_uri": artifact_uri, "path": path, "upload_id": started.upload_id}
+    if len(started.credentials) != num_parts:
+        transport.call(
+            transport.artifacts.AbortMultipartUpload, pb.AbortMultipartUploadRequest(**ids)
+        )
+        return None
+
+    def send(credential: pb.MultipartUploadCredential) -> pb.UploadedPart:
+        with source.open("rb") as handle:
+            handle.seek((credential.part_number - 1) * part_size)
+            data = handle.read(part_size)
+        etag = _put_part(credential.url, dict(credential.headers), data)
+        if progress:
+            progress(len(data))
+        return pb.UploadedPart(part_number=credential.part_number, etag=etag, size=len(data))
+
+    try:
+        with ThreadPoolExecutor(
+            max_workers=max_workers(), thread_name_prefix="mlgrid-part"
+        ) as pool:
+            parts = list(pool.map(send, started.credentials))
+        done = transport.call(
+            transport.artifacts.CompleteMultipartUpload,
+            pb.CompleteMultipartUploadRequest(**ids, parts=parts),
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            transport.call(
+                transport.artifacts.AbortMultipartUpload, pb.AbortMultipartUploadRequest(**ids)
+            )
+        raise
+    return _info(done.file)
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+
+def list_artifacts(
+    transport: Transport, artifact_uri: str, path: str = "", recursive: bool = False
+) -> list[FileInfo]:
+    """Direct children of ``path`` (or every file below it), following pages."""
+    infos: list[FileInfo] = []
+    token = ""
+    while True:
+        request = pb.ListArtifactsRequest(
+            artifact_uri=artifact_uri, path=path, page_token=token, recursive=recursive
+        )
+        response = transport.call(transport.artifacts.ListArtifacts, request)
+        infos.extend(_info(f) for f in response.files)
+        token = response.next_page_token
+        if not token:
+            return infos
+
+
+# -- downloads -------------------------------------------------------------------------------
+
+
+def _stream_download(
+    transport: Transport, request: pb.DownloadArtifactsRequest
+) -> Iterator[pb.DownloadArtifactsResponse]:
+    method: Any = transport.artifacts.DownloadArtifacts
+    messages: Iterator[pb.DownloadArtifactsResponse] = transport.stream(method, request)
+    return messages
+
+
+def _write_stream(
+    transport: Transport,
+    artifact_uri: str,
+    path: str,
+    destination: Callable[[str], Path],
+    progress: Progress | None,
+) -> list[Path]:
+    """Runs one DownloadArtifacts stream, writing each file it carries; returns the files."""
+    request = pb.DownloadArtifactsRequest(artifact_uri=artifact_uri, path=path)
+    written: list[Path] = []
+    handle: Any = None
+    try:
+        for message in _stream_download(transport, request):
+            if message.path:
+                if handle is not None:
+                    handle.close()
+                target = destination(message.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                handle = target.open("wb")
+                written.append(target)
+            if message.data:
+                handle.write(message.data)
+                if progress:
+                    progress(len(message.data))
+    except BaseException:
+        if handle is not None:
+            handle.close()
+            handle = None
+            written[-1].unlink(missing_ok=True)  # never leave a truncated file behind
+        raise
+    finally:
+        if handle is not None:
+            handle.close()
+    return written
+
+
+def _local_target(base: Path, relative: str) -> Path:
+    target = base.joinpath(*relative.split("/"))
+    if base.resolve() not in target.resolve().parents:
+        raise InvalidParameterValue(f"downloaded path {relative!r} would land outside {base}")
+    return target
+
+
+def download(
+    transport: Transport,
+    artifact_uri: str,
+    path: str,
+    local_target: str | os.PathLike[str],
+    progress: Progress | None = None,
+) -> str:
+    """Downloads the file or directory ``path`` to exactly ``local_target``; returns it."""
+    target = Path(local_target)
+    files = list_artifacts(transport, artifact_uri, path, recursive=True)
+    if not files:
+        # A single file, an empty directory, or nothing at all (NOT_FOUND from the service).
+        written = _write_stream(transport, artifact_uri, path, lambda _name: target, progress)
+        if not written:
+            target.mkdir(parents=True, exist_ok=True)
+        return str(target)
+    prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+    target.mkdir(parents=True, exist_ok=True)
+
+    def fetch(info: FileInfo) -> None:
+        local = _local_target(target, info.path[len(prefix) :])
+        _write_stream(transport, artifact_uri, info.path, lambda _name: local, progress)
+
+    with ThreadPoolExecutor(max_workers=max_workers(), thread_name_prefix="mlgrid-dl") as pool:
+        list(pool.map(fetch, files))
+    return str(target)
+
+
+def read_bytes(transport: Transport, artifact_uri: str, path: str = "") -> bytes:
+    """The bytes of one artifact file (for load_text / load_dict)."""
+    request = pb.DownloadArtifactsRequest(artifact_uri=artifact_uri, path=path)
+    chunks: list[bytes] = []
+    names = 0
+    for message in _stream_download(transport, request):
+        names += bool(message.path)
+        if names > 1:
+            raise InvalidParameterValue(f"artifact {path or artifact_uri!r} is a directory")
+        chunks.append(message.data)
+    if names == 0:
+        raise ResourceDoesNotExist(f"artifact {path or artifact_uri!r} is an empty directory")
+    return b"".join(chunks)
+
+
+def fresh_download_dir() -> Path:
+    """A new temporary directory for downloads without ``dst_path`` (as MLflow does)."""
+    return Path(tempfile.mkdtemp(prefix="mlgrid-artifacts-"))
+
+
+def remove_quietly(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

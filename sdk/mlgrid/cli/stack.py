@@ -1,0 +1,165 @@
+"""``mlgrid up`` (the whole local stack) and ``mlgrid server <name>`` (one process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+#: Ports ``mlgrid server`` binds by default, one per process kind (``--port 0`` picks a free one).
+DEFAULT_PORTS = {
+    "gateway": 50051,
+    "tracking": 50052,
+    "artifacts": 50053,
+    "registry": 50054,
+    "projects": 50055,
+}
+
+
+def _require_server() -> None:
+    try:
+        import mlgrid_services  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "this command runs mlgrid's services, which need the server components: "
+            "pip install 'mlgrid[server]'"
+        ) from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the gateway binds.")
+@click.option(
+    "--port", default=50051, show_default=True, type=int, help="Gateway port (0: any free port)."
+)
+@click.option(
+    "--backend-store-uri",
+    default=lambda: os.environ.get("MLGRID_BACKEND_STORE_URI", "sqlite:///mlgrid.db"),
+    show_default="sqlite:///mlgrid.db",
+    help="Tracking store: sqlite:///path or postgresql://user@host/db.",
+)
+@click.option(
+    "--registry-store-uri", default=None, help="Registry store (default: the tracking store)."
+)
+@click.option(
+    "--default-artifact-root",
+    default=lambda: os.environ.get("MLGRID_DEFAULT_ARTIFACT_ROOT", ""),
+    show_default="./mlgrid-artifacts",
+    help="Artifact root of experiments that name none (file:///… or s3://…).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Gateway routes file (YAML; see services/gateway/README.md).",
+)
+@click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
+def up(
+    host: str,
+    port: int,
+    backend_store_uri: str,
+    registry_store_uri: str | None,
+    default_artifact_root: str,
+    config_path: str | None,
+    grace: float,
+) -> None:
+    """Start the gateway and every service as local processes; Ctrl-C stops them."""
+    _require_server()
+    from mlgrid_services.stack import StackOptions, present_services, run_stack
+
+    options = StackOptions(
+        host=host,
+        port=port,
+        backend_store_uri=backend_store_uri,
+        registry_store_uri=registry_store_uri,
+        default_artifact_root=default_artifact_root,
+        config_path=os.path.abspath(config_path) if config_path else None,
+        grace=grace,
+    )
+    sys.exit(run_stack(options, present_services(), lambda text: click.echo(text, err=False)))
+
+
+@click.command()
+@click.argument("name", type=click.Choice(sorted(DEFAULT_PORTS)))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=None, type=int, help="Port (default per service; 0: any free).")
+@click.option(
+    "--backend-store-uri", default=None, help="Tracking store [env MLGRID_BACKEND_STORE_URI]."
+)
+@click.option(
+    "--registry-store-uri", default=None, help="Registry store [env MLGRID_REGISTRY_STORE_URI]."
+)
+@click.option(
+    "--default-artifact-root",
+    default=None,
+    help="Default artifact root [env MLGRID_DEFAULT_ARTIFACT_ROOT].",
+)
+@click.option(
+    "--gateway-target",
+    default=None,
+    help="host:port of the gateway, through which a service reaches the others [env MLGRID_GATEWAY_TARGET].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=lambda: os.environ.get("MLGRID_GATEWAY_CONFIG"),
+    help="Gateway only: routes file (YAML) [env MLGRID_GATEWAY_CONFIG].",
+)
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    help="Gateway only: a backend address to ask what it serves (repeatable) "
+    "[env MLGRID_GATEWAY_BACKENDS, comma-separated].",
+)
+@click.option(
+    "--grace", default=10.0, show_default=True, help="Seconds to finish calls on SIGTERM."
+)
+@click.option("--parent-pipe", is_flag=True, hidden=True, help="Run under `mlgrid up`.")
+def server(
+    name: str,
+    host: str,
+    port: int | None,
+    backend_store_uri: str | None,
+    registry_store_uri: str | None,
+    default_artifact_root: str | None,
+    gateway_target: str | None,
+    config_path: str | None,
+    backends: tuple[str, ...],
+    grace: float,
+    parent_pipe: bool,
+) -> None:
+    """Run one service (or the gateway) in this process, for deployments."""
+    _require_server()
+    from mlgrid_services import launcher
+
+    bind_port = DEFAULT_PORTS[name] if port is None else port
+    if name == "gateway":
+        from mlgrid_services.gateway.config import GatewayConfigError
+
+        env_backends = [b.strip() for b in os.environ.get("MLGRID_GATEWAY_BACKENDS", "").split(",")]
+        try:
+            launcher.serve_gateway(
+                host=host,
+                port=bind_port,
+                config_path=config_path,
+                backends=[*backends, *(b for b in env_backends if b)],
+                parent_pipe=parent_pipe,
+                grace=grace,
+            )
+        except GatewayConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
+    from mlgrid_services.common.config import ServiceConfig
+
+    config = ServiceConfig.from_env(
+        backend_store_uri=backend_store_uri,
+        registry_store_uri=registry_store_uri,
+        default_artifact_root=default_artifact_root,
+        gateway_target=gateway_target,
+    )
+    launcher.serve_service(
+        name, config, host=host, port=bind_port, parent_pipe=parent_pipe, grace=grace
+    )

@@ -1,0 +1,455 @@
+"""The typed client: MLflow's ``MlflowClient`` method names and signatures over gRPC.
+
+Each method builds one request, calls the tracking service through the transport (errors come
+back as typed exceptions from :mod:`mlgrid.exceptions`) and returns domain objects from
+:mod:`mlgrid.entities`. Artifact and registry methods come from the mixins their areas own.
+"""
+
+from __future__ import annotations
+
+import base64
+import numbers
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from mlgrid import environment as env
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as rpc
+from mlgrid.artifacts.client_mixin import ArtifactsClientMixin
+from mlgrid.async_logging import AsyncLogger, RunOperations
+from mlgrid.context.default import current_user
+from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
+from mlgrid.entities import (
+    DatasetInput,
+    Experiment,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.registry.client_mixin import RegistryClientMixin
+from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
+from mlgrid.transport import STORE_URI_METADATA, Transport
+
+__all__ = ["Client", "MlflowClient", "split_batch"]
+
+#: MLflow's default page size for searches.
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+#: The server's log_batch limits (REFERENCE.md); bigger batches are split by the client.
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+#: Values longer than these are truncated with a warning, as MLflow does by default.
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _metric_value(key: str, value: Any) -> float:
+    if isinstance(value, numbers.Number) and not isinstance(value, complex):
+        return float(value)  # type: ignore[arg-type]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterValue(
+            f"metric {key!r} got value {value!r} of type {type(value).__name__}; "
+            "a metric value must be a number"
+        ) from None
+
+
+def _truncate(kind: str, key: str, value: Any, limit: int) -> str:
+    text = str(value)
+    if len(text) > limit:
+        warnings.warn(
+            f"{kind} {key!r}: value of {len(text)} characters truncated to {limit}",
+            stacklevel=4,
+        )
+        return text[:limit]
+    return text
+
+
+def split_batch(
+    metrics: Sequence[Metric], params: Sequence[Param], tags: Sequence[RunTag]
+) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
+    """Splits a batch into calls within the server's limits, params and tags first (so that a
+    failed param write stops the batch before its metrics are written)."""
+    m = p = t = 0
+    while m < len(metrics) or p < len(params) or t < len(tags) or (m == p == t == 0):
+        chunk_params = list(params[p : p + MAX_PARAMS_TAGS_PER_BATCH])
+        chunk_tags = list(tags[t : t + MAX_PARAMS_TAGS_PER_BATCH])
+        room = min(
+            MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(chunk_params) - len(chunk_tags)
+        )
+        chunk_metrics = list(metrics[m : m + room])
+        p, t, m = p + len(chunk_params), t + len(chunk_tags), m + len(chunk_metrics)
+        yield chunk_metrics, chunk_params, chunk_tags
+        if m == len(metrics) and p == len(params) and t == len(tags):
+            return
+
+
+def _remote_metadata(transport: Transport) -> None:
+    """Adds auth and store-routing metadata to a gateway transport (once per transport)."""
+    if not transport.tracking_uri.startswith(("grpc://", "grpcs://")):
+        return
+    if any(getattr(p, "_mlgrid_client", False) for p in transport.metadata_providers):
+        return
+    tracking_uri = transport.tracking_uri
+
+    def provider() -> list[tuple[str, str]]:
+        # Read per call, so credentials rotated in the environment take effect at once.
+        metadata: list[tuple[str, str]] = []
+        token = env.MLGRID_TRACKING_TOKEN.get()
+        user, password = env.MLGRID_TRACKING_USERNAME.get(), env.MLGRID_TRACKING_PASSWORD.get()
+        if token:
+            metadata.append(("authorization", f"Bearer {token}"))
+        elif user and password:
+            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+            metadata.append(("authorization", f"Basic {basic}"))
+        store = get_store_uri(tracking_uri)
+        if store:
+            metadata.append((STORE_URI_METADATA, store))
+        return metadata
+
+    provider._mlgrid_client = True  # type: ignore[attr-defined]
+    transport.metadata_providers.append(provider)
+
+
+class Client(ArtifactsClientMixin, RegistryClientMixin):
+    """Client of a tracking server (``grpc://``) or an embedded store (``sqlite:///``, ...)."""
+
+    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+        self._transport: Transport = get_tracking_transport(tracking_uri, registry_uri)
+        self._tracking_uri = self._transport.tracking_uri
+        self._registry_uri = registry_uri or self._transport.registry_uri or self._tracking_uri
+        self._async_logger: AsyncLogger | None = None
+        _remote_metadata(self._transport)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+    def _call(self, method: Any, request: Any) -> Any:
+        return self._transport.call(method, request)
+
+    @property
+    def _stub(self) -> Any:
+        return self._transport.tracking
+
+    # -- experiments ------------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Creates an experiment and returns its id."""
+        request = rpc.CreateExperimentRequest(
+            name=name,
+            artifact_location=artifact_location or "",
+            tags=[common_pb2.Tag(key=k, value=str(v)) for k, v in (tags or {}).items()],
+        )
+        response = self._call(self._stub.CreateExperiment, request)
+        return str(response.experiment_id)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        request = rpc.GetExperimentRequest(experiment_id=str(experiment_id))
+        return Experiment.from_proto(self._call(self._stub.GetExperiment, request).experiment)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        """The experiment called ``name`` (the active one first), or None."""
+        request = rpc.GetExperimentByNameRequest(experiment_name=name)
+        try:
+            response = self._call(self._stub.GetExperimentByName, request)
+        except ResourceDoesNotExist:
+            return None
+        return Experiment.from_proto(response.experiment)
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        request = rpc.SearchExperimentsRequest(
+            max_results=max_results or 0,
+            page_token=page_token or "",
+            filter=filter_string or "",
+            order_by=order_by or [],
+            view_type=ViewType.to_proto(view_type),
+        )
+        response = self._call(self._stub.SearchExperiments, request)
+        return PagedList(
+            [Experiment.from_proto(e) for e in response.experiments], response.next_page_token
+        )
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        request = rpc.UpdateExperimentRequest(experiment_id=str(experiment_id), new_name=new_name)
+        self._call(self._stub.UpdateExperiment, request)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        request = rpc.DeleteExperimentRequest(experiment_id=str(experiment_id))
+        self._call(self._stub.DeleteExperiment, request)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        request = rpc.RestoreExperimentRequest(experiment_id=str(experiment_id))
+        self._call(self._stub.RestoreExperiment, request)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        request = rpc.SetExperimentTagRequest(
+            experiment_id=str(experiment_id), key=key, value=str(value)
+        )
+        self._call(self._stub.SetExperimentTag, request)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        request = rpc.DeleteExperimentTagRequest(experiment_id=str(experiment_id), key=key)
+        self._call(self._stub.DeleteExperimentTag, request)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Run:
+        """Creates a RUNNING run. ``tags`` are set as given (no context tags are added here;
+        the fluent ``start_run`` adds them, as in MLflow)."""
+        tags = {k: _truncate("tag", k, v, MAX_TAG_VALUE_LENGTH) for k, v in (tags or {}).items()}
+        request = rpc.CreateRunRequest(
+            experiment_id=str(experiment_id),
+            user_id=tags.get(MLFLOW_USER) or current_user(),
+            start_time=start_time or _now_ms(),
+            tags=[common_pb2.Tag(key=k, value=v) for k, v in tags.items()],
+            run_name=run_name or "",
+        )
+        return Run.from_proto(self._call(self._stub.CreateRun, request).run)
+
+    def get_run(self, run_id: str) -> Run:
+        return Run.from_proto(self._call(self._stub.GetRun, rpc.GetRunRequest(run_id=run_id)).run)
+
+    def get_parent_run(self, run_id: str) -> Run | None:
+        """The run named by ``run_id``'s ``mlflow.parentRunId`` tag, or None."""
+        parent_id = self.get_run(run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
+        return self.get_run(parent_id) if parent_id else None
+
+    def update_run(
+        self, run_id: str, status: str | None = None, name: str | None = None
+    ) -> RunInfo:
+        """Changes a run's status and/or name. A terminal status also sets the end time."""
+        request = rpc.UpdateRunRequest(run_id=run_id, run_name=name or "")
+        if status is not None:
+            request.status = RunStatus.to_proto(status)
+            if RunStatus.is_terminated(status):
+                request.end_time = _now_ms()
+        response = self._call(self._stub.UpdateRun, request)
+        return RunInfo.from_proto(response.run_info)
+
+    def set_terminated(
+        self, run_id: str, status: str | None = None, end_time: int | None = None
+    ) -> None:
+        """Ends a run: ``status`` (default FINISHED) and ``end_time`` (default now)."""
+        request = rpc.UpdateRunRequest(
+            run_id=run_id,
+            status=RunStatus.to_proto(status or "FINISHED"),
+            end_time=end_time or _now_ms(),
+        )
+        self._call(self._stub.UpdateRun, request)
+
+    def delete_run(self, run_id: str) -> None:
+        self._call(self._stub.DeleteRun, rpc.DeleteRunRequest(run_id=run_id))
+
+    def restore_run(self, run_id: str) -> None:
+        self._call(self._stub.RestoreRun, rpc.RestoreRunRequest(run_id=run_id))
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        if isinstance(experiment_ids, str | int):
+            experiment_ids = [str(experiment_ids)]
+        request = rpc.SearchRunsRequest(
+            experiment_ids=[str(e) for e in experiment_ids],
+            filter=filter_string or "",
+            run_view_type=ViewType.to_proto(run_view_type),
+            max_results=max_results,
+            order_by=order_by or [],
+            page_token=page_token or "",
+        )
+        response = self._call(self._stub.SearchRuns, request)
+        return PagedList([Run.from_proto(r) for r in response.runs], response.next_page_token)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def _async(self, synchronous: bool | None) -> bool:
+        if synchronous is None:
+            return env.MLGRID_ASYNC_LOGGING.get()
+        return not synchronous
+
+    @property
+    def async_logger(self) -> AsyncLogger:
+        """The background logger of this client (created on first asynchronous call)."""
+        if self._async_logger is None:
+            self._async_logger = AsyncLogger(self._log_batch_now)
+        return self._async_logger
+
+    def flush_async_logging(self) -> None:
+        """Waits for queued logging; raises failures that were not reported yet."""
+        if self._async_logger is not None:
+            self._async_logger.flush()
+
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
+        """Logs a param; returns ``value`` (or a RunOperations when not synchronous)."""
+        text = _truncate("param", key, value, MAX_PARAM_VALUE_LENGTH)
+        if self._async(synchronous):
+            return self.async_logger.log(run_id, params=[Param(key, text)])
+        self._call(self._stub.LogParam, rpc.LogParamRequest(run_id=run_id, key=key, value=text))
+        return value
+
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+        synchronous: bool | None = None,
+    ) -> RunOperations | None:
+        """Logs one metric point (timestamp default now, step default 0)."""
+        metric = Metric(key, _metric_value(key, value), timestamp or _now_ms(), step or 0)
+        if self._async(synchronous):
+            return self.async_logger.log(run_id, metrics=[metric])
+        request = rpc.LogMetricRequest(
+            run_id=run_id,
+            key=key,
+            value=metric.value,
+            timestamp=metric.timestamp,
+            step=metric.step,
+        )
+        self._call(self._stub.LogMetric, request)
+        return None
+
+    def set_tag(
+        self, run_id: str, key: str, value: Any, synchronous: bool | None = None
+    ) -> RunOperations | None:
+        text = _truncate("tag", key, value, MAX_TAG_VALUE_LENGTH)
+        if self._async(synchronous):
+            return self.async_logger.log(run_id, tags=[RunTag(key, text)])
+        self._call(self._stub.SetTag, rpc.SetTagRequest(run_id=run_id, key=key, value=text))
+        return None
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._call(self._stub.DeleteTag, rpc.DeleteTagRequest(run_id=run_id, key=key))
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+        synchronous: bool | None = None,
+    ) -> RunOperations | None:
+        """Logs metrics, params and tags. Batches above the server's limits (1000 metrics,
+        100 params, 100 tags, 1000 in all) are sent as several calls, params and tags first;
+        each call is atomic, the whole is not."""
+        params = [
+            Param(p.key, _truncate("param", p.key, p.value, MAX_PARAM_VALUE_LENGTH)) for p in params
+        ]
+        tags = [RunTag(t.key, _truncate("tag", t.key, t.value, MAX_TAG_VALUE_LENGTH)) for t in tags]
+        if self._async(synchronous):
+            return self.async_logger.log(run_id, list(metrics), params, tags)
+        self._log_batch_now(run_id, metrics, params, tags)
+        return None
+
+    def _log_batch_now(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None:
+        for chunk_metrics, chunk_params, chunk_tags in split_batch(metrics, params, tags):
+            request = rpc.LogBatchRequest(
+                run_id=run_id,
+                metrics=[m.to_proto() for m in chunk_metrics],
+                params=[p.to_proto() for p in chunk_params],
+                tags=[t.to_proto() for t in chunk_tags],
+            )
+            self._call(self._stub.LogBatch, request)
+
+    def log_inputs(
+        self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Any = None
+    ) -> None:
+        """Records datasets the run used. (``models`` is accepted for MLflow 3's signature;
+        logged-model inputs are not part of mlgrid.)"""
+        if models:
+            raise InvalidParameterValue(
+                "log_inputs: 'models' (logged-model inputs) is not supported"
+            )
+        request = rpc.LogInputsRequest(
+            run_id=run_id, datasets=[d.to_proto() for d in datasets or []]
+        )
+        self._call(self._stub.LogInputs, request)
+
+    # -- metric history ---------------------------------------------------------------------
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of metric ``key``, ordered by (step, timestamp), streamed in chunks."""
+        request = rpc.StreamMetricHistoryRequest(run_id=run_id, metric_key=key)
+        return [
+            Metric.from_proto(point)
+            for chunk in self._transport.stream(self._stub.StreamMetricHistory, request)
+            for point in chunk.metrics
+        ]
+
+    def get_metric_history_page(
+        self, run_id: str, key: str, max_results: int = 0, page_token: str | None = None
+    ) -> PagedList[Metric]:
+        """One page of a metric's history (``max_results`` 0 = everything)."""
+        request = rpc.GetMetricHistoryRequest(
+            run_id=run_id, metric_key=key, max_results=max_results, page_token=page_token or ""
+        )
+        response = self._call(self._stub.GetMetricHistory, request)
+        return PagedList([Metric.from_proto(m) for m in response.metrics], response.next_page_token)
+
+    def get_metric_history_bulk_interval(
+        self,
+        run_ids: Sequence[str],
+        metric_key: str,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        max_results: int | None = None,
+    ) -> list[Metric]:
+        """Sampled history of ``metric_key`` for up to 100 runs within [start_step, end_step];
+        each point carries its ``run_id``."""
+        request = rpc.GetMetricHistoryBulkIntervalRequest(
+            run_ids=list(run_ids), metric_key=metric_key, max_results=max_results or 0
+        )
+        if start_step is not None:
+            request.start_step = start_step
+        if end_step is not None:
+            request.end_step = end_step
+        response = self._call(self._stub.GetMetricHistoryBulkInterval, request)
+        return [Metric.from_proto(m.metric, run_id=m.run_id) for m in response.metrics]
+
+
+#: MLflow's name for the same class.
+MlflowClient = Client

@@ -1,0 +1,204 @@
+"""Environment variables the SDK reads, declared once, typed.
+
+Every ``MLGRID_X`` falls back to MLflow's ``MLFLOW_X`` so that jobs configured for MLflow (for
+example by a project runner or a Kubernetes template) work unchanged. A value that does not
+convert raises :class:`~mlgrid.exceptions.InvalidParameterValue` naming the variable, the value
+and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from mlgrid.exceptions import InvalidParameterValue
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"accepted values are {', '.join(sorted(_TRUE | _FALSE - {''}))}")
+
+
+def _parse_str(raw: str) -> str:
+    return raw
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value <= 0:
+        raise ValueError("expected an integer > 0")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0:
+        raise ValueError("expected a number > 0")
+    return value
+
+
+_TYPE_NAMES: dict[Callable[[str], object], str] = {
+    _parse_bool: "a boolean (true/false/1/0)",
+    _parse_str: "a string",
+    _parse_positive_int: "a positive integer",
+    _parse_positive_float: "a positive number",
+}
+
+
+_DERIVED = "derived"
+
+
+class EnvironmentVariable(Generic[T]):
+    """One setting: ``MLGRID_*``, falling back to MLflow's name, then ``default``.
+
+    ``fallback`` defaults to the same name with the ``MLFLOW_`` prefix; None means mlgrid-only.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        parse: Callable[[str], T],
+        default: T,
+        doc: str,
+        *,
+        fallback: str | None = _DERIVED,
+    ) -> None:
+        self.name = name
+        if fallback == _DERIVED:
+            fallback = "MLFLOW_" + name.removeprefix("MLGRID_")
+        self.fallback = fallback
+        self._parse = parse
+        self.default = default
+        self.__doc__ = doc
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names read, in order of precedence."""
+        return (self.name, self.fallback) if self.fallback else (self.name,)
+
+    def source(self) -> str | None:
+        """The name of the variable that is set (``MLGRID_*`` first), or None."""
+        for name in self.names:
+            if name in os.environ:
+                return name
+        return None
+
+    @property
+    def is_set(self) -> bool:
+        return self.source() is not None
+
+    def get_raw(self) -> str | None:
+        name = self.source()
+        return None if name is None else os.environ[name]
+
+    def get(self) -> T:
+        """The parsed value, or the default when neither name is set."""
+        name = self.source()
+        if name is None:
+            return self.default
+        raw = os.environ[name]
+        try:
+            return self._parse(raw)
+        except ValueError as exc:
+            expected = _TYPE_NAMES.get(self._parse, "a valid value")
+            raise InvalidParameterValue(
+                f"environment variable {name}={raw!r} is not {expected}: {exc}"
+            ) from None
+
+    def set(self, value: object) -> None:
+        """Sets the ``MLGRID_*`` name (children inherit it); MLflow's name is left alone."""
+        os.environ[self.name] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    def unset(self) -> None:
+        for name in self.names:
+            os.environ.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"EnvironmentVariable({self.name!r})"
+
+
+def _str(name: str, doc: str) -> EnvironmentVariable[str | None]:
+    return EnvironmentVariable[str | None](name, _parse_str, None, doc)
+
+
+MLGRID_TRACKING_URI = _str(
+    "MLGRID_TRACKING_URI", "Tracking URI: grpc://host:port, sqlite:///…, postgresql://…"
+)
+MLGRID_REGISTRY_URI = _str("MLGRID_REGISTRY_URI", "Registry URI; the tracking URI when unset.")
+MLGRID_EXPERIMENT_NAME = _str("MLGRID_EXPERIMENT_NAME", "Experiment that runs start in, by name.")
+MLGRID_EXPERIMENT_ID = _str("MLGRID_EXPERIMENT_ID", "Experiment that runs start in, by id.")
+MLGRID_RUN_ID = _str("MLGRID_RUN_ID", "A run that start_run() resumes (set for project runs).")
+MLGRID_TRACKING_TOKEN = _str("MLGRID_TRACKING_TOKEN", "Bearer token sent to the gateway.")
+MLGRID_TRACKING_USERNAME = _str("MLGRID_TRACKING_USERNAME", "Basic-auth user name.")
+MLGRID_TRACKING_PASSWORD = _str("MLGRID_TRACKING_PASSWORD", "Basic-auth password.")
+MLGRID_TRACKING_SERVER_CERT_PATH = _str(
+    "MLGRID_TRACKING_SERVER_CERT_PATH", "CA bundle used to verify a grpcs:// gateway."
+)
+MLGRID_TRACKING_CLIENT_CERT_PATH = _str(
+    "MLGRID_TRACKING_CLIENT_CERT_PATH", "Client certificate (PEM) for a grpcs:// gateway."
+)
+MLGRID_TRACKING_INSECURE_TLS = EnvironmentVariable(
+    "MLGRID_TRACKING_INSECURE_TLS", _parse_bool, False, "Skip TLS verification (testing only)."
+)
+MLGRID_S3_ENDPOINT_URL = _str(
+    "MLGRID_S3_ENDPOINT_URL", "Endpoint of an S3-compatible store (MinIO)."
+)
+MLGRID_ASYNC_LOGGING = EnvironmentVariable(
+    "MLGRID_ASYNC_LOGGING",
+    _parse_bool,
+    False,
+    "Log metrics, params and tags without blocking (a background queue, flushed at end_run).",
+    fallback="MLFLOW_ENABLE_ASYNC_LOGGING",
+)
+MLGRID_ASYNC_LOGGING_BATCH_INTERVAL = EnvironmentVariable(
+    "MLGRID_ASYNC_LOGGING_BATCH_INTERVAL",
+    _parse_positive_float,
+    0.2,
+    "Seconds the background logger waits to gather a batch.",
+    fallback=None,
+)
+MLGRID_ASYNC_LOGGING_QUEUE_SIZE = EnvironmentVariable(
+    "MLGRID_ASYNC_LOGGING_QUEUE_SIZE",
+    _parse_positive_int,
+    100_000,
+    "Items the background logger queues before log calls block.",
+    fallback=None,
+)
+MLGRID_DISABLE_RUN_CONTEXT = EnvironmentVariable(
+    "MLGRID_DISABLE_RUN_CONTEXT",
+    _parse_bool,
+    False,
+    "When true, runs get no automatic context tags (user, source, git).",
+    fallback=None,
+)
+MLGRID_SOURCE_TYPE = _str("MLGRID_SOURCE_TYPE", "Overrides mlflow.source.type (PROJECT, JOB, …).")
+MLGRID_SOURCE_NAME = _str("MLGRID_SOURCE_NAME", "Overrides mlflow.source.name.")
+MLGRID_STORE_URI = EnvironmentVariable[str | None](
+    "MLGRID_STORE_URI",
+    _parse_str,
+    None,
+    "With a grpc:// tracking URI: the store the gateway should route to (else its default).",
+    fallback=None,
+)
+MLGRID_GIT_TIMEOUT = EnvironmentVariable(
+    "MLGRID_GIT_TIMEOUT",
+    _parse_positive_float,
+    2.0,
+    "Seconds allowed for git context lookups.",
+    fallback=None,
+)
+
+#: Every declared variable, for documentation and diagnostics.
+ALL: tuple[EnvironmentVariable[object], ...] = tuple(
+    value for value in list(globals().values()) if isinstance(value, EnvironmentVariable)
+)

@@ -1,0 +1,153 @@
+"""A registry of backends keyed by scheme, fed by built-ins and entry points.
+
+Plugins load lazily (the first lookup reads the entry points; a class is imported only when its
+scheme is used), override built-ins of the same scheme, and a plugin that fails to import is
+recorded with its name and error instead of taking the process down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+from mlgrid.exceptions import InvalidParameterValue
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUPS: dict[str, str] = {
+    "tracking_store": "mlgrid.tracking_store",
+    "artifact_repository": "mlgrid.artifact_repository",
+    "model_registry_store": "mlgrid.model_registry_store",
+    "project_backend": "mlgrid.project_backend",
+    "run_context_provider": "mlgrid.run_context_provider",
+    "request_header_provider": "mlgrid.request_header_provider",
+}
+
+
+@dataclass(frozen=True)
+class PluginLoadFailure:
+    """A plugin that could not be loaded: which one, from where, and why."""
+
+    group: str
+    name: str
+    value: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.name!r} ({self.value}) in {self.group} failed to load: {self.error}"
+
+
+class UnknownSchemeError(InvalidParameterValue):
+    """No backend is registered for a scheme; the message lists the schemes that are."""
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split(".") if attribute else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+class SchemeRegistry(Generic[T]):
+    """Maps a scheme to a backend class: built-ins first, entry points over them."""
+
+    def __init__(self, group: str, kind: str, builtins: dict[str, str | type[T]] | None = None):
+        #: Entry-point group, e.g. "mlgrid.tracking_store".
+        self.group = group
+        #: What the backends are, for messages ("tracking store").
+        self.kind = kind
+        self._targets: dict[str, str | type[T] | EntryPoint] = dict(builtins or {})
+        self._loaded: dict[str, type[T]] = {}
+        self._plugin_schemes: set[str] = set()
+        self._scanned = False
+        self._lock = threading.Lock()
+        #: Plugins that failed to import, by scheme.
+        self.failures: dict[str, PluginLoadFailure] = {}
+
+    def register(self, scheme: str, target: str | type[T]) -> None:
+        """Registers (or overrides) the backend for ``scheme``."""
+        with self._lock:
+            self._targets[scheme] = target
+            self._loaded.pop(scheme, None)
+            self.failures.pop(scheme, None)
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        for entry in entry_points(group=self.group):
+            # Later registrations win over built-ins: a plugin may replace "file".
+            self._targets[entry.name] = entry
+            self._loaded.pop(entry.name, None)
+            self._plugin_schemes.add(entry.name)
+        self._scanned = True
+
+    def schemes(self) -> list[str]:
+        """Every scheme with a backend (including plugins not yet imported)."""
+        with self._lock:
+            self._scan()
+            return sorted(self._targets)
+
+    def plugin_schemes(self) -> list[str]:
+        """The schemes provided by installed plugins."""
+        with self._lock:
+            self._scan()
+            return sorted(self._plugin_schemes)
+
+    def get(self, scheme: str) -> type[T]:
+        """The backend class for ``scheme``; UnknownSchemeError lists the known ones."""
+        with self._lock:
+            self._scan()
+            if scheme in self._loaded:
+                return self._loaded[scheme]
+            target = self._targets.get(scheme)
+            if target is None:
+                known = ", ".join(sorted(self._targets)) or "none"
+                broken = "".join(f"; {failure}" for failure in self.failures.values())
+                raise UnknownSchemeError(
+                    f"no {self.kind} is registered for scheme {scheme!r}; known schemes: "
+                    f"{known}{broken}"
+                )
+            try:
+                if isinstance(target, EntryPoint):
+                    cls = target.load()
+                elif isinstance(target, str):
+                    cls = _import_object(target)
+                else:
+                    cls = target
+            except Exception as exc:
+                value = target.value if isinstance(target, EntryPoint) else str(target)
+                failure = PluginLoadFailure(
+                    self.group, scheme, value, f"{type(exc).__name__}: {exc}"
+                )
+                self.failures[scheme] = failure
+                log.error("%s", failure)
+                raise InvalidParameterValue(str(failure)) from exc
+            self._loaded[scheme] = cls
+            return cls
+
+
+def load_providers(group: str) -> tuple[list[Any], list[PluginLoadFailure]]:
+    """Instantiates every provider registered in ``group`` (the names are unused).
+
+    Returns the providers that loaded and the failures, so callers can report broken plugins
+    without failing themselves.
+    """
+    providers: list[Any] = []
+    failures: list[PluginLoadFailure] = []
+    for entry in entry_points(group=group):
+        try:
+            providers.append(entry.load()())
+        except Exception as exc:
+            failure = PluginLoadFailure(
+                group, entry.name, entry.value, f"{type(exc).__name__}: {exc}"
+            )
+            log.warning("%s", failure)
+            failures.append(failure)
+    return providers, failures

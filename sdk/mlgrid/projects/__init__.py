@@ -1,0 +1,138 @@
+"""Running projects: ``mlgrid.projects.run(...)``, as ``mlflow.projects.run``.
+
+The projects service (behind the gateway, or embedded) fetches the project, builds its
+environment and runs the entry point as a child process that logs to the tracking store;
+this module submits the run, follows its output and reports the outcome.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlgrid.api.projects.v1 import projects_service_pb2 as pb
+from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.projects.backend import LogChunk, ProjectBackend, SubmittedRun
+from mlgrid.projects.errors import ExecutionException
+from mlgrid.projects.submitted import RemoteSubmittedRun
+from mlgrid.transport import is_remote
+
+__all__ = [
+    "ExecutionException",
+    "LogChunk",
+    "ProjectBackend",
+    "SubmittedRun",
+    "run",
+]
+
+ENV_MANAGERS = ("local", "virtualenv", "conda")
+
+
+def _backend_config_json(backend_config: dict[str, Any] | str | None) -> str:
+    if backend_config is None:
+        return ""
+    if isinstance(backend_config, dict):
+        return json.dumps(backend_config)
+    text = str(backend_config)
+    path = Path(text).expanduser()
+    if not text.lstrip().startswith("{") and path.is_file():
+        text = path.read_text(encoding="utf-8")
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise InvalidParameterValue(
+            f"backend_config must be a JSON object or a JSON file, got {backend_config!r}"
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise InvalidParameterValue(f"backend_config must be a JSON object, got {parsed!r}")
+    return json.dumps(parsed)
+
+
+def _default_experiment() -> tuple[str, str]:
+    """Experiment id / name from the environment, as the fluent API reads them."""
+    exp_id = os.environ.get("MLGRID_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_ID") or ""
+    name = ""
+    if not exp_id:
+        name = (
+            os.environ.get("MLGRID_EXPERIMENT_NAME")
+            or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+            or ""
+        )
+    return exp_id, name
+
+
+def print_logs(submitted: SubmittedRun, follow: bool = True) -> None:
+    """Copies a run's output to this process's stdout / stderr as it arrives."""
+    for chunk in submitted.logs(follow=follow):
+        stream = sys.stderr if chunk.stream in ("stderr", "system") else sys.stdout
+        stream.write(chunk.data.decode("utf-8", errors="replace"))
+        stream.flush()
+
+
+def run(
+    uri: str,
+    entry_point: str = "main",
+    version: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    experiment_name: str | None = None,
+    experiment_id: str | None = None,
+    backend: str = "local",
+    backend_config: dict[str, Any] | str | None = None,
+    env_manager: str | None = None,
+    synchronous: bool = True,
+    run_name: str | None = None,
+    build_image: bool = False,
+) -> RemoteSubmittedRun:
+    """Runs a project (directory, git repository or zip) and returns the submitted run.
+
+    Synchronous runs print the run's output live and raise :class:`ExecutionException` when
+    the run does not finish successfully; asynchronous runs return once the run has started.
+    """
+    from mlgrid.tracking_uri import get_tracking_transport
+
+    if experiment_name and experiment_id:
+        raise InvalidParameterValue("give experiment_name or experiment_id, not both")
+    if env_manager is not None and env_manager not in ENV_MANAGERS:
+        raise InvalidParameterValue(
+            f"env_manager {env_manager!r} is not supported; use one of {', '.join(ENV_MANAGERS)}"
+        )
+    if not experiment_name and not experiment_id:
+        experiment_id, experiment_name = _default_experiment()
+    transport = get_tracking_transport()
+    backend = backend or "local"
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        user = ""
+    request = pb.SubmitRunRequest(
+        backend=backend,
+        uri=str(uri),
+        entry_point=entry_point or "main",
+        version=version or "",
+        parameters={str(k): str(v) for k, v in (parameters or {}).items()},
+        experiment_id=str(experiment_id or ""),
+        experiment_name=experiment_name or "",
+        backend_config_json=_backend_config_json(backend_config),
+        env_manager=env_manager or "",
+        run_name=run_name or "",
+        # An embedded store is reached by the child through the same URI; a gateway tells
+        # the service its own public address.
+        tracking_uri="" if is_remote(transport.tracking_uri) else transport.tracking_uri,
+        build_image=build_image,
+        user_id=user,
+        working_directory=os.getcwd(),
+    )
+    answer = transport.call(transport.projects.SubmitRun, request)
+    submitted = RemoteSubmittedRun(transport, backend, answer.run_id)
+    if synchronous:
+        print_logs(submitted, follow=True)
+        if not submitted.wait():
+            detail = f": {submitted.message}" if submitted.message else ""
+            raise ExecutionException(
+                f"Run (ID '{submitted.run_id}') failed{detail}", run_id=submitted.run_id
+            )
+    return submitted

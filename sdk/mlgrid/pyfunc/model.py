@@ -1,0 +1,89 @@
+"""The python_function flavor's objects: what users subclass, and what ``load_model`` returns."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PythonModelContext:
+    """Handed to ``load_context`` and ``predict``: local paths of the model's artifacts."""
+
+    #: Artifact name -> absolute local path (inside the loaded model directory).
+    artifacts: dict[str, str] = field(default_factory=dict)
+    #: The ``model_config`` given to save_model/log_model.
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+
+class PythonModel:
+    """Base class of custom models (MLflow's ``mlflow.pyfunc.PythonModel``).
+
+    Override :meth:`predict`; override :meth:`load_context` to load artifacts once when the
+    model is loaded. Instances are pickled with cloudpickle, so closures and lambdas work.
+    """
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Called once by ``load_model`` before the first prediction."""
+
+    def predict(
+        self, context: PythonModelContext, model_input: Any, params: dict | None = None
+    ) -> Any:
+        raise NotImplementedError(
+            "subclasses of PythonModel implement predict(context, model_input)"
+        )
+
+
+class FunctionModel(PythonModel):
+    """Wraps a plain function ``f(model_input)`` so it can be logged like a PythonModel."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def predict(
+        self, context: PythonModelContext, model_input: Any, params: dict | None = None
+    ) -> Any:
+        return self.func(model_input)
+
+
+def _accepts_params(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "params" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+class PyFuncModel:
+    """A loaded model: ``predict(data)`` calls the user's ``predict(context, data)``."""
+
+    def __init__(
+        self, python_model: PythonModel, context: PythonModelContext, metadata: dict[str, Any]
+    ):
+        self._python_model = python_model
+        self._context = context
+        #: The parsed MLmodel descriptor.
+        self.metadata = metadata
+        self._with_params = _accepts_params(python_model.predict)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        if self._with_params:
+            return self._python_model.predict(self._context, data, params=params)
+        return self._python_model.predict(self._context, data)
+
+    def unwrap_python_model(self) -> PythonModel:
+        """The user's PythonModel instance."""
+        return self._python_model
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self._context.model_config
+
+    def __repr__(self) -> str:
+        run = self.metadata.get("run_id") or "-"
+        path = self.metadata.get("artifact_path") or "-"
+        return f"PyFuncModel(run_id={run}, artifact_path={path}, model={type(self._python_model).__name__})"

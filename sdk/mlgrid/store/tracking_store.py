@@ -1,0 +1,238 @@
+"""The tracking store interface that the built-in SQL store and plugin stores implement.
+
+A store persists experiments, runs and their data. Entities in and out are the generated proto
+messages of :mod:`mlgrid.api.tracking.v1.tracking_pb2` (``Experiment``, ``Run``, ``RunInfo``,
+``Metric``, ``Param``, ``DatasetInput``, ``MetricWithRunId``) and
+:mod:`mlgrid.api.common.v1.common_pb2` (``Tag``), so the service hands them to gRPC unchanged.
+
+Division of labour (DESIGN.md: servicer → domain → store):
+
+- The service's domain layer has already validated every input that can be checked without the
+  database: key formats and value lengths, batch limits, ids' formats, max_results ranges,
+  infinities clamped, defaults filled in (timestamps, run names, artifact locations). A store
+  may trust them.
+- The store enforces the invariants that depend on stored state, atomically, and raises the
+  typed exceptions of :mod:`mlgrid.exceptions`:
+
+  * ``ResourceDoesNotExist`` for an unknown experiment / run / tag;
+  * ``ResourceAlreadyExists`` for a taken experiment name (also when a concurrent creator won);
+  * ``InvalidParameterValue`` for writes to a deleted run (or a run of a deleted experiment),
+    for a param re-logged with another value, and for malformed filters or page tokens.
+
+- Filters are parsed with :mod:`mlgrid.store.search_filter` and page tokens made with
+  :mod:`mlgrid.store.paging`, so every store accepts and rejects the same inputs.
+
+Times are milliseconds since the epoch. Ids are strings made by the store.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.tracking.v1 import tracking_pb2
+
+__all__ = ["AbstractTrackingStore", "HistoryPoint"]
+
+#: A raw metric point of one key, as streamed by :meth:`AbstractTrackingStore.iter_metric_history`:
+#: ``(step, timestamp, value)``.
+HistoryPoint = tuple[int, int, float]
+
+
+class AbstractTrackingStore(abc.ABC):
+    """Persistence of experiments, runs, params, metrics, tags and dataset inputs."""
+
+    # ----------------------------------------------------------------- experiments
+
+    @abc.abstractmethod
+    def create_experiment(
+        self, name: str, artifact_location: str | None, tags: Sequence[common_pb2.Tag]
+    ) -> str:
+        """Creates an active experiment and returns its new id.
+
+        ``artifact_location`` None means "the store's default": ``<default root>/<id>``, which
+        the caller cannot know before the id exists. Raises ResourceAlreadyExists when an
+        experiment (active or deleted) already has ``name``, including when a concurrent call
+        created it first.
+        """
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> tracking_pb2.Experiment:
+        """The experiment with its tags, in any lifecycle stage. ResourceDoesNotExist if none."""
+
+    @abc.abstractmethod
+    def get_experiment_by_name(self, name: str) -> tracking_pb2.Experiment | None:
+        """The experiment called ``name`` (names are unique), or None."""
+
+    @abc.abstractmethod
+    def search_experiments(
+        self,
+        view_type: int,
+        max_results: int,
+        filter_string: str,
+        order_by: Sequence[str],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.Experiment], str]:
+        """One page of experiments and the next page token ("" on the last page).
+
+        ``view_type`` is a ``common_pb2.ViewType`` (ACTIVE_ONLY, DELETED_ONLY, ALL).
+        ``filter_string`` follows :func:`mlgrid.store.search_filter.check_experiment_filter`;
+        ``order_by`` :func:`~mlgrid.store.search_filter.parse_experiment_order_by`, with default
+        and tie-break ``creation_time DESC, experiment_id ASC``.
+        """
+
+    @abc.abstractmethod
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        """Renames an experiment. ResourceDoesNotExist / ResourceAlreadyExists (name taken);
+        InvalidParameterValue when the experiment is deleted."""
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Soft-deletes an experiment and soft-deletes its active runs with it (both become
+        ``deleted``). ResourceDoesNotExist if unknown; InvalidParameterValue for the default
+        experiment "0" or when it is already deleted."""
+
+    @abc.abstractmethod
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Restores a deleted experiment and the runs that were deleted together with it (runs
+        deleted one by one before stay deleted). InvalidParameterValue when it is active."""
+
+    @abc.abstractmethod
+    def set_experiment_tag(self, experiment_id: str, tag: common_pb2.Tag) -> None:
+        """Sets (overwrites) an experiment tag. InvalidParameterValue if the experiment is
+        deleted."""
+
+    @abc.abstractmethod
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Deletes an experiment tag. ResourceDoesNotExist if the tag is not set."""
+
+    # ----------------------------------------------------------------------- runs
+
+    @abc.abstractmethod
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        run_name: str,
+        tags: Sequence[common_pb2.Tag],
+    ) -> tracking_pb2.Run:
+        """Creates a RUNNING run with a new 32-hex id and returns it.
+
+        The caller passes the final ``run_name`` and ``tags`` (already including
+        ``mlflow.runName`` = ``run_name``). ``artifact_uri`` = the experiment's artifact_location
+        + ``/<run_id>/artifacts``. ResourceDoesNotExist for an unknown experiment;
+        InvalidParameterValue for a deleted one.
+        """
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> tracking_pb2.Run:
+        """The run with its params, tags, latest metrics and dataset inputs (any lifecycle
+        stage). ResourceDoesNotExist if none."""
+
+    @abc.abstractmethod
+    def update_run(
+        self, run_id: str, status: int | None, end_time: int | None, run_name: str | None
+    ) -> tracking_pb2.RunInfo:
+        """Changes the fields that are not None (``status`` is a RunStatus number); a new
+        ``run_name`` also rewrites tag ``mlflow.runName``. Refuses deleted runs."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Soft-deletes a run (idempotent for a deleted run). ResourceDoesNotExist if none."""
+
+    @abc.abstractmethod
+    def restore_run(self, run_id: str) -> None:
+        """Restores a deleted run. InvalidParameterValue when its experiment is deleted."""
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        max_results: int,
+        order_by: Sequence[str],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.Run], str]:
+        """One page of runs of ``experiment_ids`` and the next page token ("" when last).
+
+        ``filter_string`` follows :func:`mlgrid.store.search_filter.check_run_filter` (MLflow's
+        grammar plus OR and parentheses; metric comparisons use each run's latest value);
+        ``order_by`` :func:`~mlgrid.store.search_filter.parse_run_order_by`; missing values sort
+        last; ties break on ``start_time DESC, run_id ASC``.
+        """
+
+    # ------------------------------------------------------------------ run data
+
+    @abc.abstractmethod
+    def log_param(self, run_id: str, param: tracking_pb2.Param) -> None:
+        """Write-once: the same value again is a no-op; another value raises
+        InvalidParameterValue (also when two writers race: one wins, the other gets the error)."""
+
+    @abc.abstractmethod
+    def log_metric(self, run_id: str, metric: tracking_pb2.Metric) -> None:
+        """Appends one point and, in the same transaction, updates the key's latest point (the
+        greatest ``(step, timestamp, value)``). NaN values are kept."""
+
+    @abc.abstractmethod
+    def set_tag(self, run_id: str, tag: common_pb2.Tag) -> None:
+        """Sets (overwrites) a run tag; ``mlflow.runName`` also renames the run."""
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Deletes a run tag. ResourceDoesNotExist if the tag is not set."""
+
+    @abc.abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[tracking_pb2.Metric],
+        params: Sequence[tracking_pb2.Param],
+        tags: Sequence[common_pb2.Tag],
+    ) -> None:
+        """Writes everything in ONE transaction, all or nothing: a param conflicting with a
+        stored value (or a deleted run) raises and leaves nothing written. No size ceiling here;
+        the domain layer applies log_batch's limits (streaming ingest has none)."""
+
+    @abc.abstractmethod
+    def log_inputs(self, run_id: str, inputs: Sequence[tracking_pb2.DatasetInput]) -> None:
+        """Links datasets to a run. A dataset is identified by (experiment, name, digest) and
+        stored once; linking the same dataset again replaces the input's tags."""
+
+    # ------------------------------------------------------------------- history
+
+    @abc.abstractmethod
+    def get_metric_history(
+        self, run_id: str, key: str, max_results: int, page_token: str
+    ) -> tuple[list[tracking_pb2.Metric], str]:
+        """Points of one key ordered by (step, timestamp); ``max_results`` 0 = all.
+        ResourceDoesNotExist for an unknown run; an unknown key gives an empty list."""
+
+    @abc.abstractmethod
+    def iter_metric_history(
+        self, run_id: str, key: str, chunk_size: int
+    ) -> Iterator[Sequence[HistoryPoint]]:
+        """The whole history of one key in chunks of at most ``chunk_size`` raw points
+        ``(step, timestamp, value)``, ordered by (step, timestamp). Raw tuples rather than
+        protos so the service can build its stream without copying each point twice; fetch
+        with a server-side cursor so memory stays bounded."""
+
+    @abc.abstractmethod
+    def get_metric_history_bulk_interval(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        start_step: int | None,
+        end_step: int | None,
+        max_results: int,
+    ) -> list[tracking_pb2.MetricWithRunId]:
+        """Sampled history of one key for each run, steps within [start_step, end_step]: at most
+        ``max_results`` steps per run, evenly spread, always keeping the first and last step;
+        one point per step (the latest by timestamp). Ordered by run (as given) then step."""
+
+    # -------------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Releases connections and other resources. The default does nothing."""

@@ -1,0 +1,35 @@
+"""Builds the artifacts service for a process (``mlgrid server artifacts``, ``mlgrid up``, embedded)."""
+
+from __future__ import annotations
+
+import grpc
+
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2, artifacts_service_pb2_grpc
+from mlgrid_services.common.app import ServiceApp
+from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.server import ServedService
+
+from .domain import ArtifactsDomain, allowed_roots_from_env
+from .repositories import ARTIFACT_REPOSITORIES
+from .servicer import ArtifactsServicer
+
+SERVICE_NAME = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
+
+
+def allowed_file_roots(config: ServiceConfig) -> list[str]:
+    """Local roots clients may use: the default artifact root (when local) and the env list."""
+    roots = [config.effective_artifact_root, *allowed_roots_from_env()]
+    return [r for r in roots if r.startswith("file:") or r.startswith("/")]
+
+
+def create(config: ServiceConfig) -> ServiceApp:
+    """The artifacts service, announcing every scheme with a repository (file, s3, plugins')."""
+    servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config)))
+
+    def register(server: grpc.Server) -> None:
+        artifacts_service_pb2_grpc.add_ArtifactsServiceServicer_to_server(servicer, server)
+
+    service = ServedService(
+        name=SERVICE_NAME, register=register, schemes=ARTIFACT_REPOSITORIES.schemes()
+    )
+    return ServiceApp(services=[service])

@@ -1,0 +1,235 @@
+"""The ``file`` repository: artifacts in a local directory.
+
+Writes go to a hidden temp file in the destination's directory, are fsynced, then renamed over
+the final name, so a killed upload never leaves a partial file under that name. Multipart parts
+live under a hidden staging directory at the root until they are assembled. Hidden names
+(``.mlgrid-…``) never show in listings and cannot be named by clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mlgrid.artifacts.repository import (
+    CHUNK_SIZE,
+    ArtifactRepository,
+    FileInfo,
+    MultipartUpload,
+    PresignedUrl,
+    UploadedPart,
+)
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid_services.common.paths import check_uri, resolve_inside
+
+from ._atomic import write_atomically
+
+#: Prefix of every name this backend keeps for itself (temp files, multipart staging).
+RESERVED_PREFIX = ".mlgrid-"
+STAGING_DIR = ".mlgrid-multipart"
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+class FileArtifactRepository(ArtifactRepository):
+    """Artifacts below a local directory named by a ``file://`` URI (or an absolute path)."""
+
+    def __init__(self, artifact_uri: str) -> None:
+        super().__init__(artifact_uri)
+        self.root = check_uri(artifact_uri).local_path()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _local(self, path: str) -> Path:
+        return resolve_inside(self.root, path)
+
+    def _visible(self, entry: os.DirEntry[str]) -> bool:
+        """Hides reserved names and symlinks that lead out of the root."""
+        if entry.name.startswith(RESERVED_PREFIX):
+            return False
+        if entry.is_symlink():
+            real_root = os.path.realpath(self.root)
+            real = os.path.realpath(entry.path)
+            return real == real_root or real.startswith(real_root + os.sep)
+        return True
+
+    def _write_atomically(self, target: Path, chunks: Iterable[bytes], label: str) -> int:
+        """Streams ``chunks`` into a temp file next to ``target``, fsyncs, renames; returns size."""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidParameterValue(
+                f"path {label!r} cannot be written: a parent of it is a file"
+            ) from None
+        if target.is_dir():
+            raise InvalidParameterValue(f"path {label!r} cannot be written: it is a directory")
+        return write_atomically(target, chunks)
+
+    # -- primitives ----------------------------------------------------------------------------
+
+    def write_file(self, path: str, chunks: Iterable[bytes]) -> FileInfo:
+        if not path:
+            raise InvalidParameterValue("path '' is not allowed for an upload: name the file")
+        size = self._write_atomically(self._local(path), chunks, path)
+        return FileInfo(path=path, is_dir=False, file_size=size)
+
+    def read_file(self, path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        local = self._local(path)
+        try:
+            handle = local.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ResourceDoesNotExist(f"artifact file {path!r} does not exist") from None
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def stat(self, path: str) -> FileInfo | None:
+        local = self._local(path)
+        try:
+            info = local.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if local.is_dir():
+            return FileInfo(path=path, is_dir=True, file_size=None)
+        return FileInfo(path=path or local.name, is_dir=False, file_size=info.st_size)
+
+    def list_artifacts(self, path: str = "") -> list[FileInfo]:
+        local = self._local(path)
+        try:
+            entries = [e for e in os.scandir(local) if self._visible(e)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        infos = []
+        for entry in entries:
+            if entry.is_dir():
+                infos.append(FileInfo(_join(path, entry.name), True, None))
+            else:
+                infos.append(FileInfo(_join(path, entry.name), False, entry.stat().st_size))
+        infos.sort(key=lambda info: info.path)
+        return infos
+
+    def walk_files(self, path: str = "") -> Iterator[FileInfo]:
+        for info in self.list_artifacts(path):
+            if info.is_dir:
+                yield from self.walk_files(info.path)
+            else:
+                yield info
+
+    def delete_artifacts(self, path: str = "") -> None:
+        local = self._local(path)
+        if not path:
+            for entry in os.scandir(local) if local.is_dir() else []:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            return
+        if local.is_dir() and not local.is_symlink():
+            shutil.rmtree(local)
+        elif local.exists() or local.is_symlink():
+            local.unlink()
+
+    # -- multipart (parts go through the service; no presigned URLs on a local disk) -----------
+
+    def _staging(self, path: str, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id):
+            raise InvalidParameterValue(
+                f"upload_id {upload_id!r} is not allowed: expected the id CreateMultipartUpload returned"
+            )
+        staging = self.root / STAGING_DIR / upload_id
+        try:
+            target = (staging / "target").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ResourceDoesNotExist(f"multipart upload {upload_id!r} does not exist") from None
+        if target != path:
+            raise InvalidParameterValue(
+                f"path {path!r} does not match multipart upload {upload_id!r} (started for {target!r})"
+            )
+        return staging
+
+    def create_multipart_upload(
+        self, path: str, num_parts: int = 0, expires_in: int = 900
+    ) -> MultipartUpload:
+        if not path:
+            raise InvalidParameterValue("path '' is not allowed for an upload: name the file")
+        self._local(path)  # refuses symlink escapes before anything is staged
+        upload_id = uuid.uuid4().hex
+        staging = self.root / STAGING_DIR / upload_id
+        staging.mkdir(parents=True)
+        (staging / "target").write_text(path, encoding="utf-8")
+        return MultipartUpload(upload_id=upload_id)
+
+    def upload_part(
+        self, path: str, upload_id: str, part_number: int, chunks: Iterable[bytes]
+    ) -> UploadedPart:
+        staging = self._staging(path, upload_id)
+        if not 1 <= part_number <= 10_000:
+            raise InvalidParameterValue(f"part_number {part_number} is not allowed: use 1 to 10000")
+        digest = hashlib.sha256()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in chunks:
+                digest.update(chunk)
+                yield chunk
+
+        part_file = staging / f"part-{part_number:05d}"
+        size = self._write_atomically(part_file, hashed(), path)
+        etag = digest.hexdigest()[:32]
+        (staging / f"etag-{part_number:05d}").write_text(etag, encoding="utf-8")
+        return UploadedPart(part_number=part_number, etag=etag, size=size)
+
+    def list_uploaded_parts(self, path: str, upload_id: str) -> list[UploadedPart]:
+        staging = self._staging(path, upload_id)
+        parts = []
+        for part_file in sorted(staging.glob("part-*")):
+            number = int(part_file.name.split("-")[1])
+            etag_file = staging / f"etag-{number:05d}"
+            if not etag_file.exists():
+                continue  # written, but its etag not yet: treat as not uploaded
+            etag = etag_file.read_text(encoding="utf-8")
+            parts.append(UploadedPart(number, etag, part_file.stat().st_size))
+        return parts
+
+    def complete_multipart_upload(
+        self, path: str, upload_id: str, parts: list[UploadedPart]
+    ) -> FileInfo:
+        staging = self._staging(path, upload_id)
+        stored = {p.part_number: p for p in self.list_uploaded_parts(path, upload_id)}
+        if not parts:
+            raise InvalidParameterValue("parts is empty: name the uploaded parts in order")
+        numbers = [p.part_number for p in parts]
+        if numbers != sorted(set(numbers)):
+            raise InvalidParameterValue(f"parts {numbers} must be in ascending order, no repeats")
+        for part in parts:
+            found = stored.get(part.part_number)
+            if found is None:
+                raise InvalidParameterValue(f"part {part.part_number} was never uploaded")
+            if part.etag and part.etag.strip('"') != found.etag:
+                raise InvalidParameterValue(
+                    f"part {part.part_number} etag {part.etag!r} does not match {found.etag!r}"
+                )
+
+        def assembled() -> Iterator[bytes]:
+            for part in parts:
+                with (staging / f"part-{part.part_number:05d}").open("rb") as handle:
+                    while chunk := handle.read(CHUNK_SIZE):
+                        yield chunk
+
+        size = self._write_atomically(self._local(path), assembled(), path)
+        shutil.rmtree(staging, ignore_errors=True)
+        return FileInfo(path=path, is_dir=False, file_size=size)
+
+    def presigned_url(self, path: str, method: str = "GET", expires_in: int = 900) -> PresignedUrl:
+        self._local(path)  # a hostile path is refused as such, before "not supported"
+        return super().presigned_url(path, method, expires_in)
+
+    def abort_multipart_upload(self, path: str, upload_id: str) -> None:
+        shutil.rmtree(self._staging(path, upload_id), ignore_errors=True)

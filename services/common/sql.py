@@ -1,0 +1,188 @@
+"""SQL engine and migration helpers shared by the SQL-backed services (tracking, registry).
+
+- :func:`make_engine` builds an engine tuned per database: SQLite in WAL mode with a busy timeout
+  (so concurrent writers wait instead of failing), PostgreSQL through psycopg 3 with a pool sized
+  for the gRPC worker threads.
+- :func:`upgrade_database` runs a service's Alembic migrations programmatically. Each service keeps
+  its own version table (``alembic_version_<service>``) so several services can share one database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from mlgrid.exceptions import InvalidParameterValue
+
+#: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
+_POSTGRES_ALIASES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
+
+#: Milliseconds a SQLite connection waits for a lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: Execution option a store sets on connections that will write; on SQLite their transaction
+#: starts with BEGIN IMMEDIATE, so two writers queue on the lock instead of deadlocking when both
+#: try to upgrade a read lock.
+WRITE_OPTION = "mlgrid_write"
+
+
+def normalize_db_uri(uri: str) -> str:
+    """``uri`` with PostgreSQL spellings mapped to ``postgresql+psycopg://``."""
+    for alias in _POSTGRES_ALIASES:
+        if uri.startswith(alias):
+            return "postgresql+psycopg://" + uri[len(alias) :]
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    url = make_url(uri)
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event (below) decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # MLflow's LIKE is case-sensitive (ILIKE is the insensitive one); SQLite's is not by default.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(uri: str, **overrides: Any) -> Engine:
+    """A SQLAlchemy engine for ``uri`` (``sqlite:///…``, ``postgresql://…``, ``postgres://…``).
+
+    SQLite: parent directories are created, WAL, synchronous=NORMAL, busy_timeout, foreign keys.
+    PostgreSQL: psycopg 3, a pool big enough for a gRPC server's worker threads.
+    ``overrides`` go to :func:`sqlalchemy.create_engine` unchanged.
+    """
+    uri = normalize_db_uri(uri)
+    try:
+        url = make_url(uri)
+    except Exception as exc:
+        raise InvalidParameterValue(
+            f"store URI {uri[:200]!r} is not a database URL ({exc}); expected sqlite:///path or "
+            "postgresql://user@host/db"
+        ) from exc
+    backend = url.get_backend_name()
+    options: dict[str, Any] = {}
+    if backend == "sqlite":
+        path = _sqlite_path(uri)
+        if path is not None:
+            path.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        options.update(pool_size=8, max_overflow=16, connect_args={"check_same_thread": False})
+        if path is None:
+            # An in-memory database exists once per connection: share one.
+            from sqlalchemy.pool import StaticPool
+
+            options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    elif backend == "postgresql":
+        options.update(pool_size=10, max_overflow=22, pool_recycle=1800, pool_timeout=30)
+    options.update(overrides)
+    engine = create_engine(url, **options)
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction meant to write (BEGIN IMMEDIATE on SQLite)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+_migration_lock = threading.Lock()
+
+
+def upgrade_database(
+    uri_or_engine: str | Engine,
+    script_location: str | Path,
+    version_table: str,
+    revision: str = "head",
+) -> None:
+    """Brings the database to ``revision`` with the Alembic scripts in ``script_location``.
+
+    ``version_table`` is the service's own table (e.g. ``alembic_version_tracking``), so the
+    tracking and registry services can share a database without stepping on each other.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    engine = make_engine(uri_or_engine) if isinstance(uri_or_engine, str) else uri_or_engine
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("version_table", version_table)
+    with _migration_lock, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several processes may start at once on one database: migrate one at a time.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = version_table
+        command.upgrade(config, revision)
+    if isinstance(uri_or_engine, str):
+        engine.dispose()
+
+
+def _lock_id(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(name.encode())
+
+
+def current_revision(engine: Engine, version_table: str) -> str | None:
+    """The revision the database is at for one service (None when never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return context.get_current_revision()
+
+
+def run_migrations_online(context: Any, target_metadata: Any = None) -> None:
+    """Body of a service's Alembic ``env.py``: migrate on the connection handed over above."""
+    config = context.config
+    conn = config.attributes.get("connection")
+    version_table = config.attributes.get("version_table") or config.get_main_option(
+        "version_table"
+    )
+    if conn is None:
+        # Invoked by the alembic command line: build an engine from sqlalchemy.url.
+        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        with engine.begin() as own:
+            _configure_and_run(context, own, target_metadata, version_table)
+        engine.dispose()
+        return
+    _configure_and_run(context, conn, target_metadata, version_table)
+
+
+def _configure_and_run(context: Any, conn: Connection, metadata: Any, version_table: str) -> None:
+    context.configure(
+        connection=conn,
+        target_metadata=metadata,
+        version_table=version_table,
+        render_as_batch=conn.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,72 @@
+"""Channels and multicallables to the backends, created once and reused by every call.
+
+Creating a channel (and even a multicallable) costs far more than forwarding a small call, so
+both are cached: one channel per backend address, one multicallable per (address, method). The
+serializers are identity functions (``None``), so request and response bytes pass through as is.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import grpc
+
+from mlgrid.transport import CHANNEL_OPTIONS
+
+from .methods import MethodKind
+
+#: Backends are near (same host or cluster) and restart quickly (a rolling update, a crashed
+#: plugin coming back): reconnect within a second or two rather than gRPC's default of up to 2 min.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+class ChannelPool:
+    """Backend channels and raw-bytes multicallables, keyed by address and method."""
+
+    def __init__(self, options: list[tuple[str, int]] | None = None) -> None:
+        # The client-side keepalive that mlgrid's servers accept without too_many_pings.
+        self._options = options or [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._callables: dict[tuple[str, str], Any] = {}
+
+    def channel(self, address: str) -> grpc.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            with self._lock:
+                channel = self._channels.get(address)
+                if channel is None:
+                    channel = grpc.insecure_channel(address, options=self._options)
+                    self._channels[address] = channel
+        return channel
+
+    def multicallable(self, address: str, kind: MethodKind) -> Any:
+        """The raw-bytes multicallable of ``kind`` on the backend at ``address``."""
+        key = (address, kind.path)
+        found = self._callables.get(key)
+        if found is not None:
+            return found
+        channel = self.channel(address)
+        if kind.client_streaming and kind.server_streaming:
+            made: Any = channel.stream_stream(kind.path, None, None)
+        elif kind.client_streaming:
+            made = channel.stream_unary(kind.path, None, None)
+        elif kind.server_streaming:
+            made = channel.unary_stream(kind.path, None, None)
+        else:
+            made = channel.unary_unary(kind.path, None, None)
+        with self._lock:
+            return self._callables.setdefault(key, made)
+
+    def close(self) -> None:
+        with self._lock:
+            channels = list(self._channels.values())
+            self._channels.clear()
+            self._callables.clear()
+        for channel in channels:
+            channel.close()

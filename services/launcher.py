@@ -1,0 +1,223 @@
+"""Starting mlgrid services in a process: embedded in the SDK's process, or one per process.
+
+* :func:`start_embedded` backs the SDK's embedded mode (a tracking URI that is not
+  ``grpc://``): every available service in this process, on one server listening on a private
+  unix socket. There is no gateway hop here: in-process backends serve every scheme they know
+  themselves (built-in and plugin schemes alike), so the router has nothing to choose.
+* :func:`serve_service` is the main of ``mlgrid server <service>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
+from mlgrid_services.common.config import ServiceConfig, default_artifact_root
+from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
+from mlgrid_services.stack import READY, ROUTED, announce, client_host
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddedStack:
+    """Services running in this process, reachable at ``target`` (a ``unix:`` gRPC target)."""
+
+    target: str
+    config: ServiceConfig
+    services: list[str]
+    _running: RunningServer
+    _apps: list[ServiceApp]
+    _socket_dir: str
+    _stopped: bool = field(default=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self) -> None:
+        """Stops the server (calls in flight get a second) and releases every service."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._running.stop(grace=1.0)
+        close_apps(self._apps)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def close_apps(apps: list[ServiceApp]) -> None:
+    """Closes services in reverse start order; one failing to close does not stop the rest."""
+    for app in reversed(apps):
+        try:
+            app.close()
+        except Exception:  # closing is best effort at shutdown
+            log.exception("error while closing a service")
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """``sqlite:///rel.db`` made absolute, so child processes (project runs) find the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def embedded_config(tracking_uri: str, registry_uri: str | None = None) -> ServiceConfig:
+    """The configuration of an embedded stack for a tracking (and registry) URI."""
+    config = ServiceConfig.from_env(
+        backend_store_uri=tracking_uri,
+        registry_store_uri=registry_uri,
+    )
+    if not config.default_artifact_root:
+        config = ServiceConfig(
+            backend_store_uri=config.backend_store_uri,
+            registry_store_uri=config.registry_store_uri,
+            default_artifact_root=default_artifact_root(),
+            gateway_target=config.gateway_target,
+            public_tracking_uri=config.public_tracking_uri,
+        )
+    return config
+
+
+def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> EmbeddedStack:
+    """Starts every available service in this process on a private unix socket."""
+    config = embedded_config(tracking_uri, registry_uri)
+    socket_dir = tempfile.mkdtemp(prefix="mlgrid-")
+    os.chmod(socket_dir, 0o700)  # the socket is private to this user
+    target = f"unix:{socket_dir}/grpc.sock"
+    # Services that call other services (registry -> tracking) reach them on the same socket;
+    # project runs get the tracking URI itself, so they open the same store embedded.
+    config = ServiceConfig(
+        backend_store_uri=config.backend_store_uri,
+        registry_store_uri=config.registry_store_uri,
+        default_artifact_root=config.default_artifact_root,
+        gateway_target=target,
+        public_tracking_uri=config.public_tracking_uri or _absolute_sqlite(tracking_uri),
+    )
+    apps: list[ServiceApp] = []
+    names = available_services()
+    try:
+        for name in names:
+            apps.append(create_service_app(name, config))
+        running = start_server([served for app in apps for served in app.services], address=target)
+    except BaseException:
+        close_apps(apps)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+    log.debug("embedded mlgrid (%s) on %s", ", ".join(names), target)
+    return EmbeddedStack(
+        target=target,
+        config=config,
+        services=names,
+        _running=running,
+        _apps=apps,
+        _socket_dir=socket_dir,
+    )
+
+
+# -- one service per process (``mlgrid server <name>``) ------------------------------------------
+
+
+def _configure_logging(name: str) -> None:
+    logging.basicConfig(
+        level=os.environ.get("MLGRID_LOG_LEVEL", "INFO").upper(),
+        format=f"%(asctime)s [{name}] %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+
+
+def _watch_parent(on_line: Callable[[str], None] | None = None) -> None:
+    """Under ``mlgrid up``: stdin is a pipe from the parent; its end (parent gone) stops us."""
+
+    def watch() -> None:
+        for line in sys.stdin:
+            if on_line is not None and line.strip():
+                on_line(line.strip())
+        log.info("parent process went away, stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _wait_for_go(config: ServiceConfig) -> ServiceConfig:
+    """Under ``mlgrid up``: waits for ``go <gateway-target> <endpoint>`` from the parent."""
+    line = sys.stdin.readline()
+    parts = line.split()
+    if not parts or parts[0] != "go" or len(parts) < 2:
+        raise SystemExit(0 if not line else f"unexpected line from mlgrid up: {line!r}")
+    return replace(
+        config,
+        gateway_target=parts[1],
+        public_tracking_uri=config.public_tracking_uri or (parts[2] if len(parts) > 2 else None),
+    ).with_gateway(parts[1])
+
+
+def serve_service(
+    name: str,
+    config: ServiceConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    parent_pipe: bool = False,
+    grace: float = 10.0,
+) -> None:
+    """Runs service ``name`` until SIGTERM/SIGINT; prints its ready line once it serves.
+
+    With ``parent_pipe`` (under ``mlgrid up``) the service imports its code first, then waits
+    for the parent's go-ahead, so imports overlap with the other services' start.
+    """
+    _configure_logging(name)
+    if parent_pipe:
+        importlib.import_module(f"mlgrid_services.{name}.app")
+        config = _wait_for_go(config)
+    app = create_service_app(name, config)
+    try:
+        running = start_server(app.services, host=host, port=port)
+    except BaseException:
+        app.close()
+        raise
+    announce(READY, name=name, address=f"{client_host(host)}:{running.port}", pid=os.getpid())
+    if parent_pipe:
+        _watch_parent()
+    serve_until_signalled(running, grace=grace, on_stop=app.close)
+
+
+def serve_gateway(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config_path: str | None = None,
+    backends: list[str] | None = None,
+    parent_pipe: bool = False,
+    grace: float = 10.0,
+) -> None:
+    """Runs the gateway until SIGTERM/SIGINT (``mlgrid server gateway``).
+
+    Under ``mlgrid up`` (``parent_pipe``) the parent sends ``discover <address>`` lines on stdin
+    as the services come up, and each is answered with a ``routed`` line on stdout.
+    """
+    from mlgrid_services.gateway.app import start_gateway
+    from mlgrid_services.gateway.config import load_config
+
+    _configure_logging("gateway")
+    config = load_config(config_path) if config_path else None
+    gateway = start_gateway(host=host, port=port, config=config, backends=backends or ())
+    announce(READY, name="gateway", address=f"{client_host(host)}:{gateway.port}", pid=os.getpid())
+
+    def on_line(line: str) -> None:
+        command, _, address = line.partition(" ")
+        if command == "discover" and address:
+            ok = gateway.add_backend(address, timeout=10.0)
+            announce(ROUTED, address=address, ok=ok)
+
+    if parent_pipe:
+        _watch_parent(on_line)
+    serve_until_signalled(gateway.running, grace=grace, on_stop=gateway.pool.close)

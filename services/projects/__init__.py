@@ -1,0 +1,1 @@
+"""The projects service: runs MLproject directories and git repositories on a backend."""

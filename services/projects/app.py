@@ -1,0 +1,91 @@
+"""The projects service as a ServiceApp: ``create(config)`` for every way mlgrid hosts it.
+
+Knobs beyond ServiceConfig, read from the environment:
+``MLGRID_PROJECTS_STATE_DIR`` (records of active runs, default ~/.mlgrid/projects),
+``MLGRID_PROJECTS_KILL_GRACE`` (seconds between SIGTERM and SIGKILL on cancel, default 10),
+``MLGRID_PROJECTS_KEEP_WORKDIRS`` (keep working copies after runs end, for debugging),
+``MLGRID_PROJECTS_WORK_DIR`` (where working copies go), ``MLGRID_ENV_ROOT`` (environment cache).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+
+from mlgrid.api.projects.v1 import projects_service_pb2 as pb
+from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
+from mlgrid.exceptions import InvalidParameterValue
+from mlgrid_services.common.app import ServiceApp
+from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.server import ServedService
+
+from .runner import ProjectRunner
+from .servicer import ProjectsServicer
+from .state import RunStateStore, default_state_dir
+from .tracking_client import TrackingClient
+
+__all__ = ["SERVICE_NAME", "create", "create_runner"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectsService"].full_name
+
+
+def _sdk_tracking_uri(config: ServiceConfig) -> str:
+    """How this service reaches the stack as an SDK client (for artifact downloads)."""
+    if config.public_tracking_uri:
+        return config.public_tracking_uri
+    if config.gateway_target:
+        return f"grpc://{config.gateway_target}"
+    return config.backend_store_uri
+
+
+def _download(uri: str, dst: Path, tracking_uri: str) -> str:
+    try:
+        from mlgrid.artifacts import download_artifacts
+    except ImportError as exc:
+        raise InvalidParameterValue(
+            f"cannot download {uri!r}: this installation has no mlgrid.artifacts.download_artifacts"
+        ) from exc
+    path: str = download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=tracking_uri)
+    return path
+
+
+def create_runner(
+    config: ServiceConfig,
+    *,
+    state_dir: Path | None = None,
+    kill_grace: float | None = None,
+) -> ProjectRunner:
+    """The domain object behind the service (tests build it directly, e.g. to restart it)."""
+    if not config.gateway_target:
+        raise ValueError(
+            "the projects service reaches tracking through the gateway: set gateway_target "
+            "(MLGRID_GATEWAY_TARGET)"
+        )
+    grace = kill_grace
+    if grace is None:
+        grace = float(os.environ.get("MLGRID_PROJECTS_KILL_GRACE", "10"))
+    sdk_uri = _sdk_tracking_uri(config)
+    return ProjectRunner(
+        TrackingClient(config.gateway_target),
+        RunStateStore(state_dir or default_state_dir(), config.backend_store_uri),
+        child_tracking_uri=sdk_uri,
+        download=lambda uri, dst: _download(uri, dst, sdk_uri),
+        kill_grace=grace,
+        artifact_root=config.effective_artifact_root,
+        keep_workdirs=os.environ.get("MLGRID_PROJECTS_KEEP_WORKDIRS", "") not in ("", "0", "false"),
+    )
+
+
+def create(config: ServiceConfig) -> ServiceApp:
+    """The projects service: the ``local`` backend (plus installed backend plugins)."""
+    runner = create_runner(config)
+    runner.start_reconciling()
+    servicer = ProjectsServicer(runner)
+
+    def register(server: grpc.Server) -> None:
+        pb_grpc.add_ProjectsServiceServicer_to_server(servicer, server)
+
+    served = ServedService(name=SERVICE_NAME, register=register, schemes=runner.backend_names())
+    return ServiceApp(services=[served], close=runner.close)

@@ -1,0 +1,118 @@
+"""The environment cache: content-addressed directories under ``MLGRID_ENV_ROOT``.
+
+Builders of the same environment take a per-key file lock, so a second builder waits and then
+reuses the first one's result; a build happens in a scratch directory and becomes visible by an
+atomic rename, so a crashed or failed build never leaves a half-built environment behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlgrid.exceptions import InvalidParameterValue
+
+__all__ = ["COMPLETE_MARKER", "content_key", "env_root", "key_lock", "run_logged"]
+
+#: Written last into a finished environment.
+COMPLETE_MARKER = ".mlgrid-env-complete"
+#: Seconds one installer command may take.
+INSTALL_TIMEOUT = float(os.environ.get("MLGRID_ENV_INSTALL_TIMEOUT", "1800"))
+
+Log = Callable[[str], None]
+
+
+def env_root() -> Path:
+    """``MLGRID_ENV_ROOT``, else ``~/.mlgrid/envs``."""
+    return Path(os.environ.get("MLGRID_ENV_ROOT") or Path.home() / ".mlgrid" / "envs").expanduser()
+
+
+def content_key(description: dict[str, Any]) -> str:
+    """A stable hash of what defines an environment."""
+    payload = json.dumps(description, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+@contextmanager
+def key_lock(root: Path, key: str) -> Iterator[None]:
+    """Serialises builders of one environment (across processes on this host)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{key}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def scratch_dir(root: Path, key: str) -> Path:
+    """A fresh directory next to the final one (same file system, so rename is atomic)."""
+    return Path(tempfile.mkdtemp(prefix=f".building-{key}-", dir=root))
+
+
+def relocate_text(directory: Path, old: str, new: str) -> None:
+    """Rewrites ``old`` to ``new`` in the venv's scripts and config (shebangs, activate)."""
+    old_b, new_b = old.encode(), new.encode()
+    candidates = [directory / "pyvenv.cfg"]
+    bin_dir = directory / "bin"
+    if bin_dir.is_dir():
+        candidates.extend(p for p in bin_dir.iterdir() if p.is_file() and not p.is_symlink())
+    for path in candidates:
+        try:
+            if path.stat().st_size > 1_000_000:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if old_b in data:
+            path.write_bytes(data.replace(old_b, new_b))
+
+
+def publish(scratch: Path, final: Path) -> None:
+    """Makes a finished build visible under its final name (atomically)."""
+    (scratch / COMPLETE_MARKER).write_text("ok\n")
+    relocate_text(scratch, str(scratch), str(final))
+    if final.exists():  # an interrupted earlier build without marker
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.rename(scratch, final)
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not (final / COMPLETE_MARKER).exists():
+            raise
+
+
+def run_logged(
+    command: Sequence[str], log: Log, what: str, env: dict[str, str] | None = None
+) -> None:
+    """Runs an installer command, copying its output to the run's log line by line."""
+    log(f"$ {' '.join(command)}\n")
+    try:
+        proc = subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    except OSError as exc:
+        raise InvalidParameterValue(f"{what} failed to start: {exc}") from exc
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log(line.decode("utf-8", errors="replace"))
+    try:
+        code = proc.wait(timeout=INSTALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise InvalidParameterValue(f"{what} took longer than {INSTALL_TIMEOUT:.0f}s") from None
+    if code != 0:
+        raise InvalidParameterValue(f"{what} failed with exit code {code} (see the run's log)")

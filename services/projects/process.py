@@ -1,0 +1,112 @@
+"""A project's child process: started in its own session, output copied to the run's log.
+
+``start_new_session`` makes the child the leader of a new process group, so cancelling
+reaches everything it started (a shell, python, its workers) with one ``killpg``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from .logbuffer import LogBuffer
+
+__all__ = ["ChildProcess", "process_start_time"]
+
+_READ_SIZE = 64 * 1024
+
+
+def process_start_time(pid: int) -> str | None:
+    """The start time of ``pid`` (clock ticks since boot, from /proc), or None if it is gone.
+
+    Stored with pids so that a reused pid is not mistaken for the process that was recorded.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return "?"
+        return "?"  # no /proc: liveness only
+    # The command name (field 2) may contain spaces; fields after the last ")" are fixed.
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if len(fields) > 19 else "?"
+
+
+class ChildProcess:
+    """One running command of a project run."""
+
+    def __init__(self, command: str, cwd: Path, env: dict[str, str], log: LogBuffer) -> None:
+        shell = shutil.which("bash") or "/bin/sh"
+        self._proc = subprocess.Popen(
+            [shell, "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.pid = self._proc.pid
+        self.start_time = process_start_time(self.pid)
+        self._readers = [
+            threading.Thread(
+                target=self._copy, args=(self._proc.stdout, "stdout", log), daemon=True
+            ),
+            threading.Thread(
+                target=self._copy, args=(self._proc.stderr, "stderr", log), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _copy(pipe: object, stream: str, log: LogBuffer) -> None:
+        fd = pipe.fileno()  # type: ignore[attr-defined]
+        try:
+            while True:
+                data = os.read(fd, _READ_SIZE)  # returns as soon as anything was written
+                if not data:
+                    break
+                log.append(stream, data)
+        except OSError:
+            pass
+        finally:
+            pipe.close()  # type: ignore[attr-defined]
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (negative: killed by that signal), or None if still running."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def join_output(self, timeout: float = 5.0) -> None:
+        """Waits for the output to be copied (a grandchild holding the pipes may delay EOF)."""
+        deadline = time.monotonic() + timeout
+        for reader in self._readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+
+    def signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM to the process group, SIGKILL to what is left after ``grace`` seconds."""
+        self.signal_group(signal.SIGTERM)
+        self.wait(grace)
+        # Also reaches grandchildren that outlived the leader or ignored SIGTERM.
+        self.signal_group(signal.SIGKILL)
+        self.wait(5.0)

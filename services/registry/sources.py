@@ -1,0 +1,154 @@
+"""Checks a model version's ``source`` so that registering cannot expose files a caller could
+not otherwise read (REFERENCE.md, model registry).
+
+- ``runs:/<run_id>/<path>``: the run is looked up through the tracking service; the path must be
+  a clean relative path; the files are then at ``<run artifact_uri>/<path>``.
+- ``models:/<name>/<version>``: another version's files (the store resolves it).
+- A local path or ``file:`` URI: only with ``run_id``, and only inside that run's (local)
+  artifact root, symlinks resolved.
+- Any other URI (``s3://``, ``gs://``, ``mlflow-artifacts:/``, ...): accepted unless it climbs
+  with ``..`` — plainly or percent-encoded, decoded repeatedly — or carries control characters.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from mlgrid._rpc_errors import from_rpc_error
+from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
+from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
+from mlgrid_services.common import paths
+from mlgrid_services.common.validation import shorten, validate_run_id
+
+#: Longest source accepted (MLflow's artifact location limit is 2048; sources may be longer
+#: URIs with a relative path appended).
+MAX_SOURCE_LENGTH = 4096
+
+_MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)/?$")
+
+LOCAL_HINT = (
+    "a local path is only accepted with run_id, inside the artifact root of that run; "
+    "register a runs:/<run_id>/<path> URI instead"
+)
+
+
+@dataclass(frozen=True)
+class CheckedSource:
+    """The accepted source and where its files really are ('' = at ``source`` itself)."""
+
+    source: str
+    storage_location: str = ""
+    #: The run named inside a runs:/ source.
+    run_id: str = ""
+    #: For models:/<name>/<version> sources: the version whose files are reused.
+    model_version: tuple[str, int] | None = None
+
+
+#: Looks a run up and returns its artifact_uri (raises ResourceDoesNotExist when missing).
+RunArtifactLookup = Callable[[str], str]
+
+
+def check_source(source: str, run_id: str, run_artifact_uri: RunArtifactLookup) -> CheckedSource:
+    """The checked form of ``source`` (InvalidParameterValue naming it when refused)."""
+    if not source:
+        raise InvalidParameterValue("source is required: the runs:/ URI or location of the model")
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise InvalidParameterValue(
+            f"source {shorten(source)} is too long: at most {MAX_SOURCE_LENGTH} characters"
+        )
+    decoded = paths.decode_fully(source, "source")
+    scheme = decoded.split(":", 1)[0].lower() if re.match(r"^[A-Za-z][\w+.\-]*:", decoded) else ""
+    if scheme == "runs":
+        return _check_runs_source(source, decoded, run_id, run_artifact_uri)
+    if scheme == "models":
+        match = _MODELS_VERSION.match(decoded)
+        if match is None:
+            raise InvalidParameterValue(
+                f"source {source!r} is not allowed: a models:/ source must name one version, "
+                "as models:/<name>/<version>"
+            )
+        return CheckedSource(source, model_version=(match["name"], int(match["version"])))
+    if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
+        return _check_local_source(source, run_id, run_artifact_uri)
+    paths.check_uri(source, "source")  # climbing, encoded climbing, control characters
+    return CheckedSource(source)
+
+
+def _check_runs_source(
+    source: str, decoded: str, run_id: str, run_artifact_uri: RunArtifactLookup
+) -> CheckedSource:
+    rest = decoded[len("runs:") :]
+    if not rest.startswith("/") or rest.startswith("//"):
+        raise InvalidParameterValue(
+            f"source {source!r} is not a runs:/ URI: use runs:/<run_id>/<path>"
+        )
+    source_run, _, path = rest[1:].partition("/")
+    validate_run_id(source_run, "run id in source")
+    relative = paths.check_relative_path(path, f"path of source {source!r}:")
+    if run_id and run_id != source_run:
+        raise InvalidParameterValue(
+            f"run_id {run_id!r} differs from the run named in source {source!r}; "
+            "leave run_id empty or make them agree"
+        )
+    artifact_uri = run_artifact_uri(source_run).rstrip("/")
+    location = f"{artifact_uri}/{relative}" if relative else artifact_uri
+    return CheckedSource(source, storage_location=location, run_id=source_run)
+
+
+def _check_local_source(
+    source: str, run_id: str, run_artifact_uri: RunArtifactLookup
+) -> CheckedSource:
+    parsed = paths.check_uri(source, "source")  # relative paths and climbs are refused here
+    if not run_id:
+        raise InvalidParameterValue(f"source {source!r} is not allowed: {LOCAL_HINT}")
+    validate_run_id(run_id)
+    root = run_artifact_uri(run_id)
+    root_parsed = paths.check_uri(root, "run artifact_uri")
+    if not root_parsed.is_local or not paths.is_inside(parsed, root_parsed):
+        raise InvalidParameterValue(
+            f"source {source!r} is not allowed: it lies outside the artifact root {root!r} of "
+            f"run {run_id!r}; {LOCAL_HINT}"
+        )
+    return CheckedSource(source)
+
+
+class TrackingRunLookup:
+    """Finds a run's artifact root through the tracking service (via the gateway)."""
+
+    def __init__(self, target: str | None, timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._stub: tracking_service_pb2_grpc.TrackingServiceStub | None = None
+        self._channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
+
+    def _tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
+        with self._lock:
+            if self._stub is None:
+                if not self.target:
+                    raise TemporarilyUnavailable(
+                        "the registry cannot check a run-based source: it has no route to the "
+                        "tracking service (gateway_target is not configured)"
+                    )
+                self._channel = grpc.insecure_channel(self.target)
+                self._stub = tracking_service_pb2_grpc.TrackingServiceStub(self._channel)
+            return self._stub
+
+    def __call__(self, run_id: str) -> str:
+        request = tracking_service_pb2.GetRunRequest(run_id=run_id)
+        try:
+            response = self._tracking().GetRun(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return str(response.run.info.artifact_uri)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = self._stub = None

@@ -1,0 +1,298 @@
+"""SQL building blocks of the registry store: filters, orderings, paging, and bulk row loading.
+
+Search compiles the parsed filter (services/registry/search.py) into one WHERE clause over the
+model/version tables; tags are EXISTS subqueries. Rows of a page are turned into protobuf
+entities with a fixed number of extra queries (tags, aliases, latest versions), never one per
+row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    func,
+    literal_column,
+    not_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.engine import Connection, Row
+
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.registry.v1 import registry_pb2
+from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.registry.store import STAGES
+
+from ..search import Comparison
+from .schema import (
+    model_version_tags,
+    model_versions,
+    registered_model_aliases,
+    registered_model_tags,
+    registered_models,
+)
+
+
+def like_clause(column: Any, op: str, pattern: str) -> ColumnElement[bool]:
+    """LIKE is case-sensitive and ILIKE is not, on every backend (make_engine turns on SQLite's
+    case_sensitive_like, so plain LIKE behaves as on PostgreSQL)."""
+    if op == "ILIKE":
+        return func.lower(column).like(pattern.lower())
+    return column.like(pattern)
+
+
+def compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    """``column <op> value`` for the operators of the search grammar (except IS [NOT] NULL)."""
+    if op in ("LIKE", "ILIKE"):
+        return like_clause(column, op, str(value))
+    if op == "IN":
+        return column.in_(list(value))
+    if op == "NOT IN":
+        return column.not_in(list(value))
+    operators = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+    }
+    return operators[op](value)
+
+
+def tag_clause(
+    tag_table: Any, owner: Sequence[tuple[Any, Any]], cmp: Comparison
+) -> ColumnElement[bool]:
+    """EXISTS(tag with key and matching value); IS NULL = no such tag."""
+    joins = [tag_col == owner_col for tag_col, owner_col in owner]
+    present = exists().where(*joins, tag_table.c.key == cmp.key)
+    if cmp.op == "IS NULL":
+        return not_(present)
+    if cmp.op == "IS NOT NULL":
+        return present
+    matches = exists().where(
+        *joins, tag_table.c.key == cmp.key, compare(tag_table.c.value, cmp.op, cmp.value)
+    )
+    return matches
+
+
+def model_filter(comparisons: Iterable[Comparison]) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = []
+    for cmp in comparisons:
+        if cmp.kind == "tag":
+            owner = [(registered_model_tags.c.model_id, registered_models.c.id)]
+            clauses.append(tag_clause(registered_model_tags, owner, cmp))
+        else:  # only "name" is an attribute of registered models
+            clauses.append(compare(registered_models.c.name, cmp.op, cmp.value))
+    return and_(true(), *clauses)
+
+
+VERSION_COLUMNS = {
+    "name": registered_models.c.name,
+    "version_number": model_versions.c.version,
+    "run_id": model_versions.c.run_id,
+    "source_path": model_versions.c.source,
+}
+
+
+def version_filter(comparisons: Iterable[Comparison]) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = []
+    for cmp in comparisons:
+        if cmp.kind == "tag":
+            owner = [
+                (model_version_tags.c.model_id, model_versions.c.model_id),
+                (model_version_tags.c.version, model_versions.c.version),
+            ]
+            clauses.append(tag_clause(model_version_tags, owner, cmp))
+        else:
+            clauses.append(compare(VERSION_COLUMNS[cmp.key], cmp.op, cmp.value))
+    return and_(true(), *clauses)
+
+
+def encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    """Offset encoded in ``token`` (0 for none); a token we did not make is refused."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidParameterValue(
+            f"invalid page_token {token!r}: not a token from a previous search"
+        ) from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidParameterValue(f"invalid page_token {token!r}: bad offset")
+    return offset
+
+
+# --- rows -> protobuf entities -------------------------------------------------------------
+
+VERSION_SELECT = [
+    model_versions.c.model_id,
+    registered_models.c.name,
+    model_versions.c.version,
+    model_versions.c.creation_time,
+    model_versions.c.last_updated_time,
+    model_versions.c.description,
+    model_versions.c.user_id,
+    model_versions.c.current_stage,
+    model_versions.c.source,
+    model_versions.c.run_id,
+    model_versions.c.run_link,
+    model_versions.c.status,
+    model_versions.c.status_message,
+]
+
+
+def version_query() -> Any:
+    return select(*VERSION_SELECT).join_from(
+        model_versions, registered_models, model_versions.c.model_id == registered_models.c.id
+    )
+
+
+def version_from_row(
+    row: Row, tags: Sequence[tuple[str, str]], aliases: Sequence[str]
+) -> registry_pb2.ModelVersion:
+    return registry_pb2.ModelVersion(
+        name=row.name,
+        version=str(row.version),
+        creation_timestamp=row.creation_time,
+        last_updated_timestamp=row.last_updated_time,
+        user_id=row.user_id,
+        current_stage=row.current_stage,
+        description=row.description,
+        source=row.source,
+        run_id=row.run_id,
+        status=row.status,  # type: ignore[arg-type]
+        status_message=row.status_message,
+        tags=[common_pb2.Tag(key=k, value=v) for k, v in tags],
+        run_link=row.run_link,
+        aliases=list(aliases),
+    )
+
+
+def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.ModelVersion]:
+    """Entities for version rows; their tags and aliases come back in one UNION ALL query
+    (round trips dominate the cost of a small read)."""
+    if not rows:
+        return []
+    model_ids = sorted({row.model_id for row in rows})
+    low = min(row.version for row in rows)
+    high = max(row.version for row in rows)
+    tag_rows = select(
+        literal_column("'t'").label("kind"),
+        model_version_tags.c.model_id,
+        model_version_tags.c.version,
+        model_version_tags.c.key.label("name"),
+        model_version_tags.c.value,
+    ).where(
+        model_version_tags.c.model_id.in_(model_ids),
+        model_version_tags.c.version.between(low, high),
+    )
+    alias_rows = select(
+        literal_column("'a'").label("kind"),
+        registered_model_aliases.c.model_id,
+        registered_model_aliases.c.version,
+        registered_model_aliases.c.alias.label("name"),
+        literal_column("''").label("value"),
+    ).where(
+        registered_model_aliases.c.model_id.in_(model_ids),
+        registered_model_aliases.c.version.between(low, high),
+    )
+    tags: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
+    aliases: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for extra in conn.execute(union_all(tag_rows, alias_rows).order_by("name")):
+        key = (extra.model_id, extra.version)
+        if extra.kind == "t":
+            tags[key].append((extra.name, extra.value))
+        else:
+            aliases[key].append(extra.name)
+    return [
+        version_from_row(
+            row, tags[(row.model_id, row.version)], aliases[(row.model_id, row.version)]
+        )
+        for row in rows
+    ]
+
+
+def latest_version_rows(
+    conn: Connection, model_ids: Iterable[int], stages: Sequence[str] = ()
+) -> list[Row]:
+    """Per model and stage, the row of the highest version (``stages`` empty = every stage)."""
+    ids = list(model_ids)
+    if not ids:
+        return []
+    top = (
+        select(
+            model_versions.c.model_id,
+            model_versions.c.current_stage,
+            func.max(model_versions.c.version).label("version"),
+        )
+        .where(model_versions.c.model_id.in_(ids))
+        .group_by(model_versions.c.model_id, model_versions.c.current_stage)
+    )
+    if stages:
+        top = top.where(model_versions.c.current_stage.in_(list(stages)))
+    sub = top.subquery()
+    query = version_query().join(
+        sub,
+        and_(
+            sub.c.model_id == model_versions.c.model_id, sub.c.version == model_versions.c.version
+        ),
+    )
+    rows = list(conn.execute(query))
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    rows.sort(key=lambda r: (r.model_id, order.get(r.current_stage, len(order))))
+    return rows
+
+
+def load_models(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.RegisteredModel]:
+    """Entities for registered-model rows, with tags, aliases and latest versions in bulk."""
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    tags: dict[int, list[common_pb2.Tag]] = defaultdict(list)
+    for t in conn.execute(
+        select(registered_model_tags)
+        .where(registered_model_tags.c.model_id.in_(ids))
+        .order_by(registered_model_tags.c.key)
+    ):
+        tags[t.model_id].append(common_pb2.Tag(key=t.key, value=t.value))
+    aliases: dict[int, list[registry_pb2.RegisteredModelAlias]] = defaultdict(list)
+    for a in conn.execute(
+        select(registered_model_aliases)
+        .where(registered_model_aliases.c.model_id.in_(ids))
+        .order_by(registered_model_aliases.c.alias)
+    ):
+        aliases[a.model_id].append(
+            registry_pb2.RegisteredModelAlias(alias=a.alias, version=str(a.version))
+        )
+    latest: dict[int, list[registry_pb2.ModelVersion]] = defaultdict(list)
+    latest_rows = latest_version_rows(conn, ids)
+    for row, entity in zip(latest_rows, load_versions(conn, latest_rows), strict=True):
+        latest[row.model_id].append(entity)
+    return [
+        registry_pb2.RegisteredModel(
+            name=row.name,
+            creation_timestamp=row.creation_time,
+            last_updated_timestamp=row.last_updated_time,
+            description=row.description,
+            latest_versions=latest[row.id],
+            tags=tags[row.id],
+            aliases=aliases[row.id],
+        )
+        for row in rows
+    ]

@@ -1,0 +1,343 @@
+"""``mlgrid up``: the gateway and every available service as local processes.
+
+Each service runs as ``mlgrid server <name>`` in its own process. Children bind their ports
+themselves (port 0 unless told otherwise) and print one ``mlgrid-ready`` line with the address
+they bound, so there is no race for free ports. The parent keeps a pipe on each child's stdin:
+if the parent dies, the children see EOF and stop, so nothing is orphaned.
+
+Start order: every child starts at once and imports its code in parallel (most of the start
+time). A service then waits for a ``go <gateway-target> <endpoint>`` line on stdin: the gateway's
+address is how services reach one another. Services without a database go as soon as the
+gateway is up, and so does the first database service, which migrates the schema; the other
+database services go once it is ready, so concurrent processes never race on Alembic. Once a
+service is ready, the gateway is told to ask it what it serves.
+
+This module is also imported by the children for the line protocol; it keeps the services'
+code (SQLAlchemy, cloud clients) out of the parent process, which only supervises.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+#: Line a child prints once it serves: ``mlgrid-ready {"name": ..., "address": ..., "pid": ...}``.
+READY = "mlgrid-ready"
+#: Line the gateway prints once it has asked a backend what it serves.
+ROUTED = "mlgrid-routed"
+
+#: Services that use the SQL store; they start after the migrations.
+DATABASE_SERVICES = frozenset({"tracking", "registry"})
+
+
+def announce(kind: str, **payload: Any) -> None:
+    """Prints one protocol line on stdout (read by the ``mlgrid up`` parent)."""
+    sys.stdout.write(f"{kind} {json.dumps(payload)}\n")
+    sys.stdout.flush()
+
+
+def parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
+    """``(kind, payload)`` of a protocol line, None for any other output."""
+    kind, _, rest = line.strip().partition(" ")
+    if kind not in (READY, ROUTED):
+        return None
+    try:
+        payload = json.loads(rest)
+    except json.JSONDecodeError:
+        return None
+    return (kind, payload) if isinstance(payload, dict) else None
+
+
+def present_services() -> list[str]:
+    """The services installed here, found without importing them (the parent stays small)."""
+    from mlgrid_services.common.app import SERVICE_NAMES
+
+    found = []
+    for name in SERVICE_NAMES:
+        try:
+            spec = importlib.util.find_spec(f"mlgrid_services.{name}.app")
+        except ImportError:
+            spec = None
+        if spec is not None:
+            found.append(name)
+    return found
+
+
+def client_host(host: str) -> str:
+    """The host to connect to for a server bound on ``host`` (wildcards mean loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a child died; the message says which and why."""
+
+
+@dataclass
+class StackOptions:
+    """What ``mlgrid up`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    backend_store_uri: str = "sqlite:///mlgrid.db"
+    registry_store_uri: str | None = None
+    default_artifact_root: str = ""
+    config_path: str | None = None
+    #: Services to start (default: every available one).
+    services: list[str] | None = None
+    #: Seconds children get to finish in-flight calls after SIGTERM before SIGKILL.
+    grace: float = 10.0
+    #: Seconds to wait for the whole stack to become ready.
+    start_timeout: float = 60.0
+
+
+@dataclass
+class Child:
+    """One child process and the lines it printed."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    address: str | None = None
+    reader: threading.Thread | None = None
+
+    def send(self, line: str) -> None:
+        stdin = self.proc.stdin
+        if stdin is None:
+            return
+        try:
+            stdin.write(line + "\n")
+            stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the child is gone; its exit is reported by the supervisor
+
+
+@dataclass
+class Stack:
+    """A started stack (used by :func:`run_stack` and by tests that drive it)."""
+
+    options: StackOptions
+    endpoint: str = ""
+    children: dict[str, Child] = field(default_factory=dict)
+    events: queue.Queue[tuple[str, str | None]] = field(default_factory=queue.Queue)
+    started_at: float = field(default_factory=time.monotonic)
+    ready_after: float = 0.0
+
+    # -- children ------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> Child:
+        command = [sys.executable, "-m", "mlgrid.cli.main", *args]
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            # Own session: a Ctrl-C in the terminal reaches only the parent, which stops the
+            # children in order (gateway first) instead of all at once.
+            start_new_session=True,
+        )
+        child = Child(name, proc)
+        child.reader = threading.Thread(
+            target=self._read, args=(name, proc.stdout), name=f"read-{name}", daemon=True
+        )
+        child.reader.start()
+        self.children[name] = child
+        return child
+
+    def _read(self, name: str, stream: IO[str] | None) -> None:
+        assert stream is not None
+        for line in stream:
+            if parse_line(line) is not None:
+                self.events.put((name, line))
+            else:
+                sys.stdout.write(f"[{name}] {line}")
+                sys.stdout.flush()
+        self.events.put((name, None))  # EOF: the child exited
+
+    def _service_args(self, name: str) -> list[str]:
+        o = self.options
+        args = ["server", name, "--host", "127.0.0.1", "--port", "0", "--parent-pipe"]
+        args += ["--backend-store-uri", o.backend_store_uri]
+        if o.registry_store_uri:
+            args += ["--registry-store-uri", o.registry_store_uri]
+        args += ["--default-artifact-root", o.default_artifact_root]
+        return args
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _next_event(self, deadline: float, stop: threading.Event) -> tuple[str, dict[str, Any]]:
+        """The next protocol line of any child; raises when one exits or time runs out."""
+        while True:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            left = deadline - time.monotonic()
+            if left <= 0:
+                waiting = [c.name for c in self.children.values() if c.address is None]
+                raise StackError(
+                    f"the stack did not become ready within {self.options.start_timeout:.0f} s "
+                    f"(still waiting for: {', '.join(waiting) or 'backend routes'})"
+                )
+            try:
+                name, line = self.events.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                continue
+            if line is None:
+                raise StackError(self._exit_message(name))
+            parsed = parse_line(line)
+            if parsed is not None:
+                return name, parsed[1] | {"kind": parsed[0]}
+
+    def _exit_message(self, name: str) -> str:
+        child = self.children[name]
+        try:
+            code = child.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        return (
+            f"the {name} process (pid {child.proc.pid}) exited with code {code}; "
+            "see its messages above"
+        )
+
+    # -- start / stop --------------------------------------------------------------------------
+
+    def start(self, available: list[str], stop: threading.Event) -> None:
+        """Starts the gateway and the services; returns once all are ready and routed."""
+        o = self.options
+        deadline = time.monotonic() + o.start_timeout
+        gateway_args = [
+            "server",
+            "gateway",
+            "--host",
+            o.host,
+            "--port",
+            str(o.port),
+            "--parent-pipe",
+        ]
+        if o.config_path:
+            gateway_args += ["--config", o.config_path]
+        gateway = self._spawn("gateway", gateway_args)
+        # Every service starts importing at once; each waits for its "go" line (which carries
+        # the gateway's address) before it opens stores and binds.
+        for name in available:
+            self._spawn(name, self._service_args(name))
+        database = [name for name in available if name in DATABASE_SERVICES]
+        # The first database service migrates the schema; the others wait until it is ready,
+        # so concurrent processes never race on Alembic.
+        first_wave = [n for n in available if n not in DATABASE_SERVICES] + database[:1]
+        second_wave = database[1:]
+        routed: set[str] = set()
+        while gateway.address is None or len(routed) < len(available):
+            name, event = self._next_event(deadline, stop)
+            kind = event["kind"]
+            if kind == READY and name == "gateway":
+                gateway.address = event["address"]
+                self.endpoint = f"grpc://{client_host(o.host)}:{event['address'].rsplit(':', 1)[1]}"
+                for service in first_wave:
+                    self.children[service].send(f"go {gateway.address} {self.endpoint}")
+            elif kind == READY:
+                self.children[name].address = event["address"]
+                gateway.send(f"discover {event['address']}")
+                if database[:1] == [name]:
+                    for service in second_wave:
+                        self.children[service].send(f"go {gateway.address} {self.endpoint}")
+            elif kind == ROUTED and name == "gateway":
+                if not event.get("ok"):
+                    raise StackError(
+                        f"the gateway could not reach the backend at {event['address']}"
+                    )
+                routed.add(event["address"])
+        self.ready_after = time.monotonic() - self.started_at
+
+    def stop(self, log: Callable[[str], None]) -> None:
+        """Gateway first (its calls in flight finish), then the services; SIGKILL after grace."""
+        gateway = self.children.get("gateway")
+        order = [
+            [gateway] if gateway else [],
+            [c for c in self.children.values() if c is not gateway],
+        ]
+        for group in order:
+            for child in group:
+                if child.proc.poll() is None:
+                    child.proc.send_signal(signal.SIGTERM)
+            end = time.monotonic() + self.options.grace
+            for child in group:
+                try:
+                    child.proc.wait(timeout=max(0.0, end - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log(f"{child.name} (pid {child.proc.pid}) did not stop in time; killing it")
+                    child.proc.kill()
+                    child.proc.wait()
+                if child.proc.stdin is not None:
+                    child.proc.stdin.close()
+
+    def supervise(self, stop: threading.Event) -> str | None:
+        """Waits for a stop request (None) or a child's death (its message)."""
+        while not stop.is_set():
+            try:
+                name, line = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                return self._exit_message(name)
+        return None
+
+
+def _absolute_store(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def run_stack(options: StackOptions, available: list[str], echo: Callable[[str], None]) -> int:
+    """Runs the stack until SIGTERM/SIGINT or a child's death; returns the exit code."""
+    options.backend_store_uri = _absolute_store(options.backend_store_uri)
+    if options.registry_store_uri:
+        options.registry_store_uri = _absolute_store(options.registry_store_uri)
+    if not options.default_artifact_root:
+        options.default_artifact_root = (Path.cwd() / "mlgrid-artifacts").resolve().as_uri()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    stack = Stack(options)
+    code = 0
+    try:
+        try:
+            stack.start(available, stop)
+        except KeyboardInterrupt:
+            echo("mlgrid up: stopping before the stack was ready")
+            return 0
+        except StackError as exc:
+            echo(f"mlgrid up: {exc}; stopping the stack")
+            return 1
+        echo(
+            f"mlgrid is up at {stack.endpoint} ({', '.join(['gateway', *available])}; "
+            f"ready in {stack.ready_after:.2f} s)\n"
+            f"  backend store: {options.backend_store_uri}\n"
+            f"  artifact root: {options.default_artifact_root}\n"
+            f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
+            "Ctrl-C stops it."
+        )
+        died = stack.supervise(stop)
+        if died:
+            echo(f"mlgrid up: {died}; stopping the stack")
+            code = 1
+        else:
+            echo("mlgrid up: stopping")
+    finally:
+        stack.stop(echo)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return code

@@ -1,0 +1,338 @@
+"""Tracking domain logic: validation, defaults and invariants, over any AbstractTrackingStore.
+
+Everything that can be checked without the database is checked here, before the store is called,
+so a rejected request never writes anything. Stateful invariants (write-once params, deleted
+runs, unique names) are the store's, enforced inside its transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.store.search_filter import (
+    check_experiment_filter,
+    check_run_filter,
+    parse_experiment_order_by,
+    parse_run_order_by,
+)
+from mlgrid.store.tracking_store import AbstractTrackingStore, HistoryPoint
+from mlgrid_services.common import validation as v
+
+from .names import generate_run_name
+
+RUN_NAME_TAG = "mlflow.runName"
+DEFAULT_EXPERIMENT_ID = "0"
+MAX_BULK_INTERVAL_RUNS = 100
+MAX_BULK_INTERVAL_POINTS = 2500
+HISTORY_CHUNK = 10_000
+
+#: Dataset field limits (MLflow's column sizes).
+_DATASET_LIMITS = (
+    ("name", 500),
+    ("digest", 36),
+    ("source_type", 36),
+    ("source", 65535),
+    ("schema", 1048575),
+    ("profile", 16384),
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _view_type(view_type: int) -> int:
+    if view_type not in (0, 1, 2, 3):
+        raise InvalidParameterValue(
+            f"Invalid view_type {view_type}: expected ACTIVE_ONLY (1), DELETED_ONLY (2) or ALL (3)"
+        )
+    return view_type or common_pb2.VIEW_TYPE_ACTIVE_ONLY
+
+
+def check_metrics(metrics: Sequence[tracking_pb2.Metric]) -> None:
+    """Validates points in place: keys (each distinct key once), timestamps; clamps ±inf."""
+    for key in {m.key for m in metrics}:
+        v.validate_key(key, "metric key")
+    for m in metrics:
+        if m.timestamp < 0:
+            raise InvalidParameterValue(
+                f"Invalid timestamp {m.timestamp} of metric {m.key!r}: must be >= 0 (milliseconds)"
+            )
+        if math.isinf(m.value):
+            m.value = v.MAX_DOUBLE if m.value > 0 else -v.MAX_DOUBLE
+
+
+class TrackingDomain:
+    """The tracking operations with MLflow's semantics, over ``store``."""
+
+    def __init__(self, store: AbstractTrackingStore) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------ experiments
+
+    def create_experiment(
+        self, name: str, artifact_location: str, tags: Sequence[common_pb2.Tag]
+    ) -> str:
+        v.validate_experiment_name(name)
+        if artifact_location:
+            v.validate_artifact_location(artifact_location)
+            if "\x00" in artifact_location:
+                raise InvalidParameterValue(
+                    "Invalid artifact_location: it must not contain NUL characters"
+                )
+        for tag in tags:
+            v.validate_experiment_tag(tag.key, tag.value)
+        return self.store.create_experiment(name, artifact_location or None, tags)
+
+    def get_experiment(self, experiment_id: str) -> tracking_pb2.Experiment:
+        v.validate_experiment_id(experiment_id)
+        return self.store.get_experiment(experiment_id)
+
+    def get_experiment_by_name(self, name: str) -> tracking_pb2.Experiment:
+        if not name:
+            raise InvalidParameterValue("Invalid experiment_name '': it must not be empty")
+        found = self.store.get_experiment_by_name(name)
+        if found is None:
+            raise ResourceDoesNotExist(f"Experiment {name!r} does not exist")
+        return found
+
+    def search_experiments(
+        self,
+        view_type: int,
+        max_results: int,
+        filter_string: str,
+        order_by: Sequence[str],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.Experiment], str]:
+        size = v.validate_max_results(max_results)
+        check_experiment_filter(filter_string)
+        parse_experiment_order_by(list(order_by))
+        return self.store.search_experiments(
+            _view_type(view_type), size, filter_string, order_by, page_token
+        )
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        v.validate_experiment_id(experiment_id)
+        v.validate_experiment_name(new_name)
+        self.store.rename_experiment(experiment_id, new_name)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        v.validate_experiment_id(experiment_id)
+        self.store.delete_experiment(experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        v.validate_experiment_id(experiment_id)
+        self.store.restore_experiment(experiment_id)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        v.validate_experiment_id(experiment_id)
+        v.validate_experiment_tag(key, value)
+        self.store.set_experiment_tag(experiment_id, common_pb2.Tag(key=key, value=value))
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        v.validate_experiment_id(experiment_id)
+        v.validate_key(key, "experiment tag key")
+        self.store.delete_experiment_tag(experiment_id, key)
+
+    # ------------------------------------------------------------------- runs
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[common_pb2.Tag],
+        run_name: str,
+    ) -> tracking_pb2.Run:
+        experiment_id = experiment_id or DEFAULT_EXPERIMENT_ID
+        v.validate_experiment_id(experiment_id)
+        v.validate_length(user_id, v.MAX_USER_ID_LENGTH, "user_id")
+        if start_time < 0:
+            raise InvalidParameterValue(f"Invalid start_time {start_time}: must be >= 0")
+        for tag in tags:
+            v.validate_run_tag(tag.key, tag.value)
+        tagged_name = next((t.value for t in reversed(tags) if t.key == RUN_NAME_TAG), "")
+        if run_name and tagged_name and run_name != tagged_name:
+            raise InvalidParameterValue(
+                f"Both run_name {run_name!r} and tag {RUN_NAME_TAG}={tagged_name!r} were given "
+                "with different values; give one, or the same value in both"
+            )
+        name = run_name or tagged_name or generate_run_name()
+        v.validate_length(name, v.MAX_RUN_NAME_LENGTH, "run_name")
+        final_tags = [t for t in tags if t.key != RUN_NAME_TAG]
+        final_tags.append(common_pb2.Tag(key=RUN_NAME_TAG, value=name))
+        return self.store.create_run(
+            experiment_id, user_id, start_time or _now_ms(), name, final_tags
+        )
+
+    def get_run(self, run_id: str) -> tracking_pb2.Run:
+        v.validate_run_id(run_id)
+        return self.store.get_run(run_id)
+
+    def update_run(
+        self, run_id: str, status: int, end_time: int | None, run_name: str
+    ) -> tracking_pb2.RunInfo:
+        v.validate_run_id(run_id)
+        if status not in (0, 1, 2, 3, 4, 5):
+            raise InvalidParameterValue(
+                f"Invalid status {status}: expected RUNNING (1), SCHEDULED (2), FINISHED (3), "
+                "FAILED (4) or KILLED (5)"
+            )
+        if end_time is not None and end_time < 0:
+            raise InvalidParameterValue(f"Invalid end_time {end_time}: must be >= 0")
+        if run_name:
+            v.validate_length(run_name, v.MAX_RUN_NAME_LENGTH, "run_name")
+        return self.store.update_run(run_id, status or None, end_time, run_name or None)
+
+    def delete_run(self, run_id: str) -> None:
+        v.validate_run_id(run_id)
+        self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        v.validate_run_id(run_id)
+        self.store.restore_run(run_id)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        max_results: int,
+        order_by: Sequence[str],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.Run], str]:
+        for experiment_id in experiment_ids:
+            v.validate_experiment_id(experiment_id, "experiment_ids")
+        size = v.validate_max_results(max_results)
+        check_run_filter(filter_string)
+        parse_run_order_by(list(order_by))
+        return self.store.search_runs(
+            list(experiment_ids),
+            filter_string,
+            _view_type(view_type),
+            size,
+            order_by,
+            page_token,
+        )
+
+    # --------------------------------------------------------------- run data
+
+    def log_param(self, run_id: str, key: str, value: str) -> None:
+        v.validate_run_id(run_id)
+        v.validate_param(key, value)
+        self.store.log_param(run_id, tracking_pb2.Param(key=key, value=value))
+
+    def log_metric(self, run_id: str, metric: tracking_pb2.Metric) -> None:
+        v.validate_run_id(run_id)
+        check_metrics([metric])
+        self.store.log_metric(run_id, metric)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        v.validate_run_id(run_id)
+        v.validate_run_tag(key, value)
+        if key == RUN_NAME_TAG:
+            v.validate_length(value, v.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
+        self.store.set_tag(run_id, common_pb2.Tag(key=key, value=value))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        v.validate_run_id(run_id)
+        v.validate_key(key, "tag key")
+        self.store.delete_tag(run_id, key)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[tracking_pb2.Metric],
+        params: Sequence[tracking_pb2.Param],
+        tags: Sequence[common_pb2.Tag],
+    ) -> None:
+        v.validate_run_id(run_id)
+        v.validate_batch_sizes(len(metrics), len(params), len(tags))
+        seen: set[str] = set()
+        for p in params:
+            v.validate_param(p.key, p.value)
+            if p.key in seen:
+                raise InvalidParameterValue(
+                    f"Invalid batch: param key {p.key!r} appears more than once; each param key "
+                    "may be logged once per batch"
+                )
+            seen.add(p.key)
+        for tag in tags:
+            v.validate_run_tag(tag.key, tag.value)
+            if tag.key == RUN_NAME_TAG:
+                v.validate_length(tag.value, v.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
+        check_metrics(metrics)
+        self.store.log_batch(run_id, metrics, params, tags)
+
+    def ingest_metrics(self, run_id: str, metrics: Sequence[tracking_pb2.Metric]) -> int:
+        """One message of a streaming ingest: any number of points, written in bulk."""
+        v.validate_run_id(run_id)
+        check_metrics(metrics)
+        if metrics:
+            self.store.log_batch(run_id, metrics, (), ())
+        return len(metrics)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[tracking_pb2.DatasetInput]) -> None:
+        v.validate_run_id(run_id)
+        for item in inputs:
+            if not item.HasField("dataset") or not item.dataset.name:
+                raise InvalidParameterValue("Invalid dataset input: dataset.name must be set")
+            for field, limit in _DATASET_LIMITS:
+                v.validate_length(getattr(item.dataset, field), limit, f"dataset.{field}")
+            for tag in item.tags:
+                v.validate_length(tag.key, 255, "input tag key")
+                v.validate_length(tag.value, 500, f"value of input tag {tag.key!r}")
+        self.store.log_inputs(run_id, inputs)
+
+    # ---------------------------------------------------------------- history
+
+    def get_metric_history(
+        self, run_id: str, key: str, max_results: int, page_token: str
+    ) -> tuple[list[tracking_pb2.Metric], str]:
+        v.validate_run_id(run_id)
+        v.validate_key(key, "metric_key")
+        if max_results < 0:
+            raise InvalidParameterValue(
+                f"Invalid max_results {max_results}: must be >= 0 (0 means all points)"
+            )
+        return self.store.get_metric_history(run_id, key, max_results, page_token)
+
+    def iter_metric_history(self, run_id: str, key: str) -> Iterator[Sequence[HistoryPoint]]:
+        v.validate_run_id(run_id)
+        v.validate_key(key, "metric_key")
+        return self.store.iter_metric_history(run_id, key, HISTORY_CHUNK)
+
+    def get_metric_history_bulk_interval(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        start_step: int | None,
+        end_step: int | None,
+        max_results: int,
+    ) -> list[tracking_pb2.MetricWithRunId]:
+        if not run_ids:
+            raise InvalidParameterValue("Invalid run_ids: at least one run id is required")
+        if len(run_ids) > MAX_BULK_INTERVAL_RUNS:
+            raise InvalidParameterValue(
+                f"Invalid run_ids: {len(run_ids)} given, at most {MAX_BULK_INTERVAL_RUNS} allowed"
+            )
+        for run_id in run_ids:
+            v.validate_run_id(run_id, "run_ids")
+        v.validate_key(key, "metric_key")
+        if max_results < 0 or max_results > MAX_BULK_INTERVAL_POINTS:
+            raise InvalidParameterValue(
+                f"Invalid max_results {max_results}: must be between 1 and "
+                f"{MAX_BULK_INTERVAL_POINTS} (0 means {MAX_BULK_INTERVAL_POINTS})"
+            )
+        if start_step is not None and end_step is not None and start_step > end_step:
+            raise InvalidParameterValue(
+                f"Invalid step range: start_step {start_step} is greater than end_step {end_step}"
+            )
+        return self.store.get_metric_history_bulk_interval(
+            run_ids, key, start_step, end_step, max_results or MAX_BULK_INTERVAL_POINTS
+        )

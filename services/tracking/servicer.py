@@ -1,0 +1,173 @@
+"""TrackingService servicer: proto in → domain → proto out, nothing else.
+
+Errors are raised as mlgrid exceptions; the shared interceptor turns them into gRPC statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
+
+from .domain import TrackingDomain
+
+
+class TrackingServicer(pb_grpc.TrackingServiceServicer):
+    def __init__(self, domain: TrackingDomain) -> None:
+        self.domain = domain
+
+    # ------------------------------------------------------------ experiments
+
+    def CreateExperiment(self, request, context):
+        experiment_id = self.domain.create_experiment(
+            request.name, request.artifact_location, request.tags
+        )
+        return pb.CreateExperimentResponse(experiment_id=experiment_id)
+
+    def GetExperiment(self, request, context):
+        return pb.GetExperimentResponse(
+            experiment=self.domain.get_experiment(request.experiment_id)
+        )
+
+    def GetExperimentByName(self, request, context):
+        return pb.GetExperimentByNameResponse(
+            experiment=self.domain.get_experiment_by_name(request.experiment_name)
+        )
+
+    def SearchExperiments(self, request, context):
+        experiments, token = self.domain.search_experiments(
+            request.view_type,
+            request.max_results,
+            request.filter,
+            list(request.order_by),
+            request.page_token,
+        )
+        return pb.SearchExperimentsResponse(experiments=experiments, next_page_token=token)
+
+    def UpdateExperiment(self, request, context):
+        self.domain.rename_experiment(request.experiment_id, request.new_name)
+        return pb.UpdateExperimentResponse()
+
+    def DeleteExperiment(self, request, context):
+        self.domain.delete_experiment(request.experiment_id)
+        return pb.DeleteExperimentResponse()
+
+    def RestoreExperiment(self, request, context):
+        self.domain.restore_experiment(request.experiment_id)
+        return pb.RestoreExperimentResponse()
+
+    def SetExperimentTag(self, request, context):
+        self.domain.set_experiment_tag(request.experiment_id, request.key, request.value)
+        return pb.SetExperimentTagResponse()
+
+    def DeleteExperimentTag(self, request, context):
+        self.domain.delete_experiment_tag(request.experiment_id, request.key)
+        return pb.DeleteExperimentTagResponse()
+
+    # ------------------------------------------------------------------- runs
+
+    def CreateRun(self, request, context):
+        run = self.domain.create_run(
+            request.experiment_id,
+            request.user_id,
+            request.start_time,
+            list(request.tags),
+            request.run_name,
+        )
+        return pb.CreateRunResponse(run=run)
+
+    def GetRun(self, request, context):
+        return pb.GetRunResponse(run=self.domain.get_run(request.run_id))
+
+    def UpdateRun(self, request, context):
+        end_time = request.end_time if request.HasField("end_time") else None
+        info = self.domain.update_run(request.run_id, request.status, end_time, request.run_name)
+        return pb.UpdateRunResponse(run_info=info)
+
+    def DeleteRun(self, request, context):
+        self.domain.delete_run(request.run_id)
+        return pb.DeleteRunResponse()
+
+    def RestoreRun(self, request, context):
+        self.domain.restore_run(request.run_id)
+        return pb.RestoreRunResponse()
+
+    def SearchRuns(self, request, context):
+        runs, token = self.domain.search_runs(
+            list(request.experiment_ids),
+            request.filter,
+            request.run_view_type,
+            request.max_results,
+            list(request.order_by),
+            request.page_token,
+        )
+        return pb.SearchRunsResponse(runs=runs, next_page_token=token)
+
+    # --------------------------------------------------------------- run data
+
+    def LogParam(self, request, context):
+        self.domain.log_param(request.run_id, request.key, request.value)
+        return pb.LogParamResponse()
+
+    def LogMetric(self, request, context):
+        metric = tracking_pb2.Metric(
+            key=request.key, value=request.value, timestamp=request.timestamp, step=request.step
+        )
+        self.domain.log_metric(request.run_id, metric)
+        return pb.LogMetricResponse()
+
+    def SetTag(self, request, context):
+        self.domain.set_tag(request.run_id, request.key, request.value)
+        return pb.SetTagResponse()
+
+    def DeleteTag(self, request, context):
+        self.domain.delete_tag(request.run_id, request.key)
+        return pb.DeleteTagResponse()
+
+    def LogBatch(self, request, context):
+        self.domain.log_batch(request.run_id, request.metrics, request.params, request.tags)
+        return pb.LogBatchResponse()
+
+    def LogInputs(self, request, context):
+        self.domain.log_inputs(request.run_id, request.datasets)
+        return pb.LogInputsResponse()
+
+    def IngestMetrics(self, request_iterator, context):
+        written = 0
+        for message in request_iterator:
+            written += self.domain.ingest_metrics(message.run_id, message.metrics)
+        return pb.IngestMetricsResponse(metrics_written=written)
+
+    # ---------------------------------------------------------------- history
+
+    def GetMetricHistory(self, request, context):
+        metrics, token = self.domain.get_metric_history(
+            request.run_id, request.metric_key, request.max_results, request.page_token
+        )
+        return pb.GetMetricHistoryResponse(metrics=metrics, next_page_token=token)
+
+    def StreamMetricHistory(
+        self, request: pb.StreamMetricHistoryRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.StreamMetricHistoryResponse]:
+        key = request.metric_key
+        chunks = self.domain.iter_metric_history(request.run_id, key)
+        for chunk in chunks:
+            response = pb.StreamMetricHistoryResponse()
+            add = response.metrics.add  # cheapest way to build many small messages
+            for step, timestamp, value in chunk:
+                add(key=key, value=value, timestamp=timestamp, step=step)
+            yield response
+
+    def GetMetricHistoryBulkInterval(self, request, context):
+        metrics = self.domain.get_metric_history_bulk_interval(
+            list(request.run_ids),
+            request.metric_key,
+            request.start_step if request.HasField("start_step") else None,
+            request.end_step if request.HasField("end_step") else None,
+            request.max_results,
+        )
+        return pb.GetMetricHistoryBulkIntervalResponse(metrics=metrics)

@@ -1,0 +1,202 @@
+"""Runs in the SQL tracking store: create, get, update, delete, restore, search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.store.paging import decode_page_token, encode_page_token
+from mlgrid.store.search_filter import check_run_filter, parse_run_order_by
+
+from . import schema as t
+from .sql_base import STATUS_NAMES, SqlStoreBase, parse_experiment_id, run_info_from_row
+from .sql_filters import compile_run_filter, lifecycle_condition, run_attribute_column
+
+#: The tag MLflow mirrors the run name into.
+RUN_NAME_TAG = "mlflow.runName"
+
+_R = t.runs.c
+
+
+class RunsMixin(SqlStoreBase):
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        run_name: str,
+        tags: Sequence[common_pb2.Tag],
+    ) -> tracking_pb2.Run:
+        number = parse_experiment_id(experiment_id)
+        run_id = uuid.uuid4().hex
+        unique_tags = {tag.key: tag.value for tag in tags}
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(t.experiments.c.lifecycle_stage, t.experiments.c.artifact_location).where(
+                    t.experiments.c.experiment_id == number
+                )
+            ).first()
+            if row is None:
+                raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}")
+            if row[0] != t.ACTIVE:
+                raise InvalidParameterValue(
+                    f"Cannot create a run in experiment {experiment_id}: it is deleted "
+                    "(restore it first)"
+                )
+            artifact_uri = f"{row[1].rstrip('/')}/{run_id}/artifacts"
+            values = {
+                "run_uuid": run_id,
+                "name": run_name,
+                "experiment_id": number,
+                "user_id": user_id,
+                "status": "RUNNING",
+                "start_time": start_time,
+                "end_time": None,
+                "artifact_uri": artifact_uri,
+                "lifecycle_stage": t.ACTIVE,
+                "deleted_with_experiment": False,
+            }
+            conn.execute(t.runs.insert(), values)
+            if unique_tags:
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique_tags.items()],
+                )
+        run = tracking_pb2.Run(
+            info=tracking_pb2.RunInfo(
+                run_id=run_id,
+                run_name=run_name,
+                experiment_id=str(number),
+                user_id=user_id,
+                status=tracking_pb2.RUN_STATUS_RUNNING,
+                start_time=start_time,
+                artifact_uri=artifact_uri,
+                lifecycle_stage=t.ACTIVE,
+            )
+        )
+        for key, value in unique_tags.items():
+            run.data.tags.add(key=key, value=value)
+        return run
+
+    def get_run(self, run_id: str) -> tracking_pb2.Run:
+        with self._read() as conn:
+            found = self._run_data(conn, [run_id])
+            if run_id not in found:
+                raise ResourceDoesNotExist(f"Run {run_id!r} not found")
+            run = found[run_id]
+            run.inputs.dataset_inputs.extend(self._run_inputs(conn, run_id))
+            return run
+
+    def _run_info(self, conn: Any, run_id: str) -> tracking_pb2.RunInfo:
+        row = conn.execute(sa.select(*self.run_info_columns).where(_R.run_uuid == run_id)).first()
+        return run_info_from_row(row)
+
+    def _set_run_name_tag(self, conn: Any, run_id: str, run_name: str) -> None:
+        statement = self._insert(t.tags).values(run_uuid=run_id, key=RUN_NAME_TAG, value=run_name)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["run_uuid", "key"], set_={"value": statement.excluded.value}
+            )
+        )
+
+    def update_run(
+        self, run_id: str, status: int | None, end_time: int | None, run_name: str | None
+    ) -> tracking_pb2.RunInfo:
+        changes: dict[str, Any] = {}
+        if status is not None:
+            changes["status"] = STATUS_NAMES[status]
+        if end_time is not None:
+            changes["end_time"] = end_time
+        if run_name is not None:
+            changes["name"] = run_name
+        with self._write() as conn:
+            self._check_run_writable(conn, run_id)
+            if changes:
+                conn.execute(t.runs.update().where(_R.run_uuid == run_id).values(**changes))
+            if run_name is not None:
+                self._set_run_name_tag(conn, run_id, run_name)
+            return self._run_info(conn, run_id)
+
+    def delete_run(self, run_id: str) -> None:
+        with self._write() as conn:
+            self._check_run_exists(conn, run_id)
+            conn.execute(
+                t.runs.update()
+                .where(_R.run_uuid == run_id)
+                .values(lifecycle_stage=t.DELETED, deleted_with_experiment=False)
+            )
+
+    def restore_run(self, run_id: str) -> None:
+        with self._write() as conn:
+            self._check_run_exists(conn, run_id)
+            experiment_stage = conn.execute(
+                sa.select(t.experiments.c.lifecycle_stage)
+                .join(t.runs, _R.experiment_id == t.experiments.c.experiment_id)
+                .where(_R.run_uuid == run_id)
+            ).scalar()
+            if experiment_stage != t.ACTIVE:
+                raise InvalidParameterValue(
+                    f"Cannot restore run {run_id}: its experiment is deleted (restore the "
+                    "experiment, which restores the runs deleted with it)"
+                )
+            conn.execute(
+                t.runs.update()
+                .where(_R.run_uuid == run_id)
+                .values(lifecycle_stage=t.ACTIVE, deleted_with_experiment=False)
+            )
+
+    # -------------------------------------------------------------------- search
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        max_results: int,
+        order_by: Sequence[str],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.Run], str]:
+        tree = check_run_filter(filter_string)
+        clauses = parse_run_order_by(list(order_by))
+        offset = decode_page_token(page_token, "runs")
+        numbers = [int(e) for e in experiment_ids if e.isdigit() and len(e) < 10]
+        query = sa.select(_R.run_uuid).where(
+            _R.experiment_id.in_(numbers), lifecycle_condition(_R.lifecycle_stage, view_type)
+        )
+        if tree is not None:
+            query = query.where(compile_run_filter(tree))
+        source: Any = t.runs
+        ordering: list[Any] = []
+        for index, clause in enumerate(clauses):
+            if clause.kind == "attribute":
+                column: Any = run_attribute_column(clause.key)
+                missing: Any = sa.case((column.is_(None), 1), else_=0)
+            else:
+                table = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}[clause.kind]
+                alias = table.alias(f"order_{index}")
+                source = source.outerjoin(
+                    alias, sa.and_(alias.c.run_uuid == _R.run_uuid, alias.c.key == clause.key)
+                )
+                column = alias.c.value
+                if clause.kind == "metric":
+                    # Missing values last, then NaN, then numbers (either direction).
+                    missing = sa.case((column.is_(None), 2), (alias.c.is_nan.is_(True), 1), else_=0)
+                else:
+                    missing = sa.case((column.is_(None), 1), else_=0)
+            ordering.append(missing)
+            ordering.append(column.asc() if clause.ascending else column.desc())
+        ordering += [_R.start_time.desc(), _R.run_uuid.asc()]
+        query = query.select_from(source).order_by(*ordering).offset(offset).limit(max_results + 1)
+        with self._read() as conn:
+            ids = list(conn.execute(query).scalars())
+            more = len(ids) > max_results
+            ids = ids[:max_results]
+            found = self._run_data(conn, ids)
+        token = encode_page_token(offset + max_results, "runs") if more else ""
+        return [found[run_id] for run_id in ids if run_id in found], token

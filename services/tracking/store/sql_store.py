@@ -1,0 +1,34 @@
+"""The SQL tracking store (SQLite and PostgreSQL): every tracking operation, SQL only here."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from mlgrid.store.tracking_store import AbstractTrackingStore
+from mlgrid_services.common.sql import make_engine
+
+from .sql_experiments import ExperimentsMixin
+from .sql_history import HistoryMixin
+from .sql_runs import RunsMixin
+from .sql_writes import WritesMixin
+
+
+class SqlTrackingStore(
+    ExperimentsMixin, RunsMixin, WritesMixin, HistoryMixin, AbstractTrackingStore
+):
+    """Tracking store on a SQL database; migrates the schema to the latest revision on open."""
+
+    def __init__(
+        self, store_uri: str | Engine, default_artifact_root: str, *, migrate: bool = True
+    ) -> None:
+        engine = make_engine(store_uri) if isinstance(store_uri, str) else store_uri
+        super().__init__(engine, default_artifact_root)
+        if migrate:
+            from mlgrid_services.tracking.migrations import upgrade
+
+            upgrade(engine)
+        self._prepare_write_statements()
+        self._fix_default_location()
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Tests of the projects service, SDK and CLI."""

@@ -1,0 +1,187 @@
+"""The Client: MLflow's method names, domain objects out, typed exceptions in.
+
+Every test runs embedded (SQLite served in-process) and remote (through the gateway).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlgrid import MlflowClient
+from mlgrid.client import Client
+from mlgrid.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    InputTag,
+    Metric,
+    Param,
+    Run,
+    RunTag,
+    ViewType,
+)
+from mlgrid.exceptions import (
+    InvalidParameterValue,
+    MlflowException,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+)
+
+
+@pytest.fixture
+def client(uri: str) -> Client:
+    return MlflowClient(uri)
+
+
+@pytest.fixture
+def experiment_id(client: Client, unique_name: str) -> str:
+    return client.create_experiment(unique_name)
+
+
+def test_experiment_lifecycle(client: Client, unique_name: str) -> None:
+    experiment_id = client.create_experiment(unique_name, tags={"team": "vision"})
+    experiment = client.get_experiment(experiment_id)
+    assert isinstance(experiment, Experiment)
+    assert (experiment.name, experiment.lifecycle_stage) == (unique_name, "active")
+    assert experiment.tags["team"] == "vision"
+    assert client.get_experiment_by_name(unique_name) == experiment
+
+    client.rename_experiment(experiment_id, unique_name + "-renamed")
+    client.set_experiment_tag(experiment_id, "stage", "dev")
+    client.delete_experiment_tag(experiment_id, "team")
+    renamed = client.get_experiment(experiment_id)
+    assert renamed.name == unique_name + "-renamed"
+    assert renamed.tags == {"stage": "dev"}
+
+    client.delete_experiment(experiment_id)
+    assert client.get_experiment(experiment_id).lifecycle_stage == "deleted"
+    deleted = client.search_experiments(view_type=ViewType.DELETED_ONLY)
+    assert experiment_id in [e.experiment_id for e in deleted]
+    client.restore_experiment(experiment_id)
+    assert client.get_experiment(experiment_id).lifecycle_stage == "active"
+
+
+def test_missing_experiment_by_name_is_none(client: Client) -> None:
+    assert client.get_experiment_by_name("no-such-experiment-anywhere") is None
+
+
+def test_typed_exceptions_come_back_from_the_server(client: Client, unique_name: str) -> None:
+    client.create_experiment(unique_name)
+    with pytest.raises(ResourceAlreadyExists, match=unique_name):
+        client.create_experiment(unique_name)
+    with pytest.raises(ResourceDoesNotExist) as missing:
+        client.get_run("0" * 32)
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    # MLflow scripts catch MlflowException: every typed error is one.
+    assert isinstance(missing.value, MlflowException)
+
+
+def test_params_are_write_once(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    assert client.log_param(run_id, "lr", 0.1) == 0.1
+    client.log_param(run_id, "lr", 0.1)  # same value again: a no-op
+    with pytest.raises(InvalidParameterValue, match="lr"):
+        client.log_param(run_id, "lr", 0.2)
+    assert client.get_run(run_id).data.params == {"lr": "0.1"}
+
+
+def test_non_numeric_metric_is_refused_before_sending(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    with pytest.raises(InvalidParameterValue, match=r"'acc'.*'high'.*number"):
+        client.log_metric(run_id, "acc", "high")  # type: ignore[arg-type]
+
+
+def test_run_lifecycle(client: Client, experiment_id: str) -> None:
+    run = client.create_run(experiment_id, tags={"mlflow.user": "ada", "k": "v"}, run_name="r1")
+    assert isinstance(run, Run)
+    info = run.info
+    assert len(info.run_id) == 32 and info.run_uuid == info.run_id
+    assert (info.status, info.run_name, info.user_id) == ("RUNNING", "r1", "ada")
+    assert info.artifact_uri and info.artifact_uri.endswith(f"/{info.run_id}/artifacts")
+    assert run.data.tags["k"] == "v"
+
+    client.update_run(info.run_id, name="r2")
+    client.set_terminated(info.run_id, "KILLED")
+    ended = client.get_run(info.run_id).info
+    assert (ended.status, ended.run_name) == ("KILLED", "r2")
+    assert ended.end_time is not None and ended.end_time >= info.start_time
+
+    client.delete_run(info.run_id)
+    assert client.get_run(info.run_id).info.lifecycle_stage == "deleted"
+    assert client.search_runs([experiment_id]) == []
+    client.restore_run(info.run_id)
+    assert [r.info.run_id for r in client.search_runs(experiment_id)] == [info.run_id]
+
+
+def test_tags_and_latest_metrics(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    client.set_tag(run_id, "note", "first")
+    client.set_tag(run_id, "note", "second")
+    client.set_tag(run_id, "gone", "x")
+    client.delete_tag(run_id, "gone")
+    client.log_metric(run_id, "loss", 0.5, timestamp=1000, step=2)
+    client.log_metric(run_id, "loss", 0.9, timestamp=2000, step=1)  # earlier step: not latest
+    data = client.get_run(run_id).data
+    assert data.tags["note"] == "second" and "gone" not in data.tags
+    assert data.metrics == {"loss": 0.5}
+
+
+def test_search_runs_filters_orders_and_pages(client: Client, experiment_id: str) -> None:
+    for i in range(5):
+        run_id = client.create_run(experiment_id, run_name=f"r{i}").info.run_id
+        client.log_metric(run_id, "acc", i / 10)
+        client.log_param(run_id, "lr", "0.01" if i % 2 else "0.1")
+    found = client.search_runs(
+        [experiment_id], "metrics.acc >= 0.1 and params.lr = '0.01'", order_by=["metrics.acc DESC"]
+    )
+    assert [r.info.run_name for r in found] == ["r3", "r1"]
+    first = client.search_runs([experiment_id], max_results=2, order_by=["attributes.run_name"])
+    assert len(first) == 2 and first.token
+    rest = client.search_runs(
+        [experiment_id], max_results=10, order_by=["attributes.run_name"], page_token=first.token
+    )
+    assert [r.info.run_name for r in first + rest] == ["r0", "r1", "r2", "r3", "r4"]
+    assert rest.token is None
+
+
+def test_log_batch_above_server_limits_is_split(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    metrics = [Metric("loss", float(i), 1_000 + i, i) for i in range(2_500)]
+    params = [Param(f"p{i}", str(i)) for i in range(150)]
+    tags = [RunTag(f"t{i}", str(i)) for i in range(130)]
+    client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+    run = client.get_run(run_id)
+    assert len(run.data.params) == 150
+    assert sum(1 for key in run.data.tags if key.startswith("t")) == 130
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(2_500))
+    assert history[-1] == Metric("loss", 2499.0, 3_499, 2_499)
+
+
+def test_log_batch_rejects_a_bad_param_before_metrics(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_param(run_id, "p0", "original")
+    metrics = [Metric("m", 1.0, 1, i) for i in range(1_500)]
+    params = [Param(f"p{i}", "new") for i in range(120)]
+    with pytest.raises(InvalidParameterValue):
+        client.log_batch(run_id, metrics=metrics, params=params)
+    # The first call carries the conflicting param; it fails whole, so no metric was written.
+    assert client.get_metric_history(run_id, "m") == []
+
+
+def test_metric_history_bulk_interval(client: Client, experiment_id: str) -> None:
+    run_ids = [client.create_run(experiment_id).info.run_id for _ in range(2)]
+    for run_id in run_ids:
+        client.log_batch(run_id, metrics=[Metric("loss", s / 10, 1, s) for s in range(20)])
+    points = client.get_metric_history_bulk_interval(run_ids, "loss", start_step=5, end_step=9)
+    assert {m.run_id for m in points} == set(run_ids)
+    assert sorted({m.step for m in points}) == [5, 6, 7, 8, 9]
+
+
+def test_log_inputs(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    dataset = Dataset("iris", "d1g35t", "local", '{"uri": "/data/iris.csv"}')
+    client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("iris", "d1g35t")]
+    assert inputs[0].tags == [InputTag("mlflow.data.context", "train")]

@@ -1,0 +1,114 @@
+"""Client environment: MLGRID_* first, MLflow's MLFLOW_* names as fallback, typed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlgrid import environment as env
+from mlgrid import tracking_uri
+from mlgrid.exceptions import InvalidParameterValue
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        env.MLGRID_TRACKING_URI,
+        env.MLGRID_REGISTRY_URI,
+        env.MLGRID_EXPERIMENT_NAME,
+        env.MLGRID_EXPERIMENT_ID,
+        env.MLGRID_RUN_ID,
+        env.MLGRID_TRACKING_TOKEN,
+        env.MLGRID_TRACKING_USERNAME,
+        env.MLGRID_TRACKING_PASSWORD,
+    ],
+    ids=lambda v: v.name,
+)
+def test_mlflow_name_is_the_fallback(
+    variable: env.EnvironmentVariable[str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert variable.fallback == variable.name.replace("MLGRID_", "MLFLOW_")
+    monkeypatch.setenv(variable.fallback, "from-mlflow")
+    assert variable.get() == "from-mlflow"
+    monkeypatch.setenv(variable.name, "from-mlgrid")
+    assert variable.get() == "from-mlgrid"
+
+
+def test_async_logging_reads_mlflows_enable_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env.MLGRID_ASYNC_LOGGING.get() is False
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "true")
+    assert env.MLGRID_ASYNC_LOGGING.get() is True
+    monkeypatch.setenv("MLGRID_ASYNC_LOGGING", "0")
+    assert env.MLGRID_ASYNC_LOGGING.get() is False
+
+
+def test_bad_value_names_the_variable_and_what_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "perhaps")
+    with pytest.raises(InvalidParameterValue) as caught:
+        env.MLGRID_ASYNC_LOGGING.get()
+    message = str(caught.value)
+    assert "MLFLOW_ENABLE_ASYNC_LOGGING='perhaps'" in message
+    assert "true" in message and "false" in message
+
+
+def test_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLGRID_ASYNC_LOGGING_QUEUE_SIZE", "-3")
+    with pytest.raises(
+        InvalidParameterValue, match=r"MLGRID_ASYNC_LOGGING_QUEUE_SIZE='-3'.*positive"
+    ):
+        env.MLGRID_ASYNC_LOGGING_QUEUE_SIZE.get()
+
+
+def test_unset_tracking_uri_is_mlgrid_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri.get_tracking_uri() == f"sqlite:///{tmp_path}/mlgrid.db"
+    assert not tracking_uri.is_tracking_uri_set()
+
+
+def test_tracking_uri_from_mlflow_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "grpc://127.0.0.1:1234")
+    assert tracking_uri.get_tracking_uri() == "grpc://127.0.0.1:1234"
+    monkeypatch.setenv("MLGRID_TRACKING_URI", "grpc://127.0.0.1:5678")
+    assert tracking_uri.get_tracking_uri() == "grpc://127.0.0.1:5678"
+
+
+def test_set_tracking_uri_wins_and_is_exported_to_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "grpc://127.0.0.1:1234")
+    tracking_uri.set_tracking_uri("sqlite:///relative.db")
+    expected = f"sqlite:///{tmp_path}/relative.db"
+    assert tracking_uri.get_tracking_uri() == expected
+    assert env.MLGRID_TRACKING_URI.get() == expected
+
+
+def test_registry_uri_follows_the_tracking_uri_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    tracking_uri.set_tracking_uri("grpc://127.0.0.1:1234")
+    assert tracking_uri.get_registry_uri() == "grpc://127.0.0.1:1234"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "grpc://127.0.0.1:999")
+    assert tracking_uri.get_registry_uri() == "grpc://127.0.0.1:999"
+    tracking_uri.set_registry_uri("grpc://127.0.0.1:4321")
+    assert tracking_uri.get_registry_uri() == "grpc://127.0.0.1:4321"
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("", "must not be empty"),
+        ("mlruns", "has no scheme"),
+        ("grpc://localhost", "needs a host and a port"),
+    ],
+)
+def test_malformed_tracking_uris_are_refused_clearly(uri: str, message: str) -> None:
+    with pytest.raises(InvalidParameterValue, match=message):
+        tracking_uri.set_tracking_uri(uri)
+
+
+def test_every_variable_is_declared_once() -> None:
+    names = [v.name for v in env.ALL]
+    assert len(names) == len(set(names))
+    assert all(name.startswith("MLGRID_") for name in names)
