@@ -136,6 +136,7 @@ class AsyncLogger:
         self._lock = threading.Lock()
         self._failed: list[tuple[str, RunOperations, BaseException]] = []
         _loggers.add(self)
+        _ensure_exit_hook()
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -263,7 +264,34 @@ def flush_all(*, raise_errors: bool = True) -> None:
         raise first_error
 
 
-@atexit.register
 def _flush_at_exit() -> None:
-    # Raising from an atexit hook only prints a traceback; print a clear summary instead.
+    # Raising from an exit hook only prints a traceback; print a clear summary instead.
     flush_all(raise_errors=False)
+
+
+def register_exit_hook(hook: Callable[[], None]) -> None:
+    """Runs ``hook`` at interpreter exit while thread pools still work.
+
+    Plain ``atexit`` hooks run after ``concurrent.futures`` has shut its thread pools down, so
+    an embedded gRPC server (which runs on one) could no longer answer a final call and the
+    call would hang. Hooks registered here run before that shutdown (later ones first).
+    """
+    import concurrent.futures.thread  # noqa: F401  (its own exit hook must be registered first)
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading._register_atexit")
+        register(hook)
+    except RuntimeError:  # interpreter already shutting down, or another Python
+        atexit.register(hook)
+
+
+_exit_hook_registered = False
+
+
+def _ensure_exit_hook() -> None:
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        register_exit_hook(_flush_at_exit)

@@ -7,7 +7,6 @@ the last ended run, and the experiment chosen by :func:`set_experiment`.
 
 from __future__ import annotations
 
-import atexit
 import sys
 import threading
 import time
@@ -509,7 +508,7 @@ def _install_exit_hooks() -> None:
         previous(exc_type, exc, tb)
 
     sys.excepthook = excepthook
-    atexit.register(_end_runs_at_exit)
+    async_logging.register_exit_hook(_end_runs_at_exit)
 
 
 def _end_runs_at_exit() -> None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -39,7 +40,7 @@ from .python_versions import Interpreter, find_python
 __all__ = ["ENV_MANAGERS", "EnvironmentPlan", "build_environment", "find_conda", "plan_environment"]
 
 ENV_MANAGERS = ("local", "virtualenv", "conda")
-_PIP = ("-m", "pip", "install", "--disable-pip-version-check", "--no-input")
+_PIP = ("install", "--disable-pip-version-check", "--no-input")
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,19 @@ def _prepend(directory: Path) -> str:
     return f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def _outer_pip(interpreter: Interpreter) -> list[str] | None:
+    """The service's own pip, when it can install into another environment (``--python``,
+    pip >= 22.3) running that environment's Python (>= 3.9 for current pips)."""
+    try:
+        pip_version = tuple(int(p) for p in metadata.version("pip").split(".")[:2])
+        target = tuple(int(p) for p in interpreter.version.split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    if pip_version < (22, 3) or target < (3, 9):
+        return None
+    return [sys.executable, "-m", "pip"]
+
+
 def _ensure_virtualenv(interpreter: Interpreter, env: PythonEnv, log: Log) -> Path:
     root = env_root()
     key = content_key(
@@ -173,18 +187,19 @@ def _ensure_virtualenv(interpreter: Interpreter, env: PythonEnv, log: Log) -> Pa
         log(f"building virtualenv {final} with Python {interpreter.version}\n")
         scratch = scratch_dir(root, key)
         try:
-            needs_pip = bool(env.build_dependencies or env.dependencies)
-            venv_args = [str(interpreter.path), "-m", "venv"]
-            if not needs_pip:
-                venv_args.append("--without-pip")  # nothing to install: skip ensurepip (slow)
-            run_logged([*venv_args, str(scratch)], log, "creating the virtualenv")
             python = str(scratch / "bin" / "python")
+            outer = _outer_pip(interpreter)
+            venv_args = [str(interpreter.path), "-m", "venv"]
+            if outer is not None or not (env.build_dependencies or env.dependencies):
+                venv_args.append("--without-pip")  # ensurepip takes seconds; avoid it
+            run_logged([*venv_args, str(scratch)], log, "creating the virtualenv")
+            pip = [*outer, "--python", python] if outer is not None else [python, "-m", "pip"]
             if env.build_dependencies:
                 run_logged(
-                    [python, *_PIP, *env.build_dependencies], log, "installing build_dependencies"
+                    [*pip, *_PIP, *env.build_dependencies], log, "installing build_dependencies"
                 )
             if env.dependencies:
-                run_logged([python, *_PIP, *env.dependencies], log, "installing dependencies")
+                run_logged([*pip, *_PIP, *env.dependencies], log, "installing dependencies")
             publish(scratch, final)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -266,9 +266,10 @@ class LocalBackend(ProjectBackend):
         if run_id is None:
             raise InvalidParameterValue("the local backend runs a tracking run created for it")
         prepared = prepare_local(
-            Path(project_uri),
+            project_uri,
             entry_point,
             params,
+            version,
             backend_config,
             tracking_uri,
             experiment_id,

@@ -118,7 +118,7 @@ def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
         SOURCE_NAME: fetched.source_name,
         ENTRY_POINT: sub.entry_point or "main",
         BACKEND: sub.backend,
-        PROJECT_ENV: loaded.plan.manager if loaded.plan else (sub.env_manager or "docker"),
+        PROJECT_ENV: loaded.plan.manager if loaded.plan else _declared_env(sub, loaded.project),
     }
     if fetched.git_commit:
         tags[GIT_COMMIT] = fetched.git_commit
@@ -134,28 +134,40 @@ def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
     return {k: v[:_TAG_VALUE_LIMIT] for k, v in tags.items()}
 
 
+def _declared_env(sub: Submission, project: Project) -> str:
+    """The environment a non-local backend is asked for (it decides how to provide it)."""
+    declared = {"python": "virtualenv", "conda": "conda", "docker": "docker"}
+    return sub.env_manager or declared.get(project.env_type or "", "local")
+
+
 def prepare_local(
-    project_dir: Path,
+    project_uri: str,
     entry_point: str,
     params: dict[str, str],
+    version: str | None,
     backend_config: dict[str, Any],
     tracking_uri: str,
     experiment_id: str,
     run_id: str,
 ) -> PreparedRun:
-    """A PreparedRun for a project directory that is already a private working copy."""
-    project = load_project(project_dir)
-    entry = project.get_entry_point(entry_point)
-    base = Path(str(backend_config.get("working_directory") or Path.cwd()))
-    resolved = resolve_parameters(entry, params, base)
-    plan = plan_environment(project, backend_config.get("env_manager"))
+    """A PreparedRun for any project URI, fetched into a working copy of its own."""
+    sub = Submission(
+        uri=project_uri,
+        entry_point=entry_point,
+        version=version,
+        parameters=dict(params),
+        env_manager=backend_config.get("env_manager") or None,
+        working_directory=str(backend_config.get("working_directory") or ""),
+    )
+    loaded = load_submission(sub, plan_env=True)
+    assert loaded.plan is not None
     return PreparedRun(
         run_id=run_id,
         experiment_id=experiment_id,
-        workdir=Path(tempfile.mkdtemp(prefix="mlgrid-run-", dir=work_root())),
-        project_dir=project_dir,
-        entry=entry,
-        params=resolved,
-        plan=plan,
+        workdir=loaded.workdir,
+        project_dir=loaded.fetched.directory,
+        entry=loaded.entry,
+        params=loaded.params,
+        plan=loaded.plan,
         tracking_uri=tracking_uri,
     )

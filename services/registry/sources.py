@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,7 +119,13 @@ def _check_local_source(
 
 
 class TrackingRunLookup:
-    """Finds a run's artifact root through the tracking service (via the gateway)."""
+    """Finds a run's artifact root through the tracking service (via the gateway).
+
+    A run's ``artifact_uri`` is fixed when the run is created and run ids are never reused, so
+    answers are cached (bounded): registering many versions from one run costs one lookup.
+    """
+
+    CACHE_SIZE = 10_000
 
     def __init__(self, target: str | None, timeout: float = 30.0) -> None:
         self.target = target
@@ -126,6 +133,7 @@ class TrackingRunLookup:
         self._stub: tracking_service_pb2_grpc.TrackingServiceStub | None = None
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, str] = OrderedDict()
 
     def _tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
         with self._lock:
@@ -140,12 +148,22 @@ class TrackingRunLookup:
             return self._stub
 
     def __call__(self, run_id: str) -> str:
+        with self._lock:
+            cached = self._cache.get(run_id)
+            if cached is not None:
+                self._cache.move_to_end(run_id)
+                return cached
         request = tracking_service_pb2.GetRunRequest(run_id=run_id)
         try:
             response = self._tracking().GetRun(request, timeout=self.timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
-        return str(response.run.info.artifact_uri)
+        artifact_uri = str(response.run.info.artifact_uri)
+        with self._lock:
+            self._cache[run_id] = artifact_uri
+            if len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return artifact_uri
 
     def close(self) -> None:
         with self._lock:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ for fixtures.stack
 
-from fixtures.stack import start_stack  # noqa: E402
+from fixtures.stack import start_stack
 
-from mlgrid.client import Client  # noqa: E402
-from mlgrid_services.common.app import create_service_app  # noqa: E402
-from mlgrid_services.common.config import ServiceConfig  # noqa: E402
-from mlgrid_services.common.server import start_server  # noqa: E402
+from mlgrid.client import Client
+from mlgrid_services.common.app import create_service_app
+from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.server import start_server
 
 
 def _timed(repeat: int, call: Callable[[], object]) -> list[float]:
@@ -74,12 +74,18 @@ def main() -> None:
             app = create_service_app("registry", ServiceConfig(backend_store_uri=store))
             server = start_server(app.services)
             try:
-                run_phases(Client(f"grpc://127.0.0.1:{server.port}"), args.versions, f"{kind}, service alone")
+                run_phases(
+                    Client(f"grpc://127.0.0.1:{server.port}"),
+                    args.versions,
+                    f"{kind}, service alone",
+                )
             finally:
                 server.stop(grace=0.5)
                 app.close()
             with start_stack(Path(tmp) / "stack", backend_store_uri=url) as stack:
-                run_phases(Client(stack.tracking_uri), args.versions, f"{kind}, through the gateway")
+                run_phases(
+                    Client(stack.tracking_uri), args.versions, f"{kind}, through the gateway"
+                )
 
 
 if __name__ == "__main__":

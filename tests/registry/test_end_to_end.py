@@ -37,13 +37,14 @@ def _train() -> tuple[np.ndarray, np.ndarray]:
     return features, weights
 
 
-@pytest.fixture
-def tracking(grpc_stack) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The fluent API pointed at the stack for one test."""
+@pytest.fixture(params=["grpc_stack", "grpc_stack_pg"], ids=["sqlite", "postgresql"])
+def tracking(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The fluent API pointed at a stack (SQLite or PostgreSQL behind it) for one test."""
+    stack = request.getfixturevalue(request.param)
     previous = mlgrid.get_tracking_uri() if mlgrid.tracking_uri.is_tracking_uri_set() else None
-    mlgrid.set_tracking_uri(grpc_stack.tracking_uri)
+    mlgrid.set_tracking_uri(stack.tracking_uri)
     try:
-        yield grpc_stack.tracking_uri
+        yield stack.tracking_uri
     finally:
         mlgrid.end_run()
         mlgrid.set_tracking_uri(previous)

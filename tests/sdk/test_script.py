@@ -130,21 +130,16 @@ def test_console_source_is_named_console(
     assert tags["mlflow.source.type"] == "PROJECT"
 
 
+OPEN_RUN = "import mlgrid\nmlgrid.start_run()\nprint(mlgrid.active_run().info.run_id, flush=True)\n"
+
+
 @pytest.mark.parametrize(
-    ("body", "status", "returncode"),
-    [
-        ("mlgrid.start_run()\nprint(mlgrid.active_run().info.run_id, flush=True)\n", "FINISHED", 0),
-        (
-            "mlgrid.start_run()\nprint(mlgrid.active_run().info.run_id, flush=True)\n"
-            "raise SystemExit('boom') if False else ValueError('boom')\n",
-            "FAILED",
-            1,
-        ),
-    ],
+    ("ending", "status", "returncode"),
+    [("", "FINISHED", 0), ("raise ValueError('boom')\n", "FAILED", 1)],
     ids=["left-open", "crashed"],
 )
 def test_runs_left_open_are_ended_at_exit(
-    body: str,
+    ending: str,
     status: str,
     returncode: int,
     embedded_uri: str,
@@ -152,9 +147,7 @@ def test_runs_left_open_are_ended_at_exit(
     sdk_env: dict[str, str],
 ) -> None:
     script = tmp_path / "job.py"
-    script.write_text(
-        "import mlgrid\n" + body.replace("raise SystemExit('boom') if False else ", "raise ")
-    )
+    script.write_text(OPEN_RUN + ending)
     sdk_env["MLGRID_TRACKING_URI"] = embedded_uri
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=sdk_env, capture_output=True, text=True

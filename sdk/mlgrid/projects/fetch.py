@@ -29,7 +29,16 @@ _SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:")
 _GIT_SCHEMES = ("https", "http", "ssh", "git", "git+ssh", "git+https")
 #: Not copied from local directories: version control data, caches, local tracking data.
 _COPY_IGNORE = shutil.ignore_patterns(
-    ".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", "mlruns"
+    ".git",
+    "__pycache__",
+    ".venv",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "mlruns",
+    "mlgrid-artifacts",
+    "mlgrid.db",
+    "mlgrid.db-*",
 )
 
 

@@ -23,6 +23,8 @@ GIT_TIMEOUT = float(os.environ.get("MLGRID_GIT_TIMEOUT", "300"))
 def _git_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"
+    # Only transports that fetch data; "ext::" and friends would run commands.
+    env["GIT_ALLOW_PROTOCOL"] = "file:git:http:https:ssh"
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     return env
 

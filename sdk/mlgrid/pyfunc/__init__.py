@@ -22,7 +22,6 @@ from mlgrid.exceptions import InvalidParameterValue
 
 from .model import FunctionModel, PyFuncModel, PythonModel, PythonModelContext
 from .packaging import (
-    MLMODEL_FILE,
     default_pip_requirements,
     load_model_dir,
     read_descriptor,
@@ -72,6 +71,8 @@ def log_model(
     *,
     name: str | None = None,
     run_id: str | None = None,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    conda_env: dict[str, Any] | str | None = None,
 ) -> ModelInfo:
     """Saves the model to a temporary directory and logs it as artifacts of the active run
     (started if none, as MLflow does) under ``artifact_path`` (``name`` in MLflow 3 spelling);
@@ -95,6 +96,8 @@ def log_model(
             extra_pip_requirements=extra_pip_requirements,
             model_config=model_config,
             metadata=metadata,
+            code_paths=code_paths,
+            conda_env=conda_env,
             run_id=run_id,
             artifact_path=path,
         )
@@ -153,7 +156,7 @@ def get_model_dir(model_uri: str, dst_path: str | os.PathLike[str] | None = None
     """A local directory holding the model's files (downloaded unless already local)."""
     location = _artifact_location(model_uri)
     local = _local_dir(location)
-    if local is not None and (local / MLMODEL_FILE).is_file():
+    if local is not None:  # on this machine already: read in place (read_descriptor checks it)
         return local
     from mlgrid.artifacts import download_artifacts
 

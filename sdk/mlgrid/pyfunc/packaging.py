@@ -34,6 +34,8 @@ PICKLE_FILE = "python_model.pkl"
 REQUIREMENTS_FILE = "requirements.txt"
 PYTHON_ENV_FILE = "python_env.yaml"
 ARTIFACTS_DIR = "artifacts"
+CODE_DIR = "code"
+CONDA_ENV_FILE = "conda.yaml"
 FLAVOR = "python_function"
 LOADER_MODULE = "mlgrid.pyfunc"
 
@@ -98,6 +100,18 @@ def _copy_artifacts(artifacts: dict[str, str], target: Path) -> dict[str, dict[s
     return described
 
 
+def _copy_code(code_paths: Sequence[str | os.PathLike[str]], code_dir: Path) -> None:
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for entry in code_paths:
+        source = Path(entry)
+        if source.is_dir():
+            shutil.copytree(source, code_dir / source.name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, code_dir / source.name)
+        else:
+            raise InvalidParameterValue(f"code path {str(source)!r} does not exist")
+
+
 def save_model(
     path: str | os.PathLike[str],
     python_model: PythonModel | Callable[[Any], Any] | None = None,
@@ -107,13 +121,17 @@ def save_model(
     model_config: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     *,
+    code_paths: Sequence[str | os.PathLike[str]] | None = None,
+    conda_env: dict[str, Any] | str | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
 ) -> dict[str, Any]:
     """Writes a python_function model directory at ``path`` (which must not exist or be empty).
 
     ``python_model`` is a :class:`PythonModel` or a plain function of the model input.
-    Returns the MLmodel descriptor that was written.
+    ``code_paths`` (files or packages the model imports) are copied into ``code/`` and put on
+    ``sys.path`` when the model loads; ``conda_env`` (a dict or a YAML file) becomes
+    ``conda.yaml``. Returns the MLmodel descriptor that was written.
     """
     if python_model is None:
         raise InvalidParameterValue("python_model is required: a PythonModel or a function")
@@ -148,6 +166,15 @@ def save_model(
     }
     if described:
         flavor["artifacts"] = described
+    if code_paths:
+        _copy_code(code_paths, target / CODE_DIR)
+        flavor["code"] = CODE_DIR
+    if conda_env is not None:
+        env = (
+            yaml.safe_load(Path(conda_env).read_text()) if isinstance(conda_env, str) else conda_env
+        )
+        (target / CONDA_ENV_FILE).write_text(yaml.safe_dump(env, sort_keys=False))
+        flavor["env"]["conda"] = CONDA_ENV_FILE
     if model_config:
         flavor["model_config"] = dict(model_config)
     descriptor: dict[str, Any] = {
@@ -185,6 +212,11 @@ def load_model_dir(model_dir: Path, model_config: dict[str, Any] | None = None) 
     """Loads a model directory written by :func:`save_model`."""
     descriptor = read_descriptor(model_dir)
     flavor = descriptor["flavors"][FLAVOR]
+    if flavor.get("code"):
+        # The model's own modules must import before unpickling can find their classes.
+        code_dir = str((model_dir / flavor["code"]).resolve())
+        if code_dir not in sys.path:
+            sys.path.insert(0, code_dir)
     with open(model_dir / flavor.get("python_model", PICKLE_FILE), "rb") as fh:
         python_model = _cloudpickle().load(fh)
     artifacts = {

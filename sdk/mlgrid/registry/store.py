@@ -106,7 +106,7 @@ class AbstractRegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_registered_model_tag(self, name: str, key: str) -> None:
-        """Deletes a model tag; ResourceDoesNotExist when the model or the tag is missing."""
+        """Deletes a model tag (a missing tag is not an error; a missing model is)."""
 
     # --- model versions ----------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class AbstractRegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_model_version_tag(self, name: str, version: int, key: str) -> None:
-        """Deletes a version tag; ResourceDoesNotExist when it is missing."""
+        """Deletes a version tag (a missing tag is not an error; a missing version is)."""
 
     @abc.abstractmethod
     def get_model_version_download_uri(self, name: str, version: int) -> str:

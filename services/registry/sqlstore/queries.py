@@ -164,24 +164,43 @@ def version_query() -> Any:
 
 
 def version_from_row(
-    row: Row, tags: Sequence[tuple[str, str]], aliases: Sequence[str]
+    row: Row, tags: Sequence[tuple[str, str]] = (), aliases: Sequence[str] = ()
 ) -> registry_pb2.ModelVersion:
-    return registry_pb2.ModelVersion(
-        name=row.name,
-        version=str(row.version),
-        creation_timestamp=row.creation_time,
-        last_updated_timestamp=row.last_updated_time,
-        user_id=row.user_id,
-        current_stage=row.current_stage,
-        description=row.description,
-        source=row.source,
-        run_id=row.run_id,
-        status=row.status,  # type: ignore[arg-type]
-        status_message=row.status_message,
-        tags=[common_pb2.Tag(key=k, value=v) for k, v in tags],
-        run_link=row.run_link,
-        aliases=list(aliases),
+    # Positional row access and no empty repeated fields: this runs once per search hit.
+    (
+        _,
+        name,
+        version,
+        created,
+        updated,
+        description,
+        user_id,
+        stage,
+        source,
+        run_id,
+        run_link,
+        status,
+        status_message,
+    ) = row
+    entity = registry_pb2.ModelVersion(
+        name=name,
+        version=str(version),
+        creation_timestamp=created,
+        last_updated_timestamp=updated,
+        user_id=user_id,
+        current_stage=stage,
+        description=description,
+        source=source,
+        run_id=run_id,
+        status=status,
+        status_message=status_message,
+        run_link=run_link,
     )
+    if tags:
+        entity.tags.extend(common_pb2.Tag(key=k, value=v) for k, v in tags)
+    if aliases:
+        entity.aliases.extend(aliases)
+    return entity
 
 
 def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.ModelVersion]:
@@ -220,9 +239,13 @@ def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.Mo
             tags[key].append((extra.name, extra.value))
         else:
             aliases[key].append(extra.name)
+    no_tags: list[tuple[str, str]] = []
+    no_aliases: list[str] = []
     return [
         version_from_row(
-            row, tags[(row.model_id, row.version)], aliases[(row.model_id, row.version)]
+            row,
+            tags.get((row.model_id, row.version), no_tags),
+            aliases.get((row.model_id, row.version), no_aliases),
         )
         for row in rows
     ]

@@ -82,6 +82,7 @@ class RunsMixin(SqlStoreBase):
         )
         for key, value in unique_tags.items():
             run.data.tags.add(key=key, value=value)
+        run.inputs.SetInParent()  # as get_run answers: present, no datasets yet
         return run
 
     def get_run(self, run_id: str) -> tracking_pb2.Run:

@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("value", sa.Float(precision=53), nullable=False),
         sa.Column("is_nan", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("run_uuid", "key", "step", "timestamp", "value", "is_nan"),
+    )
+    op.create_index(
+        "ix_metrics_history", "metrics", ["run_uuid", "key", "step", "timestamp"], unique=False
     )
     op.create_table(
         "datasets",
@@ -100,7 +102,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_uuid"], ["runs.run_uuid"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_uuid", "key"),
     )
-    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"], unique=False)
     op.create_table(
         "params",
         sa.Column("run_uuid", sa.String(length=32), nullable=False),
@@ -172,11 +173,11 @@ def downgrade() -> None:
     op.drop_index("ix_run_inputs_dataset", table_name="run_inputs")
     op.drop_table("run_inputs")
     op.drop_table("params")
-    op.drop_index("ix_latest_metrics_key_value", table_name="latest_metrics")
     op.drop_table("latest_metrics")
     op.drop_index("ix_runs_experiment_start", table_name="runs")
     op.drop_table("runs")
     op.drop_table("experiment_tags")
     op.drop_table("datasets")
+    op.drop_index("ix_metrics_history", table_name="metrics")
     op.drop_table("metrics")
     op.drop_table("experiments")

@@ -1,0 +1,184 @@
+"""The Helm chart, linted and rendered by Helm's own Go code (helm-python-sdk; no cluster).
+
+Rendered Deployments are checked against the real ``mlgrid`` CLI (their args are parsed by its
+click commands), the gateway's routes ConfigMap against the gateway's config parser, and the
+Services, probes and RBAC against what the Deployments need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+from mlgrid_services.gateway.config import load_config
+
+from .cli_args import ROOT, known_env_names, parse
+
+CHART = ROOT / "deploy" / "helm" / "mlgrid"
+COMPONENTS = ("gateway", "tracking", "artifacts", "registry", "projects")
+ROUTES_PATH = "/etc/mlgrid/routes.yaml"
+
+
+def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(CHART)
+    manifests = chart.render(values, name="demo", namespace="ml", is_install=True)
+    docs = []
+    for path, text in manifests.items():
+        if path.endswith(".yaml"):
+            docs += [doc for doc in yaml.safe_load_all(text) if doc]
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    first: dict[str, Any] = containers[0]
+    return first
+
+
+def routes_file(docs: list[dict[str, Any]], tmp_path: Path) -> Path:
+    config_map = by_kind(docs, "ConfigMap")["demo-mlgrid-gateway-routes"]
+    local = tmp_path / "routes.yaml"
+    local.write_text(config_map["data"]["routes.yaml"])
+    return local
+
+
+def test_chart_lints_clean() -> None:
+    report = helm.lint(CHART, strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+
+
+def test_each_component_has_a_deployment_and_a_matching_service() -> None:
+    docs = render()
+    deployments, services = by_kind(docs, "Deployment"), by_kind(docs, "Service")
+    assert set(deployments) == {f"demo-mlgrid-{c}" for c in COMPONENTS}
+    for component in COMPONENTS:
+        deployment = deployments[f"demo-mlgrid-{component}"]
+        service = services[f"demo-mlgrid-{component}"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+        (port,) = container(deployment)["ports"]
+        (service_port,) = service["spec"]["ports"]
+        assert service_port["targetPort"] == port["name"] == "grpc"
+        assert service_port["port"] == port["containerPort"]
+
+
+def test_deployment_args_are_valid_mlgrid_commands(tmp_path: Path) -> None:
+    docs = render()
+    files = {ROUTES_PATH: routes_file(docs, tmp_path)}
+    services = by_kind(docs, "Service")
+    known_env = known_env_names()
+    for component in COMPONENTS:
+        deployment = by_kind(docs, "Deployment")[f"demo-mlgrid-{component}"]
+        main = container(deployment)
+        command, params = parse(main["args"], files)
+        assert (command, params["name"]) == ("server", component)
+        assert params["port"] == main["ports"][0]["containerPort"]
+        assert params["host"] == "0.0.0.0"
+        if component != "gateway":
+            host, port = params["gateway_target"].split(":")
+            assert services[host]["spec"]["ports"][0]["port"] == int(port) == 50051
+        for pod_container in [
+            main,
+            *deployment["spec"]["template"]["spec"].get("initContainers", []),
+        ]:
+            for env in pod_container.get("env", []):
+                if env["name"].startswith("MLGRID_"):
+                    assert env["name"] in known_env, f"{component}: unknown {env['name']}"
+        # Kubernetes asks the process's gRPC health service directly.
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert main[probe]["grpc"]["port"] == params["port"], (component, probe)
+        assert main["resources"]["requests"]["memory"]
+    tracking = by_kind(docs, "Deployment")["demo-mlgrid-tracking"]
+    (migrate,) = tracking["spec"]["template"]["spec"]["initContainers"]
+    assert parse(migrate["args"])[0] == "db upgrade"
+    assert parse(container(tracking)["args"])[1]["default_artifact_root"] == "s3://mlgrid/artifacts"
+
+
+def test_gateway_routes_config_map_discovers_every_service(tmp_path: Path) -> None:
+    docs = render({"gateway": {"extraRoutes": [
+        {"service": "artifacts", "scheme": "file-plugin", "address": "plugin:7000"}]}})  # fmt: skip
+    routes = load_config(routes_file(docs, tmp_path))  # the gateway's own parser
+    services = by_kind(docs, "Service")
+    expected = {
+        f"{name}:{services[name]['spec']['ports'][0]['port']}"
+        for name in services
+        if not name.endswith(("gateway", "postgresql", "minio"))
+    }
+    assert set(routes.discover) == expected and len(expected) == 4
+    assert [(r.service, r.scheme, r.address) for r in routes.backends] == [
+        ("artifacts", "file-plugin", "plugin:7000")
+    ]
+    gateway = by_kind(docs, "Deployment")["demo-mlgrid-gateway"]["spec"]["template"]["spec"]
+    assert gateway["volumes"][0]["configMap"]["name"] == "demo-mlgrid-gateway-routes"
+
+
+def test_projects_service_account_may_manage_jobs() -> None:
+    docs = render()
+    projects = by_kind(docs, "Deployment")["demo-mlgrid-projects"]["spec"]["template"]["spec"]
+    account = projects["serviceAccountName"]
+    assert account in by_kind(docs, "ServiceAccount")
+    (binding,) = by_kind(docs, "RoleBinding").values()
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ml"}]
+    role = by_kind(docs, "Role")[binding["roleRef"]["name"]]
+    job_rules = [r for r in role["rules"] if "batch" in r["apiGroups"] and "jobs" in r["resources"]]
+    verbs = {verb for rule in job_rules for verb in rule["verbs"]}
+    assert {"create", "get", "watch", "delete"} <= verbs
+    pod_log = [r for r in role["rules"] if "pods/log" in r["resources"]]
+    assert pod_log and "get" in pod_log[0]["verbs"]
+    # Only the projects service gets that account.
+    for name, deployment in by_kind(docs, "Deployment").items():
+        if not name.endswith("projects"):
+            assert "serviceAccountName" not in deployment["spec"]["template"]["spec"]
+
+
+def test_bundled_postgres_and_minio_wire_the_services() -> None:
+    docs = render()
+    assert set(by_kind(docs, "StatefulSet")) == {"demo-mlgrid-postgresql", "demo-mlgrid-minio"}
+    store = by_kind(docs, "Secret")["demo-mlgrid-store"]["stringData"]["backend-store-uri"]
+    assert store == "postgresql://mlgrid:mlgrid@demo-mlgrid-postgresql:5432/mlgrid"
+    artifacts = container(by_kind(docs, "Deployment")["demo-mlgrid-artifacts"])
+    env = {e["name"]: e for e in artifacts["env"]}
+    assert env["MLGRID_S3_ENDPOINT_URL"]["value"] == "http://demo-mlgrid-minio:9000"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "demo-mlgrid-s3"
+    bucket_job = by_kind(docs, "Job")["demo-mlgrid-minio-bucket"]
+    assert (
+        "mc mb --ignore-existing"
+        in bucket_job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    )
+
+
+def test_external_database_and_object_store_from_secrets() -> None:
+    docs = render({
+        "postgresql": {"enabled": False},
+        "minio": {"enabled": False},
+        "store": {"existingSecret": "prod-db"},
+        "s3": {"existingSecret": "prod-s3"},
+        "defaultArtifactRoot": "s3://ml-artifacts/mlgrid",
+    })  # fmt: skip
+    assert not by_kind(docs, "StatefulSet")
+    assert not by_kind(docs, "Secret")  # everything comes from the existing secrets
+    tracking = container(by_kind(docs, "Deployment")["demo-mlgrid-tracking"])
+    env = {e["name"]: e for e in tracking["env"]}
+    assert env["MLGRID_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "prod-db"
+    assert parse(tracking["args"])[1]["default_artifact_root"] == "s3://ml-artifacts/mlgrid"
+    artifacts = {
+        e["name"]: e for e in container(by_kind(docs, "Deployment")["demo-mlgrid-artifacts"])["env"]
+    }
+    assert "MLGRID_S3_ENDPOINT_URL" not in artifacts  # plain AWS S3
+    assert artifacts["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "prod-s3"
+
+
+def test_missing_store_is_a_clear_render_error() -> None:
+    with pytest.raises(helm.HelmError, match=r"set store.uri or store.existingSecret"):
+        render({"postgresql": {"enabled": False}})

@@ -1,0 +1,218 @@
+"""deploy/compose.yaml, the Dockerfile and its build context, checked on disk (no Docker here).
+
+Every mlgrid container's command is parsed by the real ``mlgrid`` CLI, the gateway's routes file
+by the gateway's own config parser, and the health-check script runs against a real server.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlgrid_services.common.server import start_server
+from mlgrid_services.gateway.config import load_config
+
+from .cli_args import ROOT, known_env_names, parse
+
+DEPLOY = ROOT / "deploy"
+MLGRID_SERVICES = ("gateway", "tracking", "artifacts", "registry", "projects")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return data
+
+
+def _mlgrid_containers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in compose["services"].items()
+        if str(svc.get("image", "")).startswith("mlgrid:")
+    }
+
+
+def _routes_file(compose: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> local file, for the configs compose mounts into the gateway."""
+    mounts = {}
+    for ref in compose["services"]["gateway"].get("configs", []):
+        local = DEPLOY / compose["configs"][ref["source"]]["file"]
+        mounts[ref["target"]] = local
+    return mounts
+
+
+def test_compose_has_the_stack_and_its_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"postgres", "minio", "minio-init", "migrate", *MLGRID_SERVICES} <= set(services)
+    assert set(_mlgrid_containers(compose)) == {"migrate", *MLGRID_SERVICES}
+    # The one public port is the gateway's.
+    published = {name for name, svc in services.items() if svc.get("ports")}
+    assert "gateway" in published and not published & {"tracking", "registry", "projects"}
+    assert services["gateway"]["ports"] == ["50051:50051"]
+
+
+def test_every_mlgrid_command_is_a_valid_cli_invocation(compose: dict[str, Any]) -> None:
+    files = _routes_file(compose)
+    for name, svc in _mlgrid_containers(compose).items():
+        command, params = parse(list(svc["command"]), files)
+        if name == "migrate":
+            assert command == "db upgrade"
+            continue
+        assert command == "server" and params["name"] == name, name
+        assert params["host"] == "0.0.0.0"
+        if name != "gateway":
+            assert params["gateway_target"] == "gateway:50051"
+    tracking = parse(compose["services"]["tracking"]["command"])[1]
+    assert tracking["default_artifact_root"] == "s3://mlgrid/artifacts"
+
+
+def test_environment_names_are_ones_mlgrid_reads(compose: dict[str, Any]) -> None:
+    known = known_env_names()
+    for name, svc in _mlgrid_containers(compose).items():
+        for key in svc.get("environment", {}):
+            if key.startswith(("MLGRID_", "MLFLOW_")):
+                assert key in known, f"{name}: {key} is not read anywhere in mlgrid"
+    env = compose["services"]["tracking"]["environment"]
+    assert env["MLGRID_BACKEND_STORE_URI"].startswith("postgresql://")
+    assert "@postgres:5432/" in env["MLGRID_BACKEND_STORE_URI"]
+    assert env["MLGRID_S3_ENDPOINT_URL"] == "http://minio:9000"
+
+
+def test_health_checks_and_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in MLGRID_SERVICES:
+        svc = services[name]
+        port = parse(list(svc["command"]), _routes_file(compose))[1]["port"]
+        assert svc["healthcheck"]["test"] == ["CMD", "mlgrid-healthcheck", f"127.0.0.1:{port}"]
+        assert svc["depends_on"], f"{name} has no depends_on"
+    for name in ("postgres", "minio"):
+        assert services[name]["healthcheck"]["test"]
+    for name, svc in services.items():
+        for dependency, spec in svc.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert spec["condition"] in {
+                "service_healthy",
+                "service_completed_successfully",
+                "service_started",
+            }
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], dependency
+    # The gateway starts once every service is healthy; the services once the schema is there.
+    assert set(services["gateway"]["depends_on"]) == {
+        "tracking",
+        "artifacts",
+        "registry",
+        "projects",
+    }
+    assert services["tracking"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["artifacts"]["depends_on"]["minio-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "mc mb --ignore-existing local/mlgrid" in services["minio-init"]["command"][0]
+
+
+def test_gateway_routes_reach_every_service_on_its_port(compose: dict[str, Any]) -> None:
+    routes = load_config(DEPLOY / "gateway-routes.yaml")  # the gateway's own parser
+    ports = {
+        name: parse(list(compose["services"][name]["command"]))[1]["port"]
+        for name in ("tracking", "artifacts", "registry", "projects")
+    }
+    assert sorted(routes.discover) == sorted(f"{name}:{port}" for name, port in ports.items())
+
+
+# --- image ------------------------------------------------------------------------------------
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of deploy/Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    steps = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, rest = line.partition(" ")
+            steps.append((instruction.upper(), rest.strip()))
+    return steps
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last matching pattern wins; '!' re-includes."""
+    ignored = False
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = raw[1:] if negate else raw
+        regex = re.escape(pattern.rstrip("/"))
+        regex = regex.replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, c) for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_installs_the_server_extra_and_runs_mlgrid() -> None:
+    steps = _dockerfile()
+    assert steps[0][0] == "FROM" and "python:3.1" in steps[0][1]
+    runs = " ".join(args for instruction, args in steps if instruction == "RUN")
+    assert "pip install '.[server]'" in runs
+    entrypoint = [args for instruction, args in steps if instruction == "ENTRYPOINT"]
+    assert entrypoint == ['["mlgrid"]']
+    assert any(instruction == "USER" for instruction, _ in steps)  # not root
+
+
+def test_build_context_has_what_the_dockerfile_copies_and_not_local_state() -> None:
+    patterns = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = [args.split() for instruction, args in _dockerfile() if instruction == "COPY"]
+    assert copies
+    for *sources, _destination in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the build context"
+            assert not _ignored(source.rstrip("/"), patterns), f"COPY {source} is ignored"
+    for source in ["sdk/mlgrid/__init__.py", "services/common/server.py", "pyproject.toml"]:
+        assert not _ignored(source, patterns), source
+    for local in [".venv/bin/python", ".venv-mlflow/bin/mlflow", "sdk/mlgrid/__pycache__/x.pyc",
+                  "mlgrid.db", ".git/HEAD", "tests/conftest.py", "bench/results/x.json"]:  # fmt: skip
+        assert _ignored(local, patterns), f"{local} would be sent to the Docker daemon"
+
+
+def test_healthcheck_script_reports_a_real_server() -> None:
+    script = DEPLOY / "healthcheck.py"
+    running = start_server([], host="127.0.0.1", port=0)
+    try:
+        ok = subprocess.run(
+            [sys.executable, str(script), f"127.0.0.1:{running.port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "SERVING" in ok.stdout
+        running.health.enter_graceful_shutdown()  # now it says NOT_SERVING
+        draining = subprocess.run(
+            [sys.executable, str(script), f"127.0.0.1:{running.port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert draining.returncode == 1 and "NOT_SERVING" in draining.stdout
+    finally:
+        running.stop(0)
+    down = subprocess.run(
+        [sys.executable, str(script), f"127.0.0.1:{running.port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stdout

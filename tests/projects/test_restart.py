@@ -1,0 +1,77 @@
+"""A projects service that dies leaves RUNNING runs behind; the next one marks them FAILED."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlgrid.api.projects.v1 import projects_service_pb2 as pb
+from mlgrid.client import Client
+from mlgrid.transport import Transport
+from mlgrid_services.projects.app import create_runner
+
+from .helpers import write
+from .test_runs import alive
+
+SERVER = Path(__file__).with_name("serve_projects.py")
+
+
+def test_runs_of_a_dead_service_are_failed_at_the_next_start(grpc_stack, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    project = write(
+        tmp_path / "p",
+        {
+            "long.py": f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+            "time.sleep(300)\n"
+        },
+    )
+    state = tmp_path / "state"
+    config = json.dumps(dataclasses.asdict(grpc_stack.config))
+    service = subprocess.Popen(
+        [sys.executable, str(SERVER), config, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert service.stdout is not None
+        port = int(service.stdout.readline())
+        transport = Transport(f"grpc://127.0.0.1:{port}")
+        answer = transport.call(
+            transport.projects.SubmitRun,
+            pb.SubmitRunRequest(backend="local", uri=str(project), entry_point="long.py"),
+        )
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        transport.close()
+    finally:
+        service.send_signal(signal.SIGKILL)  # no chance to clean up
+        service.wait()
+    client = Client(grpc_stack.tracking_uri)
+    assert client.get_run(answer.run_id).info.status == "RUNNING"
+    assert alive(child)  # the orphan is still running
+
+    runner = create_runner(grpc_stack.config, state_dir=state)
+    try:
+        assert runner.reconcile(attempts=3, delay=0.2) == [answer.run_id]
+        assert client.get_run(answer.run_id).info.status == "FAILED"
+        deadline = time.monotonic() + 5
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child)
+        assert list(state.glob("*.json")) == []
+        # A record of a live service (this very process) is left alone.
+        runner.state.record("f" * 32)
+        other = create_runner(grpc_stack.config, state_dir=state)
+        try:
+            assert other.reconcile(attempts=1) == []
+        finally:
+            other.close()
+        assert (state / f"{'f' * 32}.json").exists()
+    finally:
+        runner.close()

@@ -1,0 +1,45 @@
+"""Fixtures of the tracking suite: one store per backend (SQLite file, PostgreSQL).
+
+Every store test runs on both backends through the parametrised ``domain`` fixture. The stores
+are opened once per session (migrations run once); each test isolates itself by creating its own
+experiments with unique names (``new_experiment``), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlgrid_services.tracking.domain import TrackingDomain
+from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
+
+ARTIFACT_ROOT = "file:///tmp/mlgrid-tracking-tests"
+
+
+@pytest.fixture(scope="session")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlTrackingStore]:
+    path: Path = tmp_path_factory.mktemp("tracking") / "deep" / "dir" / "mlgrid.db"
+    store = SqlTrackingStore(f"sqlite:///{path}", ARTIFACT_ROOT)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_store(postgres_url: str) -> Iterator[SqlTrackingStore]:
+    store = SqlTrackingStore(postgres_url, ARTIFACT_ROOT)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> SqlTrackingStore:
+    """The SQL tracking store on each backend."""
+    fixture = "sqlite_store" if request.param == "sqlite" else "postgres_store"
+    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def domain(store: SqlTrackingStore) -> TrackingDomain:
+    return TrackingDomain(store)
