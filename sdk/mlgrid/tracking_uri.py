@@ -57,6 +57,11 @@ def resolve_uri(uri: str) -> str:
                 f"tracking URI {uri!r} needs a host and a port, e.g. grpc://127.0.0.1:50051"
             )
         return uri
+    if parts.scheme in ("http", "https"):
+        raise InvalidParameterValue(
+            f"tracking URI {uri!r} is HTTP; mlgrid talks gRPC: use grpc://host:port "
+            "(the address `mlgrid up` prints), or grpcs:// for TLS"
+        )
     if not parts.scheme or len(parts.scheme) == 1:  # a bare path or a Windows drive letter
         raise InvalidParameterValue(
             f"tracking URI {uri!r} has no scheme; use grpc://host:port for a server, "

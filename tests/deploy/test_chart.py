@@ -182,3 +182,13 @@ def test_external_database_and_object_store_from_secrets() -> None:
 def test_missing_store_is_a_clear_render_error() -> None:
     with pytest.raises(helm.HelmError, match=r"set store.uri or store.existingSecret"):
         render({"postgresql": {"enabled": False}})
+
+
+def test_disabled_services_leave_no_trace() -> None:
+    docs = render({"projects": {"enabled": False}, "registry": {"enabled": False}})
+    names = {doc["metadata"]["name"] for doc in docs}
+    assert not {n for n in names if n.endswith(("-projects", "-registry"))}
+    assert not by_kind(docs, "Role") and not by_kind(docs, "ServiceAccount")
+    config_map = by_kind(docs, "ConfigMap")["demo-mlgrid-gateway-routes"]
+    discover = yaml.safe_load(config_map["data"]["routes.yaml"])["discover"]
+    assert discover == ["demo-mlgrid-tracking:50052", "demo-mlgrid-artifacts:50053"]

@@ -6,9 +6,12 @@ by the gateway's own config parser, and the health-check script runs against a r
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +171,16 @@ def test_dockerfile_installs_the_server_extra_and_runs_mlgrid() -> None:
     assert any(instruction == "USER" for instruction, _ in steps)  # not root
 
 
-def test_build_context_has_what_the_dockerfile_copies_and_not_local_state() -> None:
-    patterns = [
+def _ignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def test_build_context_has_what_the_dockerfile_copies_and_not_local_state() -> None:
+    patterns = _ignore_patterns()
     copies = [args.split() for instruction, args in _dockerfile() if instruction == "COPY"]
     assert copies
     for *sources, _destination in copies:
@@ -185,6 +192,54 @@ def test_build_context_has_what_the_dockerfile_copies_and_not_local_state() -> N
     for local in [".venv/bin/python", ".venv-mlflow/bin/mlflow", "sdk/mlgrid/__pycache__/x.pyc",
                   "mlgrid.db", ".git/HEAD", "tests/conftest.py", "bench/results/x.json"]:  # fmt: skip
         assert _ignored(local, patterns), f"{local} would be sent to the Docker daemon"
+
+
+def test_the_image_build_context_installs_as_a_complete_package(tmp_path: Path) -> None:
+    """What `pip install '.[server]'` sees in the image: only the files the ignore file lets
+    through. Built here into a wheel (no network: the venv's setuptools) and inspected."""
+    patterns = _ignore_patterns()
+    context = tmp_path / "context"
+    for folder, dirs, files in os.walk(ROOT):
+        relative = Path(folder).relative_to(ROOT)
+        # Ignored folders may still hold re-included files (e.g. "**" then "!sdk/").
+        dirs[:] = [d for d in dirs if d not in {".git", ".venv", ".venv-mlflow", "node_modules"}]
+        for name in files:
+            path = (relative / name).as_posix()
+            if not _ignored(path, patterns):
+                (context / relative).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / path, context / path)
+    assert sorted(p.name for p in context.iterdir()) == [
+        "README.md", "deploy", "pyproject.toml", "sdk", "services", "setup.py"]  # fmt: skip
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("mlgrid-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in [
+        "mlgrid/cli/main.py",
+        "mlgrid/api/tracking/v1/tracking_service_pb2.py",
+        "mlgrid_services/common/server.py",
+        "mlgrid_services/gateway/forwarder.py",
+    ]:
+        assert expected in names, expected
+    assert any(n.startswith("mlgrid_services/tracking/migrations/versions/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "mlgrid = mlgrid.cli.main:cli" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_healthcheck_script_reports_a_real_server() -> None:

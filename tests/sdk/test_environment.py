@@ -101,6 +101,7 @@ def test_registry_uri_follows_the_tracking_uri_unless_set(monkeypatch: pytest.Mo
         ("", "must not be empty"),
         ("mlruns", "has no scheme"),
         ("grpc://localhost", "needs a host and a port"),
+        ("http://localhost:5000", "mlgrid talks gRPC: use grpc://host:port"),
     ],
 )
 def test_malformed_tracking_uris_are_refused_clearly(uri: str, message: str) -> None:

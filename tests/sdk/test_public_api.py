@@ -28,6 +28,7 @@ PUBLIC_API = [
     "entities",
     "exceptions",
     "flush_async_logging",
+    "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
     "get_metric_history",
@@ -60,6 +61,7 @@ PUBLIC_API = [
     "set_tags",
     "set_tracking_uri",
     "start_run",
+    "tracking",
 ]
 
 ENTITIES = [
@@ -93,6 +95,15 @@ def test_entities_snapshot() -> None:
 
 def test_mlflow_client_is_the_client() -> None:
     assert mlgrid.MlflowClient is mlgrid.client.Client
+    assert mlgrid.tracking.MlflowClient is mlgrid.client.Client
+    from mlgrid.tracking import MlflowClient  # as scripts write it for mlflow.tracking
+
+    assert MlflowClient is mlgrid.client.Client
+
+
+def test_every_public_name_resolves() -> None:
+    for name in mlgrid.__all__:
+        assert getattr(mlgrid, name) is not None, name
 
 
 #: MLflow's parameter names (in order) for the fluent functions scripts call most.

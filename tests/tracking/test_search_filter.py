@@ -55,7 +55,7 @@ def test_comparisons_parse(text: str, kind: str, key: str, op: str, value: objec
     [
         ("metrics.acc >", "at the end: expected a value"),
         ("metrics.acc ~ 1", "at character 13 ('~'): unexpected character"),
-        ("tags.x = 'open", "at character 10 (\"'\"): unterminated string"),
+        ("tags.x = 'open", 'at character 10 ("\'"): unterminated string'),
         ("(metrics.a > 1", "expected ')' to close the '(' at character 1"),
         ("metrics.a > 1 and", "at the end: expected an identifier"),
         ("metrics.a > 1 params.b = 'x'", "at character 15 ('params.b'): expected AND, OR"),

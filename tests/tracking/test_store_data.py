@@ -41,7 +41,9 @@ def test_latest_metric_is_greatest_step_timestamp_value_not_last_write(
 def test_metrics_are_append_only_history_is_ordered(domain: TrackingDomain) -> None:
     run_id = new_run(domain).info.run_id
     for step, value in [(2, 0.2), (0, 0.0), (1, 0.1), (1, 0.15)]:
-        domain.log_metric(run_id, metric("loss", value, timestamp=100 + int(value * 100), step=step))
+        domain.log_metric(
+            run_id, metric("loss", value, timestamp=100 + int(value * 100), step=step)
+        )
     history, token = domain.get_metric_history(run_id, "loss", 0, "")
     assert [(m.step, m.value) for m in history] == [(0, 0.0), (1, 0.1), (1, 0.15), (2, 0.2)]
     assert token == ""

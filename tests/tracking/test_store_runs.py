@@ -42,7 +42,7 @@ def test_run_name_from_argument_or_from_tag(domain: TrackingDomain) -> None:
 
 
 def test_run_name_and_tag_that_disagree_are_rejected(domain: TrackingDomain) -> None:
-    with pytest.raises(InvalidParameterValue, match="mlflow.runName"):
+    with pytest.raises(InvalidParameterValue, match=r"mlflow\.runName"):
         domain.create_run(
             new_experiment(domain), "", 0, [common_pb2.Tag(key="mlflow.runName", value="a")], "b"
         )

@@ -30,9 +30,7 @@ def population(domain: TrackingDomain) -> tuple[str, dict[str, str]]:
     }
     ids = {}
     for name, (acc, lr, team, start) in specs.items():
-        run = domain.create_run(
-            experiment_id, "alice" if team == "a" else "bob", start, [], name
-        )
+        run = domain.create_run(experiment_id, "alice" if team == "a" else "bob", start, [], name)
         run_id = run.info.run_id
         ids[name] = run_id
         metrics = [metric("acc", acc, 1, 1)] if acc is not None else []
@@ -41,7 +39,9 @@ def population(domain: TrackingDomain) -> tuple[str, dict[str, str]]:
     return experiment_id, ids
 
 
-def names(domain: TrackingDomain, experiment_id: str, text: str, order=(), view=ACTIVE) -> list[str]:
+def names(
+    domain: TrackingDomain, experiment_id: str, text: str, order=(), view=ACTIVE
+) -> list[str]:
     runs, _ = domain.search_runs([experiment_id], text, view, 0, list(order), "")
     return [r.info.run_name for r in runs]
 
@@ -190,9 +190,7 @@ def test_search_experiments_filter_order_and_paging(domain: TrackingDomain) -> N
     ids = [new_experiment(domain, f"{prefix}-{i}", team="x" if i % 2 else "y") for i in range(5)]
     found, _ = domain.search_experiments(1, 0, f"name LIKE '{prefix}-%'", ["name DESC"], "")
     assert [e.experiment_id for e in found] == ids[::-1]
-    found, _ = domain.search_experiments(
-        1, 0, f"name LIKE '{prefix}%' and tags.team = 'x'", [], ""
-    )
+    found, _ = domain.search_experiments(1, 0, f"name LIKE '{prefix}%' and tags.team = 'x'", [], "")
     assert {e.experiment_id for e in found} == {ids[1], ids[3]}
     found, _ = domain.search_experiments(
         1, 0, f"experiment_id IN ('{ids[0]}', '{ids[4]}') or name = '{prefix}-2'", ["name"], ""

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select, update
 
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import ResourceDoesNotExist
-from mlgrid_services.common.sql import make_engine
+from mlgrid_services.common.sql import make_engine, normalize_db_uri
 
 from .. import migrations
 from ..search import OrderBy
@@ -31,12 +31,21 @@ def version_not_found(name: str, version: int) -> ResourceDoesNotExist:
     return ResourceDoesNotExist(f"Model Version (name={name!r}, version={version}) not found")
 
 
+def _engine_options(store_uri: str) -> dict[str, Any]:
+    """PostgreSQL: no server-side prepared statements. The registry's statements are cheap to
+    plan, and psycopg's auto-prepare (after 5 runs per pooled connection) measured about 3x
+    slower per checkout+query here than plain execution."""
+    if normalize_db_uri(store_uri).startswith("postgresql"):
+        return {"connect_args": {"prepare_threshold": None}}
+    return {}
+
+
 class SqlStoreBase:
     """Engine (schema migrated to head on open) and the lookups every operation needs."""
 
     def __init__(self, store_uri: str, *, migrate: bool = True) -> None:
         self.store_uri = store_uri
-        self.engine = make_engine(store_uri)
+        self.engine = make_engine(store_uri, **_engine_options(store_uri))
         self.dialect = self.engine.dialect.name
         if migrate:
             migrations.upgrade(self.engine)
@@ -47,9 +56,7 @@ class SqlStoreBase:
     # --- helpers -------------------------------------------------------------------------------
 
     def _model_id(self, conn: Connection, name: str) -> int:
-        model_id = conn.execute(
-            select(registered_models.c.id).where(registered_models.c.name == name)
-        ).scalar()
+        model_id = conn.execute(q.MODEL_ID_BY_NAME, {"name": name}).scalar()
         if model_id is None:
             raise model_not_found(name)
         return int(model_id)
@@ -80,13 +87,7 @@ class SqlStoreBase:
         return q.load_models(conn, rows)[0]
 
     def _read_version(self, conn: Connection, name: str, version: int) -> registry_pb2.ModelVersion:
-        rows = list(
-            conn.execute(
-                q.version_query().where(
-                    registered_models.c.name == name, model_versions.c.version == version
-                )
-            )
-        )
+        rows = list(conn.execute(q.VERSION_BY_NUMBER, {"name": name, "version": version}))
         if not rows:
             self._model_id(conn, name)  # a missing model is reported as such
             raise version_not_found(name, version)

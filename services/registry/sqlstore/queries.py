@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     exists,
     func,
     literal_column,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     select,
     true,
     union_all,
+    update,
 )
 from sqlalchemy.engine import Connection, Row
 
@@ -203,37 +205,79 @@ def version_from_row(
     return entity
 
 
+# Hot statements are built once: building and cache-keying a statement per call costs more
+# than running it on a small table.
+_tag_rows = select(
+    literal_column("'t'").label("kind"),
+    model_version_tags.c.model_id,
+    model_version_tags.c.version,
+    model_version_tags.c.key.label("name"),
+    model_version_tags.c.value,
+).where(
+    model_version_tags.c.model_id.in_(bindparam("ids", expanding=True)),
+    model_version_tags.c.version.between(bindparam("low"), bindparam("high")),
+)
+_alias_rows = select(
+    literal_column("'a'").label("kind"),
+    registered_model_aliases.c.model_id,
+    registered_model_aliases.c.version,
+    registered_model_aliases.c.alias.label("name"),
+    literal_column("''").label("value"),
+).where(
+    registered_model_aliases.c.model_id.in_(bindparam("ids", expanding=True)),
+    registered_model_aliases.c.version.between(bindparam("low"), bindparam("high")),
+)
+#: Tags and aliases of the versions of models ``ids`` numbered ``low``..``high``.
+VERSION_EXTRAS = union_all(_tag_rows, _alias_rows).order_by("name")
+
+#: One version by model name and number.
+VERSION_BY_NUMBER = version_query().where(
+    registered_models.c.name == bindparam("name"), model_versions.c.version == bindparam("version")
+)
+
+#: The version an alias of a model points at.
+VERSION_BY_ALIAS = (
+    version_query()
+    .join(
+        registered_model_aliases,
+        and_(
+            registered_model_aliases.c.model_id == model_versions.c.model_id,
+            registered_model_aliases.c.version == model_versions.c.version,
+        ),
+    )
+    .where(
+        registered_models.c.name == bindparam("name"),
+        registered_model_aliases.c.alias == bindparam("alias"),
+    )
+)
+
+#: A model's id by name.
+MODEL_ID_BY_NAME = select(registered_models.c.id).where(
+    registered_models.c.name == bindparam("name")
+)
+
+#: Takes the model's next version number (and its id); the row stays locked until commit.
+TAKE_NEXT_VERSION = (
+    update(registered_models)
+    .where(registered_models.c.name == bindparam("model_name"))
+    .values(last_version=registered_models.c.last_version + 1, last_updated_time=bindparam("when"))
+    .returning(registered_models.c.id, registered_models.c.last_version)
+)
+
+
 def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.ModelVersion]:
     """Entities for version rows; their tags and aliases come back in one UNION ALL query
     (round trips dominate the cost of a small read)."""
     if not rows:
         return []
-    model_ids = sorted({row.model_id for row in rows})
-    low = min(row.version for row in rows)
-    high = max(row.version for row in rows)
-    tag_rows = select(
-        literal_column("'t'").label("kind"),
-        model_version_tags.c.model_id,
-        model_version_tags.c.version,
-        model_version_tags.c.key.label("name"),
-        model_version_tags.c.value,
-    ).where(
-        model_version_tags.c.model_id.in_(model_ids),
-        model_version_tags.c.version.between(low, high),
-    )
-    alias_rows = select(
-        literal_column("'a'").label("kind"),
-        registered_model_aliases.c.model_id,
-        registered_model_aliases.c.version,
-        registered_model_aliases.c.alias.label("name"),
-        literal_column("''").label("value"),
-    ).where(
-        registered_model_aliases.c.model_id.in_(model_ids),
-        registered_model_aliases.c.version.between(low, high),
-    )
+    params = {
+        "ids": sorted({row.model_id for row in rows}),
+        "low": min(row.version for row in rows),
+        "high": max(row.version for row in rows),
+    }
     tags: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
     aliases: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for extra in conn.execute(union_all(tag_rows, alias_rows).order_by("name")):
+    for extra in conn.execute(VERSION_EXTRAS, params):
         key = (extra.model_id, extra.version)
         if extra.kind == "t":
             tags[key].append((extra.name, extra.value))

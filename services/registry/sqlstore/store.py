@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlgrid.api.registry.v1 import registry_pb2
@@ -203,21 +203,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
 
     def get_model_version_by_alias(self, name: str, alias: str) -> registry_pb2.ModelVersion:
         with self.engine.connect() as conn:
-            rows = list(
-                conn.execute(
-                    q.version_query()
-                    .join(
-                        registered_model_aliases,
-                        and_(
-                            registered_model_aliases.c.model_id == model_versions.c.model_id,
-                            registered_model_aliases.c.version == model_versions.c.version,
-                        ),
-                    )
-                    .where(
-                        registered_models.c.name == name, registered_model_aliases.c.alias == alias
-                    )
-                )
-            )
+            rows = list(conn.execute(q.VERSION_BY_ALIAS, {"name": name, "alias": alias}))
             if not rows:
                 self._model_id(conn, name)  # a missing model is reported as such
                 raise ResourceDoesNotExist(

@@ -41,12 +41,7 @@ class VersionOperations(SqlStoreBase):
     ) -> registry_pb2.ModelVersion:
         when = now_ms()
         with write_transaction(self.engine) as conn:
-            bumped = conn.execute(
-                update(registered_models)
-                .where(registered_models.c.name == name)
-                .values(last_version=registered_models.c.last_version + 1, last_updated_time=when)
-                .returning(registered_models.c.id, registered_models.c.last_version)
-            ).first()
+            bumped = conn.execute(q.TAKE_NEXT_VERSION, {"model_name": name, "when": when}).first()
             if bumped is None:
                 raise model_not_found(name)
             model_id, version = bumped

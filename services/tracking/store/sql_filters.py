@@ -74,6 +74,14 @@ def _key_value_exists(table: sa.Table, comp: Comparison) -> ColumnElement[bool]:
     return base.where(_OPS[comp.op](table.c.value, comp.value)).exists()
 
 
+def joined_comparison(alias: Any, comp: Comparison) -> ColumnElement[bool]:
+    """``comp`` as a condition on a joined metrics/params/tags row of the run (``alias``)."""
+    condition = _OPS[comp.op](alias.c.value, comp.value)
+    if comp.kind == "metric":
+        return sa.and_(alias.c.is_nan.is_(False), condition)
+    return condition  # type: ignore[no-any-return]
+
+
 def _metric_exists(comp: Comparison) -> ColumnElement[bool]:
     lm = t.latest_metrics.c
     return (

@@ -12,16 +12,28 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.store.paging import decode_page_token, encode_page_token
-from mlgrid.store.search_filter import check_run_filter, parse_run_order_by
+from mlgrid.store.search_filter import (
+    BoolOp,
+    Comparison,
+    FilterNode,
+    check_run_filter,
+    parse_run_order_by,
+)
 
 from . import schema as t
 from .sql_base import STATUS_NAMES, SqlStoreBase, parse_experiment_id, run_info_from_row
-from .sql_filters import compile_run_filter, lifecycle_condition, run_attribute_column
+from .sql_filters import (
+    compile_run_filter,
+    joined_comparison,
+    lifecycle_condition,
+    run_attribute_column,
+)
 
 #: The tag MLflow mirrors the run name into.
 RUN_NAME_TAG = "mlflow.runName"
 
 _R = t.runs.c
+_KEY_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 
 class RunsMixin(SqlStoreBase):
@@ -167,37 +179,63 @@ class RunsMixin(SqlStoreBase):
         clauses = parse_run_order_by(list(order_by))
         offset = decode_page_token(page_token, "runs")
         numbers = [int(e) for e in experiment_ids if e.isdigit() and len(e) < 10]
-        query = sa.select(_R.run_uuid).where(
-            _R.experiment_id.in_(numbers), lifecycle_condition(_R.lifecycle_stage, view_type)
-        )
-        if tree is not None:
-            query = query.where(compile_run_filter(tree))
         source: Any = t.runs
+        conditions: list[Any] = [
+            _R.experiment_id.in_(numbers),
+            lifecycle_condition(_R.lifecycle_stage, view_type),
+        ]
+        # Top-level AND comparisons on metrics/params/tags become inner joins on the (run, key)
+        # primary key rather than EXISTS: the planner may then hash-join whole key ranges, and an
+        # ORDER BY on the same key reuses the join instead of probing the table again.
+        joined: dict[tuple[str, str], Any] = {}
+        rest: list[FilterNode] = []
+        conjuncts = tree.operands if isinstance(tree, BoolOp) and tree.op == "AND" else [tree]
+        for node in conjuncts:
+            if (
+                isinstance(node, Comparison)
+                and node.kind in _KEY_TABLES
+                and node.op not in ("IS NULL", "IS NOT NULL")
+            ):
+                alias = joined.get((node.kind, node.key))
+                if alias is None:
+                    alias = _KEY_TABLES[node.kind].alias(f"f_{len(joined)}")
+                    joined[(node.kind, node.key)] = alias
+                    source = source.join(
+                        alias, sa.and_(alias.c.run_uuid == _R.run_uuid, alias.c.key == node.key)
+                    )
+                conditions.append(joined_comparison(alias, node))
+            elif node is not None:
+                rest.append(node)
+        if rest:
+            conditions.append(
+                compile_run_filter(rest[0] if len(rest) == 1 else BoolOp("AND", tuple(rest)))
+            )
         ordering: list[Any] = []
         for index, clause in enumerate(clauses):
             if clause.kind == "attribute":
                 column: Any = run_attribute_column(clause.key)
                 missing: Any = sa.case((column.is_(None), 1), else_=0)
-            else:
-                table = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}[clause.kind]
-                alias = table.alias(f"order_{index}")
+                ordering += [missing, column.asc() if clause.ascending else column.desc()]
+                continue
+            alias = joined.get((clause.kind, clause.key))
+            if alias is None:
+                alias = _KEY_TABLES[clause.kind].alias(f"order_{index}")
                 source = source.outerjoin(
                     alias, sa.and_(alias.c.run_uuid == _R.run_uuid, alias.c.key == clause.key)
                 )
-                column = alias.c.value
-                if clause.kind == "metric":
-                    # Missing values last, then NaN, then numbers (either direction).
-                    missing = sa.case((column.is_(None), 2), (alias.c.is_nan.is_(True), 1), else_=0)
-                else:
-                    missing = sa.case((column.is_(None), 1), else_=0)
-            ordering.append(missing)
-            ordering.append(column.asc() if clause.ascending else column.desc())
+            column = alias.c.value
+            if clause.kind == "metric":
+                # Missing values last, then NaN, then numbers (either direction).
+                missing = sa.case((column.is_(None), 2), (alias.c.is_nan.is_(True), 1), else_=0)
+            else:
+                missing = sa.case((column.is_(None), 1), else_=0)
+            ordering += [missing, column.asc() if clause.ascending else column.desc()]
         ordering += [_R.start_time.desc(), _R.run_uuid.asc()]
-        query = query.select_from(source).order_by(*ordering).offset(offset).limit(max_results + 1)
         with self._read() as conn:
-            ids = list(conn.execute(query).scalars())
-            more = len(ids) > max_results
-            ids = ids[:max_results]
-            found = self._run_data(conn, ids)
+            runs = self._fetch_page(
+                conn, source, conditions, ordering, offset=offset, limit=max_results + 1
+            )
+        more = len(runs) > max_results
+        runs = runs[:max_results]
         token = encode_page_token(offset + max_results, "runs") if more else ""
-        return [found[run_id] for run_id in ids if run_id in found], token
+        return runs, token

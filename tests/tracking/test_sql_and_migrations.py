@@ -1,0 +1,98 @@
+"""services/common/sql.py and the tracking migrations on fresh databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mlgrid.exceptions import InvalidParameterValue
+from mlgrid_services.common.sql import make_engine, normalize_db_uri
+from mlgrid_services.tracking import migrations
+from mlgrid_services.tracking.store import STORE_CLASSES, open_store, store_class
+from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
+
+TABLES = {
+    "experiments",
+    "experiment_tags",
+    "runs",
+    "params",
+    "tags",
+    "metrics",
+    "latest_metrics",
+    "datasets",
+    "run_inputs",
+    "run_input_tags",
+    "alembic_version_tracking",
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h:5/db", "postgresql+psycopg://u@h:5/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_postgres_uris_are_normalised_to_psycopg(given: str, expected: str) -> None:
+    assert normalize_db_uri(given) == expected
+
+
+def test_sqlite_engine_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "store.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        pragmas = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert path.parent.is_dir()
+    assert pragmas == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 30000,
+        "foreign_keys": 1,
+    }
+    engine.dispose()
+
+
+def test_migrations_create_schema_and_default_experiment_on_sqlite(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    migrations.upgrade(uri)
+    migrations.upgrade(uri)  # idempotent
+    engine = make_engine(uri)
+    assert set(sa.inspect(engine).get_table_names()) >= TABLES
+    assert migrations.revision_of(engine) == "0001_initial"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM experiments")).scalars().all() == ["Default"]
+    engine.dispose()
+
+
+def test_migrations_on_a_fresh_postgres_share_the_database(fresh_postgres_url: str) -> None:
+    engine = make_engine(fresh_postgres_url)
+    with engine.begin() as conn:  # another service's version table must be left alone
+        conn.exec_driver_sql("CREATE TABLE alembic_version_registry (version_num varchar(32))")
+        conn.exec_driver_sql("INSERT INTO alembic_version_registry VALUES ('other')")
+    migrations.upgrade(fresh_postgres_url.replace("postgresql+psycopg://", "postgres://"))
+    assert set(sa.inspect(engine).get_table_names()) >= TABLES
+    assert migrations.revision_of(engine) == "0001_initial"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM alembic_version_registry").scalar() == "other"
+    engine.dispose()
+
+
+def test_store_opens_and_migrates_on_start(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'fresh.db'}", "s3://bucket/root/")
+    assert isinstance(store, SqlTrackingStore)
+    assert store.get_experiment("0").artifact_location == "s3://bucket/root/0"
+    store.close()
+
+
+def test_scheme_table_and_unknown_scheme() -> None:
+    assert {"sqlite", "postgresql", "postgresql+psycopg"} <= set(STORE_CLASSES)
+    assert store_class("postgresql://x/y") is SqlTrackingStore
+    with pytest.raises(InvalidParameterValue, match=r"unknown scheme 'mysql'.*sqlite"):
+        store_class("mysql://x/y")
