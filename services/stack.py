@@ -303,8 +303,11 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
     options.backend_store_uri = _absolute_store(options.backend_store_uri)
     if options.registry_store_uri:
         options.registry_store_uri = _absolute_store(options.registry_store_uri)
-    if not options.default_artifact_root:
-        options.default_artifact_root = (Path.cwd() / "mlgrid-artifacts").resolve().as_uri()
+    root = options.default_artifact_root or "mlgrid-artifacts"
+    if "://" not in root and not root.startswith("file:"):
+        # A plain path: absolute file URI, so every process agrees on it.
+        root = Path(root).expanduser().resolve().as_uri()
+    options.default_artifact_root = root
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -14,7 +14,10 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import grpc
+
 from mlgrid import environment as env
+from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as rpc
 from mlgrid.artifacts.client_mixin import ArtifactsClientMixin
@@ -419,11 +422,21 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of metric ``key``, ordered by (step, timestamp), streamed in chunks."""
         request = rpc.StreamMetricHistoryRequest(run_id=run_id, metric_key=key)
-        return [
-            Metric.from_proto(point)
-            for chunk in self._transport.stream(self._stub.StreamMetricHistory, request)
-            for point in chunk.metrics
-        ]
+        try:
+            chunks = self._stub.StreamMetricHistory(request, metadata=self._transport.metadata())
+            return [Metric.from_proto(point) for chunk in chunks for point in chunk.metrics]
+        except grpc.RpcError as err:
+            # A plugin backend may serve only the paged call; the answer is the same.
+            if not (isinstance(err, grpc.Call) and err.code() == grpc.StatusCode.UNIMPLEMENTED):
+                raise from_rpc_error(err) from None
+        points: list[Metric] = []
+        token: str | None = None
+        while True:
+            page = self.get_metric_history_page(run_id, key, 25_000, token)
+            points.extend(page)
+            token = page.token
+            if not token:
+                return points
 
     def get_metric_history_page(
         self, run_id: str, key: str, max_results: int = 0, page_token: str | None = None

@@ -15,8 +15,9 @@ from typing import Any
 
 import grpc
 
-from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
+from mlgrid.exceptions import InvalidParameterValue, MlgridException, TemporarilyUnavailable
 from mlgrid.transport import STORE_URI_METADATA
+from mlgrid_services.common.errors import abort_with
 
 from .channels import ChannelPool
 from .discovery import Discovery
@@ -82,6 +83,16 @@ class Forwarder(grpc.GenericRpcHandler):
     def _route(
         self, forwarded: ForwardedService, request: bytes | None, context: grpc.ServicerContext
     ) -> Route:
+        """The route of one call; ends the call with a clear error when there is none."""
+        try:
+            return self._lookup(forwarded, request, context)
+        except MlgridException as exc:
+            abort_with(context, exc)
+            raise  # unreachable: abort_with raises
+
+    def _lookup(
+        self, forwarded: ForwardedService, request: bytes | None, context: grpc.ServicerContext
+    ) -> Route:
         store_uri = None
         field_value = None
         if forwarded.route_by is RouteBy.STORE_METADATA:
@@ -116,7 +127,10 @@ class Forwarder(grpc.GenericRpcHandler):
         if code is grpc.StatusCode.UNAVAILABLE and not has_status_details:
             # The channel could not reach the backend (the backend's own UNAVAILABLE errors
             # carry an ErrorInfo): say which backend is down.
-            raise TemporarilyUnavailable(f"{route.describe()} is unavailable: {call.details()}")
+            abort_with(
+                context,
+                TemporarilyUnavailable(f"{route.describe()} is unavailable: {call.details()}"),
+            )
         if trailing:
             context.set_trailing_metadata(trailing)
         context.abort(code, call.details() or "")

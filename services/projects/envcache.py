@@ -7,13 +7,16 @@ atomic rename, so a crashed or failed build never leaves a half-built environmen
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +24,14 @@ from typing import Any
 
 from mlgrid.exceptions import InvalidParameterValue
 
-__all__ = ["COMPLETE_MARKER", "content_key", "env_root", "key_lock", "run_logged"]
+__all__ = [
+    "COMPLETE_MARKER",
+    "BuildOutput",
+    "content_key",
+    "env_root",
+    "key_lock",
+    "run_logged",
+]
 
 #: Written last into a finished environment.
 COMPLETE_MARKER = ".mlgrid-env-complete"
@@ -91,10 +101,50 @@ def publish(scratch: Path, final: Path) -> None:
             raise
 
 
+class BuildOutput:
+    """Where a build writes its output (callable like a Log); a cancel stops its installer."""
+
+    def __init__(self, write: Log) -> None:
+        self._write = write
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cancelled = False
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> None:
+        self._write(text)
+
+    def started(self, proc: subprocess.Popen[bytes] | None) -> None:
+        with self._lock:
+            self._proc = proc
+            cancelled = self._cancelled
+        if cancelled and proc is not None:
+            _kill_group(proc)
+
+    def cancel(self) -> None:
+        """Kills the installer running now (and refuses to start another)."""
+        with self._lock:
+            self._cancelled = True
+            proc = self._proc
+        if proc is not None:
+            _kill_group(proc)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def run_logged(
     command: Sequence[str], log: Log, what: str, env: dict[str, str] | None = None
 ) -> None:
     """Runs an installer command, copying its output to the run's log line by line."""
+    output = log if isinstance(log, BuildOutput) else None
+    if output is not None and output.cancelled:
+        raise InvalidParameterValue(f"{what} was not started: the run was cancelled")
     log(f"$ {' '.join(command)}\n")
     try:
         proc = subprocess.Popen(
@@ -103,16 +153,23 @@ def run_logged(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            start_new_session=True,  # so a cancel reaches pip's own subprocesses too
         )
     except OSError as exc:
         raise InvalidParameterValue(f"{what} failed to start: {exc}") from exc
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log(line.decode("utf-8", errors="replace"))
+    if output is not None:
+        output.started(proc)
     try:
-        code = proc.wait(timeout=INSTALL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise InvalidParameterValue(f"{what} took longer than {INSTALL_TIMEOUT:.0f}s") from None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log(line.decode("utf-8", errors="replace"))
+        try:
+            code = proc.wait(timeout=INSTALL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise InvalidParameterValue(f"{what} took longer than {INSTALL_TIMEOUT:.0f}s") from None
+    finally:
+        if output is not None:
+            output.started(None)
     if code != 0:
         raise InvalidParameterValue(f"{what} failed with exit code {code} (see the run's log)")

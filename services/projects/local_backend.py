@@ -25,6 +25,7 @@ from mlgrid.projects.params import ResolvedParameters, build_command, needs_down
 from mlgrid.projects.spec import EntryPoint
 from mlgrid.transport import is_remote
 
+from .envcache import BuildOutput
 from .environments import EnvironmentPlan, build_environment
 from .logbuffer import LogBuffer
 from .process import ChildProcess
@@ -38,6 +39,14 @@ _RUN_SCOPED = tuple(
     f"{prefix}_{name}"
     for prefix in ("MLFLOW", "MLGRID")
     for name in ("RUN_ID", "EXPERIMENT_ID", "EXPERIMENT_NAME", "TRACKING_URI", "STORE_URI")
+)
+#: The service's own configuration (database URLs may hold credentials): a run talks to the
+#: tracking URI it is given, never to the stores behind it.
+_SERVICE_ONLY = (
+    "MLGRID_BACKEND_STORE_URI",
+    "MLGRID_REGISTRY_STORE_URI",
+    "MLGRID_GATEWAY_TARGET",
+    "MLGRID_PUBLIC_TRACKING_URI",
 )
 _TRACKING_STATUS = {
     "FINISHED": tracking_pb2.RUN_STATUS_FINISHED,
@@ -91,7 +100,7 @@ def child_environment(
     prepared: PreparedRun, activation: dict[str, str], artifact_root: str
 ) -> dict[str, str]:
     """The child's environment: the service's, minus run-scoped variables, plus this run's."""
-    env = {k: v for k, v in os.environ.items() if k not in _RUN_SCOPED}
+    env = {k: v for k, v in os.environ.items() if k not in _RUN_SCOPED + _SERVICE_ONLY}
     env.update(activation)
     for prefix in ("MLFLOW", "MLGRID"):
         env[f"{prefix}_RUN_ID"] = prepared.run_id
@@ -118,6 +127,7 @@ class LocalSubmittedRun(SubmittedRun):
         self.message = ""
         self._cancelled = False
         self._stop_status = ("KILLED", "cancelled")
+        self._build_output = BuildOutput(self.log.system)
         self._child: ChildProcess | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -158,6 +168,7 @@ class LocalSubmittedRun(SubmittedRun):
                 self._stop_status = (status, message)
                 child = self._child
                 self.log.system(f"[mlgrid] {note}: terminating the run's processes\n")
+                self._build_output.cancel()  # an environment still being built
         if child is not None:
             child.terminate(self._context.kill_grace)
         self._done.wait(self._context.kill_grace + 10)
@@ -193,7 +204,7 @@ class LocalSubmittedRun(SubmittedRun):
 
     def _execute(self, prepared: PreparedRun) -> str:
         self.log.system(f"[mlgrid] preparing the {prepared.plan.manager} environment\n")
-        activation = build_environment(prepared.plan, self.log.system)
+        activation = build_environment(prepared.plan, self._build_output)
         values = dict(prepared.params.declared)
         for name, value in values.items():
             if self._cancelled:

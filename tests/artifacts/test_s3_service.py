@@ -74,7 +74,8 @@ def test_presigned_urls_round_trip_against_the_store(
         )
     )
     body = b"straight to the bucket" * 1000
-    request = urllib.request.Request(put.url, data=body, method="PUT", headers=dict(put.headers))
+    headers = {"Content-Type": "application/octet-stream", **put.headers}
+    request = urllib.request.Request(put.url, data=body, method="PUT", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
     get = stub.GetPresignedUrl(

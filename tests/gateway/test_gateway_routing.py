@@ -221,3 +221,12 @@ def start_artifacts_on(address: str) -> Backend:
         ["hdfs"],
     )
     return Backend(recorder, start_server([served], host=host, port=int(port)))
+
+
+def test_a_busy_public_port_is_refused_not_shared() -> None:
+    first = start_gateway()
+    try:
+        with pytest.raises(OSError, match="could not bind the gateway"):
+            start_gateway(port=first.port)
+    finally:
+        first.stop(grace=0)

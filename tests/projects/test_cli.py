@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -104,3 +105,41 @@ def test_no_wait_returns_the_run_id(grpc_stack, tmp_path: Path) -> None:
         assert RemoteSubmittedRun(transport, "local", match.group(1)).wait(timeout=60)
     finally:
         transport.close()
+
+
+def test_backend_config_from_a_file_or_inline(tmp_path: Path) -> None:
+    from mlgrid.projects import _backend_config_json
+
+    config_file = tmp_path / "backend.json"
+    config_file.write_text('{"kube-context": "ctx", "repository-uri": "r"}')
+    assert json.loads(_backend_config_json(str(config_file))) == {
+        "kube-context": "ctx",
+        "repository-uri": "r",
+    }
+    assert json.loads(_backend_config_json('{"a": 1}')) == {"a": 1}
+    assert _backend_config_json(None) == ""
+
+
+def test_interrupting_a_synchronous_run_cancels_it(grpc_stack, tmp_path: Path) -> None:
+    import signal
+
+    proj = write(
+        tmp_path / "slow",
+        {"wait.py": "import time\nprint('waiting', flush=True)\ntime.sleep(300)\n"},
+    )
+    env = {**os.environ, "MLGRID_TRACKING_URI": grpc_stack.tracking_uri}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "mlgrid.cli.main", "run", str(proj), "-e", "wait.py"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stdout is not None
+    assert cli.stdout.readline() == "waiting\n"
+    cli.send_signal(signal.SIGINT)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode != 0
+    match = re.search(r"Run \(ID '(\w+)'\) interrupted, cancelling it", stderr)
+    assert match is not None, stderr
+    assert Client(grpc_stack.tracking_uri).get_run(match.group(1)).info.status == "KILLED"

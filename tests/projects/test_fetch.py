@@ -157,3 +157,12 @@ def test_commit_of_a_new_repository_state(tmp_path: Path) -> None:
     fetched = fetch_project(repo.as_uri(), None, tmp_path / "work")
     assert fetched.git_commit == first
     assert shown_version(fetched.directory) == "one"
+
+
+def test_file_uri_of_a_plain_directory_is_copied(tmp_path: Path) -> None:
+    source = write(tmp_path / "plain dir", {"MLproject": "name: plain\n", "a.py": "print(1)\n"})
+    fetched = fetch_project(source.as_uri(), None, tmp_path / "work")
+    assert load_project(fetched.directory).name == "plain"
+    assert fetched.directory.is_relative_to(tmp_path / "work")
+    assert fetched.source_name == source.as_uri()
+    assert fetched.git_commit is None

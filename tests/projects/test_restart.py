@@ -16,6 +16,7 @@ from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
 
 from .helpers import write
+from .service import own_projects_service
 from .test_runs import alive
 
 SERVER = Path(__file__).with_name("serve_projects.py")
@@ -75,3 +76,27 @@ def test_runs_of_a_dead_service_are_failed_at_the_next_start(grpc_stack, tmp_pat
         assert (state / f"{'f' * 32}.json").exists()
     finally:
         runner.close()
+
+
+def test_stopping_the_service_ends_its_runs_failed(grpc_stack, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    project = write(
+        tmp_path / "p",
+        {
+            "long.py": f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+            "time.sleep(300)\n"
+        },
+    )
+    with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
+        answer = svc.transport.call(
+            svc.transport.projects.SubmitRun,
+            pb.SubmitRunRequest(backend="local", uri=str(project), entry_point="long.py"),
+        )
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    # Nobody would supervise the run any more: it is stopped and marked FAILED, not left RUNNING.
+    assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "FAILED"
+    assert not alive(int(pid_file.read_text()))
+    assert list((tmp_path / "state").glob("*.json")) == []

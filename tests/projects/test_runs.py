@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -64,6 +65,7 @@ def test_run_logs_params_metrics_and_tags_to_the_same_store(
                 names = ["RUN_ID", "TRACKING_URI", "EXPERIMENT_ID"]
                 seen = {p + "_" + n: os.environ[p + "_" + n]
                         for p in ("MLFLOW", "MLGRID") for n in names}
+                seen["store"] = os.environ.get("MLGRID_BACKEND_STORE_URI")
                 import mlgrid
                 with mlgrid.start_run() as run:
                     mlgrid.log_metric("rows", len(open(sys.argv[4]).read().split()) - 1)
@@ -73,6 +75,8 @@ def test_run_logs_params_metrics_and_tags_to_the_same_store(
         },
     )
     monkeypatch.chdir(tmp_path)  # "data.csv" is relative to the caller's directory
+    # The service's own settings (database credentials) never reach the run.
+    monkeypatch.setenv("MLGRID_BACKEND_STORE_URI", "postgresql://user:secret@db/mlgrid")
     submitted = projects.run(
         str(project),
         parameters={"data": "data.csv", "epochs": 5},
@@ -100,6 +104,7 @@ def test_run_logs_params_metrics_and_tags_to_the_same_store(
     assert tags["mlflow.project.env"] == "local"
     assert tags["mlflow.runName"] == "e2e-run"
     env = json.loads(output(submitted).strip().splitlines()[-1])
+    assert env.pop("store") is None
     for prefix in ("MLFLOW", "MLGRID"):
         assert env[f"{prefix}_RUN_ID"] == submitted.run_id
         assert env[f"{prefix}_TRACKING_URI"] == stack_uri
@@ -310,3 +315,76 @@ def test_cancel_kills_the_whole_process_group(grpc_stack, tmp_path: Path) -> Non
         assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "KILLED"
         assert "cancel requested" in output(submitted, "system")
         assert not list((tmp_path / "state").glob("*.json"))  # forgotten once ended
+
+
+def test_zip_archive_project_with_subdirectory(stack_uri: str, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(
+            "inner/MLproject", "name: zipped\nentry_points: {main: {command: 'bash hi.sh'}}\n"
+        )
+        zf.writestr("inner/hi.sh", "echo from the zip\n")
+    submitted = projects.run(f"{archive}#inner")
+    assert output(submitted) == "from the zip\n"
+    tags = Client(stack_uri).get_run(submitted.run_id).data.tags
+    assert tags["mlflow.source.name"] == f"{archive}#inner"
+
+
+def test_cancel_while_the_environment_is_being_built(
+    grpc_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import threading
+
+    # An index that accepts pip's connection and never answers: the build hangs until cancelled.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    connected = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("MLGRID_ENV_ROOT", str(tmp_path / "envs"))
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    project = write(
+        tmp_path / "p",
+        {
+            "MLproject": "name: slow-env\npython_env: python_env.yaml\n"
+            "entry_points: {main: {command: 'python -c pass'}}\n",
+            "python_env.yaml": f'python: "{minor}"\n'
+            f"dependencies: ['stalled @ http://127.0.0.1:{port}/stalled-1.0-py3-none-any.whl']\n",
+        },
+    )
+    try:
+        with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
+            answer = svc.transport.call(
+                svc.transport.projects.SubmitRun,
+                pb.SubmitRunRequest(backend="local", uri=str(project)),
+            )
+            submitted = RemoteSubmittedRun(svc.transport, "local", answer.run_id)
+            assert connected.wait(60), "pip never reached the index"
+            assert submitted.get_status() == "SCHEDULED"
+            started = time.monotonic()
+            submitted.cancel()
+            assert submitted.wait(timeout=30) is False
+            assert time.monotonic() - started < 15
+            assert submitted.get_status() == "KILLED"
+            assert "install --disable-pip-version-check" in output(submitted, "system")
+        run = Client(grpc_stack.tracking_uri).get_run(answer.run_id)
+        assert run.info.status == "KILLED"
+        # The half-built environment was thrown away, not published to the cache.
+        assert [p.name for p in (tmp_path / "envs").iterdir() if not p.name.endswith(".lock")] == []
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()

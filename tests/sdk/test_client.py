@@ -185,3 +185,57 @@ def test_log_inputs(client: Client, experiment_id: str) -> None:
     inputs = client.get_run(run_id).inputs.dataset_inputs
     assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("iris", "d1g35t")]
     assert inputs[0].tags == [InputTag("mlflow.data.context", "train")]
+
+
+def test_gateway_calls_carry_credentials_and_the_named_store(
+    grpc_stack: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MlflowClient(grpc_stack.tracking_uri)  # type: ignore[attr-defined]
+    assert client._transport.metadata() == []
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cret")
+    monkeypatch.setenv("MLGRID_STORE_URI", "postgresql://db/other")
+    assert client._transport.metadata() == [
+        ("authorization", "Bearer s3cret"),
+        ("mlgrid-store-uri", "postgresql://db/other"),
+    ]
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ada")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    assert ("authorization", "Basic YWRhOnB3") in client._transport.metadata()
+
+
+def test_embedded_calls_name_no_store(embedded_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLGRID_STORE_URI", "postgresql://db/other")
+    # The embedded stack serves the tracking URI's own store; nothing to route.
+    assert MlflowClient(embedded_uri)._transport.metadata() == []
+
+
+def test_history_falls_back_to_pages_when_streaming_is_not_served() -> None:
+    """A minimal backend (e.g. a plugin) that serves only the paged GetMetricHistory."""
+    from concurrent import futures
+
+    import grpc
+
+    from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2, tracking_service_pb2_grpc
+
+    class PagedOnly(tracking_service_pb2_grpc.TrackingServiceServicer):
+        def GetMetricHistory(self, request, context):  # type: ignore[no-untyped-def]
+            start = int(request.page_token or 0)
+            points = [
+                tracking_pb2.Metric(key=request.metric_key, value=s, timestamp=s, step=s)
+                for s in range(start, min(start + request.max_results, 30_000))
+            ]
+            token = str(start + len(points)) if start + len(points) < 30_000 else ""
+            return tracking_service_pb2.GetMetricHistoryResponse(
+                metrics=points, next_page_token=token
+            )
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server(PagedOnly(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        history = MlflowClient(f"grpc://127.0.0.1:{port}").get_metric_history("r" * 32, "loss")
+    finally:
+        server.stop(grace=None)
+    assert [m.step for m in history] == list(range(30_000))

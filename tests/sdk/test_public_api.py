@@ -158,3 +158,32 @@ def test_import_is_light_and_lazy_parts_load_on_use() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'log_everything'"):
         _ = mlgrid.log_everything  # type: ignore[attr-defined]
+
+
+#: MLflow's MlflowClient parameter names (after self) for the tracking methods.
+MLFLOW_CLIENT_SIGNATURES = {
+    "create_experiment": ["name", "artifact_location", "tags"],
+    "search_experiments": ["view_type", "max_results", "filter_string", "order_by", "page_token"],
+    "create_run": ["experiment_id", "start_time", "tags", "run_name"],
+    "update_run": ["run_id", "status", "name"],
+    "set_terminated": ["run_id", "status", "end_time"],
+    "search_runs": [
+        "experiment_ids",
+        "filter_string",
+        "run_view_type",
+        "max_results",
+        "order_by",
+        "page_token",
+    ],
+    "log_param": ["run_id", "key", "value", "synchronous"],
+    "log_metric": ["run_id", "key", "value", "timestamp", "step", "synchronous"],
+    "set_tag": ["run_id", "key", "value", "synchronous"],
+    "log_batch": ["run_id", "metrics", "params", "tags", "synchronous"],
+    "get_metric_history": ["run_id", "key"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MLFLOW_CLIENT_SIGNATURES))
+def test_client_signatures_match_mlflow(name: str) -> None:
+    parameters = list(inspect.signature(getattr(mlgrid.MlflowClient, name)).parameters)
+    assert parameters[1:] == MLFLOW_CLIENT_SIGNATURES[name]

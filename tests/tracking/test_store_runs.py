@@ -120,3 +120,7 @@ def test_unknown_run_is_not_found(domain: TrackingDomain) -> None:
         domain.log_param(missing, "a", "1")
     with pytest.raises(ResourceDoesNotExist):
         domain.delete_run(missing)
+    with pytest.raises(ResourceDoesNotExist):
+        domain.log_metric(missing, tracking_pb2.Metric(key="m", value=1.0, timestamp=1))
+    with pytest.raises(ResourceDoesNotExist):
+        domain.ingest_metrics(missing, [tracking_pb2.Metric(key="m", value=1.0, timestamp=1)] * 3)

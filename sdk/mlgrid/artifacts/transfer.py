@@ -132,7 +132,13 @@ def upload_dir(
 
 
 def _put_part(url: str, headers: dict[str, str], data: bytes) -> str:
-    request = urllib.request.Request(url, data=data, method="PUT", headers=dict(headers))
+    # urllib would label the body as a form otherwise, which some stores then parse away.
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="PUT",
+        headers={"Content-Type": "application/octet-stream", **headers},
+    )
     with urllib.request.urlopen(request, timeout=300) as response:
         etag: str = response.headers.get("ETag", "")
     return etag.strip('"')

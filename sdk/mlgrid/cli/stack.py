@@ -131,7 +131,12 @@ def server(
     grace: float,
     parent_pipe: bool,
 ) -> None:
-    """Run one service (or the gateway) in this process, for deployments."""
+    """Run one service (or the gateway) in this process, for deployments.
+
+    Default ports: gateway 50051, tracking 50052, artifacts 50053, registry 50054, projects
+    50055. Once serving, the process prints `mlgrid-ready {"name", "address", "pid"}` on stdout;
+    SIGTERM stops it after calls in flight finish (within --grace).
+    """
     _require_server()
     from mlgrid_services import launcher
 
@@ -151,6 +156,10 @@ def server(
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # the public port is taken
+            raise click.ClickException(
+                f"{exc} (is another mlgrid gateway running there?)"
+            ) from None
         return
     from mlgrid_services.common.config import ServiceConfig
 

@@ -129,8 +129,15 @@ def run(
     answer = transport.call(transport.projects.SubmitRun, request)
     submitted = RemoteSubmittedRun(transport, backend, answer.run_id)
     if synchronous:
-        print_logs(submitted, follow=True)
-        if not submitted.wait():
+        try:
+            print_logs(submitted, follow=True)
+            succeeded = submitted.wait()
+        except KeyboardInterrupt:
+            # As in MLflow: interrupting a synchronous run cancels it.
+            sys.stderr.write(f"=== Run (ID '{submitted.run_id}') interrupted, cancelling it ===\n")
+            submitted.cancel()
+            raise
+        if not succeeded:
             detail = f": {submitted.message}" if submitted.message else ""
             raise ExecutionException(
                 f"Run (ID '{submitted.run_id}') failed{detail}", run_id=submitted.run_id

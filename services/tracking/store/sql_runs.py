@@ -21,13 +21,14 @@ from mlgrid.store.search_filter import (
 )
 
 from . import schema as t
-from .sql_base import STATUS_NAMES, SqlStoreBase, parse_experiment_id, run_info_from_row
+from .sql_base import STATUS_NAMES, parse_experiment_id, run_info_from_row
 from .sql_filters import (
     compile_run_filter,
     joined_comparison,
     lifecycle_condition,
     run_attribute_column,
 )
+from .sql_reads import RunReadsMixin
 
 #: The tag MLflow mirrors the run name into.
 RUN_NAME_TAG = "mlflow.runName"
@@ -36,7 +37,7 @@ _R = t.runs.c
 _KEY_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 
-class RunsMixin(SqlStoreBase):
+class RunsMixin(RunReadsMixin):
     def create_run(
         self,
         experiment_id: str,
@@ -95,6 +96,7 @@ class RunsMixin(SqlStoreBase):
         for key, value in unique_tags.items():
             run.data.tags.add(key=key, value=value)
         run.inputs.SetInParent()  # as get_run answers: present, no datasets yet
+        self._note_new_run()
         return run
 
     def get_run(self, run_id: str) -> tracking_pb2.Run:

@@ -34,6 +34,34 @@ _PG_BULK_METRICS = sa.text(
     "CAST(:vals AS float8[]), CAST(:nans AS boolean[])) AS u(k, s, ts, v, n)"
 )
 
+_PG_LATEST_COLUMNS = (
+    "CAST(:lkeys AS varchar[]), CAST(:lsteps AS bigint[]), CAST(:ltimestamps AS bigint[]), "
+    "CAST(:lvals AS float8[]), CAST(:lnans AS boolean[])"
+)
+
+#: Metric points in ONE statement (one round trip, autocommit): check the run, append the
+#: points, move each key's latest point forward. The inserts only happen when the run is
+#: active; the answer (the run's stage, or no row) tells the caller what to report.
+_PG_POINTS_ONE_SHOT = sa.text(
+    "WITH run AS (SELECT lifecycle_stage FROM runs WHERE run_uuid = :run_id), "
+    "ok AS (SELECT 1 FROM run WHERE lifecycle_stage = 'active'), "
+    "ins AS ("
+    ' INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan)'
+    " SELECT :run_id, u.k, u.s, u.ts, u.v, u.n FROM unnest("
+    " CAST(:keys AS varchar[]), CAST(:steps AS bigint[]), CAST(:timestamps AS bigint[]),"
+    " CAST(:vals AS float8[]), CAST(:nans AS boolean[])) AS u(k, s, ts, v, n)"
+    " WHERE EXISTS (SELECT 1 FROM ok)), "
+    "up AS ("
+    ' INSERT INTO latest_metrics (run_uuid, key, step, "timestamp", value, is_nan)'
+    f" SELECT :run_id, u.k, u.s, u.ts, u.v, u.n FROM unnest({_PG_LATEST_COLUMNS})"
+    " AS u(k, s, ts, v, n) WHERE EXISTS (SELECT 1 FROM ok)"
+    " ON CONFLICT (run_uuid, key) DO UPDATE SET step = EXCLUDED.step,"
+    ' "timestamp" = EXCLUDED."timestamp", value = EXCLUDED.value, is_nan = EXCLUDED.is_nan'
+    ' WHERE (latest_metrics.step, latest_metrics."timestamp", latest_metrics.value)'
+    ' < (EXCLUDED.step, EXCLUDED."timestamp", EXCLUDED.value)) '
+    "SELECT lifecycle_stage FROM run"
+)
+
 _SELECT_PARAMS = sa.select(t.params.c.key, t.params.c.value).where(
     t.params.c.run_uuid == sa.bindparam("run_id"),
     t.params.c.key.in_(sa.bindparam("keys", expanding=True)),
@@ -182,8 +210,26 @@ class WritesMixin(SqlStoreBase):
             self._check_run_writable(conn, run_id)
             self._write_params(conn, run_id, [param])
 
+    def _pg_points_one_shot(self, run_id: str, points: Sequence[_Point]) -> None:
+        bound = _pg_arrays(run_id, points)
+        latest = _pg_arrays(run_id, _latest_per_key(points))
+        bound.update({f"l{name}": value for name, value in latest.items() if name != "run_id"})
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            stage = conn.execute(_PG_POINTS_ONE_SHOT, bound).scalar()
+        if stage is None:
+            raise ResourceDoesNotExist(f"Run {run_id!r} not found")
+        if stage != t.ACTIVE:
+            raise InvalidParameterValue(
+                f"The run {run_id} must be in the 'active' state to be changed; its current "
+                f"state is {stage!r}"
+            )
+
     def log_metric(self, run_id: str, metric: tracking_pb2.Metric) -> None:
         points = _stored_points([metric])
+        if self.dialect == "postgresql":
+            self._pg_points_one_shot(run_id, points)
+            return
         with self._write() as conn:
             self._check_run_writable(conn, run_id)
             self._write_points(conn, run_id, points)
@@ -210,6 +256,9 @@ class WritesMixin(SqlStoreBase):
         tags: Sequence[common_pb2.Tag],
     ) -> None:
         points = _stored_points(metrics)
+        if self.dialect == "postgresql" and points and not params and not tags:
+            self._pg_points_one_shot(run_id, points)  # metrics only: one atomic statement
+            return
         with self._write() as conn:
             self._check_run_writable(conn, run_id)
             # Params first: a conflict aborts before the bulk metric insert does any work.
