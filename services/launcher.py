@@ -19,12 +19,11 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
 from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
-from mlgrid_services.stack import READY, ROUTED, announce, client_host
+from mlgrid_services.stack import READY, ROUTED, absolute_store_uri, announce, client_host
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +61,12 @@ def close_apps(apps: list[ServiceApp]) -> None:
             log.exception("error while closing a service")
 
 
-def _absolute_sqlite(uri: str) -> str:
-    """``sqlite:///rel.db`` made absolute, so child processes (project runs) find the same file."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
-
 def embedded_config(tracking_uri: str, registry_uri: str | None = None) -> ServiceConfig:
-    """The configuration of an embedded stack for a tracking (and registry) URI."""
-    config = ServiceConfig.from_env(
-        backend_store_uri=tracking_uri,
-        registry_store_uri=registry_uri,
-    )
+    """The configuration of an embedded stack: MLGRID_* settings, the given URIs, and
+    ./mlgrid-artifacts (as an absolute file URI) unless an artifact root is configured."""
+    config = ServiceConfig.from_env(backend_store_uri=tracking_uri, registry_store_uri=registry_uri)
     if not config.default_artifact_root:
-        config = ServiceConfig(
-            backend_store_uri=config.backend_store_uri,
-            registry_store_uri=config.registry_store_uri,
-            default_artifact_root=default_artifact_root(),
-            gateway_target=config.gateway_target,
-            public_tracking_uri=config.public_tracking_uri,
-        )
+        config = replace(config, default_artifact_root=default_artifact_root())
     return config
 
 
@@ -95,12 +78,10 @@ def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> Embedd
     target = f"unix:{socket_dir}/grpc.sock"
     # Services that call other services (registry -> tracking) reach them on the same socket;
     # project runs get the tracking URI itself, so they open the same store embedded.
-    config = ServiceConfig(
-        backend_store_uri=config.backend_store_uri,
-        registry_store_uri=config.registry_store_uri,
-        default_artifact_root=config.default_artifact_root,
+    config = replace(
+        config,
         gateway_target=target,
-        public_tracking_uri=config.public_tracking_uri or _absolute_sqlite(tracking_uri),
+        public_tracking_uri=config.public_tracking_uri or absolute_store_uri(tracking_uri),
     )
     apps: list[ServiceApp] = []
     names = available_services()

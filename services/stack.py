@@ -291,7 +291,8 @@ class Stack:
         return None
 
 
-def _absolute_store(uri: str) -> str:
+def absolute_store_uri(uri: str) -> str:
+    """``sqlite:///rel.db`` made absolute, so every process (and project run) opens one file."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
         return prefix + str(Path(uri[len(prefix) :]).resolve())
@@ -300,9 +301,9 @@ def _absolute_store(uri: str) -> str:
 
 def run_stack(options: StackOptions, available: list[str], echo: Callable[[str], None]) -> int:
     """Runs the stack until SIGTERM/SIGINT or a child's death; returns the exit code."""
-    options.backend_store_uri = _absolute_store(options.backend_store_uri)
+    options.backend_store_uri = absolute_store_uri(options.backend_store_uri)
     if options.registry_store_uri:
-        options.registry_store_uri = _absolute_store(options.registry_store_uri)
+        options.registry_store_uri = absolute_store_uri(options.registry_store_uri)
     root = options.default_artifact_root or "mlgrid-artifacts"
     if "://" not in root and not root.startswith("file:"):
         # A plain path: absolute file URI, so every process agrees on it.

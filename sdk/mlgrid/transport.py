@@ -115,7 +115,7 @@ class Transport:
         try:
             return method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err) from err
 
     def stream(
         self, method: Callable[..., Iterator[R]], request: Any, timeout: float | None = None
@@ -124,7 +124,7 @@ class Transport:
         try:
             yield from method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err) from err
 
     def close(self) -> None:
         self.channel.close()

@@ -16,9 +16,17 @@ from .servicer import ArtifactsServicer
 SERVICE_NAME = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
 
 
-def allowed_file_roots(config: ServiceConfig) -> list[str]:
-    """Local roots clients may use: the default artifact root (when local) and the env list."""
-    roots = [config.effective_artifact_root, *allowed_roots_from_env()]
+def allowed_file_roots(config: ServiceConfig) -> list[str] | None:
+    """Local roots clients may use: the default artifact root (when local) and the env list.
+
+    None (any local root) when ``MLGRID_ARTIFACTS_ALLOWED_ROOTS`` is ``*``, or in embedded mode
+    (the stack talks over a private unix socket, so its only client is the process that owns
+    the files anyway, and MLflow users expect experiments to put artifacts anywhere).
+    """
+    extra = allowed_roots_from_env()
+    if extra == ["*"] or (config.gateway_target or "").startswith("unix:"):
+        return None
+    roots = [config.effective_artifact_root, *extra]
     return [r for r in roots if r.startswith("file:") or r.startswith("/")]
 
 

@@ -31,7 +31,8 @@ from mlgrid_services.common.paths import check_inside_any_root, check_relative_p
 from .repositories import ARTIFACT_REPOSITORIES
 from .repositories.file import RESERVED_PREFIX
 
-#: Extra local roots the service may read and write, separated by ``os.pathsep`` or commas.
+#: Extra local roots (URIs or absolute paths) the service may use, separated by commas;
+#: ``*`` allows any local root.
 ALLOWED_ROOTS_ENV = "MLGRID_ARTIFACTS_ALLOWED_ROOTS"
 _CACHE_SIZE = 256
 _MAX_EXPIRY = 7 * 24 * 3600
@@ -48,7 +49,7 @@ class DownloadItem:
 
 def allowed_roots_from_env() -> list[str]:
     raw = os.environ.get(ALLOWED_ROOTS_ENV, "")
-    return [r for r in raw.replace(",", os.pathsep).split(os.pathsep) if r]
+    return [r.strip() for r in raw.split(",") if r.strip()]
 
 
 class ArtifactsDomain:
@@ -56,10 +57,15 @@ class ArtifactsDomain:
 
     def __init__(
         self,
-        allowed_file_roots: list[str],
+        allowed_file_roots: list[str] | None,
         registry: SchemeRegistry[ArtifactRepository] = ARTIFACT_REPOSITORIES,
     ) -> None:
-        self._allowed_file_roots = [check_uri(r, "allowed root").path for r in allowed_file_roots]
+        #: Local roots clients may name (None: any); keeps file:///etc out of reach.
+        self._allowed_file_roots = (
+            None
+            if allowed_file_roots is None
+            else [check_uri(r, "allowed root").path for r in allowed_file_roots]
+        )
         self._registry = registry
         self._repositories: OrderedDict[str, ArtifactRepository] = OrderedDict()
         self._lock = threading.Lock()
@@ -74,7 +80,7 @@ class ArtifactsDomain:
                 self._repositories.move_to_end(artifact_uri)
                 return cached
         parsed = check_uri(artifact_uri, "artifact_uri")
-        if parsed.is_local:
+        if parsed.is_local and self._allowed_file_roots is not None:
             roots = [f"file://{r}" for r in self._allowed_file_roots]
             check_inside_any_root(artifact_uri, roots, "artifact_uri")
         repository = self._registry.get(parsed.scheme)(artifact_uri)

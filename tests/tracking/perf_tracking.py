@@ -5,6 +5,7 @@ Not a test (pytest does not collect it). Run:
     .venv/bin/python tests/tracking/perf_tracking.py postgresql://postgres@127.0.0.1:5432/<db>
 
 It starts the tracking service on port 0 in this process and drives it over gRPC from here.
+Given ``grpc://host:port`` instead (e.g. a gateway started by ``mlgrid up``), it drives that.
 """
 
 from __future__ import annotations
@@ -37,9 +38,14 @@ def main(uri: str) -> None:
     from mlgrid_services.common.server import start_server
     from mlgrid_services.tracking.app import create
 
-    app = create(ServiceConfig(backend_store_uri=uri, default_artifact_root="file:///tmp/perf"))
-    server = start_server(app.services)
-    target = f"127.0.0.1:{server.port}"
+    server = app = None
+    if uri.startswith("grpc://"):
+        target = uri[len("grpc://") :]
+    else:
+        config = ServiceConfig(backend_store_uri=uri, default_artifact_root="file:///tmp/perf")
+        app = create(config)
+        server = start_server(app.services)
+        target = f"127.0.0.1:{server.port}"
     s = pb_grpc.TrackingServiceStub(grpc.insecure_channel(target))
     eid = s.CreateExperiment(pb.CreateExperimentRequest(name=f"perf-{uuid.uuid4().hex}"))
     eid = eid.experiment_id
@@ -118,8 +124,9 @@ def main(uri: str) -> None:
         started = time.perf_counter()
         total = sum(pool.map(_worker, [(target, r, 500) for r in runs]))
         print(f"8 processes logging: {total / (time.perf_counter() - started):,.0f} calls/s")
-    server.stop(0)
-    app.close()
+    if server is not None and app is not None:
+        server.stop(0)
+        app.close()
 
 
 if __name__ == "__main__":
