@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -92,8 +94,6 @@ class StackOptions:
     registry_store_uri: str | None = None
     default_artifact_root: str = ""
     config_path: str | None = None
-    #: Services to start (default: every available one).
-    services: list[str] | None = None
     #: Seconds children get to finish in-flight calls after SIGTERM before SIGKILL.
     grace: float = 10.0
     #: Seconds to wait for the whole stack to become ready.
@@ -137,6 +137,7 @@ class Stack:
         command = [sys.executable, "-m", "mlgrid.cli.main", *args]
         proc = subprocess.Popen(
             command,
+            env=self._environment(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -163,14 +164,22 @@ class Stack:
                 sys.stdout.flush()
         self.events.put((name, None))  # EOF: the child exited
 
-    def _service_args(self, name: str) -> list[str]:
+    def _environment(self) -> dict[str, str]:
+        """Store URIs go to the children in their environment, not on their command lines,
+        where any user could read a database password with ``ps``."""
         o = self.options
-        args = ["server", name, "--host", "127.0.0.1", "--port", "0", "--parent-pipe"]
-        args += ["--backend-store-uri", o.backend_store_uri]
+        env = dict(os.environ)
+        env["MLGRID_BACKEND_STORE_URI"] = o.backend_store_uri
+        env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = o.default_artifact_root
         if o.registry_store_uri:
-            args += ["--registry-store-uri", o.registry_store_uri]
-        args += ["--default-artifact-root", o.default_artifact_root]
-        return args
+            env["MLGRID_REGISTRY_STORE_URI"] = o.registry_store_uri
+        else:
+            env.pop("MLGRID_REGISTRY_STORE_URI", None)
+        return env
+
+    @staticmethod
+    def _service_args(name: str) -> list[str]:
+        return ["server", name, "--host", "127.0.0.1", "--port", "0", "--parent-pipe"]
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -291,6 +300,11 @@ class Stack:
         return None
 
 
+def without_password(uri: str) -> str:
+    """``uri`` with its password (if any) masked, for printing."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", uri)
+
+
 def absolute_store_uri(uri: str) -> str:
     """``sqlite:///rel.db`` made absolute, so every process (and project run) opens one file."""
     prefix = "sqlite:///"
@@ -329,7 +343,7 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
         echo(
             f"mlgrid is up at {stack.endpoint} ({', '.join(['gateway', *available])}; "
             f"ready in {stack.ready_after:.2f} s)\n"
-            f"  backend store: {options.backend_store_uri}\n"
+            f"  backend store: {without_password(options.backend_store_uri)}\n"
             f"  artifact root: {options.default_artifact_root}\n"
             f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
             "Ctrl-C stops it."

@@ -138,4 +138,5 @@ def test_children_stop_when_the_parent_is_killed(stack: UpProcess) -> None:
     os.kill(stack.proc.pid, signal.SIGKILL)
     stack.proc.wait(timeout=10)
     # Each child sees its stdin pipe close and stops on its own: no orphans.
-    assert wait_gone(processes[1:], timeout=15) == []
+    left = wait_gone(processes[1:], timeout=30)
+    assert [" ".join(p.cmdline()) for p in left] == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+
 import grpc
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2, artifacts_service_pb2_grpc
@@ -13,6 +17,7 @@ from .domain import ArtifactsDomain, allowed_roots_from_env
 from .repositories import ARTIFACT_REPOSITORIES
 from .servicer import ArtifactsServicer
 
+_M_ARENA_MAX = -8
 SERVICE_NAME = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
 
 
@@ -30,8 +35,28 @@ def allowed_file_roots(config: ServiceConfig) -> list[str] | None:
     return [r for r in roots if r.startswith("file:") or r.startswith("/")]
 
 
+def _keep_memory_flat() -> None:
+    """Caps glibc's malloc arenas at two.
+
+    Streams allocate and free ~1 MiB buffers from many gRPC threads; by default each thread
+    gets a heap of its own that keeps the freed buffers, so RSS creeps up by tens of MiB per
+    large transfer. Two shared arenas keep the peak flat, without the page-fault cost of
+    handing every buffer back to the kernel (a low mmap threshold doubles the CPU per byte).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, 2)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def create(config: ServiceConfig) -> ServiceApp:
     """The artifacts service, announcing every scheme with a repository (file, s3, plugins')."""
+    if not (config.gateway_target or "").startswith("unix:"):
+        # A process of its own (not embedded in a user's program, whose allocator we leave be).
+        _keep_memory_flat()
     servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config)))
 
     def register(server: grpc.Server) -> None:

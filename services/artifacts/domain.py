@@ -9,13 +9,11 @@ repository sees it, so a hostile request is refused before anything is written o
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from mlgrid.artifacts.repository import (
     ArtifactRepository,
@@ -28,6 +26,7 @@ from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.plugins import SchemeRegistry
 from mlgrid_services.common.paths import check_inside_any_root, check_relative_path, check_uri
 
+from .hashing import StreamDigest
 from .repositories import ARTIFACT_REPOSITORIES
 from .repositories.file import RESERVED_PREFIX
 
@@ -35,6 +34,8 @@ from .repositories.file import RESERVED_PREFIX
 #: ``*`` allows any local root.
 ALLOWED_ROOTS_ENV = "MLGRID_ARTIFACTS_ALLOWED_ROOTS"
 _CACHE_SIZE = 256
+#: Files per UploadArtifacts call.
+MAX_BATCH_FILES = 10_000
 _MAX_EXPIRY = 7 * 24 * 3600
 
 
@@ -115,10 +116,33 @@ class ArtifactsDomain:
         """Stores a streamed file once it is known to be complete (see :func:`_complete`)."""
         repository = self.repository(artifact_uri)
         target = self.path(path, allow_empty=False)
-        digest = hashlib.sha256()
-        checked = _complete(chunks, f"upload of {target!r}", file_size, ended, digest)
-        info = repository.write_file(target, _sha_checked(checked, digest, sha256, target))
+        digest = StreamDigest()
+        checked = _complete(chunks, f"upload of {target!r}", file_size, ended)
+        info = repository.write_file(
+            target, _sha_checked(digest.feed(checked), digest, sha256, target)
+        )
         return info, digest.hexdigest()
+
+    def upload_many(self, artifact_uri: str, files: list[tuple[str, bytes]]) -> list[FileInfo]:
+        """Stores several small files; every path is checked before the first is written."""
+        repository = self.repository(artifact_uri)
+        if len(files) > MAX_BATCH_FILES:
+            raise InvalidParameterValue(
+                f"files has {len(files)} entries; send at most {MAX_BATCH_FILES} per call"
+            )
+        targets = [
+            self.path(path, f"files[{i}].path", allow_empty=False)
+            for i, (path, _) in enumerate(files)
+        ]
+        duplicates = sorted({t for t in targets if targets.count(t) > 1})
+        if duplicates:
+            raise InvalidParameterValue(f"files names {duplicates[0]!r} more than once")
+        for target in targets:
+            repository.check_path(target)
+        return [
+            repository.write_file(target, [data] if data else [])
+            for target, (_, data) in zip(targets, files, strict=True)
+        ]
 
     def download(self, artifact_uri: str, path: str) -> Iterator[DownloadItem]:
         """The file at ``path``, or every file below the directory at ``path``."""
@@ -189,7 +213,7 @@ class ArtifactsDomain:
         if not 1 <= part_number <= 10_000:
             raise InvalidParameterValue(f"part_number {part_number} is not allowed: use 1 to 10000")
         label = f"part {part_number} of {target!r}"
-        checked = _complete(chunks, label, part_size, ended, hashlib.sha256())
+        checked = _complete(chunks, label, part_size, ended)
         return repository.upload_part(target, _upload_id(upload_id), part_number, checked)
 
     def list_uploaded_parts(
@@ -228,7 +252,6 @@ def _complete(
     label: str,
     size: int | None,
     ended: Callable[[], bool],
-    digest: Any,
 ) -> Iterator[bytes]:
     """Passes ``chunks`` on, raising (so the repository stores nothing) unless the stream is
     known to be whole: ``size`` bytes arrived, or, without a size, the sender marked its end.
@@ -241,7 +264,6 @@ def _complete(
         received += len(chunk)
         if size is not None and received > size:
             raise InvalidParameterValue(f"{label} sent more than the declared {size} bytes")
-        digest.update(chunk)
         yield chunk
     if size is not None and received != size:
         raise InvalidParameterValue(
@@ -255,7 +277,7 @@ def _complete(
 
 
 def _sha_checked(
-    chunks: Iterator[bytes], digest: Any, expected: str, target: str
+    chunks: Iterator[bytes], digest: StreamDigest, expected: str, target: str
 ) -> Iterator[bytes]:
     yield from chunks
     if expected and digest.hexdigest() != expected.lower():

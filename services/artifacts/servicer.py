@@ -48,14 +48,16 @@ class _ClientStream:
         return self.last
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._first.data:
-            yield self._first.data
+        first = self._first.data
+        if first:
+            yield first
         for request in self._requests:
             if self.last:
                 raise InvalidParameterValue("a message followed the one with last=true")
             self.last = bool(request.last)
-            if request.data:
-                yield request.data
+            data = request.data  # each access copies the bytes out of the message
+            if data:
+                yield data
 
 
 class ArtifactsServicer(pb_grpc.ArtifactsServiceServicer):
@@ -76,6 +78,11 @@ class ArtifactsServicer(pb_grpc.ArtifactsServiceServicer):
             ended=stream.ended,
         )
         return pb.UploadArtifactResponse(file=_file_info(info), sha256=sha256)
+
+    def UploadArtifacts(self, request, context):
+        files = [(f.path, f.data) for f in request.files]
+        infos = self._domain.upload_many(request.artifact_uri, files)
+        return pb.UploadArtifactsResponse(files=[_file_info(i) for i in infos])
 
     def DownloadArtifacts(self, request, context):
         for item in self._domain.download(request.artifact_uri, request.path):

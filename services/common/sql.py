@@ -150,7 +150,9 @@ def upgrade_database(
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("version_table", version_table)
-    with _migration_lock, engine.begin() as conn:
+    # BEGIN IMMEDIATE on SQLite / an advisory lock on PostgreSQL: processes starting together on
+    # one database migrate one after the other, and the later ones find the schema current.
+    with _migration_lock, write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             # Several processes may start at once on one database: migrate one at a time.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")

@@ -43,10 +43,15 @@ class ArtifactFigures:
 
 
 @contextmanager
-def _service_process(root: Path) -> Iterator[tuple[str, int]]:
+def service_process(root: Path) -> Iterator[tuple[str, int]]:
     """The artifacts service alone in a child process: (target, pid)."""
     child = subprocess.Popen(
-        [sys.executable, *os.environ.get("SERVE_PREFIX", "").split(), str(HERE / "serve_artifacts.py"), str(root)],
+        [
+            sys.executable,
+            *os.environ.get("SERVE_PREFIX", "").split(),
+            str(HERE / "serve_artifacts.py"),
+            str(root),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -65,7 +70,7 @@ def _service_process(root: Path) -> Iterator[tuple[str, int]]:
             child.wait()
 
 
-class _RssWatcher:
+class RssWatcher:
     """Samples a process's RSS every few milliseconds; reports the peak over a baseline."""
 
     def __init__(self, pid: int) -> None:
@@ -82,7 +87,7 @@ class _RssWatcher:
             self.peak = max(self.peak, self._process.memory_info().rss)
             time.sleep(0.005)
 
-    def __enter__(self) -> _RssWatcher:
+    def __enter__(self) -> RssWatcher:
         self._thread.start()
         return self
 
@@ -120,7 +125,7 @@ def measure_artifacts(
     if target is None:
         service_root = scratch / "artifact-root"
         service_root.mkdir(parents=True, exist_ok=True)
-        with _service_process(service_root) as (own_target, pid):
+        with service_process(service_root) as (own_target, pid):
             return measure_artifacts(
                 own_target, service_root, pid, large_mib, small_files, repeat, scratch
             )
@@ -131,7 +136,7 @@ def measure_artifacts(
     _write_random(big, large_mib * MiB)
     ups, downs, growth = [], [], 0.0
     for attempt in range(repeat):
-        watcher = _RssWatcher(service_pid) if service_pid else None
+        watcher = RssWatcher(service_pid) if service_pid else None
         with watcher or _nothing():
             start = time.perf_counter()
             transfer.upload_file(transport, uri, big, "big.bin")

@@ -64,8 +64,16 @@ def _calls(stub, uri: str, path: str) -> dict[str, Callable[[], object]]:
             stub.DownloadArtifacts(pb.DownloadArtifactsRequest(artifact_uri=uri, path=path))
         )
 
+    def upload_many() -> object:
+        files = [
+            pb.ArtifactFile(path="fine.txt", data=b"ok"),
+            pb.ArtifactFile(path=path, data=b"x"),
+        ]
+        return stub.UploadArtifacts(pb.UploadArtifactsRequest(artifact_uri=uri, files=files))
+
     return {
         "upload": upload,
+        "upload_many": upload_many,
         "download": download,
         "list": lambda: stub.ListArtifacts(pb.ListArtifactsRequest(artifact_uri=uri, path=path)),
         "delete": lambda: stub.DeleteArtifacts(

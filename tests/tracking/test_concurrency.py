@@ -130,3 +130,11 @@ def test_processes_logging_metrics_lose_no_point(
     assert len(history) == sum(written) == 400
     latest = metrics_of(domain.get_run(run_id))["race"]
     assert (latest.step, latest.timestamp) == (10_049, 3)
+
+
+def test_processes_starting_together_on_a_new_sqlite_file_all_migrate(pool, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'together.db'}"
+    assert pool.map(race_workers.open_store, [url] * 4) == ["ok"] * 4
+    store = SqlTrackingStore(url, "file:///tmp/race")
+    assert store.get_experiment("0").name == "Default"
+    store.close()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
@@ -232,6 +234,10 @@ def test_errors_arrive_as_status_and_error_info(stub, method, request_, status, 
     with pytest.raises(grpc.RpcError) as info:
         getattr(stub, method)(request_)
     assert info.value.code() == getattr(grpc.StatusCode, status)
+    (detail,) = rpc_status.from_call(info.value).details
+    reason = error_details_pb2.ErrorInfo()
+    detail.Unpack(reason)
+    assert reason.reason == exc.error_code
     typed = from_rpc_error(info.value)
     assert type(typed) is exc
     assert text in typed.message

@@ -96,3 +96,12 @@ def test_scheme_table_and_unknown_scheme() -> None:
     assert store_class("postgresql://x/y") is SqlTrackingStore
     with pytest.raises(InvalidParameterValue, match=r"unknown scheme 'mysql'.*sqlite"):
         store_class("mysql://x/y")
+
+
+def test_an_unreachable_database_is_temporarily_unavailable() -> None:
+    from mlgrid.exceptions import TemporarilyUnavailable
+
+    with pytest.raises(TemporarilyUnavailable, match="tracking database is unavailable"):
+        SqlTrackingStore(
+            "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "file:///x", migrate=False
+        )

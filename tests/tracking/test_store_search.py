@@ -218,3 +218,35 @@ def test_search_experiments_view_type_and_times(domain: TrackingDomain) -> None:
     assert len(domain.search_experiments(3, 0, text, [], "")[0]) == 2
     found = domain.search_experiments(3, 0, f"name LIKE '{prefix}%' and tags.x IS NULL", [], "")
     assert len(found[0]) == 2
+
+
+def test_a_page_of_runs_is_fetched_without_n_plus_1_queries(domain: TrackingDomain) -> None:
+    from sqlalchemy import event
+
+    experiment_id = new_experiment(domain)
+    for i in range(20):
+        run_id = new_run(domain, experiment_id).info.run_id
+        domain.log_batch(
+            run_id, [metric("acc", i / 20)], [tracking_pb2.Param(key="i", value=str(i))], []
+        )
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    engine = domain.store.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        runs, _ = domain.search_runs(
+            [experiment_id],
+            "metrics.acc >= 0.5 and params.i != '3'",
+            1,
+            0,
+            ["metrics.acc DESC"],
+            "",
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [r.data.metrics[0].value for r in runs] == [i / 20 for i in range(19, 9, -1)]
+    assert all(len(r.data.params) == 1 and r.data.tags for r in runs)
+    assert [s for s in statements if s != "BEGIN"] == statements[-1:]  # one query per page

@@ -90,6 +90,11 @@ class ArtifactRepository(ABC):
 
     # -- the primitives a backend implements -------------------------------------------------
 
+    def check_path(self, path: str) -> None:
+        """Refuses (InvalidParameterValue) a path this backend cannot safely use, e.g. one that
+        leads out of the root through a symlink. Called before batches are written."""
+        return  # object stores have no symlinks: every checked relative path is fine
+
     @abstractmethod
     def write_file(self, path: str, chunks: Iterable[bytes]) -> FileInfo:
         """Stores ``chunks`` under ``path``; it appears only once every chunk has arrived.

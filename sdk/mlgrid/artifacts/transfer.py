@@ -54,8 +54,13 @@ def max_workers() -> int:
 
 
 def join_path(*parts: str | None) -> str:
-    """Joins artifact path pieces with ``/`` (the service checks the result)."""
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+    """Joins artifact path pieces with ``/``, dropping trailing slashes ("dir/" means "dir").
+
+    A leading ``/`` is kept, so an absolute artifact path reaches the service and is refused
+    there rather than silently turned into a relative one.
+    """
+    pieces = [p.rstrip("/") for p in parts if p and p.rstrip("/")]
+    return "/".join(pieces[:1] + [p.lstrip("/") for p in pieces[1:]])
 
 
 def _info(proto: pb.FileInfo) -> FileInfo:
@@ -68,8 +73,14 @@ def _info(proto: pb.FileInfo) -> FileInfo:
 def _file_requests(
     artifact_uri: str, path: str, local_file: Path, size: int, progress: Progress | None
 ) -> Iterator[pb.UploadArtifactRequest]:
-    yield pb.UploadArtifactRequest(artifact_uri=artifact_uri, path=path, file_size=size)
     with local_file.open("rb") as handle:
+        # The first chunk rides in the first message: a small file is one message.
+        chunk = handle.read(CHUNK_SIZE)
+        yield pb.UploadArtifactRequest(
+            artifact_uri=artifact_uri, path=path, file_size=size, data=chunk
+        )
+        if progress and chunk:
+            progress(len(chunk))
         while chunk := handle.read(CHUNK_SIZE):
             yield pb.UploadArtifactRequest(data=chunk)
             if progress:
@@ -122,13 +133,58 @@ def upload_dir(
         raise InvalidParameterValue(f"local_dir {str(local_dir)!r} is not a directory")
     files = sorted(p for p in base.rglob("*") if p.is_file())
     jobs = [(f, join_path(artifact_path, f.relative_to(base).as_posix())) for f in files]
-    if len(jobs) <= 1:
-        return [upload_file(transport, artifact_uri, f, p, progress) for f, p in jobs]
+    small = [(f, p) for f, p in jobs if f.stat().st_size <= SMALL_FILE_BYTES]
+    large = [(f, p) for f, p in jobs if f.stat().st_size > SMALL_FILE_BYTES]
+    batches = _batches(small, max(1, -(-len(small) // max_workers())))
     with ThreadPoolExecutor(max_workers=max_workers(), thread_name_prefix="mlgrid-upload") as pool:
-        futures = [
-            pool.submit(upload_file, transport, artifact_uri, f, p, progress) for f, p in jobs
+        streamed = [
+            pool.submit(upload_file, transport, artifact_uri, f, p, progress) for f, p in large
         ]
-        return [future.result() for future in futures]
+        batched = [
+            pool.submit(_upload_batch, transport, artifact_uri, b, progress) for b in batches
+        ]
+        results = {info.path: info for job in batched for info in job.result()}
+        results.update((job.result().path, job.result()) for job in streamed)
+    return [results[p] for _, p in jobs]
+
+
+#: Files up to this size travel in batches (UploadArtifacts); larger ones stream one by one.
+SMALL_FILE_BYTES = 256 * 1024
+#: Bytes and files per batch: well under the message limit, enough to amortise a call.
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_FILES = 256
+
+
+def _batches(files: list[tuple[Path, str]], spread: int) -> list[list[tuple[Path, str]]]:
+    """Groups small files so every worker gets some, without exceeding a batch's limits."""
+    per_batch = min(BATCH_FILES, max(16, spread))
+    batches: list[list[tuple[Path, str]]] = []
+    current: list[tuple[Path, str]] = []
+    size = 0
+    for local, path in files:
+        length = local.stat().st_size
+        if current and (len(current) >= per_batch or size + length > BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append((local, path))
+        size += length
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _upload_batch(
+    transport: Transport,
+    artifact_uri: str,
+    files: list[tuple[Path, str]],
+    progress: Progress | None,
+) -> list[FileInfo]:
+    entries = [pb.ArtifactFile(path=path, data=local.read_bytes()) for local, path in files]
+    request = pb.UploadArtifactsRequest(artifact_uri=artifact_uri, files=entries)
+    response = transport.call(transport.artifacts.UploadArtifacts, request)
+    if progress:
+        progress(sum(len(entry.data) for entry in entries))
+    return [_info(f) for f in response.files]
 
 
 def _put_part(url: str, headers: dict[str, str], data: bytes) -> str:

@@ -7,6 +7,7 @@ recorded with its name and error instead of taking the process down.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import threading
@@ -58,7 +59,14 @@ def _import_object(path: str) -> Any:
 class SchemeRegistry(Generic[T]):
     """Maps a scheme to a backend class: built-ins first, entry points over them."""
 
-    def __init__(self, group: str, kind: str, builtins: dict[str, str | type[T]] | None = None):
+    def __init__(
+        self,
+        group: str,
+        kind: str,
+        builtins: dict[str, str | type[T]] | None = None,
+        *,
+        discover: bool = True,
+    ):
         #: Entry-point group, e.g. "mlgrid.tracking_store".
         self.group = group
         #: What the backends are, for messages ("tracking store").
@@ -66,17 +74,21 @@ class SchemeRegistry(Generic[T]):
         self._targets: dict[str, str | type[T] | EntryPoint] = dict(builtins or {})
         self._loaded: dict[str, type[T]] = {}
         self._plugin_schemes: set[str] = set()
-        self._scanned = False
+        # discover=False: only what is given or registered (``mlgrid plugin serve`` serves
+        # exactly the class it was handed, whatever else is installed).
+        self._scanned = not discover
         self._lock = threading.Lock()
         #: Plugins that failed to import, by scheme.
         self.failures: dict[str, PluginLoadFailure] = {}
 
     def register(self, scheme: str, target: str | type[T]) -> None:
-        """Registers (or overrides) the backend for ``scheme``."""
+        """Registers (or overrides) the backend for ``scheme``; wins over entry points too."""
         with self._lock:
+            self._scan()
             self._targets[scheme] = target
             self._loaded.pop(scheme, None)
             self.failures.pop(scheme, None)
+            self._plugin_schemes.add(scheme)
 
     def _scan(self) -> None:
         if self._scanned:
@@ -131,6 +143,22 @@ class SchemeRegistry(Generic[T]):
                 raise InvalidParameterValue(str(failure)) from exc
             self._loaded[scheme] = cls
             return cls
+
+    def check(self) -> list[PluginLoadFailure]:
+        """Imports every plugin now (``mlgrid plugin list``, start-up logs); returns the failures.
+
+        A failing plugin stays registered: using its scheme keeps answering with the failure,
+        which names the plugin and the error, while every other scheme works.
+        """
+        for scheme in self.plugin_schemes():
+            with contextlib.suppress(InvalidParameterValue):  # recorded in self.failures
+                self.get(scheme)
+        with self._lock:
+            return [self.failures[s] for s in sorted(self.failures)]
+
+    def is_plugin(self, scheme: str) -> bool:
+        """True when ``scheme`` is served by an installed plugin (or registered at run time)."""
+        return scheme in self.plugin_schemes()
 
 
 def load_providers(group: str) -> tuple[list[Any], list[PluginLoadFailure]]:

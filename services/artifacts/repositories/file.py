@@ -75,6 +75,9 @@ class FileArtifactRepository(ArtifactRepository):
 
     # -- primitives ----------------------------------------------------------------------------
 
+    def check_path(self, path: str) -> None:
+        self._local(path)
+
     def write_file(self, path: str, chunks: Iterable[bytes]) -> FileInfo:
         if not path:
             raise InvalidParameterValue("path '' is not allowed for an upload: name the file")

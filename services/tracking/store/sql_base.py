@@ -13,9 +13,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mlgrid.api.tracking.v1 import tracking_pb2
-from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.exceptions import (
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+    TemporarilyUnavailable,
+)
 from mlgrid_services.common.sql import write_transaction
 
 from . import schema as t
@@ -75,6 +80,18 @@ def parse_experiment_id(experiment_id: str) -> int:
     return number
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached (or stays locked past the busy timeout) is a
+    retryable TEMPORARILY_UNAVAILABLE for the caller, not an internal error."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise TemporarilyUnavailable(
+            f"The tracking database is unavailable: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+
+
 class SqlStoreBase:
     """Engine, dialect-specific statements and the checks every write starts with."""
 
@@ -115,8 +132,7 @@ class SqlStoreBase:
 
     def _analyze(self) -> None:
         try:
-            with self.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            with self._autocommit() as conn:
                 conn.exec_driver_sql("ANALYZE runs, params, tags, latest_metrics")
         except Exception:  # statistics are an optimisation; never fail a request over them
             log.warning("background ANALYZE failed", exc_info=True)
@@ -126,12 +142,19 @@ class SqlStoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with write_transaction(self.engine) as conn:
+        with _database_errors(), write_transaction(self.engine) as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with _database_errors(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """A connection whose statements commit on their own (single-statement writes)."""
+        with _database_errors(), self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     # ------------------------------------------------------------------ checks

@@ -188,19 +188,20 @@ class RunReadsMixin(SqlStoreBase):
         runs: dict[str, tuple[int, tracking_pb2.Run]] = {}
         for row in rows:
             if row[0] == 3:
-                info = tracking_pb2.RunInfo(
-                    run_id=row[2],
-                    run_name=row[3],
-                    experiment_id=str(row[10]),
-                    user_id=row[4],
-                    status=STATUS_NUMBERS.get(row[5], 0),  # type: ignore[arg-type]
-                    start_time=row[11],
-                    artifact_uri=row[6],
-                    lifecycle_stage=row[7],
-                )
+                # Set fields in place: building RunInfo apart and passing it to Run() copies it.
+                run = tracking_pb2.Run()
+                info = run.info
+                info.run_id = row[2]
+                info.run_name = row[3]
+                info.experiment_id = str(row[10])
+                info.user_id = row[4]
+                info.status = STATUS_NUMBERS.get(row[5], 0)  # type: ignore[assignment]
+                info.start_time = row[11]
+                info.artifact_uri = row[6]
+                info.lifecycle_stage = row[7]
                 if row[12] is not None:
                     info.end_time = row[12]
-                runs[row[2]] = (row[1], tracking_pb2.Run(info=info))
+                runs[row[2]] = (row[1], run)
         for (
             kind,
             _,

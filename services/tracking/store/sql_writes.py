@@ -214,8 +214,7 @@ class WritesMixin(SqlStoreBase):
         bound = _pg_arrays(run_id, points)
         latest = _pg_arrays(run_id, _latest_per_key(points))
         bound.update({f"l{name}": value for name, value in latest.items() if name != "run_id"})
-        with self.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._autocommit() as conn:
             stage = conn.execute(_PG_POINTS_ONE_SHOT, bound).scalar()
         if stage is None:
             raise ResourceDoesNotExist(f"Run {run_id!r} not found")

@@ -156,6 +156,86 @@ class UploadArtifactResponse(_message.Message):
 Global___UploadArtifactResponse: _TypeAlias = UploadArtifactResponse  # noqa: Y015
 
 @_typing.final
+class ArtifactFile(_message.Message):
+    """One small file of an UploadArtifacts call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Destination path of the file below the root."""
+    data: _builtins.bytes
+    """The whole content of the file."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArtifactFile: _TypeAlias = ArtifactFile  # noqa: Y015
+
+@_typing.final
+class UploadArtifactsRequest(_message.Message):
+    """Request for UploadArtifacts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_URI_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    artifact_uri: _builtins.str
+    """Repository root."""
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArtifactFile]:
+        """The files; keep their total size well below the 64 MiB message limit (clients batch a few
+        MiB per call and stream larger files with UploadArtifact).
+        """
+
+    def __init__(
+        self,
+        *,
+        artifact_uri: _builtins.str = ...,
+        files: _abc.Iterable[Global___ArtifactFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadArtifactsRequest: _TypeAlias = UploadArtifactsRequest  # noqa: Y015
+
+@_typing.final
+class UploadArtifactsResponse(_message.Message):
+    """Response of UploadArtifacts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileInfo]:
+        """The stored files, in request order."""
+
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___FileInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadArtifactsResponse: _TypeAlias = UploadArtifactsResponse  # noqa: Y015
+
+@_typing.final
 class DownloadArtifactsRequest(_message.Message):
     """Request for DownloadArtifacts."""
 

@@ -40,6 +40,11 @@ class ArtifactsServiceStub:
                 request_serializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactResponse.FromString,
                 _registered_method=True)
+        self.UploadArtifacts = channel.unary_unary(
+                '/mlgrid.api.artifacts.v1.ArtifactsService/UploadArtifacts',
+                request_serializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsResponse.FromString,
+                _registered_method=True)
         self.DownloadArtifacts = channel.unary_stream(
                 '/mlgrid.api.artifacts.v1.ArtifactsService/DownloadArtifacts',
                 request_serializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DownloadArtifactsRequest.SerializeToString,
@@ -95,6 +100,15 @@ class ArtifactsServiceServicer:
         """Uploads one file as a stream of chunks (any size). The first message names the root and
         path; the file appears under its final name only once every byte has arrived (see
         `file_size` and `last`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadArtifacts(self, request, context):
+        """Uploads many small files in one call (a tree of small files would otherwise spend its time
+        on per-call overhead). Every path is checked before anything is written; each file then
+        appears whole or not at all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +185,11 @@ def add_ArtifactsServiceServicer_to_server(servicer, server):
                     request_deserializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactRequest.FromString,
                     response_serializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactResponse.SerializeToString,
             ),
+            'UploadArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadArtifacts,
+                    request_deserializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsResponse.SerializeToString,
+            ),
             'DownloadArtifacts': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadArtifacts,
                     request_deserializer=mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DownloadArtifactsRequest.FromString,
@@ -245,6 +264,33 @@ class ArtifactsService:
             '/mlgrid.api.artifacts.v1.ArtifactsService/UploadArtifact',
             mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactRequest.SerializeToString,
             mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.artifacts.v1.ArtifactsService/UploadArtifacts',
+            mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsRequest.SerializeToString,
+            mlgrid_dot_api_dot_artifacts_dot_v1_dot_artifacts__service__pb2.UploadArtifactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

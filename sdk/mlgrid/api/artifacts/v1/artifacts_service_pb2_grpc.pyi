@@ -45,6 +45,11 @@ class ArtifactsServiceStub:
     path; the file appears under its final name only once every byte has arrived (see
     `file_size` and `last`).
     """
+    UploadArtifacts: _grpc.UnaryUnaryMultiCallable[_artifacts_service_pb2.UploadArtifactsRequest, _artifacts_service_pb2.UploadArtifactsResponse]
+    """Uploads many small files in one call (a tree of small files would otherwise spend its time
+    on per-call overhead). Every path is checked before anything is written; each file then
+    appears whole or not at all.
+    """
     DownloadArtifacts: _grpc.UnaryStreamMultiCallable[_artifacts_service_pb2.DownloadArtifactsRequest, _artifacts_service_pb2.DownloadArtifactsResponse]
     """Downloads a file, or every file below a directory, as a stream of chunks."""
     ListArtifacts: _grpc.UnaryUnaryMultiCallable[_artifacts_service_pb2.ListArtifactsRequest, _artifacts_service_pb2.ListArtifactsResponse]
@@ -73,6 +78,11 @@ class ArtifactsServiceAsyncStub(ArtifactsServiceStub):
     """Uploads one file as a stream of chunks (any size). The first message names the root and
     path; the file appears under its final name only once every byte has arrived (see
     `file_size` and `last`).
+    """
+    UploadArtifacts: _aio.UnaryUnaryMultiCallable[_artifacts_service_pb2.UploadArtifactsRequest, _artifacts_service_pb2.UploadArtifactsResponse]  # type: ignore[assignment]
+    """Uploads many small files in one call (a tree of small files would otherwise spend its time
+    on per-call overhead). Every path is checked before anything is written; each file then
+    appears whole or not at all.
     """
     DownloadArtifacts: _aio.UnaryStreamMultiCallable[_artifacts_service_pb2.DownloadArtifactsRequest, _artifacts_service_pb2.DownloadArtifactsResponse]  # type: ignore[assignment]
     """Downloads a file, or every file below a directory, as a stream of chunks."""
@@ -105,6 +115,17 @@ class ArtifactsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Uploads one file as a stream of chunks (any size). The first message names the root and
         path; the file appears under its final name only once every byte has arrived (see
         `file_size` and `last`).
+        """
+
+    @_abc_1.abstractmethod
+    def UploadArtifacts(
+        self,
+        request: _artifacts_service_pb2.UploadArtifactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifacts_service_pb2.UploadArtifactsResponse, _abc.Awaitable[_artifacts_service_pb2.UploadArtifactsResponse]]:
+        """Uploads many small files in one call (a tree of small files would otherwise spend its time
+        on per-call overhead). Every path is checked before anything is written; each file then
+        appears whole or not at all.
         """
 
     @_abc_1.abstractmethod

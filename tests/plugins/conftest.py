@@ -1,0 +1,105 @@
+"""Plugin tests: the example plugin (tests/resources/mlgrid-test-plugin) installed into .venv.
+
+The plugin is installed when this directory is collected, before any test of the session runs:
+services and the SDK read the entry points once per process (lazily), so installing later would
+leave a worker that already used them blind to the plugin. Installing is guarded by a file lock
+so that xdist workers do not race, and skipped when this checkout's plugin is installed already
+(CI's fresh clone installs it on its first run).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from mlgrid import fluent, tracking_uri
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "mlgrid-test-plugin"
+_LOCK = Path(tempfile.gettempdir()) / "mlgrid-test-plugin-install.lock"
+
+
+def _installed_from_this_checkout() -> bool:
+    importlib.invalidate_caches()
+    if not any(e.name == "file-plugin" for e in entry_points(group="mlgrid.tracking_store")):
+        return False
+    # The module must come from this checkout (not a stale install of another clone).
+    spec = importlib.util.find_spec("mlgrid_test_plugin")
+    return (
+        spec is not None
+        and spec.origin is not None
+        and Path(spec.origin).is_relative_to(PLUGIN_DIR)
+    )
+
+
+def install_test_plugin() -> None:
+    """Installs the example plugin (editable, no dependencies) unless it is installed already."""
+    with _LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _installed_from_this_checkout():
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "-e",
+                    str(PLUGIN_DIR),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"installing {PLUGIN_DIR} failed:\n{done.stdout}{done.stderr}")
+    importlib.invalidate_caches()
+    # The editable install's .pth file is read at interpreter start; this process imports the
+    # plugin from its source directory instead (subprocesses get the .pth).
+    if importlib.util.find_spec("mlgrid_test_plugin") is None:
+        sys.path.insert(0, str(PLUGIN_DIR))
+    names = {e.name for e in entry_points(group="mlgrid.tracking_store")}
+    if "file-plugin" not in names:
+        raise RuntimeError(
+            f"the test plugin's entry points are not visible after installing: {names}"
+        )
+
+
+install_test_plugin()
+
+_PREFIXES = ("MLGRID_", "MLFLOW_")
+
+
+@pytest.fixture(autouse=True)
+def clean_client_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No inherited MLGRID_* variables, no URI set, no active run; cleaned up again after."""
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES):
+            monkeypatch.delenv(name)
+    tracking_uri.set_tracking_uri(None)
+    tracking_uri.set_registry_uri(None)
+    fluent._active_experiment_id = None
+    yield
+    while fluent.active_run() is not None:
+        try:
+            fluent.end_run()
+        except Exception:
+            break
+    fluent._stack().clear()
+    fluent._active_experiment_id = None
+    tracking_uri.set_tracking_uri(None)
+    tracking_uri.set_registry_uri(None)
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES):
+            del os.environ[name]
