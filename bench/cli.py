@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import mlflow_env, report, servers
 from bench.children import RESULT_MARKER
-from bench.phases import FULL, GROUPS, QUICK, Phase, select
+from bench.phases import FULL, GROUPS, PHASES, QUICK, Phase, select
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="a previous results file: its figures for targets not run now join the table "
         "(e.g. MLflow's, which do not change when mlgrid does)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="print the table of an existing results file and exit (nothing is run)",
     )
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -134,8 +139,19 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
     return results
 
 
+def show(path: Path, markdown: bool) -> int:
+    saved = json.loads(path.read_text())
+    results: report.Results = saved["results"]
+    phases = [p for p in PHASES if any(p.id in figures for figures in results.values())]
+    shown = [t for t in servers.TARGETS if t in results]
+    print(report.render(report.rows(phases, results, shown), markdown=markdown))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return show(args.report, args.markdown)
     meta: dict[str, Any] = {
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),

@@ -140,3 +140,28 @@ def test_children_stop_when_the_parent_is_killed(stack: UpProcess) -> None:
     # Each child sees its stdin pipe close and stops on its own: no orphans.
     left = wait_gone(processes[1:], timeout=30)
     assert [" ".join(p.cmdline()) for p in left] == []
+
+
+@pytest.mark.postgres
+def test_up_on_postgresql_keeps_the_store_uri_off_command_lines(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    up = start_up(tmp_path, "--backend-store-uri", fresh_postgres_url)
+    try:
+        processes = up.processes()
+        for process in processes[1:]:
+            assert fresh_postgres_url not in " ".join(process.cmdline())
+        with grpc.insecure_channel(up.target) as channel:
+            tracking = trk_grpc.TrackingServiceStub(channel)
+            created = tracking.CreateExperiment(
+                trk.CreateExperimentRequest(name="on-pg"), timeout=10
+            )
+            got = tracking.GetExperiment(
+                trk.GetExperimentRequest(experiment_id=created.experiment_id), timeout=10
+            )
+        assert got.experiment.name == "on-pg"
+        assert not (tmp_path / "mlgrid.db").exists()
+    finally:
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=30) == 0
+    assert wait_gone(processes, timeout=5) == []

@@ -95,13 +95,16 @@ def join_relative(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-def resolve_inside(root: Path, relative: str, field: str = "path") -> Path:
+def resolve_inside(
+    root: Path, relative: str, field: str = "path", *, root_is_real: bool = False
+) -> Path:
     """``root / relative`` on the file system, refused when a symlink leads it out of ``root``.
 
     ``relative`` must already be checked by :func:`check_relative_path`. The target itself may not
-    exist yet (an upload); its nearest existing ancestor is what gets resolved.
+    exist yet (an upload); its nearest existing ancestor is what gets resolved. Callers that
+    already resolved ``root`` pass ``root_is_real`` to skip resolving it again.
     """
-    real_root = Path(os.path.realpath(root))
+    real_root = root if root_is_real else Path(os.path.realpath(root))
     candidate = real_root.joinpath(*relative.split("/")) if relative else real_root
     resolved = Path(os.path.realpath(candidate))
     if resolved != real_root and real_root not in resolved.parents:

@@ -9,6 +9,7 @@ forwarded by :class:`.forwarder.Forwarder`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from .methods import ForwardedService, builtin_services
 from .routing import DEFAULT, Route, RoutingTable
 
 log = logging.getLogger(__name__)
+
+#: Threads forwarding calls. A streaming call (logs followed, a large download) holds one for
+#: its whole length, so this bounds concurrent streams, not just load; threads start on demand.
+DEFAULT_WORKERS = 256
 
 
 @dataclass
@@ -142,7 +147,7 @@ def start_gateway(
     backends: Sequence[str] = (),
     discover_timeout: float = 5.0,
     extra_services: Sequence[ForwardedService] = (),
-    max_workers: int = 64,
+    max_workers: int | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
@@ -164,7 +169,7 @@ def start_gateway(
         forwarder,
         bind=address or f"{host}:{port}",
         shown_host=None if address else host,
-        max_workers=max_workers,
+        max_workers=max_workers or int(os.environ.get("MLGRID_GATEWAY_WORKERS", DEFAULT_WORKERS)),
     )
     gateway = Gateway(running=running, table=table, discovery=discovery, pool=pool)
     for backend in [*config.discover, *backends]:

@@ -133,3 +133,33 @@ def dispatching_servicer(
     namespace = {m.name: delegate(m.name) for m in descriptor.methods}
     cls = type(f"Dispatching{base.__name__}", (base,), namespace)
     return cls()
+
+
+def with_plugin_stores(
+    default_servicer: Any,
+    plugin_schemes: list[str],
+    open_store: Callable[[str], tuple[Any, Callable[[], None]]],
+    *,
+    default_uri: str,
+    base: type,
+    descriptor: ServiceDescriptor,
+    what: str,
+) -> tuple[Any, Callable[[], None]]:
+    """A built-in service's servicer that also serves the stores of installed plugins.
+
+    Calls whose ``mlgrid-store-uri`` has a plugin scheme (other than the default store itself)
+    go to that store's own servicer (``open_store(uri)``, cached per URI); every other call goes
+    to ``default_servicer`` as before. Without plugins ``default_servicer`` is returned as is,
+    so the built-in service pays nothing per call. Returns the servicer and a close function.
+    """
+    if not plugin_schemes:
+        return default_servicer, lambda: None
+    plugins = StoreServicers(plugin_schemes, open_store, None, what=what)
+
+    def pick(context: grpc.ServicerContext) -> Any:
+        uri = store_uri_of(context)
+        if uri and uri != default_uri and uri_scheme(uri) in plugins.schemes:
+            return plugins.for_uri(uri)
+        return default_servicer
+
+    return dispatching_servicer(base, descriptor, pick), plugins.close

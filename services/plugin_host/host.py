@@ -286,7 +286,7 @@ def build_plugin_app(
     service = detect_service(cls, service)
     if store_uri is not None and service not in ("tracking", "registry"):
         raise InvalidParameterValue(
-            f"--store-uri applies to tracking and registry plugins, not to a {service} plugin"
+            f"--store-uri applies to tracking and registry plugins, not to {service} plugins"
         )
     if store_uri is not None:
         from .dispatch import uri_scheme

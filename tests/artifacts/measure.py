@@ -1,6 +1,7 @@
 """Measures the artifacts service on the file backend, the way issue 3's benchmark asks.
 
-    .venv/bin/python tests/artifacts/measure.py [--target HOST:PORT --root DIR] [--repeat 3]
+    .venv/bin/python tests/artifacts/measure.py [--target HOST:PORT --root DIR
+                                                 [--service-pid PID]] [--repeat 3]
 
 Without ``--target`` it starts the artifacts service in a process of its own (so its memory can
 be watched) on a temp directory. Figures: one 200 MiB file up and down through the service,
@@ -186,10 +187,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", help="host:port of an artifacts service or gateway")
     parser.add_argument("--root", type=Path, help="its default artifact root (with --target)")
+    parser.add_argument("--service-pid", type=int, help="pid of the artifacts service (RSS)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--large-mib", type=int, default=200)
     args = parser.parse_args()
-    figures = measure_artifacts(args.target, args.root, None, args.large_mib, 500, args.repeat)
+    figures = measure_artifacts(
+        args.target, args.root, args.service_pid, args.large_mib, 500, args.repeat
+    )
     print(json.dumps(asdict(figures), indent=2))
 
 

@@ -77,6 +77,11 @@ def test_runs_uris_work_as_artifact_uri(grpc_stack, run_id: str, tmp_path: Path)
     assert _invoke(grpc_stack, "log", str(source), "-u", f"runs:/{run_id}/docs").exit_code == 0
     listed = _invoke(grpc_stack, "list", "-u", f"runs:/{run_id}/docs", "-o", "json")
     assert json.loads(listed.stdout) == [{"path": "notes.txt", "is_dir": False, "file_size": 5}]
+    dst = tmp_path / "dl"
+    fetched = _invoke(grpc_stack, "download", "-u", f"runs:/{run_id}/docs", "-d", str(dst))
+    assert fetched.exit_code == 0, fetched.output
+    assert fetched.stdout.strip() == str(dst / "docs")
+    assert (dst / "docs" / "notes.txt").read_text() == "hello"
 
 
 def test_errors_are_one_line_messages(grpc_stack, run_id: str, tmp_path: Path) -> None:

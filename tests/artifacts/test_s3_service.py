@@ -172,3 +172,46 @@ def test_an_upload_cancelled_midway_leaves_no_object(
         time.sleep(0.1)
     assert list(client.list_objects(s3_bucket, recursive=True)) == []
     assert not client._list_multipart_uploads(s3_bucket).uploads
+
+
+def test_a_stack_with_an_s3_default_artifact_root_stores_runs_in_the_bucket(
+    s3_env, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.stack import start_stack
+
+    from mlgrid.client import Client
+
+    monkeypatch.setenv("MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(6 * MiB))
+    monkeypatch.setenv("MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE", str(5 * MiB))
+    with start_stack(tmp_path / "stack", default_artifact_root=f"s3://{s3_bucket}/mlgrid") as stack:
+        client = Client(stack.tracking_uri)
+        run = client.create_run(client.create_experiment("on-s3"))
+        assert run.info.artifact_uri.startswith(f"s3://{s3_bucket}/mlgrid/")
+        tree = tmp_path / "model"
+        make_file(tree / "MLmodel", 300)
+        make_file(tree / "weights.bin", 11 * MiB, 1)  # goes direct, in presigned parts
+        client.log_artifacts(run.info.run_id, tree, "model")
+        client.log_text(run.info.run_id, "on s3", "notes.txt")
+        assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["model", "notes.txt"]
+        local = client.download_artifacts(run.info.run_id, "model", str(tmp_path / "dl"))
+        assert tree_of(Path(local)) == tree_of(tree)
+    keys = sorted(o.object_name for o in s3_env.client().list_objects(s3_bucket, recursive=True))
+    assert [k.rsplit("/", 1)[-1] for k in keys] == ["MLmodel", "weights.bin", "notes.txt"]
+
+
+def test_oversized_parts_through_the_service_are_refused(
+    artifacts_server: ArtifactsServer, s3_root: str
+) -> None:
+    stub = artifacts_server.stub
+    started = stub.CreateMultipartUpload(
+        pb.CreateMultipartUploadRequest(artifact_uri=s3_root, path="huge.bin")
+    )
+    ids = {"artifact_uri": s3_root, "path": "huge.bin", "upload_id": started.upload_id}
+    chunks = [pb.UploadPartRequest(**ids, part_number=1, part_size=33 * MiB)]
+    chunks += [pb.UploadPartRequest(data=b"q" * MiB) for _ in range(33)]
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UploadPart(iter(chunks))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "presigned part URLs" in caught.value.details()
+    assert stub.ListUploadedParts(pb.ListUploadedPartsRequest(**ids)).parts == []
+    stub.AbortMultipartUpload(pb.AbortMultipartUploadRequest(**ids))

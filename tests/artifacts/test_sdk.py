@@ -163,6 +163,16 @@ def test_module_functions_resolve_runs_uris_and_run_ids(
     )
     assert Path(direct) == tmp_path / "s" / "a.txt"
     assert sha256_of(Path(direct)) == sha256_of(tree / "a.txt")
+    whole_dir = mlgrid.artifacts.download_artifacts(
+        artifact_uri=client.get_run(run_id).info.artifact_uri + "/out",
+        dst_path=str(tmp_path / "d"),
+        tracking_uri=tracking,
+    )
+    assert Path(whole_dir) == tmp_path / "d" / "out"
+    assert tree_of(Path(whole_dir)) == tree_of(tree)
+    everything = client.download_artifacts(run_id, "", str(tmp_path / "all"))
+    assert Path(everything) == tmp_path / "all"
+    assert tree_of(Path(everything)) == {f"out/{k}": v for k, v in tree_of(tree).items()}
     with pytest.raises(InvalidParameterValue, match="exactly one"):
         mlgrid.artifacts.download_artifacts(tracking_uri=tracking)
     with pytest.raises(ResourceDoesNotExist):

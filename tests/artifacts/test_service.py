@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -110,8 +111,11 @@ def test_directory_trees_round_trip(
         ]
     ):
         make_file(source / relative, 0 if "empty" in relative else 1000 + index * 4099, index)
+    # Small files travel in batches, larger ones stream on their own: both in one tree.
+    make_file(source / "sub" / "weights.bin", 3 * MiB + 11, 42)
     transport = artifacts_server.transport()
-    transfer.upload_dir(transport, uri, source, "model")
+    infos = transfer.upload_dir(transport, uri, source, "model")
+    assert sorted(i.path for i in infos) == sorted(f"model/{k}" for k in tree_of(source))
     listed = transfer.list_artifacts(transport, uri, "model")
     assert [(f.path, f.is_dir) for f in listed] == [
         ("model/a.txt", False),
@@ -255,14 +259,25 @@ def test_an_upload_cancelled_midway_leaves_nothing(
     assert not (local_root / "dir" / "cancelled.bin").exists()
 
 
+@pytest.mark.parametrize("route", ["direct", "through-gateway"])
 def test_an_upload_whose_client_process_is_killed_leaves_nothing(
-    artifacts_server: ArtifactsServer, run_root: tuple[str, Path]
+    artifacts_server: ArtifactsServer,
+    run_root: tuple[str, Path],
+    request: pytest.FixtureRequest,
+    route: str,
 ) -> None:
-    uri, local_root = run_root
+    # Behind the gateway the service sees the forwarded stream end "normally" when the client
+    # dies; only the declared size tells it the file is incomplete.
+    if route == "direct":
+        target, (uri, local_root) = artifacts_server.address, run_root
+    else:
+        stack = request.getfixturevalue("grpc_stack")
+        local_root = Path(stack.artifact_root.removeprefix("file://")) / f"kill-{uuid.uuid4().hex}"
+        target, uri = stack.target, local_root.as_uri()
     script = f"""
 import sys, time, grpc
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb, artifacts_service_pb2_grpc as g
-stub = g.ArtifactsServiceStub(grpc.insecure_channel({artifacts_server.address!r}))
+stub = g.ArtifactsServiceStub(grpc.insecure_channel({target!r}))
 def requests():
     yield pb.UploadArtifactRequest(artifact_uri={uri!r}, path="killed.bin", file_size=1000 << 20)
     for index in range(1000):
@@ -276,7 +291,8 @@ stub.UploadArtifact(requests())
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "sent"
-        time.sleep(0.2)
+        time.sleep(0.3)
+        assert any(p.is_file() for p in local_root.rglob("*")), "the upload never started"
     finally:
         child.kill()
         child.wait()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import fcntl
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,25 @@ PLUGIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "mlgrid-test
 _LOCK = Path(tempfile.gettempdir()) / "mlgrid-test-plugin-install.lock"
 
 
+def _declared_entry_points() -> set[tuple[str, str, str]]:
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+    return {
+        (group, name, value)
+        for group, entries in project["entry-points"].items()
+        for name, value in entries.items()
+    }
+
+
 def _installed_from_this_checkout() -> bool:
+    """This checkout's plugin is installed, with the entry points its pyproject declares."""
     importlib.invalidate_caches()
-    if not any(e.name == "file-plugin" for e in entry_points(group="mlgrid.tracking_store")):
+    try:
+        dist = distribution("mlgrid-test-plugin")
+    except PackageNotFoundError:
         return False
-    # The module must come from this checkout (not a stale install of another clone).
-    spec = importlib.util.find_spec("mlgrid_test_plugin")
-    return (
-        spec is not None
-        and spec.origin is not None
-        and Path(spec.origin).is_relative_to(PLUGIN_DIR)
-    )
+    origin = json.loads(dist.read_text("direct_url.json") or "{}").get("url")
+    installed = {(e.group, e.name, e.value) for e in dist.entry_points}
+    return origin == PLUGIN_DIR.as_uri() and installed == _declared_entry_points()
 
 
 def install_test_plugin() -> None:
@@ -46,21 +56,12 @@ def install_test_plugin() -> None:
     with _LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed_from_this_checkout():
+            command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+            # Build with the environment's setuptools (offline) when it has one.
+            if importlib.util.find_spec("setuptools") is not None:
+                command.append("--no-build-isolation")
             done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-build-isolation",
-                    "-e",
-                    str(PLUGIN_DIR),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
+                [*command, "-e", str(PLUGIN_DIR)], capture_output=True, text=True, check=False
             )
             if done.returncode != 0:
                 raise RuntimeError(f"installing {PLUGIN_DIR} failed:\n{done.stdout}{done.stderr}")

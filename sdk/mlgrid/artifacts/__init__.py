@@ -89,7 +89,10 @@ def download_artifacts(
     local path."""
     client = _client(tracking_uri)
     root, path = _resolve(artifact_uri, run_id, artifact_path, client)
-    return client.download_artifacts_at(root, path, dst_path)
+    # A storage URI names what to fetch by its last segment (dst_path/<that name>, as MLflow);
+    # runs:/ and models:/ URIs and run ids name a path below the root.
+    plain = artifact_uri is not None and root == artifact_uri
+    return client.download_artifacts_at(root, path, dst_path, keep_root_name=plain)
 
 
 def list_artifacts(

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from mlgrid.transport import Transport
 
 
+#: Runs whose artifact root a client remembers (see ``_run_artifact_uri``).
+_MAX_CACHED_RUNS = 10_000
+
+
 def serialize_dict(dictionary: Any, artifact_file: str) -> bytes:
     """JSON, or YAML when ``artifact_file`` ends in .yaml/.yml (as MLflow's log_dict)."""
     if artifact_file.lower().endswith((".yaml", ".yml")):
@@ -50,9 +54,17 @@ class ArtifactsClientMixin:
         def get_run(self, run_id: str) -> Any: ...
 
     def _run_artifact_uri(self, run_id: str) -> str:
+        """The run's artifact root. A run's artifact_uri never changes once the run exists, so
+        it is remembered: repeated artifact calls for a run cost one tracking call, not one each."""
         if not run_id:
             raise InvalidParameterValue("run_id '' is not allowed: name the run")
-        uri: str = self.get_run(run_id).info.artifact_uri
+        cache: dict[str, str] = self.__dict__.setdefault("_run_artifact_uris", {})
+        uri = cache.get(run_id)
+        if uri is None:
+            uri = str(self.get_run(run_id).info.artifact_uri)
+            if len(cache) >= _MAX_CACHED_RUNS:
+                cache.clear()
+            cache[run_id] = uri
         return uri
 
     # -- MLflow's MlflowClient methods ---------------------------------------------------------
@@ -164,15 +176,33 @@ class ArtifactsClientMixin:
         path: str | None = None,
         dst_path: str | os.PathLike[str] | None = None,
         progress: Progress | None = None,
+        *,
+        keep_root_name: bool = False,
     ) -> str:
-        """Downloads ``path`` (a file or directory; the whole root when empty) below
-        ``artifact_uri`` to ``dst_path/<path>`` (``dst_path/<root name>`` for the root)."""
+        """Downloads ``path`` below ``artifact_uri`` to ``dst_path/<path>`` (a new temp dir when
+        ``dst_path`` is None) and returns the local path, as MLflow's repositories do.
+
+        With an empty ``path`` a directory root lands in ``dst_path`` itself (or, with
+        ``keep_root_name``, in ``dst_path/<root name>``); a root that is a single file lands in
+        ``dst_path/<its name>``.
+        """
         relative = (path or "").strip("/")
         base = Path(dst_path) if dst_path is not None else transfer.fresh_download_dir()
         base.mkdir(parents=True, exist_ok=True)
-        name = relative or posixpath.basename(artifact_uri.rstrip("/"))
-        local = base.joinpath(*name.split("/"))
-        return transfer.download(self._transport, artifact_uri, relative, local, progress)
+        if relative:
+            local = base.joinpath(*relative.split("/"))
+        elif keep_root_name:
+            local = base / posixpath.basename(artifact_uri.rstrip("/"))
+        else:
+            local = base
+        return transfer.download(
+            self._transport,
+            artifact_uri,
+            relative,
+            local,
+            progress,
+            file_target=None if relative else (lambda name: base / name),
+        )
 
     def read_artifact_at(self, artifact_uri: str, path: str | None = None) -> bytes:
         """The bytes of one file below ``artifact_uri``."""

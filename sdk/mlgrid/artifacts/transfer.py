@@ -29,28 +29,30 @@ Progress = Callable[[int], None]
 
 
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidParameterValue(f"{name}={value!r} is not an integer") from None
+    """``MLGRID_<name>``, else MLflow's ``MLFLOW_<name>``, else ``default``."""
+    for key in (f"MLGRID_{name}", f"MLFLOW_{name}"):
+        value = os.environ.get(key)
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                raise InvalidParameterValue(f"{key}={value!r} is not an integer") from None
+    return default
 
 
 def multipart_threshold() -> int:
     """Files at least this large go direct to an object store when it offers presigned URLs."""
-    return _env_int("MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", 100 * 1024 * 1024)
+    return _env_int("MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", 100 * 1024 * 1024)
 
 
 def multipart_chunk_size() -> int:
     """Part size of direct multipart uploads (S3 needs at least 5 MiB except the last)."""
-    return max(5 * 1024 * 1024, _env_int("MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE", 16 * 1024 * 1024))
+    return max(5 * 1024 * 1024, _env_int("MULTIPART_UPLOAD_CHUNK_SIZE", 16 * 1024 * 1024))
 
 
 def max_workers() -> int:
     """Parallel transfers for directories and multipart parts."""
-    return max(1, _env_int("MLGRID_ARTIFACT_TRANSFER_WORKERS", 8))
+    return max(1, _env_int("ARTIFACT_TRANSFER_WORKERS", 8))
 
 
 def join_path(*parts: str | None) -> str:
@@ -332,16 +334,21 @@ def download(
     path: str,
     local_target: str | os.PathLike[str],
     progress: Progress | None = None,
+    file_target: Callable[[str], Path] | None = None,
 ) -> str:
-    """Downloads the file or directory ``path`` to exactly ``local_target``; returns it."""
+    """Downloads the file or directory ``path`` to exactly ``local_target``; returns where it
+    went. When ``path`` turns out to be a single file, ``file_target(<its name>)`` says where
+    it goes instead (default: ``local_target``)."""
     target = Path(local_target)
     files = list_artifacts(transport, artifact_uri, path, recursive=True)
     if not files:
         # A single file, an empty directory, or nothing at all (NOT_FOUND from the service).
-        written = _write_stream(transport, artifact_uri, path, lambda _name: target, progress)
+        place = file_target or (lambda _name: target)
+        written = _write_stream(transport, artifact_uri, path, place, progress)
         if not written:
             target.mkdir(parents=True, exist_ok=True)
-        return str(target)
+            return str(target)
+        return str(written[0])
     prefix = f"{path.strip('/')}/" if path.strip("/") else ""
     target.mkdir(parents=True, exist_ok=True)
 

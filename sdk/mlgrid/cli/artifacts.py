@@ -175,7 +175,10 @@ def download(
     size = _remote_size(client, root, (artifact_path or "").strip("/"))
     bar = ProgressBar(size, "downloading") if size >= PROGRESS_MIN_BYTES else None
     try:
-        local = client.download_artifacts_at(root, artifact_path, dst_path, progress=bar)
+        # As MLflow's CLI: an artifact URI lands as dst/<its last segment>, a run path as dst/<path>.
+        local = client.download_artifacts_at(
+            root, artifact_path, dst_path, progress=bar, keep_root_name=artifact_uri is not None
+        )
     finally:
         if bar is not None:
             bar.close()

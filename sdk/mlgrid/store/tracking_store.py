@@ -158,6 +158,9 @@ class AbstractTrackingStore(abc.ABC):
     ) -> tuple[list[tracking_pb2.Run], str]:
         """One page of runs of ``experiment_ids`` and the next page token ("" when last).
 
+        Each run carries its info, params, tags and latest metrics (dataset inputs come with
+        :meth:`get_run`, keeping large pages to one query).
+
         ``filter_string`` follows :func:`mlgrid.store.search_filter.check_run_filter` (MLflow's
         grammar plus OR and parentheses; metric comparisons use each run's latest value);
         ``order_by`` :func:`~mlgrid.store.search_filter.parse_run_order_by`; missing values sort

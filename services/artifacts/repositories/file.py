@@ -45,18 +45,20 @@ class FileArtifactRepository(ArtifactRepository):
     def __init__(self, artifact_uri: str) -> None:
         super().__init__(artifact_uri)
         self.root = check_uri(artifact_uri).local_path()
+        # Resolved once: every path is checked against it, so symlinks inside can't escape.
+        self._real_root = Path(os.path.realpath(self.root))
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _local(self, path: str) -> Path:
-        return resolve_inside(self.root, path)
+        return resolve_inside(self._real_root, path, root_is_real=True)
 
     def _visible(self, entry: os.DirEntry[str]) -> bool:
         """Hides reserved names and symlinks that lead out of the root."""
         if entry.name.startswith(RESERVED_PREFIX):
             return False
         if entry.is_symlink():
-            real_root = os.path.realpath(self.root)
+            real_root = str(self._real_root)
             real = os.path.realpath(entry.path)
             return real == real_root or real.startswith(real_root + os.sep)
         return True

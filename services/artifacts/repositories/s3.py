@@ -37,6 +37,8 @@ from mlgrid_services.common.paths import check_uri
 
 #: Size of the parts a streamed upload is cut into (S3's minimum is 5 MiB).
 PART_SIZE = 16 * 1024 * 1024
+#: Largest part accepted through UploadPart (it is held in memory for the PUT).
+MAX_SERVICE_PART_SIZE = 32 * 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "NoSuchUpload", "NoSuchBucket", "ResourceNotFound"}
 
 
@@ -242,9 +244,18 @@ class S3ArtifactRepository(ArtifactRepository):
     def upload_part(
         self, path: str, upload_id: str, part_number: int, chunks: Iterable[bytes]
     ) -> UploadedPart:
-        # A part is bounded in size (S3 allows up to 5 GiB, clients send far less), so it is
-        # gathered before the PUT, which needs its length.
-        data = b"".join(chunks)
+        # S3's UploadPart needs the part's length up front, so a part sent through the service
+        # is gathered in memory; MAX_SERVICE_PART_SIZE keeps that bounded (bigger parts belong
+        # on the presigned part URLs, which bypass the service).
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+            if len(buffer) > MAX_SERVICE_PART_SIZE:
+                raise InvalidParameterValue(
+                    f"part {part_number} of {path!r} is larger than {MAX_SERVICE_PART_SIZE} bytes; "
+                    "send smaller parts, or PUT them to the presigned part URLs"
+                )
+        data = bytes(buffer)
         try:
             etag = self._s3()._upload_part(
                 self.bucket, self._key(path), data, None, upload_id, part_number

@@ -136,7 +136,9 @@ class UploadArtifactResponse(_message.Message):
     FILE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     sha256: _builtins.str
-    """Hex sha256 of what was stored."""
+    """Hex sha256 of what was stored, when the request carried `sha256` (which it then matched);
+    empty otherwise, since hashing every byte costs the service CPU that size checks do not.
+    """
     @_builtins.property
     def file(self) -> Global___FileInfo:
         """The stored file."""
