@@ -157,6 +157,17 @@ class SqlStoreBase:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
+    def _insert_rows(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Inserts ``rows`` with ``statement``: on PostgreSQL as ONE multi-row statement (the
+        driver's executemany pipelines one statement per row, several round trips), on SQLite
+        with executemany (in-process, already cheap)."""
+        if not rows:
+            return
+        if self.dialect == "postgresql" and len(rows) > 1:
+            conn.execute(statement.values(rows))
+        else:
+            conn.execute(statement, rows if len(rows) > 1 else rows[0])
+
     # ------------------------------------------------------------------ checks
 
     _run_state = sa.select(t.runs.c.lifecycle_stage).where(

@@ -110,7 +110,8 @@ class ExperimentsMixin(SqlStoreBase):
                     )
                 if tags:
                     unique = {tag.key: tag.value for tag in tags}
-                    conn.execute(
+                    self._insert_rows(
+                        conn,
                         t.experiment_tags.insert(),
                         [
                             {"experiment_id": experiment_id, "key": k, "value": v}

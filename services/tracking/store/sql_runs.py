@@ -77,7 +77,8 @@ class RunsMixin(RunReadsMixin):
             }
             conn.execute(t.runs.insert(), values)
             if unique_tags:
-                conn.execute(
+                self._insert_rows(
+                    conn,
                     t.tags.insert(),
                     [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique_tags.items()],
                 )

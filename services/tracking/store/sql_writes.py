@@ -164,7 +164,8 @@ class WritesMixin(SqlStoreBase):
                     for k, s, ts, v, n in points
                 ],
             )
-        conn.execute(
+        self._insert_rows(
+            conn,
             self._latest_statement,
             [
                 {"run_uuid": run_id, "key": k, "step": s, "timestamp": ts, "value": v, "is_nan": n}
@@ -177,7 +178,8 @@ class WritesMixin(SqlStoreBase):
     ) -> None:
         if not params:
             return
-        conn.execute(
+        self._insert_rows(
+            conn,
             self._param_statement,
             [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in params],
         )
@@ -194,7 +196,8 @@ class WritesMixin(SqlStoreBase):
         if not tags:
             return
         unique = {tag.key: tag.value for tag in tags}  # last writer wins inside a batch too
-        conn.execute(
+        self._insert_rows(
+            conn,
             self._tag_statement,
             [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique.items()],
         )
@@ -304,7 +307,8 @@ class WritesMixin(SqlStoreBase):
                 )
                 unique = {tag.key: tag.value for tag in item.tags}
                 if unique:
-                    conn.execute(
+                    self._insert_rows(
+                        conn,
                         it.insert(),
                         [
                             {"run_uuid": run_id, "dataset_uuid": dataset_uuid, "key": k, "value": v}
