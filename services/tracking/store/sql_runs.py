@@ -34,6 +34,20 @@ from .sql_reads import RunReadsMixin
 RUN_NAME_TAG = "mlflow.runName"
 
 _R = t.runs.c
+_PG_CREATE_RUN = sa.text(
+    "WITH e AS (SELECT experiment_id, lifecycle_stage, artifact_location FROM experiments"
+    " WHERE experiment_id = :experiment_id), "
+    "r AS (INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time,"
+    " end_time, artifact_uri, lifecycle_stage, deleted_with_experiment)"
+    " SELECT CAST(:run_id AS varchar), :name, e.experiment_id, :user_id, 'RUNNING', :start_time, NULL,"
+    " rtrim(e.artifact_location, '/') || '/' || CAST(:run_id AS varchar) || '/artifacts', 'active', false"
+    " FROM e WHERE e.lifecycle_stage = 'active' RETURNING artifact_uri), "
+    "g AS (INSERT INTO tags (run_uuid, key, value)"
+    " SELECT CAST(:run_id AS varchar), u.k, u.v FROM unnest(CAST(:tag_keys AS varchar[]),"
+    " CAST(:tag_values AS varchar[])) AS u(k, v) WHERE EXISTS (SELECT 1 FROM r)) "
+    "SELECT e.lifecycle_stage, (SELECT artifact_uri FROM r) FROM e"
+)
+
 _KEY_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 
@@ -49,39 +63,21 @@ class RunsMixin(RunReadsMixin):
         number = parse_experiment_id(experiment_id)
         run_id = uuid.uuid4().hex
         unique_tags = {tag.key: tag.value for tag in tags}
-        with self._write() as conn:
-            row = conn.execute(
-                sa.select(t.experiments.c.lifecycle_stage, t.experiments.c.artifact_location).where(
-                    t.experiments.c.experiment_id == number
-                )
-            ).first()
-            if row is None:
-                raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}")
-            if row[0] != t.ACTIVE:
-                raise InvalidParameterValue(
-                    f"Cannot create a run in experiment {experiment_id}: it is deleted "
-                    "(restore it first)"
-                )
-            artifact_uri = f"{row[1].rstrip('/')}/{run_id}/artifacts"
-            values = {
-                "run_uuid": run_id,
-                "name": run_name,
-                "experiment_id": number,
-                "user_id": user_id,
-                "status": "RUNNING",
-                "start_time": start_time,
-                "end_time": None,
-                "artifact_uri": artifact_uri,
-                "lifecycle_stage": t.ACTIVE,
-                "deleted_with_experiment": False,
-            }
-            conn.execute(t.runs.insert(), values)
-            if unique_tags:
-                self._insert_rows(
-                    conn,
-                    t.tags.insert(),
-                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique_tags.items()],
-                )
+        if self.dialect == "postgresql":
+            stage, artifact_uri = self._pg_create_run_one_shot(
+                number, run_id, run_name, user_id, start_time, unique_tags
+            )
+        else:
+            stage, artifact_uri = self._create_run_in_transaction(
+                number, run_id, run_name, user_id, start_time, unique_tags
+            )
+        if stage is None:
+            raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}")
+        if stage != t.ACTIVE:
+            raise InvalidParameterValue(
+                f"Cannot create a run in experiment {experiment_id}: it is deleted "
+                "(restore it first)"
+            )
         run = tracking_pb2.Run(
             info=tracking_pb2.RunInfo(
                 run_id=run_id,
@@ -99,6 +95,73 @@ class RunsMixin(RunReadsMixin):
         run.inputs.SetInParent()  # as get_run answers: present, no datasets yet
         self._note_new_run()
         return run
+
+    def _create_run_in_transaction(
+        self,
+        number: int,
+        run_id: str,
+        run_name: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+    ) -> tuple[str | None, str]:
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(t.experiments.c.lifecycle_stage, t.experiments.c.artifact_location).where(
+                    t.experiments.c.experiment_id == number
+                )
+            ).first()
+            if row is None or row[0] != t.ACTIVE:
+                return (None if row is None else row[0]), ""
+            artifact_uri = f"{row[1].rstrip('/')}/{run_id}/artifacts"
+            values = {
+                "run_uuid": run_id,
+                "name": run_name,
+                "experiment_id": number,
+                "user_id": user_id,
+                "status": "RUNNING",
+                "start_time": start_time,
+                "end_time": None,
+                "artifact_uri": artifact_uri,
+                "lifecycle_stage": t.ACTIVE,
+                "deleted_with_experiment": False,
+            }
+            conn.execute(t.runs.insert(), values)
+            self._insert_rows(
+                conn,
+                t.tags.insert(),
+                [{"run_uuid": run_id, "key": k, "value": v} for k, v in tags.items()],
+            )
+        return t.ACTIVE, artifact_uri
+
+    def _pg_create_run_one_shot(
+        self,
+        number: int,
+        run_id: str,
+        run_name: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+    ) -> tuple[str | None, str]:
+        """The run and its tags in ONE autocommitted statement (one round trip instead of
+        BEGIN, lookup, two inserts and COMMIT); nothing is written unless the experiment is
+        active."""
+        with self._autocommit() as conn:
+            row = conn.execute(
+                _PG_CREATE_RUN,
+                {
+                    "experiment_id": number,
+                    "run_id": run_id,
+                    "name": run_name,
+                    "user_id": user_id,
+                    "start_time": start_time,
+                    "tag_keys": list(tags),
+                    "tag_values": list(tags.values()),
+                },
+            ).first()
+        if row is None:
+            return None, ""
+        return row[0], row[1] or ""
 
     def get_run(self, run_id: str) -> tracking_pb2.Run:
         with self._read() as conn:
