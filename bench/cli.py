@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "scale": (QUICK if args.quick else FULL).to_dict(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # Other work on the machine skews every figure: record how busy it was.
+            "loadavg_at_start": os.getloadavg(),
+        },
     }
     if any(t.startswith("mlflow") for t in args.targets):
         meta["mlflow_version"] = mlflow_env.ensure()
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     "command": previous["meta"].get("commands", {}).get(target),
                     "version": previous["meta"].get("versions", {}).get(target),
                 }
+    meta["machine"]["loadavg_at_end"] = os.getloadavg()
     shown = [t for t in servers.TARGETS if t in results]
     table = report.rows(args.selected, results, shown)
     print(report.render(table, markdown=args.markdown))

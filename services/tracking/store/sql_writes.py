@@ -9,6 +9,7 @@ writers can never move it backwards.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,13 +27,6 @@ from .sql_runs import RUN_NAME_TAG
 
 #: (key, step, timestamp, value, is_nan) as stored.
 _Point = tuple[str, int, int, float, bool]
-
-_PG_BULK_METRICS = sa.text(
-    'INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan) '
-    "SELECT :run_id, u.k, u.s, u.ts, u.v, u.n FROM unnest("
-    "CAST(:keys AS varchar[]), CAST(:steps AS bigint[]), CAST(:timestamps AS bigint[]), "
-    "CAST(:vals AS float8[]), CAST(:nans AS boolean[])) AS u(k, s, ts, v, n)"
-)
 
 _PG_LATEST_COLUMNS = (
     "CAST(:lkeys AS varchar[]), CAST(:lsteps AS bigint[]), CAST(:ltimestamps AS bigint[]), "
@@ -62,6 +56,20 @@ _PG_POINTS_ONE_SHOT = sa.text(
     "SELECT lifecycle_stage FROM run"
 )
 
+#: Params in one cached statement (a multi-row VALUES is compiled anew on every call); RETURNING
+#: names the rows written, so only keys that already existed need a look at their stored value.
+_PG_INSERT_PARAMS = sa.text(
+    "INSERT INTO params (run_uuid, key, value) SELECT :run_id, u.k, u.v FROM unnest("
+    "CAST(:keys AS varchar[]), CAST(:vals AS varchar[])) AS u(k, v) "
+    "ON CONFLICT DO NOTHING RETURNING key"
+)
+
+_PG_UPSERT_TAGS = sa.text(
+    "INSERT INTO tags (run_uuid, key, value) SELECT :run_id, u.k, u.v FROM unnest("
+    "CAST(:keys AS varchar[]), CAST(:vals AS varchar[])) AS u(k, v) "
+    "ON CONFLICT (run_uuid, key) DO UPDATE SET value = EXCLUDED.value"
+)
+
 _SELECT_PARAMS = sa.select(t.params.c.key, t.params.c.value).where(
     t.params.c.run_uuid == sa.bindparam("run_id"),
     t.params.c.key.in_(sa.bindparam("keys", expanding=True)),
@@ -70,21 +78,27 @@ _SELECT_PARAMS = sa.select(t.params.c.key, t.params.c.value).where(
 
 def _stored_points(metrics: Iterable[tracking_pb2.Metric]) -> list[_Point]:
     """Rows to insert; exact duplicates within the call are dropped (as MLflow does)."""
-    points = []
-    for m in metrics:
-        value = m.value
-        if value != value:  # NaN: SQLite cannot store it; keep the flag and a 0.
-            points.append((m.key, m.step, m.timestamp, 0.0, True))
-        else:
-            points.append((m.key, m.step, m.timestamp, value, False))
+    # One comprehension (C-level loop); NaN (v != v) cannot be stored by SQLite: keep the flag
+    # and a 0.
+    points = [
+        (m.key, m.step, m.timestamp, v, False)
+        if (v := m.value) == v
+        else (m.key, m.step, m.timestamp, 0.0, True)
+        for m in metrics
+    ]
     if len(points) > 1:
         points = list(dict.fromkeys(points))
     return points
 
 
+_ORDER = operator.itemgetter(1, 2, 3)
+
+
 def _latest_per_key(points: Sequence[_Point]) -> list[_Point]:
     """Each key's greatest (step, timestamp, value) point of this batch: one upsert row per key
     (PostgreSQL refuses to update one row twice in a statement)."""
+    if len({point[0] for point in points}) == 1:
+        return [max(points, key=_ORDER)]  # the usual batch: one key; max() keeps the first tie
     best: dict[str, _Point] = {}
     for point in points:
         current = best.get(point[0])
@@ -101,12 +115,14 @@ def _pg_arrays(run_id: str, points: Sequence[_Point]) -> dict[str, str]:
     or backslashes), repr() of a float round-trips exactly, and PostgreSQL reads 'nan'/'inf'.
     """
     keys, steps, timestamps, values, nans = zip(*points, strict=True)
+    # str() of a list of ints/floats renders every element with repr() in one C loop;
+    # PostgreSQL ignores the blanks after the commas.
     return {
         "run_id": run_id,
-        "keys": "{" + ",".join([f'"{k}"' for k in keys]) + "}",
-        "steps": "{" + ",".join(map(str, steps)) + "}",
-        "timestamps": "{" + ",".join(map(str, timestamps)) + "}",
-        "vals": "{" + ",".join(map(repr, values)) + "}",
+        "keys": '{"' + '","'.join(keys) + '"}',
+        "steps": "{" + str(list(steps))[1:-1] + "}",
+        "timestamps": "{" + str(list(timestamps))[1:-1] + "}",
+        "vals": "{" + str(list(values))[1:-1] + "}",
         "nans": "{" + ",".join(["t" if n else "f" for n in nans]) + "}",
     }
 
@@ -147,23 +163,25 @@ class WritesMixin(SqlStoreBase):
     def _write_points(self, conn: Connection, run_id: str, points: Sequence[_Point]) -> None:
         if not points:
             return
-        if self.dialect == "postgresql" and len(points) > 1:
-            conn.execute(_PG_BULK_METRICS, _pg_arrays(run_id, points))
-        else:
-            conn.execute(
-                self._metric_statement,
-                [
-                    {
-                        "run_uuid": run_id,
-                        "key": k,
-                        "step": s,
-                        "timestamp": ts,
-                        "value": v,
-                        "is_nan": n,
-                    }
-                    for k, s, ts, v, n in points
-                ],
-            )
+        if self.dialect == "postgresql":
+            # Points and latest values in the one cached statement (the run was checked already
+            # in this transaction; the statement's own check is one more index probe).
+            conn.execute(_PG_POINTS_ONE_SHOT, self._pg_points_bound(run_id, points))
+            return
+        conn.execute(
+            self._metric_statement,
+            [
+                {
+                    "run_uuid": run_id,
+                    "key": k,
+                    "step": s,
+                    "timestamp": ts,
+                    "value": v,
+                    "is_nan": n,
+                }
+                for k, s, ts, v, n in points
+            ],
+        )
         self._insert_rows(
             conn,
             self._latest_statement,
@@ -178,11 +196,26 @@ class WritesMixin(SqlStoreBase):
     ) -> None:
         if not params:
             return
-        self._insert_rows(
-            conn,
-            self._param_statement,
-            [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in params],
-        )
+        if self.dialect == "postgresql":
+            written = set(
+                conn.execute(
+                    _PG_INSERT_PARAMS,
+                    {
+                        "run_id": run_id,
+                        "keys": [p.key for p in params],
+                        "vals": [p.value for p in params],
+                    },
+                ).scalars()
+            )
+            params = [p for p in params if p.key not in written]
+            if not params:
+                return  # every value is ours: nothing to compare
+        else:
+            self._insert_rows(
+                conn,
+                self._param_statement,
+                [{"run_uuid": run_id, "key": p.key, "value": p.value} for p in params],
+            )
         # Whatever is stored now (ours, earlier, or a racing writer's committed value) must equal
         # what we were asked to log; otherwise the whole transaction rolls back.
         stored = dict(
@@ -196,11 +229,17 @@ class WritesMixin(SqlStoreBase):
         if not tags:
             return
         unique = {tag.key: tag.value for tag in tags}  # last writer wins inside a batch too
-        self._insert_rows(
-            conn,
-            self._tag_statement,
-            [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique.items()],
-        )
+        if self.dialect == "postgresql":
+            conn.execute(
+                _PG_UPSERT_TAGS,
+                {"run_id": run_id, "keys": list(unique), "vals": list(unique.values())},
+            )
+        else:
+            self._insert_rows(
+                conn,
+                self._tag_statement,
+                [{"run_uuid": run_id, "key": k, "value": v} for k, v in unique.items()],
+            )
         if RUN_NAME_TAG in unique:
             conn.execute(
                 t.runs.update().where(t.runs.c.run_uuid == run_id).values(name=unique[RUN_NAME_TAG])
@@ -213,10 +252,15 @@ class WritesMixin(SqlStoreBase):
             self._check_run_writable(conn, run_id)
             self._write_params(conn, run_id, [param])
 
-    def _pg_points_one_shot(self, run_id: str, points: Sequence[_Point]) -> None:
+    @staticmethod
+    def _pg_points_bound(run_id: str, points: Sequence[_Point]) -> dict[str, str]:
         bound = _pg_arrays(run_id, points)
         latest = _pg_arrays(run_id, _latest_per_key(points))
         bound.update({f"l{name}": value for name, value in latest.items() if name != "run_id"})
+        return bound
+
+    def _pg_points_one_shot(self, run_id: str, points: Sequence[_Point]) -> None:
+        bound = self._pg_points_bound(run_id, points)
         with self._autocommit() as conn:
             stage = conn.execute(_PG_POINTS_ONE_SHOT, bound).scalar()
         if stage is None:
