@@ -22,6 +22,7 @@ from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
+from mlgrid.plugins.headers import request_header_metadata
 
 #: Metadata key naming the tracking/registry store a call is meant for (DESIGN.md, routing).
 STORE_URI_METADATA = "mlgrid-store-uri"
@@ -98,6 +99,9 @@ class Transport:
         self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
         self.registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
         self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
+        # Request header provider plugins (mlgrid.request_header_provider): their headers go
+        # out as metadata with every call.
+        self.metadata_providers.append(request_header_metadata)
 
     @property
     def embedded(self) -> bool:

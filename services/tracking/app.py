@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
+from mlgrid_services.plugin_host.dispatch import with_plugin_stores
 
 from .domain import TrackingDomain
 from .servicer import TrackingServicer
-from .store import STORE_CLASSES, open_store
+from .store import TRACKING_STORES, open_store
 
 SERVICE_NAME = tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name
 
@@ -19,10 +22,29 @@ SERVICE_NAME = tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService
 def create(config: ServiceConfig) -> ServiceApp:
     """Opens (and migrates) the store at ``config.backend_store_uri`` and serves it."""
     store = open_store(config.backend_store_uri, config.effective_artifact_root)
-    servicer = TrackingServicer(TrackingDomain(store))
+
+    def open_plugin_store(uri: str) -> tuple[TrackingServicer, Callable[[], None]]:
+        plugin_store = open_store(uri, config.effective_artifact_root)
+        return TrackingServicer(TrackingDomain(plugin_store)), plugin_store.close
+
+    # Calls naming a store of an installed plugin (metadata mlgrid-store-uri, e.g.
+    # file-plugin:///x) are served by that store; every other call by the configured store.
+    servicer, close_plugin_stores = with_plugin_stores(
+        TrackingServicer(TrackingDomain(store)),
+        TRACKING_STORES.plugin_schemes(),
+        open_plugin_store,
+        default_uri=config.backend_store_uri,
+        base=tracking_service_pb2_grpc.TrackingServiceServicer,
+        descriptor=tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"],
+        what="tracking service",
+    )
 
     def register(server: grpc.Server) -> None:
         tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server(servicer, server)
 
-    served = ServedService(name=SERVICE_NAME, register=register, schemes=sorted(STORE_CLASSES))
-    return ServiceApp(services=[served], close=store.close)
+    def close() -> None:
+        close_plugin_stores()
+        store.close()
+
+    served = ServedService(name=SERVICE_NAME, register=register, schemes=TRACKING_STORES.schemes())
+    return ServiceApp(services=[served], close=close)

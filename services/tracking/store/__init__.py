@@ -1,16 +1,16 @@
 """Tracking store implementations, chosen by the scheme of the store URI.
 
-``STORE_CLASSES`` maps a scheme to ``"module:Class"``; plugins (entry-point group
-``mlgrid.tracking_store``) will add their schemes to it. Classes are imported lazily so an
-unused backend's drivers are never loaded.
+``STORE_CLASSES`` maps a built-in scheme to ``"module:Class"``; ``TRACKING_STORES`` adds the
+plugins (entry-point group ``mlgrid.tracking_store``) over them. Classes are imported lazily so
+an unused backend's drivers are never loaded.
 """
 
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlsplit
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry, UnknownSchemeError
 from mlgrid.store.tracking_store import AbstractTrackingStore
 
 _SQL = "mlgrid_services.tracking.store.sql_store:SqlTrackingStore"
@@ -23,6 +23,12 @@ STORE_CLASSES: dict[str, str] = {
     "postgres": _SQL,
 }
 
+#: Store classes by scheme: the built-ins, with installed plugins over them (a plugin may
+#: replace a built-in scheme); a plugin that fails to import fails only its own scheme.
+TRACKING_STORES: SchemeRegistry[AbstractTrackingStore] = SchemeRegistry(
+    ENTRY_POINT_GROUPS["tracking_store"], "tracking store", {**STORE_CLASSES}
+)
+
 
 def store_scheme(uri: str) -> str:
     return urlsplit(uri).scheme.lower()
@@ -31,16 +37,14 @@ def store_scheme(uri: str) -> str:
 def store_class(uri: str) -> type[AbstractTrackingStore]:
     """The store class for ``uri``'s scheme; InvalidParameterValue naming the known ones."""
     scheme = store_scheme(uri)
-    target = STORE_CLASSES.get(scheme)
-    if target is None:
-        known = ", ".join(sorted(STORE_CLASSES))
+    try:
+        return TRACKING_STORES.get(scheme)
+    except UnknownSchemeError:
+        known = ", ".join(TRACKING_STORES.schemes())
         raise InvalidParameterValue(
             f"Invalid tracking store URI {uri[:200]!r}: unknown scheme {scheme!r}; known schemes "
             f"are {known}"
-        )
-    module_name, _, class_name = target.partition(":")
-    cls: type[AbstractTrackingStore] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+        ) from None
 
 
 def open_store(uri: str, default_artifact_root: str) -> AbstractTrackingStore:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,17 +90,16 @@ class RunReadsMixin(SqlStoreBase):
                     key=key, value=math.nan if is_nan else number, timestamp=timestamp, step=step
                 )
 
-    def _fetch_page(
+    def _page_statement(
         self,
-        conn: Connection,
         source: Any,
         conditions: list[Any],
         ordering: list[Any],
         *,
         offset: int,
         limit: int,
-    ) -> list[tracking_pb2.Run]:
-        """One page of runs with their params, tags and latest metrics in ONE statement.
+    ) -> Any:
+        """The statement of one page of runs with their params, tags and latest metrics.
 
         The page (ordered, limited) is a CTE numbered by row_number(); a UNION ALL then returns
         the page's run rows and the params, tags and latest metrics joined to it, each row tagged
@@ -182,9 +182,13 @@ class RunReadsMixin(SqlStoreBase):
                 lm.c.step,
             ).join_from(lm, page, lm.c.run_uuid == pc.run_uuid),
         )
-        # Plain DB-API tuples: skipping SQLAlchemy's Row wrapping halves the fetch cost of a
-        # large page, and every column here is a native driver type already.
-        rows = conn.execute(union).cursor.fetchall()
+        return union
+
+    @staticmethod
+    def _runs_from_page_rows(rows: Sequence[Any]) -> list[tracking_pb2.Run]:
+        """Runs from the rows of :meth:`_page_statement`, in page order. The rows are plain
+        DB-API tuples: skipping SQLAlchemy's Row wrapping halves the fetch cost of a large page,
+        and every column here is a native driver type already."""
         runs: dict[str, tuple[int, tracking_pb2.Run]] = {}
         for row in rows:
             if row[0] == 3:

@@ -48,6 +48,9 @@ _PG_CREATE_RUN = sa.text(
     "SELECT e.lifecycle_stage, (SELECT artifact_uri FROM r) FROM e"
 )
 
+#: Distinct search requests whose compiled SQL is kept (the cache starts over when full).
+SEARCH_SQL_CACHE_SIZE = 256
+
 _KEY_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 
@@ -232,6 +235,9 @@ class RunsMixin(RunReadsMixin):
 
     # -------------------------------------------------------------------- search
 
+    #: PostgreSQL search statements compiled to SQL text, by request (see search_runs).
+    _search_sql: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] | None = None
+
     def search_runs(
         self,
         experiment_ids: Sequence[str],
@@ -241,9 +247,51 @@ class RunsMixin(RunReadsMixin):
         order_by: Sequence[str],
         page_token: str,
     ) -> tuple[list[tracking_pb2.Run], str]:
+        offset = decode_page_token(page_token, "runs")
+        limit = max_results + 1
+        if self.dialect == "postgresql":
+            # Building, cache-keying and compiling this statement costs more CPU than the
+            # database spends running it, and dashboards repeat the same search: the SQL text
+            # (with its bound values) is kept per request, and run again as is.
+            key = (tuple(experiment_ids), filter_string, view_type, tuple(order_by), offset, limit)
+            cache = self._search_sql
+            if cache is None:
+                cache = self._search_sql = {}
+            sql = cache.get(key)
+            if sql is None:
+                compiled = self._search_statement(
+                    experiment_ids, filter_string, view_type, order_by, offset, limit
+                ).compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+                sql = (compiled.string, dict(compiled.params))
+                if len(cache) >= SEARCH_SQL_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = sql
+            with self._read() as conn:
+                rows = conn.exec_driver_sql(*sql).cursor.fetchall()
+            runs = self._runs_from_page_rows(rows)
+        else:
+            statement = self._search_statement(
+                experiment_ids, filter_string, view_type, order_by, offset, limit
+            )
+            with self._read() as conn:
+                runs = self._runs_from_page_rows(conn.execute(statement).cursor.fetchall())
+        more = len(runs) > max_results
+        runs = runs[:max_results]
+        token = encode_page_token(offset + max_results, "runs") if more else ""
+        return runs, token
+
+    def _search_statement(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        order_by: Sequence[str],
+        offset: int,
+        limit: int,
+    ) -> Any:
+        """The one statement of a search page (see RunReadsMixin._page_statement)."""
         tree = check_run_filter(filter_string)
         clauses = parse_run_order_by(list(order_by))
-        offset = decode_page_token(page_token, "runs")
         numbers = [int(e) for e in experiment_ids if e.isdigit() and len(e) < 10]
         source: Any = t.runs
         conditions: list[Any] = [
@@ -297,11 +345,4 @@ class RunsMixin(RunReadsMixin):
                 missing = sa.case((column.is_(None), 1), else_=0)
             ordering += [missing, column.asc() if clause.ascending else column.desc()]
         ordering += [_R.start_time.desc(), _R.run_uuid.asc()]
-        with self._read() as conn:
-            runs = self._fetch_page(
-                conn, source, conditions, ordering, offset=offset, limit=max_results + 1
-            )
-        more = len(runs) > max_results
-        runs = runs[:max_results]
-        token = encode_page_token(offset + max_results, "runs") if more else ""
-        return runs, token
+        return self._page_statement(source, conditions, ordering, offset=offset, limit=limit)
