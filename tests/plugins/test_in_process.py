@@ -114,9 +114,9 @@ def test_broken_plugin_is_reported_and_the_service_keeps_working(
         client.create_experiment("never")
     monkeypatch.delenv("MLGRID_STORE_URI")
     # Everything else still works.
-    root = (tmp_path / "ok").as_uri()
+    root = f"{grpc_stack.artifact_root}/after-broken-{tmp_path.name}"
     client.log_bytes_at(root, b"fine", "ok.txt")
-    assert (tmp_path / "ok" / "ok.txt").read_bytes() == b"fine"
+    assert client.read_artifact_at(root, "ok.txt") == b"fine"
     assert client.create_experiment(f"still-fine-{tmp_path.name}")
 
 

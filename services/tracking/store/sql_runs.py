@@ -266,7 +266,9 @@ class RunsMixin(RunReadsMixin):
                 if len(cache) >= SEARCH_SQL_CACHE_SIZE:
                     cache.clear()
                 cache[key] = sql
-            with self._read() as conn:
+            # One statement: autocommit spares the BEGIN and ROLLBACK round trips of a read
+            # transaction, and READ COMMITTED gives it the same snapshot either way.
+            with self._autocommit() as conn:
                 rows = conn.exec_driver_sql(*sql).cursor.fetchall()
             runs = self._runs_from_page_rows(rows)
         else:
