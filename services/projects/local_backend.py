@@ -220,8 +220,10 @@ class LocalSubmittedRun(SubmittedRun):
             if self._cancelled:
                 return "KILLED"
             self.log.system(f"[mlgrid] running: {command}\n")
-            self._child = ChildProcess(command, prepared.project_dir, env, self.log)
+            # RUNNING before the child exists: its first output can reach a follower before
+            # this thread runs again, and a status read then must not say SCHEDULED.
             self._status = "RUNNING"
+            self._child = ChildProcess(command, prepared.project_dir, env, self.log)
         child = self._child
         self._context.record_child(prepared.run_id, child.pid, child.start_time)
         code = child.wait()
