@@ -34,8 +34,7 @@ from mlgrid_services.common.server import (
     serve_until_signalled,
     start_server,
 )
-
-from .dispatch import StoreServicers, dispatching_servicer
+from mlgrid_services.common.store_dispatch import StoreServicers, dispatching_servicer
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +288,7 @@ def build_plugin_app(
             f"--store-uri applies to tracking and registry plugins, not to {service} plugins"
         )
     if store_uri is not None:
-        from .dispatch import uri_scheme
+        from mlgrid_services.common.store_dispatch import uri_scheme
 
         if uri_scheme(store_uri) != scheme:
             raise InvalidParameterValue(

@@ -10,7 +10,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_gr
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
-from mlgrid_services.plugin_host.dispatch import with_plugin_stores
+from mlgrid_services.common.store_dispatch import with_plugin_stores
 
 from .domain import TrackingDomain
 from .servicer import TrackingServicer
