@@ -132,7 +132,7 @@ class _Failing(RequestHeaderProvider):
 
 def test_header_providers_merge_skip_out_of_context_and_drop_bad_headers() -> None:
     registry = RequestHeaderProviderRegistry()
-    registry._loaded = True  # only the providers registered here
+    registry._plugins_loaded = True  # only the providers registered here
     registry.register(_Headers({"X-Team": "vision", "grpc-timeout": "1S", "x-bad": "caf\u00e9"}))
     registry.register(_Headers({"x-never": "1"}, in_context=False))
     registry.register(_Failing())

@@ -7,12 +7,11 @@ plugin must not stop a training job from logging.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from importlib.metadata import entry_points
 
 from mlgrid import environment as env
+from mlgrid.plugins.registry import ProviderRegistry
 
 from .abstract import RunContextProvider
 from .default import DefaultRunContext
@@ -21,42 +20,11 @@ from .git import GitRunContext
 ENTRY_POINT_GROUP = "mlgrid.run_context_provider"
 
 
-class RunContextProviderRegistry:
+class RunContextProviderRegistry(ProviderRegistry[RunContextProvider]):
     """Holds the providers and merges their tags."""
 
     def __init__(self, builtins: Iterable[RunContextProvider] = ()) -> None:
-        self._providers: list[RunContextProvider] = list(builtins)
-        self._plugins_loaded = False
-        self._lock = threading.Lock()
-        #: "name (value): error" of plugins that failed to load.
-        self.failures: list[str] = []
-
-    def register(self, provider: RunContextProvider) -> None:
-        with self._lock:
-            self._providers.append(provider)
-
-    def _load_plugins(self) -> None:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                provider = entry.load()()
-            except Exception as exc:
-                failure = f"{entry.name} ({entry.value}): {type(exc).__name__}: {exc}"
-                self.failures.append(failure)
-                warnings.warn(
-                    f"run context provider plugin {failure}; its tags are skipped",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                continue
-            self._providers.append(provider)
-
-    @property
-    def providers(self) -> list[RunContextProvider]:
-        with self._lock:
-            if not self._plugins_loaded:
-                self._plugins_loaded = True
-                self._load_plugins()
-            return list(self._providers)
+        super().__init__(ENTRY_POINT_GROUP, "run context provider", list(builtins))
 
     def __iter__(self) -> Iterator[RunContextProvider]:
         return iter(self.providers)

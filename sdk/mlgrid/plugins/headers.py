@@ -14,10 +14,10 @@ error) and skipped: a broken plugin must not stop a training job from logging.
 from __future__ import annotations
 
 import re
-import threading
 import warnings
 from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
+
+from mlgrid.plugins.registry import ProviderRegistry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -59,47 +59,11 @@ def _problem(key: str, value: object) -> str | None:
     return None
 
 
-class RequestHeaderProviderRegistry:
+class RequestHeaderProviderRegistry(ProviderRegistry[RequestHeaderProvider]):
     """The installed providers (loaded on first use) and the merge of their headers."""
 
     def __init__(self) -> None:
-        self._providers: list[RequestHeaderProvider] = []
-        self._loaded = False
-        self._lock = threading.Lock()
-        #: "name (value): error" of providers that failed to load.
-        self.failures: list[str] = []
-
-    def register(self, provider: RequestHeaderProvider) -> None:
-        with self._lock:
-            self._providers.append(provider)
-
-    def unregister(self, provider: RequestHeaderProvider) -> None:
-        with self._lock:
-            if provider in self._providers:
-                self._providers.remove(provider)
-
-    def _load(self) -> None:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                provider = entry.load()()
-            except Exception as exc:
-                failure = f"{entry.name} ({entry.value}): {type(exc).__name__}: {exc}"
-                self.failures.append(failure)
-                warnings.warn(
-                    f"request header provider plugin {failure}; its headers are skipped",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                continue
-            self._providers.append(provider)
-
-    @property
-    def providers(self) -> list[RequestHeaderProvider]:
-        with self._lock:
-            if not self._loaded:
-                self._loaded = True
-                self._load()
-            return list(self._providers)
+        super().__init__(ENTRY_POINT_GROUP, "request header provider")
 
     def headers(self) -> dict[str, str]:
         """Headers of every provider in context; later providers win on the same key."""

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
@@ -179,3 +180,53 @@ def load_providers(group: str) -> tuple[list[Any], list[PluginLoadFailure]]:
             log.warning("%s", failure)
             failures.append(failure)
     return providers, failures
+
+
+P = TypeVar("P")
+
+
+class ProviderRegistry(Generic[P]):
+    """Providers of one entry-point group (names unused): built-ins first, then plugins.
+
+    Plugins load on first use, not at import. One that fails to load is recorded in
+    ``failures`` ("name (value): error") and reported with a warning, then skipped: a broken
+    plugin must not stop a training job from logging.
+    """
+
+    def __init__(self, group: str, kind: str, builtins: list[P] | None = None) -> None:
+        #: Entry-point group, e.g. "mlgrid.run_context_provider".
+        self.group = group
+        #: What the providers are, for messages ("run context provider").
+        self.kind = kind
+        self._providers: list[P] = list(builtins or [])
+        self._plugins_loaded = False
+        self._lock = threading.Lock()
+        #: "name (value): error" of plugins that failed to load.
+        self.failures: list[str] = []
+
+    def register(self, provider: P) -> None:
+        with self._lock:
+            self._providers.append(provider)
+
+    def unregister(self, provider: P) -> None:
+        with self._lock:
+            if provider in self._providers:
+                self._providers.remove(provider)
+
+    @property
+    def providers(self) -> list[P]:
+        """Every provider, loading the plugins on the first call."""
+        with self._lock:
+            if not self._plugins_loaded:
+                self._plugins_loaded = True
+                loaded, failures = load_providers(self.group)
+                self._providers.extend(loaded)
+                for failure in failures:
+                    described = f"{failure.name} ({failure.value}): {failure.error}"
+                    self.failures.append(described)
+                    warnings.warn(
+                        f"{self.kind} plugin {described}; it is skipped",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+            return list(self._providers)
