@@ -82,7 +82,10 @@ def test_routes_from_the_config_file_option(tmp_path: Path, files: Backend) -> N
     try:
         with grpc.insecure_channel(address) as channel:
             response = art_grpc.ArtifactsServiceStub(channel).ListArtifacts(
-                art.ListArtifactsRequest(artifact_uri="s3://bucket/k"), timeout=5
+                # Generous: the first call also connects the gateway to the backend, which
+                # can take seconds on a loaded 2-core CI machine.
+                art.ListArtifactsRequest(artifact_uri="s3://bucket/k"),
+                timeout=30,
             )
         assert response.files[0].path == "files:s3://bucket/k"
     finally:
