@@ -326,7 +326,9 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        stop.set()
+        # From another thread: this handler runs on the main thread, which may hold the Event's
+        # internal lock at that instant (see serve_until_signalled).
+        threading.Thread(target=stop.set, name="stop-request", daemon=True).start()
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     stack = Stack(options)

@@ -140,14 +140,22 @@ def serve_until_signalled(
 ) -> None:
     """Blocks until SIGTERM or SIGINT, then stops gracefully and runs ``on_stop``."""
     stop = threading.Event()
+    received: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        received.append(signum)
+        # Set from another thread: the handler runs on the main thread, which may be holding
+        # the Event's internal (non-reentrant) lock at that instant; Event.set here could hang.
+        threading.Thread(target=stop.set, name="stop-request", daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stop.wait()
+    # Wake up regularly: a signal that the kernel delivers to one of gRPC's threads runs its
+    # Python handler only when the main thread next runs bytecode, so an unbounded wait could
+    # sleep through SIGTERM.
+    while not stop.wait(0.25):
+        pass
+    log.info("received %s, stopping", signal.Signals(received[0]).name)
     running.stop(grace)
     if on_stop is not None:
         on_stop()
