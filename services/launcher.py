@@ -179,6 +179,7 @@ def serve_gateway(
     backends: list[str] | None = None,
     parent_pipe: bool = False,
     grace: float = 10.0,
+    tunnel_port: int | None = None,
 ) -> None:
     """Runs the gateway until SIGTERM/SIGINT (``mlgrid server gateway``).
 
@@ -190,7 +191,9 @@ def serve_gateway(
 
     _configure_logging("gateway")
     config = load_config(config_path) if config_path else None
-    gateway = start_gateway(host=host, port=port, config=config, backends=backends or ())
+    gateway = start_gateway(
+        host=host, port=port, config=config, backends=backends or (), tunnel_port=tunnel_port
+    )
     announce(READY, name="gateway", address=f"{client_host(host)}:{gateway.port}", pid=os.getpid())
 
     def on_line(line: str) -> None:
@@ -201,4 +204,10 @@ def serve_gateway(
 
     if parent_pipe:
         _watch_parent(on_line)
-    serve_until_signalled(gateway.running, grace=grace, on_stop=gateway.pool.close)
+
+    def on_stop() -> None:
+        if gateway.tunnel is not None:
+            gateway.tunnel.stop()
+        gateway.pool.close()
+
+    serve_until_signalled(gateway.running, grace=grace, on_stop=on_stop)

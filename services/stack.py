@@ -94,6 +94,9 @@ class StackOptions:
     registry_store_uri: str | None = None
     default_artifact_root: str = ""
     config_path: str | None = None
+    #: Let clients open tunnels to the tracking and registry backends (services/gateway/tunnel.py)
+    #: on a free port the gateway announces; False serves every call through the gateway port.
+    tunnels: bool = True
     #: Seconds children get to finish in-flight calls after SIGTERM before SIGKILL.
     grace: float = 10.0
     #: Seconds to wait for the whole stack to become ready.
@@ -233,6 +236,7 @@ class Stack:
         ]
         if o.config_path:
             gateway_args += ["--config", o.config_path]
+        gateway_args += ["--tunnel-port", "0"] if o.tunnels else ["--no-tunnel"]
         gateway = self._spawn("gateway", gateway_args)
         # Every service starts importing at once; each waits for its "go" line (which carries
         # the gateway's address) before it opens stores and binds.

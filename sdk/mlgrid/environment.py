@@ -181,6 +181,14 @@ MLGRID_DISABLE_RUN_CONTEXT = EnvironmentVariable(
     "When true, runs get no automatic context tags (user, source, git).",
     fallback=None,
 )
+MLGRID_GATEWAY_TUNNELS = EnvironmentVariable(
+    "MLGRID_GATEWAY_TUNNELS",
+    _parse_bool,
+    True,
+    "With a grpc:// tracking URI: send tracking and registry calls through a tunnel to their "
+    "backend when the gateway offers one (false: every call through the gateway port).",
+    fallback=None,
+)
 MLGRID_SOURCE_TYPE = _str("MLGRID_SOURCE_TYPE", "Overrides mlflow.source.type (PROJECT, JOB, …).")
 MLGRID_SOURCE_NAME = _str("MLGRID_SOURCE_NAME", "Overrides mlflow.source.name.")
 MLGRID_STORE_URI = EnvironmentVariable[str | None](

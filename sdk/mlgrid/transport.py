@@ -23,6 +23,7 @@ from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
+from mlgrid.tunnels import Tunnels
 
 #: Metadata key naming the tracking/registry store a call is meant for (DESIGN.md, routing).
 STORE_URI_METADATA = "mlgrid-store-uri"
@@ -79,6 +80,9 @@ class Transport:
     registry_uri: str | None = None
     channel: grpc.Channel = field(init=False)
     _embedded: EmbeddedStack | None = field(init=False, default=None)
+    #: Tunnels to the tracking and registry backends (plain grpc:// gateways only).
+    _tunnels: Tunnels | None = field(init=False, default=None)
+    _tunnel_stubs: dict[str, tuple[grpc.Channel, Any]] = field(init=False, default_factory=dict)
     #: Extra metadata sources (request header providers); each is called per call.
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
 
@@ -92,12 +96,13 @@ class Transport:
                 )
             else:
                 self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+                self._tunnels = Tunnels(self.channel, parts.hostname or "", CHANNEL_OPTIONS)
         else:
             self._embedded = _start_embedded(self.tracking_uri, self.registry_uri)
             self.channel = grpc.insecure_channel(self._embedded.target, options=CHANNEL_OPTIONS)
-        self.tracking = tracking_service_pb2_grpc.TrackingServiceStub(self.channel)
+        self._gateway_tracking = tracking_service_pb2_grpc.TrackingServiceStub(self.channel)
         self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
-        self.registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
+        self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
         self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
         # Request header provider plugins (mlgrid.request_header_provider): their headers go
         # out as metadata with every call.
@@ -106,6 +111,42 @@ class Transport:
     @property
     def embedded(self) -> bool:
         return self._embedded is not None
+
+    @property
+    def tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
+        """The tracking stub: over a tunnel to the backend when the gateway offers one."""
+        stub = self._tunnelled("tracking", tracking_service_pb2_grpc.TrackingServiceStub)
+        return stub if stub is not None else self._gateway_tracking
+
+    @property
+    def registry(self) -> registry_service_pb2_grpc.RegistryServiceStub:
+        """The registry stub: over a tunnel to the backend when the gateway offers one."""
+        stub = self._tunnelled("registry", registry_service_pb2_grpc.RegistryServiceStub)
+        return stub if stub is not None else self._gateway_registry
+
+    def _tunnelled(self, service: str, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+        if self._tunnels is None:
+            return None
+        channel = self._tunnels.channel(service)
+        if channel is None:
+            return None
+        cached = self._tunnel_stubs.get(service)
+        if cached is None or cached[0] is not channel:
+            cached = (channel, stub_class(channel))
+            self._tunnel_stubs[service] = cached
+        return cached[1]
+
+    def _note_failure(self, err: grpc.RpcError) -> None:
+        """An UNAVAILABLE without the backend's ErrorInfo means a connection failed; if tunnels
+        are in use, the next calls go through the gateway, which names what is down."""
+        if self._tunnels is None or not self._tunnels.in_use:
+            return
+        call: Any = err
+        if call.code() is not grpc.StatusCode.UNAVAILABLE:
+            return
+        trailing = call.trailing_metadata() or ()
+        if not any(key == "grpc-status-details-bin" for key, _ in trailing):
+            self._tunnels.failed()
 
     def metadata(self) -> list[tuple[str, str]]:
         """Metadata sent with every call."""
@@ -119,6 +160,7 @@ class Transport:
         try:
             return method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
+            self._note_failure(err)
             raise from_rpc_error(err) from err
 
     def stream(
@@ -128,9 +170,12 @@ class Transport:
         try:
             yield from method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
+            self._note_failure(err)
             raise from_rpc_error(err) from err
 
     def close(self) -> None:
+        if self._tunnels is not None:
+            self._tunnels.close()
         self.channel.close()
         if self._embedded is not None:
             self._embedded.stop()

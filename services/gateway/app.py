@@ -29,6 +29,7 @@ from .discovery import Discovery
 from .forwarder import Forwarder
 from .methods import ForwardedService, builtin_services
 from .routing import DEFAULT, Route, RoutingTable
+from .tunnel import TunnelListener
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Gateway:
     table: RoutingTable
     discovery: Discovery
     pool: ChannelPool
+    #: The tunnel listener (see .tunnel), None when tunnels are off.
+    tunnel: TunnelListener | None = None
 
     @property
     def port(self) -> int:
@@ -68,6 +71,8 @@ class Gateway:
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Stops taking calls; calls in flight finish within ``grace`` seconds."""
+        if self.tunnel is not None:
+            self.tunnel.stop()
         self.running.stop(grace)
         self.pool.close()
 
@@ -75,10 +80,11 @@ class Gateway:
 class _BackendInfo(common_pb2_grpc.BackendInfoServiceServicer):
     """The gateway serves every forwarded contract (so one gateway can sit behind another)."""
 
-    def __init__(self, forwarded: Sequence[ForwardedService]) -> None:
+    def __init__(self, forwarded: Sequence[ForwardedService], tunnel_port: int) -> None:
         self._answer = common_pb2.GetBackendInfoResponse(
             services=[common_pb2.ServedService(service=s.full_name) for s in forwarded],
             version=mlgrid.__version__,
+            tunnel_port=tunnel_port,
         )
 
     def GetBackendInfo(self, request, context):
@@ -91,6 +97,7 @@ def _serve(
     bind: str,
     shown_host: str | None,
     max_workers: int,
+    tunnel_port: int = 0,
 ) -> RunningServer:
     """The gateway's server: like common.server.start_server, minus its error-mapping
     interceptor. Every forwarded call would pay for that wrapper (about an eighth of the
@@ -100,7 +107,9 @@ def _serve(
         # No SO_REUSEPORT: a second stack on a busy public port must fail, not share it.
         options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
     )
-    common_pb2_grpc.add_BackendInfoServiceServicer_to_server(_BackendInfo(forwarded), server)
+    common_pb2_grpc.add_BackendInfoServiceServicer_to_server(
+        _BackendInfo(forwarded, tunnel_port), server
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in forwarded]
@@ -148,11 +157,13 @@ def start_gateway(
     discover_timeout: float = 5.0,
     extra_services: Sequence[ForwardedService] = (),
     max_workers: int | None = None,
+    tunnel_port: int | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
     ``backends`` and ``config.discover`` are asked what they serve; ``config.backends`` and
     ``config.defaults`` are explicit routes. ``extra_services`` forwards more contracts (tests).
+    ``tunnel_port`` (0: any free port) opens the tunnel listener on ``host``; None: no tunnels.
     """
     config = config or GatewayConfig()
     forwarded = [*builtin_services(), *extra_services]
@@ -164,14 +175,25 @@ def start_gateway(
     pool = ChannelPool()
     discovery = Discovery(table, pool)
     forwarder = Forwarder(table, pool, discovery)
-    running = _serve(
-        forwarded,
-        forwarder,
-        bind=address or f"{host}:{port}",
-        shown_host=None if address else host,
-        max_workers=max_workers or int(os.environ.get("MLGRID_GATEWAY_WORKERS", DEFAULT_WORKERS)),
-    )
-    gateway = Gateway(running=running, table=table, discovery=discovery, pool=pool)
+    tunnel = None
+    if tunnel_port is not None and address is None:
+        tunnel = TunnelListener(table, table.services, discovery.retry_pending)
+        tunnel.start(host, tunnel_port)
+    try:
+        running = _serve(
+            forwarded,
+            forwarder,
+            bind=address or f"{host}:{port}",
+            shown_host=None if address else host,
+            max_workers=max_workers
+            or int(os.environ.get("MLGRID_GATEWAY_WORKERS", DEFAULT_WORKERS)),
+            tunnel_port=tunnel.port if tunnel is not None else 0,
+        )
+    except BaseException:
+        if tunnel is not None:
+            tunnel.stop()
+        raise
+    gateway = Gateway(running=running, table=table, discovery=discovery, pool=pool, tunnel=tunnel)
     for backend in [*config.discover, *backends]:
         gateway.add_backend(backend, discover_timeout)
     return gateway

@@ -15,6 +15,8 @@ DEFAULT_PORTS = {
     "registry": 50054,
     "projects": 50055,
 }
+#: The gateway's tunnel listener (services/gateway/tunnel.py), announced to clients.
+DEFAULT_TUNNEL_PORT = 50050
 
 
 def _require_server() -> None:
@@ -54,6 +56,13 @@ def _require_server() -> None:
     default=None,
     help="Gateway routes file (YAML; see services/gateway/README.md).",
 )
+@click.option(
+    "--tunnels/--no-tunnels",
+    default=True,
+    show_default=True,
+    help="Let clients tunnel tracking and registry calls to their backend through the gateway "
+    "(fewer gRPC hops; the gateway announces the port).",
+)
 @click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
 def up(
     host: str,
@@ -62,6 +71,7 @@ def up(
     registry_store_uri: str | None,
     default_artifact_root: str,
     config_path: str | None,
+    tunnels: bool,
     grace: float,
 ) -> None:
     """Start the gateway and every service as local processes; Ctrl-C stops them."""
@@ -75,9 +85,17 @@ def up(
         registry_store_uri=registry_store_uri,
         default_artifact_root=default_artifact_root,
         config_path=os.path.abspath(config_path) if config_path else None,
+        tunnels=tunnels,
         grace=grace,
     )
     sys.exit(run_stack(options, present_services(), lambda text: click.echo(text, err=False)))
+
+
+def _tunnel_port(asked: int | None, gateway_port: int) -> int:
+    """The tunnel port: as asked, else any free one beside a gateway on any free port."""
+    if asked is not None:
+        return asked
+    return 0 if gateway_port == 0 else DEFAULT_TUNNEL_PORT
 
 
 @click.command()
@@ -115,6 +133,16 @@ def up(
     "[env MLGRID_GATEWAY_BACKENDS, comma-separated].",
 )
 @click.option(
+    "--tunnel-port",
+    default=lambda: os.environ.get("MLGRID_GATEWAY_TUNNEL_PORT"),
+    type=int,
+    help=f"Gateway only: port of the tunnel listener, announced to clients (default "
+    f"{DEFAULT_TUNNEL_PORT}, or any free port with --port 0) [env MLGRID_GATEWAY_TUNNEL_PORT].",
+)
+@click.option(
+    "--no-tunnel", is_flag=True, help="Gateway only: no tunnel listener; every call is forwarded."
+)
+@click.option(
     "--grace", default=10.0, show_default=True, help="Seconds to finish calls on SIGTERM."
 )
 @click.option("--parent-pipe", is_flag=True, hidden=True, help="Run under `mlgrid up`.")
@@ -128,6 +156,8 @@ def server(
     gateway_target: str | None,
     config_path: str | None,
     backends: tuple[str, ...],
+    tunnel_port: int | None,
+    no_tunnel: bool,
     grace: float,
     parent_pipe: bool,
 ) -> None:
@@ -153,6 +183,7 @@ def server(
                 backends=[*backends, *(b for b in env_backends if b)],
                 parent_pipe=parent_pipe,
                 grace=grace,
+                tunnel_port=None if no_tunnel else _tunnel_port(tunnel_port, bind_port),
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None

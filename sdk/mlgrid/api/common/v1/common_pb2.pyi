@@ -149,8 +149,16 @@ class GetBackendInfoResponse(_message.Message):
 
     SERVICES_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    TUNNEL_PORT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """The mlgrid version of the process."""
+    tunnel_port: _builtins.int
+    """Gateways only: the TCP port of the tunnel listener, 0 when there is none. A client sends
+    `CONNECT` there (HTTP/1.1) with the header `mlgrid-service: <full service name>` and gets a
+    byte stream to the backend the gateway's routing table picks for that service's default
+    store; it then speaks gRPC over it directly, so the gateway no longer parses every call.
+    Only services routed by store (tracking, registry) can be tunnelled.
+    """
     @_builtins.property
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServedService]:
         """One entry per gRPC service the process serves."""
@@ -160,10 +168,11 @@ class GetBackendInfoResponse(_message.Message):
         *,
         services: _abc.Iterable[Global___ServedService] | None = ...,
         version: _builtins.str = ...,
+        tunnel_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["services", b"services", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["services", b"services", "tunnel_port", b"tunnel_port", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,277 @@
+"""Tunnels: a client's connection pinned to one backend, relayed as bytes.
+
+Forwarding a call through the gateway's gRPC server costs a full gRPC receive and send in
+Python, about as much CPU as the backend's own work on a small call. For the chatty services
+(tracking and registry, routed by store rather than by a field of each request) a client can
+instead ask for a tunnel: it sends ``CONNECT <anything> HTTP/1.1`` to this listener with the
+header ``mlgrid-service: <full service name>``; the gateway picks the backend from the same
+routing table its forwarder uses (that service's default store), connects to it, answers
+``200`` and then copies bytes both ways. The client speaks gRPC over the tunnel directly to the
+backend (``grpc.http_proxy`` in gRPC's channel arguments does all of this on the client side),
+so each call costs the gateway two small socket copies instead of a parse and a re-send.
+
+The gateway stays the one entry point and the only party that knows backend addresses: the
+target a client names in ``CONNECT`` is ignored, and only routes in the table are reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .methods import ForwardedService, RouteBy
+from .routing import DEFAULT, Route, RoutingTable
+
+log = logging.getLogger(__name__)
+
+SERVICE_HEADER = "mlgrid-service"
+#: The request head (request line and headers) may not exceed this.
+MAX_HEAD_BYTES = 8 * 1024
+#: Seconds a client has to send its request head, and the gateway to reach the backend.
+HEAD_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
+#: Tunnels open at once; each holds two threads. Beyond it clients are told to use the gateway.
+DEFAULT_MAX_TUNNELS = 512
+_RELAY_CHUNK = 256 * 1024
+
+
+class TunnelRefused(Exception):
+    """A CONNECT that gets no tunnel: the HTTP status and the reason the client is shown."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    target: str
+    headers: dict[str, str]
+
+
+def parse_head(head: bytes) -> ConnectRequest:
+    """The CONNECT request in ``head`` (without its blank line); TunnelRefused(400) otherwise."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        raise TunnelRefused(400, "request head is not ASCII") from None
+    request_line, *header_lines = text.split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or parts[0] != "CONNECT" or not parts[2].startswith("HTTP/1."):
+        raise TunnelRefused(400, "only 'CONNECT <target> HTTP/1.1' is served on this port")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise TunnelRefused(400, f"malformed header line {line[:60]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return ConnectRequest(target=parts[1], headers=headers)
+
+
+def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
+    """Reads up to the blank line ending the request head; returns (head, bytes after it)."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise TunnelRefused(431, f"request head longer than {MAX_HEAD_BYTES} bytes")
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("client closed before finishing its request")
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    if len(head) > MAX_HEAD_BYTES:
+        raise TunnelRefused(431, f"request head longer than {MAX_HEAD_BYTES} bytes")
+    return head, rest
+
+
+def _connect(address: str) -> socket.socket:
+    """A connected socket to a backend address (``host:port``, ``[v6]:port`` or ``unix:path``)."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(address[len("unix:") :].removeprefix("//"))
+    else:
+        host, _, port = address.rpartition(":")
+        sock = socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    """Copies ``source`` to ``sink`` until ``source`` ends; then ends ``sink``'s writing side."""
+    buffer = bytearray(_RELAY_CHUNK)
+    view = memoryview(buffer)
+    try:
+        while True:
+            size = source.recv_into(buffer)
+            if not size:
+                break
+            sink.sendall(view[:size])
+    except OSError:
+        pass  # either side went away; the other side learns it from the shutdown below
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+class TunnelListener:
+    """Accepts CONNECT requests on its own port and relays each tunnel in two threads."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        services: dict[str, ForwardedService],
+        retry_discovery: Callable[[], bool] = lambda: False,
+        max_tunnels: int = DEFAULT_MAX_TUNNELS,
+    ) -> None:
+        self._table = table
+        # Only services routed by store: their backend does not change from call to call.
+        self._services = {
+            s.full_name: s for s in services.values() if s.route_by is RouteBy.STORE_METADATA
+        }
+        self._retry_discovery = retry_discovery
+        self._slots = threading.BoundedSemaphore(max_tunnels)
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._closed = threading.Event()
+        self.port = 0
+
+    def start(self, host: str, port: int) -> int:
+        """Binds and starts accepting; returns the bound port."""
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host.strip("[]"), port))
+        except OSError as exc:
+            listener.close()
+            raise OSError(f"could not bind the gateway's tunnel port {host}:{port}: {exc}") from exc
+        listener.listen(128)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        threading.Thread(target=self._accept_loop, name="tunnel-accept", daemon=True).start()
+        log.info("gateway tunnels on %s:%d", host, self.port)
+        return self.port
+
+    def stop(self) -> None:
+        """Stops accepting and closes every open tunnel (clients reconnect through the gateway)."""
+        self._closed.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        with self._lock:
+            open_sockets = list(self._sockets)
+            self._sockets.clear()
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    # -- per connection ----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # the listener was closed by stop()
+            threading.Thread(target=self._serve, args=(conn,), name="tunnel", daemon=True).start()
+
+    def _track(self, *socks: socket.socket) -> bool:
+        with self._lock:
+            if self._closed.is_set():
+                return False
+            self._sockets.update(socks)
+            return True
+
+    def _untrack(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._sockets.difference_update(socks)
+        for sock in socks:
+            sock.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(conn, TunnelRefused(503, "too many tunnels; use the gateway port"))
+            return
+        try:
+            self._tunnel(conn)
+        finally:
+            self._slots.release()
+
+    def _tunnel(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(HEAD_TIMEOUT_S)
+        try:
+            head, early = _read_head(conn)
+            route = self._route(parse_head(head))
+            backend = self._open(route)
+        except TunnelRefused as refused:
+            self._refuse(conn, refused)
+            return
+        except (OSError, ConnectionError):
+            conn.close()
+            return
+        conn.settimeout(None)
+        if not self._track(conn, backend):
+            conn.close()
+            backend.close()
+            return
+        try:
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if early:
+                backend.sendall(early)
+            back = threading.Thread(target=_relay, args=(backend, conn), daemon=True)
+            back.start()
+            _relay(conn, backend)
+            back.join()
+        except OSError:
+            pass
+        finally:
+            self._untrack(conn, backend)
+
+    def _route(self, request: ConnectRequest) -> Route:
+        name = request.headers.get(SERVICE_HEADER, "")
+        service = self._services.get(name)
+        if service is None:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise TunnelRefused(404, f"no tunnel for service {name!r}; tunnelled services: {known}")
+        route = self._table.lookup(service.key, DEFAULT)
+        if route is None and self._retry_discovery():
+            route = self._table.lookup(service.key, DEFAULT)
+        if route is None:
+            raise TunnelRefused(503, f"no backend serves {service.key} for the default store")
+        return route
+
+    @staticmethod
+    def _open(route: Route) -> socket.socket:
+        try:
+            return _connect(route.address)
+        except OSError as exc:
+            raise TunnelRefused(502, f"{route.describe()} is unavailable: {exc}") from None
+
+    @staticmethod
+    def _refuse(conn: socket.socket, refused: TunnelRefused) -> None:
+        reason = refused.reason.replace("\r", " ").replace("\n", " ")
+        body = (reason + "\n").encode("utf-8", "replace")
+        try:
+            conn.sendall(
+                f"HTTP/1.1 {refused.status} {reason}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode(
+                    "utf-8", "replace"
+                )
+                + body
+            )
+        except OSError:
+            pass
+        finally:
+            conn.close()

@@ -1,0 +1,252 @@
+"""Gateway tunnels: a client connection pinned to the tracking/registry backend, relayed as bytes.
+
+Real gateway, real services on port 0, real sockets; gRPC's own HTTP CONNECT support is the
+client, as in the SDK.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+from pathlib import Path
+
+import grpc
+import pytest
+
+import mlgrid
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
+from mlgrid.exceptions import TemporarilyUnavailable
+from mlgrid.transport import Transport
+from mlgrid_services.gateway.app import start_gateway
+from tests.fixtures.stack import Stack, start_stack
+
+TRACKING = "mlgrid.api.tracking.v1.TrackingService"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(
+        tmp_path_factory.mktemp("tunnel"), services=["tracking", "registry"]
+    ) as running:
+        yield running
+
+
+def tunnel_port(stack: Stack) -> int:
+    assert stack.gateway.tunnel is not None
+    return stack.gateway.tunnel.port
+
+
+def raw_connect(port: int, head: str) -> str:
+    """Sends ``head`` to the tunnel port; returns the gateway's answer up to the blank line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode("utf-8", "replace")
+
+
+def tunnelled_stub(port: int, service: str = TRACKING, target: str = "anything:1") -> Any:
+    channel = grpc.insecure_channel(
+        target,
+        options=[
+            ("grpc.http_proxy", f"http://127.0.0.1:{port}"),
+            ("grpc.http_connect_headers", f"mlgrid-service:{service}"),
+        ],
+    )
+    return channel, pb_grpc.TrackingServiceStub(channel)
+
+
+def test_the_gateway_announces_its_tunnel_port(stack: Stack) -> None:
+    info = common_pb2_grpc.BackendInfoServiceStub(stack.channel()).GetBackendInfo(
+        common_pb2.GetBackendInfoRequest(), timeout=5
+    )
+    assert info.tunnel_port == tunnel_port(stack) > 0
+
+
+def test_grpc_over_a_tunnel_reaches_the_tracking_backend(stack: Stack) -> None:
+    channel, stub = tunnelled_stub(tunnel_port(stack))
+    with channel:
+        created = stub.CreateExperiment(pb.CreateExperimentRequest(name="through-a-tunnel"))
+        got = stub.GetExperiment(pb.GetExperimentRequest(experiment_id=created.experiment_id))
+    assert got.experiment.name == "through-a-tunnel"
+
+
+def test_the_target_a_client_names_is_ignored(stack: Stack) -> None:
+    """Only backends in the routing table are reachable: the CONNECT target cannot steer."""
+    channel, stub = tunnelled_stub(tunnel_port(stack), target="169.254.169.254:80")
+    with channel:
+        created = stub.CreateExperiment(pb.CreateExperimentRequest(name="not-steered"), timeout=5)
+    assert created.experiment_id
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "says"),
+    [
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "400", "only 'CONNECT <target> HTTP/1.1'"),
+        ("CONNECT x:1 HTTP/1.1\r\n\r\n", "404", "no tunnel for service ''"),
+        (
+            "CONNECT x:1 HTTP/1.1\r\nmlgrid-service: mlgrid.api.artifacts.v1.ArtifactsService\r\n\r\n",
+            "404",
+            # routed per request, so never tunnelled; the answer lists what is
+            "services: mlgrid.api.registry.v1.RegistryService, mlgrid.api.tracking.v1.TrackingService",
+        ),
+        ("CONNECT x:1 HTTP/1.1\r\nno colon here\r\n\r\n", "400", "malformed header line"),
+        ("CONNECT x:1 HTTP/1.1\r\nx-big: " + "a" * 9000 + "\r\n\r\n", "431", "longer than"),
+    ],
+)
+def test_bad_requests_get_a_clear_http_answer(
+    stack: Stack, head: str, status: str, says: str
+) -> None:
+    answer = raw_connect(tunnel_port(stack), head)
+    assert answer.startswith(f"HTTP/1.1 {status} ")
+    assert says in answer
+
+
+def test_a_service_with_no_backend_gets_503_naming_it(tmp_path: Path) -> None:
+    gateway = start_gateway(tunnel_port=0)
+    try:
+        assert gateway.tunnel is not None
+        answer = raw_connect(
+            gateway.tunnel.port, f"CONNECT x:1 HTTP/1.1\r\nmlgrid-service: {TRACKING}\r\n\r\n"
+        )
+    finally:
+        gateway.stop(grace=0)
+    assert answer.startswith("HTTP/1.1 503 no backend serves tracking")
+
+
+def test_a_backend_that_is_down_gets_502_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    gateway = start_gateway(tunnel_port=0)
+    try:
+        gateway.add_route("tracking", "", dead)
+        assert gateway.tunnel is not None
+        answer = raw_connect(
+            gateway.tunnel.port, f"CONNECT x:1 HTTP/1.1\r\nmlgrid-service: {TRACKING}\r\n\r\n"
+        )
+    finally:
+        gateway.stop(grace=0)
+    assert answer.startswith(f"HTTP/1.1 502 default tracking backend at {dead}")
+    assert "is unavailable" in answer
+
+
+def test_stopping_the_gateway_closes_its_tunnels(tmp_path: Path) -> None:
+    with start_stack(tmp_path, services=["tracking"]) as own:
+        channel, stub = tunnelled_stub(tunnel_port(own))
+        with channel:
+            stub.CreateExperiment(pb.CreateExperimentRequest(name="before-stop"), timeout=5)
+            own.gateway.stop(grace=0)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.CreateExperiment(pb.CreateExperimentRequest(name="after-stop"), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+# -- the SDK -----------------------------------------------------------------------------------
+
+
+def test_the_sdk_sends_tracking_and_registry_calls_through_the_tunnel(stack: Stack) -> None:
+    transport = Transport(stack.tracking_uri)
+    try:
+        client = mlgrid.MlflowClient(stack.tracking_uri)
+        client._transport = transport  # this test's own transport, to look inside it
+        experiment = client.create_experiment("sdk-tunnel")
+        run = client.create_run(experiment).info.run_id
+        client.log_metric(run, "loss", 0.5, step=1)
+        client.create_registered_model("tunnelled-model")
+        assert transport._tunnels is not None and transport._tunnels.in_use
+        assert set(transport._tunnel_stubs) == {"tracking", "registry"}
+        assert [m.value for m in client.get_metric_history(run, "loss")] == [0.5]
+        assert client.get_registered_model("tunnelled-model").name == "tunnelled-model"
+    finally:
+        transport.close()
+
+
+def test_the_sdk_uses_the_gateway_port_when_tunnels_are_off(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLGRID_GATEWAY_TUNNELS", "false")
+    transport = Transport(stack.tracking_uri)
+    try:
+        assert transport.tracking is transport._gateway_tracking
+        stub = transport.tracking
+        created = transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="no-tun"))
+        assert created.experiment_id
+        assert transport._tunnels is not None and not transport._tunnels.in_use
+    finally:
+        transport.close()
+
+
+def test_calls_naming_a_store_are_not_tunnelled(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway routes those per call (mlgrid-store-uri); a tunnel is pinned to the default."""
+    monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
+    transport = Transport(stack.tracking_uri)
+    try:
+        assert transport.tracking is transport._gateway_tracking
+        assert transport.registry is transport._gateway_registry
+    finally:
+        transport.close()
+
+
+def test_the_sdk_falls_back_when_the_tunnel_port_is_unreachable(tmp_path: Path) -> None:
+    with start_stack(tmp_path, services=["tracking"]) as own:
+        assert own.gateway.tunnel is not None
+        own.gateway.tunnel.stop()  # announced, but nobody listens any more
+        transport = Transport(own.tracking_uri)
+        try:
+            started = time.monotonic()
+            stub = transport.tracking
+            assert stub is transport._gateway_tracking
+            assert time.monotonic() - started < 5
+            created = transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="fb"))
+            assert created.experiment_id
+        finally:
+            transport.close()
+
+
+def test_a_backend_lost_behind_a_tunnel_is_reported_then_named_by_the_gateway(
+    tmp_path: Path,
+) -> None:
+    own = start_stack(tmp_path, services=["tracking"])
+    transport = Transport(own.tracking_uri)
+    try:
+        stub = transport.tracking
+        assert stub is not transport._gateway_tracking  # tunnelled
+        transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="alive"))
+        own.servers["tracking"].stop(grace=0)
+        request = pb.CreateExperimentRequest(name="gone")
+        with pytest.raises(TemporarilyUnavailable):
+            transport.call(transport.tracking.CreateExperiment, request, timeout=5)
+        # The next call goes through the gateway port, whose error names the backend.
+        assert transport.tracking is transport._gateway_tracking
+        with pytest.raises(TemporarilyUnavailable) as named:
+            transport.call(transport.tracking.CreateExperiment, request, timeout=5)
+        assert "default tracking backend at" in str(named.value)
+    finally:
+        transport.close()
+        own.stop()
+
+
+def test_a_store_named_after_the_tunnel_opened_still_reaches_the_gateway_port(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = Transport(stack.tracking_uri)
+    try:
+        tunnelled = transport.tracking
+        assert tunnelled is not transport._gateway_tracking
+        monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
+        assert transport.tracking is transport._gateway_tracking
+        monkeypatch.delenv("MLGRID_STORE_URI")
+        assert transport.tracking is tunnelled
+    finally:
+        transport.close()
