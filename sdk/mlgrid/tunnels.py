@@ -34,8 +34,11 @@ TUNNELLED_SERVICES = {
 }
 #: Seconds to wait for the gateway's announcement and for a tunnel to connect, once.
 SETUP_TIMEOUT_S = 2.0
-#: After a tunnel fails, calls use the gateway port for this long before a tunnel is tried again.
+#: After a tunnelled call fails, calls use the gateway port this long before a tunnel is tried again.
 RETRY_AFTER_S = 30.0
+#: After the tunnel port could not be reached at all (e.g. only the gRPC port is forwarded), the
+#: gateway port is used this long: each new attempt costs up to SETUP_TIMEOUT_S.
+UNREACHABLE_RETRY_AFTER_S = 600.0
 
 
 def _proxy_host(host: str) -> str:
@@ -102,7 +105,7 @@ class Tunnels:
         except grpc.FutureTimeoutError:
             channel.close()
             log.debug("tunnel to the %s backend did not connect; using the gateway port", service)
-            self._unusable_until[service] = time.monotonic() + RETRY_AFTER_S
+            self._unusable_until[service] = time.monotonic() + UNREACHABLE_RETRY_AFTER_S
             return None
         self._channels[service] = channel
         return channel

@@ -67,10 +67,31 @@ def test_each_component_has_a_deployment_and_a_matching_service() -> None:
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
         assert service["spec"]["selector"].items() <= pod_labels.items()
-        (port,) = container(deployment)["ports"]
-        (service_port,) = service["spec"]["ports"]
-        assert service_port["targetPort"] == port["name"] == "grpc"
-        assert service_port["port"] == port["containerPort"]
+        ports = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}
+        exposed = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
+        # Every process serves gRPC; the gateway also its tunnel port (tracking/registry
+        # clients connect there to reach their backend in one gRPC hop).
+        assert ports == exposed
+        assert set(ports) == ({"grpc", "tunnel"} if component == "gateway" else {"grpc"})
+
+
+def test_the_gateway_tunnel_port_matches_its_argument_and_can_be_turned_off(
+    tmp_path: Path,
+) -> None:
+    files = {ROUTES_PATH: routes_file(render(), tmp_path)}
+    gateway = container(by_kind(render(), "Deployment")["demo-mlgrid-gateway"])
+    _, params = parse(gateway["args"], files)
+    tunnel = next(p for p in gateway["ports"] if p["name"] == "tunnel")
+    assert params["tunnel_port"] == tunnel["containerPort"] == 50050
+    assert params["no_tunnel"] is False
+
+    off = render({"gateway": {"tunnel": {"enabled": False}}})
+    gateway = container(by_kind(off, "Deployment")["demo-mlgrid-gateway"])
+    _, params = parse(gateway["args"], files)
+    assert params["no_tunnel"] is True
+    assert [p["name"] for p in gateway["ports"]] == ["grpc"]
+    service = by_kind(off, "Service")["demo-mlgrid-gateway"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["grpc"]
 
 
 def test_deployment_args_are_valid_mlgrid_commands(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_compose_has_the_stack_and_its_dependencies(compose: dict[str, Any]) -> 
     # The one public port is the gateway's.
     published = {name for name, svc in services.items() if svc.get("ports")}
     assert "gateway" in published and not published & {"tracking", "registry", "projects"}
-    assert services["gateway"]["ports"] == ["50051:50051"]
+    assert services["gateway"]["ports"] == ["50051:50051", "50050:50050"]
 
 
 def test_every_mlgrid_command_is_a_valid_cli_invocation(compose: dict[str, Any]) -> None:

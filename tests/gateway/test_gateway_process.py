@@ -114,3 +114,22 @@ def test_malformed_config_file_stops_the_gateway_with_the_reason(tmp_path: Path)
     )
     assert result.returncode != 0
     assert "backends[0]: 'address' must be a non-empty" in result.stderr
+
+
+@pytest.mark.parametrize(("extra", "tunnelled"), [((), True), (("--no-tunnel",), False)])
+def test_the_gateway_process_announces_its_tunnel_port(
+    extra: tuple[str, ...], tunnelled: bool
+) -> None:
+    from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+
+    proc, address = start_gateway_process(*extra)
+    try:
+        with grpc.insecure_channel(address) as channel:
+            info = common_pb2_grpc.BackendInfoServiceStub(channel).GetBackendInfo(
+                common_pb2.GetBackendInfoRequest(), timeout=10
+            )
+        # With --port 0 the tunnel listener takes any free port too (never the fixed 50050).
+        assert (info.tunnel_port not in (0, 50050)) if tunnelled else info.tunnel_port == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
