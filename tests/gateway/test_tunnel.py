@@ -110,31 +110,30 @@ def test_bad_requests_get_a_clear_http_answer(
     assert says in answer
 
 
-def test_a_service_with_no_backend_gets_503_naming_it(tmp_path: Path) -> None:
+def tracking_tunnel_answer(tracking_backend: str | None) -> str:
+    """What a fresh gateway (tracking routed to ``tracking_backend``, if any) answers a CONNECT."""
     gateway = start_gateway(tunnel_port=0)
     try:
+        if tracking_backend is not None:
+            gateway.add_route("tracking", "", tracking_backend)
         assert gateway.tunnel is not None
-        answer = raw_connect(
+        return raw_connect(
             gateway.tunnel.port, f"CONNECT x:1 HTTP/1.1\r\nmlgrid-service: {TRACKING}\r\n\r\n"
         )
     finally:
         gateway.stop(grace=0)
+
+
+def test_a_service_with_no_backend_gets_503_naming_it() -> None:
+    answer = tracking_tunnel_answer(None)
     assert answer.startswith("HTTP/1.1 503 no backend serves tracking")
 
 
-def test_a_backend_that_is_down_gets_502_naming_it(tmp_path: Path) -> None:
+def test_a_backend_that_is_down_gets_502_naming_it() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{probe.getsockname()[1]}"
-    gateway = start_gateway(tunnel_port=0)
-    try:
-        gateway.add_route("tracking", "", dead)
-        assert gateway.tunnel is not None
-        answer = raw_connect(
-            gateway.tunnel.port, f"CONNECT x:1 HTTP/1.1\r\nmlgrid-service: {TRACKING}\r\n\r\n"
-        )
-    finally:
-        gateway.stop(grace=0)
+    answer = tracking_tunnel_answer(dead)
     assert answer.startswith(f"HTTP/1.1 502 default tracking backend at {dead}")
     assert "is unavailable" in answer
 

@@ -38,6 +38,6 @@ def test_upgrade_creates_the_tables_next_to_trackings_and_is_repeatable(empty_db
         assert tables >= REGISTRY_TABLES | {"alembic_version_registry", "alembic_version_tracking"}
         with engine.connect() as conn:
             revisions = conn.execute(text("SELECT version_num FROM alembic_version_registry")).all()
-        assert revisions == [("r0001_initial",)]
+        assert revisions == [("r0002_change_notify",)]
     finally:
         engine.dispose()

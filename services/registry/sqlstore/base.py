@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import ResourceDoesNotExist
-from mlgrid_services.common.sql import make_engine, normalize_db_uri
+from mlgrid_services.common.sql import make_engine, normalize_db_uri, write_transaction
 
 from .. import migrations
 from ..search import OrderBy
+from . import pgfast
 from . import queries as q
+from .changefeed import ChangeFeed
+from .pgfast import PgConnections
+from .readcache import ReadCache
 from .schema import model_versions, registered_models
 
 READY = registry_pb2.MODEL_VERSION_STATUS_READY
@@ -31,6 +37,10 @@ def version_not_found(name: str, version: int) -> ResourceDoesNotExist:
     return ResourceDoesNotExist(f"Model Version (name={name!r}, version={version}) not found")
 
 
+def alias_not_found(name: str, alias: str) -> ResourceDoesNotExist:
+    return ResourceDoesNotExist(f"Registered model alias {alias!r} of model {name!r} not found")
+
+
 def _engine_options(store_uri: str) -> dict[str, Any]:
     """PostgreSQL: no server-side prepared statements. The registry's statements are cheap to
     plan, and psycopg's auto-prepare (after 5 runs per pooled connection) measured about 3x
@@ -41,17 +51,38 @@ def _engine_options(store_uri: str) -> dict[str, Any]:
 
 
 class SqlStoreBase:
-    """Engine (schema migrated to head on open) and the lookups every operation needs."""
+    """Engine (schema migrated to head on open) and the lookups every operation needs.
+
+    On PostgreSQL also: the single-statement fast paths (pgfast.py) and a read cache of model
+    versions kept coherent by write bookkeeping and a change feed (readcache.py, changefeed.py).
+    """
 
     def __init__(self, store_uri: str, *, migrate: bool = True) -> None:
         self.store_uri = store_uri
         self.engine = make_engine(store_uri, **_engine_options(store_uri))
         self.dialect = self.engine.dialect.name
+        #: PostgreSQL only: connections for the single-statement hot paths (see pgfast).
+        self.pg = PgConnections(self.engine) if self.dialect == "postgresql" else None
+        #: Version reads (PostgreSQL only: on SQLite the change feed never turns it on).
+        self.cache = ReadCache()
         if migrate:
             migrations.upgrade(self.engine)
+        # After migrating: the feed only turns the cache on once the change triggers exist.
+        self._feed = ChangeFeed(self.pg.connect, self.cache) if self.pg is not None else None
 
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
+        if self.pg is not None:
+            self.pg.close()
         self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; the read cache is emptied before it starts and after it ends.
+        Every write of the store goes through here (or through ``self.cache.writing()``)."""
+        with self.cache.writing(), write_transaction(self.engine) as conn:
+            yield conn
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -92,6 +123,30 @@ class SqlStoreBase:
             self._model_id(conn, name)  # a missing model is reported as such
             raise version_not_found(name, version)
         return q.load_versions(conn, rows)[0]
+
+    def _fast_version_read(
+        self,
+        key: tuple[str, str, Any],
+        sql: str,
+        params: dict[str, Any],
+        not_found: Callable[[], ResourceDoesNotExist],
+    ) -> registry_pb2.ModelVersion:
+        """PostgreSQL: one model version through the read cache, else one statement of pgfast
+        (``params`` has the model's ``name``; ``not_found`` is the error when the model exists
+        but ``sql`` finds no row)."""
+        assert self.pg is not None
+        cached, token = self.cache.lookup(key)
+        if cached is not None:
+            return cached
+        name = params["name"]
+        row = self.pg.fetchone(sql, params)
+        if row is None:
+            if self.pg.fetchone(pgfast.MODEL_EXISTS, {"name": name}) is None:
+                raise model_not_found(name)
+            raise not_found()
+        entity = pgfast.version_from_row(name, row)
+        self.cache.store(key, token, entity)
+        return entity
 
     @staticmethod
     def _ordering(

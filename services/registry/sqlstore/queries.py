@@ -267,29 +267,30 @@ TAKE_NEXT_VERSION = (
 
 def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.ModelVersion]:
     """Entities for version rows; their tags and aliases come back in one UNION ALL query
-    (round trips dominate the cost of a small read)."""
+    (round trips dominate the cost of a small read). Rows are read by position (model_id 0,
+    version 2: see VERSION_SELECT) and fetched whole: a search hands over up to 1,000 rows,
+    where per-row attribute lookups and fetchone calls cost more than the SQL."""
     if not rows:
         return []
-    params = {
-        "ids": sorted({row.model_id for row in rows}),
-        "low": min(row.version for row in rows),
-        "high": max(row.version for row in rows),
-    }
-    tags: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
-    aliases: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for extra in conn.execute(VERSION_EXTRAS, params):
-        key = (extra.model_id, extra.version)
-        if extra.kind == "t":
-            tags[key].append((extra.name, extra.value))
+    ids = {row[0] for row in rows}
+    numbers = [row[2] for row in rows]
+    params = {"ids": sorted(ids), "low": min(numbers), "high": max(numbers)}
+    tags: dict[tuple[int, int], list[tuple[str, str]]] = {}
+    aliases: dict[tuple[int, int], list[str]] = {}
+    for kind, model_id, version, name, value in conn.execute(VERSION_EXTRAS, params).all():
+        if kind == "t":
+            tags.setdefault((model_id, version), []).append((name, value))
         else:
-            aliases[key].append(extra.name)
+            aliases.setdefault((model_id, version), []).append(name)
     no_tags: list[tuple[str, str]] = []
     no_aliases: list[str] = []
+    if not tags and not aliases:
+        return [version_from_row(row, no_tags, no_aliases) for row in rows]
     return [
         version_from_row(
             row,
-            tags.get((row.model_id, row.version), no_tags),
-            aliases.get((row.model_id, row.version), no_aliases),
+            tags.get((row[0], row[2]), no_tags),
+            aliases.get((row[0], row[2]), no_aliases),
         )
         for row in rows
     ]

@@ -14,13 +14,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlgrid.api.registry.v1 import registry_pb2
-from mlgrid.exceptions import ResourceAlreadyExists, ResourceDoesNotExist
+from mlgrid.exceptions import ResourceAlreadyExists
 from mlgrid.registry.store import SEARCH_MODELS_DEFAULT, AbstractRegistryStore, Page
-from mlgrid_services.common.sql import write_transaction
 
 from ..search import MODEL_GRAMMAR, OrderBy, parse_filter, parse_order_by
+from . import pgfast
 from . import queries as q
-from .base import now_ms
+from .base import alias_not_found, now_ms
 from .schema import (
     model_version_tags,
     model_versions,
@@ -45,7 +45,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
     ) -> registry_pb2.RegisteredModel:
         when = now_ms()
         try:
-            with write_transaction(self.engine) as conn:
+            with self._write() as conn:
                 model_id = conn.execute(
                     insert(registered_models)
                     .values(
@@ -77,7 +77,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
 
     def rename_registered_model(self, name: str, new_name: str) -> registry_pb2.RegisteredModel:
         try:
-            with write_transaction(self.engine) as conn:
+            with self._write() as conn:
                 model_id = self._model_id(conn, name)
                 conn.execute(
                     update(registered_models)
@@ -91,7 +91,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
             ) from None
 
     def update_registered_model(self, name: str, description: str) -> registry_pb2.RegisteredModel:
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._model_id(conn, name)
             conn.execute(
                 update(registered_models)
@@ -102,7 +102,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
 
     def delete_registered_model(self, name: str) -> None:
         # Children first, explicitly: the result must not depend on the FK cascade being on.
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._model_id(conn, name)
             for table in (registered_model_aliases, model_version_tags, registered_model_tags):
                 conn.execute(delete(table).where(table.c.model_id == model_id))
@@ -148,7 +148,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
             return q.load_versions(conn, rows)
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._model_id(conn, name)
             changed = conn.execute(
                 update(registered_model_tags)
@@ -163,7 +163,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
                 )
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._model_id(conn, name)
             # A missing tag is not an error (MLflow's registry is idempotent here).
             conn.execute(
@@ -175,7 +175,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
     # --- aliases -----------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name: str, alias: str, version: int) -> None:
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._require_version(conn, name, version)
             match = (
                 registered_model_aliases.c.model_id == model_id,
@@ -192,7 +192,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
             self._touch_model(conn, model_id, now_ms())
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with self._write() as conn:
             model_id = self._model_id(conn, name)
             conn.execute(
                 delete(registered_model_aliases).where(
@@ -202,11 +202,16 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
             )
 
     def get_model_version_by_alias(self, name: str, alias: str) -> registry_pb2.ModelVersion:
+        if self.pg is not None:
+            return self._fast_version_read(
+                ("alias", name, alias),
+                pgfast.VERSION_BY_ALIAS,
+                {"name": name, "alias": alias},
+                lambda: alias_not_found(name, alias),
+            )
         with self.engine.connect() as conn:
             rows = list(conn.execute(q.VERSION_BY_ALIAS, {"name": name, "alias": alias}))
             if not rows:
                 self._model_id(conn, name)  # a missing model is reported as such
-                raise ResourceDoesNotExist(
-                    f"Registered model alias {alias!r} of model {name!r} not found"
-                )
+                raise alias_not_found(name, alias)
             return q.load_versions(conn, rows)[0]

@@ -1,0 +1,203 @@
+"""PostgreSQL fast path of the registry store: the hot single-row reads and version creation as
+one prepared statement each, on autocommit psycopg connections kept apart from SQLAlchemy.
+
+Why: through SQLAlchemy a get-by-alias cost ~0.37 ms of CPU and four round trips (BEGIN, the
+version row, its tags and aliases, ROLLBACK); one prepared statement on an autocommit connection
+costs ~0.03 ms of CPU and one round trip. Consistency is unchanged: PostgreSQL's READ COMMITTED
+gave each statement of the old transaction its own snapshot anyway, while one statement now sees
+the version, its tags and its aliases in a single snapshot. A statement run in autocommit is its
+own transaction, so a creation either happens whole or not at all.
+
+Connections: made like the engine's own (same URL and connect arguments), autocommit, statements
+prepared on first use (``prepare_threshold=0``). Idle ones wait in a small free list; a connection
+that failed or was left inside a transaction is closed instead of reused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from mlgrid.api.common.v1 import common_pb2
+from mlgrid.api.registry.v1 import registry_pb2
+
+#: Idle connections kept for reuse (half the gRPC server's worker threads); more may be open at
+#: once while calls overlap, each worker thread holding at most one.
+MAX_IDLE = 16
+#: How these connections show in pg_stat_activity.
+APPLICATION_NAME = "mlgrid-registry"
+
+IDLE = psycopg.pq.TransactionStatus.IDLE
+_Tag = common_pb2.Tag
+_ModelVersion = registry_pb2.ModelVersion
+
+# The version's columns, then its tag keys, tag values and aliases as arrays, each ordered the way
+# load_versions orders them (tags by key, aliases by name).
+_VERSION_COLUMNS = """
+    mv.version, mv.creation_time, mv.last_updated_time, mv.description, mv.user_id,
+    mv.current_stage, mv.source, mv.run_id, mv.run_link, mv.status, mv.status_message,
+    ARRAY(SELECT t.key FROM model_version_tags t
+          WHERE t.model_id = mv.model_id AND t.version = mv.version ORDER BY t.key),
+    ARRAY(SELECT t.value FROM model_version_tags t
+          WHERE t.model_id = mv.model_id AND t.version = mv.version ORDER BY t.key),
+    ARRAY(SELECT a.alias FROM registered_model_aliases a
+          WHERE a.model_id = mv.model_id AND a.version = mv.version ORDER BY a.alias)
+"""
+
+VERSION_BY_ALIAS = f"""
+SELECT {_VERSION_COLUMNS}
+FROM registered_models m
+JOIN registered_model_aliases pointer ON pointer.model_id = m.id
+JOIN model_versions mv ON mv.model_id = pointer.model_id AND mv.version = pointer.version
+WHERE m.name = %(name)s AND pointer.alias = %(alias)s
+"""
+
+VERSION_BY_NUMBER = f"""
+SELECT {_VERSION_COLUMNS}
+FROM registered_models m
+JOIN model_versions mv ON mv.model_id = m.id
+WHERE m.name = %(name)s AND mv.version = %(version)s
+"""
+
+MODEL_EXISTS = "SELECT 1 FROM registered_models WHERE name = %(name)s"
+
+# Takes the model's next number and inserts the version and its tags in one statement: the UPDATE
+# locks the model row until the statement's commit, so racing creators queue there and numbers
+# stay unique; any failure rolls the whole statement back, counter included, so they stay
+# gap-free. No row back means no such model.
+CREATE_VERSION = """
+WITH bumped AS (
+    UPDATE registered_models
+    SET last_version = last_version + 1, last_updated_time = %(last_updated_time)s
+    WHERE name = %(name)s
+    RETURNING id, last_version
+), created AS (
+    INSERT INTO model_versions (
+        model_id, version, creation_time, last_updated_time, description, user_id,
+        current_stage, source, storage_location, run_id, run_link, status, status_message)
+    SELECT id, last_version, %(creation_time)s, %(last_updated_time)s, %(description)s,
+        %(user_id)s, %(current_stage)s, %(source)s, %(storage_location)s, %(run_id)s,
+        %(run_link)s, %(status)s, %(status_message)s
+    FROM bumped
+    RETURNING model_id, version
+), tagged AS (
+    INSERT INTO model_version_tags (model_id, version, key, value)
+    SELECT created.model_id, created.version, tag.key, tag.value
+    FROM created, unnest(%(tag_keys)s::text[], %(tag_values)s::text[]) AS tag(key, value)
+)
+SELECT version FROM created
+"""
+
+
+def version_from_row(name: str, row: Sequence[Any]) -> registry_pb2.ModelVersion:
+    """The entity for a row of the statements above (``name`` is the one asked for)."""
+    (
+        version,
+        created,
+        updated,
+        description,
+        user_id,
+        stage,
+        source,
+        run_id,
+        run_link,
+        status,
+        status_message,
+        tag_keys,
+        tag_values,
+        aliases,
+    ) = row
+    entity = _ModelVersion(
+        name=name,
+        version=str(version),
+        creation_timestamp=created,
+        last_updated_timestamp=updated,
+        user_id=user_id,
+        current_stage=stage,
+        description=description,
+        source=source,
+        run_id=run_id,
+        status=status,
+        status_message=status_message,
+        run_link=run_link,
+    )
+    if tag_keys:
+        entity.tags.extend(_Tag(key=k, value=v) for k, v in zip(tag_keys, tag_values, strict=True))
+    if aliases:
+        entity.aliases.extend(aliases)
+    return entity
+
+
+class PgConnections:
+    """Autocommit psycopg connections to the engine's database, reused through a free list.
+
+    Each idle entry keeps its cursor too: making a cursor per call measured ~40% of the
+    statement's client CPU.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._args, self._kwargs = engine.dialect.create_connect_args(engine.url)
+        self._idle: list[psycopg.Cursor[Any]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fetchone(
+        self, sql: str, params: dict[str, Any], *, idempotent: bool = True
+    ) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` (None for none). A read (``idempotent``) that finds its reused
+        connection dead, e.g. after a PostgreSQL restart, runs once more on a new one; a write
+        never does, since it may have committed before the connection died."""
+        cursor, reused = self._take()
+        try:
+            return cursor.execute(sql, params).fetchone()
+        except psycopg.OperationalError:
+            if not cursor.connection.broken:
+                raise
+            self._drop_idle()  # they most likely died with this one
+            if not (reused and idempotent):
+                raise
+        finally:
+            self._give_back(cursor)
+        cursor, _ = self._take()
+        try:
+            return cursor.execute(sql, params).fetchone()
+        finally:
+            self._give_back(cursor)
+
+    def connect(self, **options: Any) -> psycopg.Connection[Any]:
+        """A new autocommit connection, made as the engine makes its own; ``options`` (libpq
+        parameters) apply unless the store URI sets them."""
+        kwargs = {**options, **self._kwargs}
+        return psycopg.connect(*self._args, **kwargs, autocommit=True, prepare_threshold=0)
+
+    def _take(self) -> tuple[psycopg.Cursor[Any], bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self.connect(application_name=APPLICATION_NAME).cursor(), False
+
+    def _give_back(self, cursor: psycopg.Cursor[Any]) -> None:
+        conn = cursor.connection
+        # Only a connection that is idle outside any transaction is safe to hand to another
+        # call (an interrupted statement leaves it mid-protocol).
+        reusable = not conn.broken and conn.info.transaction_status == IDLE
+        with self._lock:
+            if reusable and not self._closed and len(self._idle) < MAX_IDLE:
+                self._idle.append(cursor)
+                return
+        conn.close()
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for cursor in idle:
+            cursor.connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._drop_idle()
