@@ -189,6 +189,15 @@ MLGRID_GATEWAY_TUNNELS = EnvironmentVariable(
     "backend when the gateway offers one (false: every call through the gateway port).",
     fallback=None,
 )
+MLGRID_REGISTRY_READ_CACHE = EnvironmentVariable(
+    "MLGRID_REGISTRY_READ_CACHE",
+    _parse_bool,
+    True,
+    "Registry service on PostgreSQL: cache model-version reads, kept coherent by change "
+    "notifications (false: every read asks the database; for strict consistency across "
+    "several registry replicas).",
+    fallback=None,
+)
 MLGRID_SOURCE_TYPE = _str("MLGRID_SOURCE_TYPE", "Overrides mlflow.source.type (PROJECT, JOB, …).")
 MLGRID_SOURCE_NAME = _str("MLGRID_SOURCE_NAME", "Overrides mlflow.source.name.")
 MLGRID_STORE_URI = EnvironmentVariable[str | None](

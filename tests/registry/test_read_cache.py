@@ -316,3 +316,21 @@ def test_the_oldest_entry_goes_when_the_cache_is_full(cache: ReadCache) -> None:
     assert cache.lookup("a")[0] is None
     assert cache.lookup("b")[0] is not None
     assert cache.lookup("c")[0] is not None
+
+
+def test_with_the_cache_turned_off_another_stores_write_shows_at_once(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLGRID_REGISTRY_READ_CACHE=false: strict consistency across replicas, no waiting."""
+    monkeypatch.setenv("MLGRID_REGISTRY_READ_CACHE", "false")
+    here = SqlRegistryStore(fresh_postgres_url)
+    there = SqlRegistryStore(fresh_postgres_url)
+    try:
+        _model_with_alias(here)
+        assert here.get_model_version_by_alias("m", "champion").version == "1"
+        assert not here.cache.enabled
+        there.set_registered_model_alias("m", "champion", 2)
+        assert here.get_model_version_by_alias("m", "champion").version == "2"
+    finally:
+        here.close()
+        there.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from mlgrid import environment as env
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import ResourceDoesNotExist
 from mlgrid_services.common.sql import make_engine, normalize_db_uri, write_transaction
@@ -68,7 +69,10 @@ class SqlStoreBase:
         if migrate:
             migrations.upgrade(self.engine)
         # After migrating: the feed only turns the cache on once the change triggers exist.
-        self._feed = ChangeFeed(self.pg.connect, self.cache) if self.pg is not None else None
+        # Without the feed the cache stays off (a deployment can ask for that: several
+        # replicas may then never serve a read older than the database).
+        use_cache = self.pg is not None and env.MLGRID_REGISTRY_READ_CACHE.get()
+        self._feed = ChangeFeed(self.pg.connect, self.cache) if use_cache and self.pg else None
 
     def close(self) -> None:
         if self._feed is not None:
