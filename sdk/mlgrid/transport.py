@@ -24,6 +24,7 @@ from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
 from mlgrid.tunnels import Tunnels
+from mlgrid.uris import uri_scheme
 
 #: Metadata key naming the tracking/registry store a call is meant for (DESIGN.md, routing).
 STORE_URI_METADATA = "mlgrid-store-uri"
@@ -82,7 +83,7 @@ class Transport:
     _embedded: EmbeddedStack | None = field(init=False, default=None)
     #: Tunnels to the tracking and registry backends (plain grpc:// gateways only).
     _tunnels: Tunnels | None = field(init=False, default=None)
-    _tunnel_stubs: dict[str, tuple[grpc.Channel, Any]] = field(init=False, default_factory=dict)
+    _tunnel_stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = field(init=False, default_factory=dict)
     #: Extra metadata sources (request header providers); each is called per call.
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
 
@@ -124,16 +125,26 @@ class Transport:
         stub = self._tunnelled("registry", registry_service_pb2_grpc.RegistryServiceStub)
         return stub if stub is not None else self._gateway_registry
 
-    def _tunnelled(self, service: str, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+    def artifacts_for(self, artifact_uri: str) -> artifacts_service_pb2_grpc.ArtifactsServiceStub:
+        """The artifacts stub for calls on ``artifact_uri``: over the tunnel of its scheme when
+        the gateway offers tunnels (bulk bytes are then relayed, not re-sent by the gateway)."""
+        route = f"{uri_scheme(artifact_uri)}:"
+        stub = self._tunnelled("artifacts", artifacts_service_pb2_grpc.ArtifactsServiceStub, route)
+        return stub if stub is not None else self.artifacts
+
+    def _tunnelled(
+        self, service: str, stub_class: Callable[[grpc.Channel], Any], route: str = ""
+    ) -> Any:
         if self._tunnels is None:
             return None
-        channel = self._tunnels.channel(service)
+        channel = self._tunnels.channel(service, route)
         if channel is None:
             return None
-        cached = self._tunnel_stubs.get(service)
+        key = (service, route)
+        cached = self._tunnel_stubs.get(key)
         if cached is None or cached[0] is not channel:
             cached = (channel, stub_class(channel))
-            self._tunnel_stubs[service] = cached
+            self._tunnel_stubs[key] = cached
         return cached[1]
 
     def _note_failure(self, err: grpc.RpcError) -> None:

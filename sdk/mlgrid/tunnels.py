@@ -3,9 +3,11 @@
 A gateway may announce a tunnel port (``GetBackendInfoResponse.tunnel_port``). Tracking and
 registry calls then go over a channel that gRPC itself opens through the gateway with HTTP
 ``CONNECT`` (the ``grpc.http_proxy`` channel argument), pinned to that service's backend: one
-gRPC hop instead of two, which is most of a small call's cost. Everything else (artifacts,
-projects, calls naming a store with ``MLGRID_STORE_URI``) stays on the gateway's own port,
-where the gateway routes every call by its content.
+gRPC hop instead of two, which is most of a small call's cost. Artifact calls get one tunnel
+per URI scheme (header ``mlgrid-route: <scheme>:``), and each call goes down the tunnel of its
+URI's scheme: bytes are relayed, not re-sent message by message. Everything else (projects,
+calls naming a store with ``MLGRID_STORE_URI``) stays on the gateway's own port, where the
+gateway routes every call by its content.
 
 Tunnels are an optimisation, never a requirement: no announcement, a port that cannot be
 reached (a load balancer that only forwards the gRPC port), ``MLGRID_GATEWAY_TUNNELS=false`` or
@@ -26,12 +28,15 @@ from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-#: Services whose calls can be tunnelled: routed by store, so every call of a client goes to
-#: the same backend.
+#: Services whose calls can be tunnelled: tracking and registry are routed by store, so every
+#: call of a client goes to the same backend; artifacts by the scheme the caller passes.
 TUNNELLED_SERVICES = {
     "tracking": "mlgrid.api.tracking.v1.TrackingService",
     "registry": "mlgrid.api.registry.v1.RegistryService",
+    "artifacts": "mlgrid.api.artifacts.v1.ArtifactsService",
 }
+#: Routed by the store the caller names: tunnelled only for the default store.
+_STORE_ROUTED = frozenset({"tracking", "registry"})
 #: Seconds to wait for the gateway's announcement and for a tunnel to connect, once.
 SETUP_TIMEOUT_S = 2.0
 #: After a tunnelled call fails, calls use the gateway port this long before a tunnel is tried again.
@@ -45,6 +50,30 @@ def _proxy_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _connects(channel: grpc.Channel, timeout: float) -> bool:
+    """True once ``channel`` is READY; False at its first failure (the tunnel port refused, or
+    the gateway answered the CONNECT with an error) or after ``timeout`` seconds."""
+    settled = threading.Event()
+    final: list[grpc.ChannelConnectivity] = []
+    ends = (
+        grpc.ChannelConnectivity.READY,
+        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+        grpc.ChannelConnectivity.SHUTDOWN,
+    )
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in ends and not settled.is_set():
+            final.append(state)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(timeout)
+    finally:
+        channel.unsubscribe(watch)
+    return bool(final) and final[0] is grpc.ChannelConnectivity.READY
+
+
 class Tunnels:
     """The tunnelled channels of one transport, opened on first use."""
 
@@ -56,25 +85,35 @@ class Tunnels:
         self._options = channel_options
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
-        self._channels: dict[str, grpc.Channel] = {}
-        self._unusable_until: dict[str, float] = {}
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        #: Per (service, route): no tunnel attempt before this time (monotonic seconds).
+        self._unusable_until: dict[tuple[str, str], float] = {}
+        #: After a tunnelled call failed: no tunnel of any kind before this time.
+        self._all_unusable_until = 0.0
 
-    def channel(self, service: str) -> grpc.Channel | None:
-        """The tunnelled channel for ``service`` ("tracking", "registry"), or None to use the
-        gateway port. Cheap after the first call."""
+    def channel(self, service: str, route: str = "") -> grpc.Channel | None:
+        """The tunnelled channel for ``service`` ("tracking", "registry", "artifacts") and
+        routing value ``route`` (artifacts: ``"<scheme>:"``), or None to use the gateway port.
+        Cheap after the first call."""
         # Read per call: a store named later (MLGRID_STORE_URI) must reach the gateway port,
         # which routes by it, even when a tunnel to the default store is already open.
-        if env.MLGRID_STORE_URI.get() or not env.MLGRID_GATEWAY_TUNNELS.get():
+        if not env.MLGRID_GATEWAY_TUNNELS.get() or (
+            service in _STORE_ROUTED and env.MLGRID_STORE_URI.get()
+        ):
             return None
-        found = self._channels.get(service)
+        key = (service, route)
+        found = self._channels.get(key)
         if found is not None:
             return found
-        if time.monotonic() < self._unusable_until.get(service, 0.0):
+        now = time.monotonic()
+        if now < self._all_unusable_until or now < self._unusable_until.get(key, 0.0):
             return None
         with self._lock:
-            found = self._channels.get(service)
+            found = self._channels.get(key)
             if found is None:
-                found = self._open(service)
+                found = self._open(service, route)
+                if found is not None:
+                    self._channels[key] = found
         return found
 
     def _announced_port(self) -> int:
@@ -89,25 +128,25 @@ class Tunnels:
             self._port = info.tunnel_port
         return self._port
 
-    def _open(self, service: str) -> grpc.Channel | None:
+    def _open(self, service: str, route: str) -> grpc.Channel | None:
         port = self._announced_port()
         if not port:
             return None
+        headers = f"mlgrid-service:{TUNNELLED_SERVICES[service]}"
+        if route:
+            headers += f"\nmlgrid-route:{route}"
         options = [
             *self._options,
             ("grpc.http_proxy", f"http://{_proxy_host(self._host)}:{port}"),
-            ("grpc.http_connect_headers", f"mlgrid-service:{TUNNELLED_SERVICES[service]}"),
+            ("grpc.http_connect_headers", headers),
         ]
         # The target is only a label: the gateway ignores it and picks the backend itself.
         channel = grpc.insecure_channel(f"mlgrid-{service}.tunnel:1", options=options)
-        try:
-            grpc.channel_ready_future(channel).result(timeout=SETUP_TIMEOUT_S)
-        except grpc.FutureTimeoutError:
+        if not _connects(channel, SETUP_TIMEOUT_S):
             channel.close()
-            log.debug("tunnel to the %s backend did not connect; using the gateway port", service)
-            self._unusable_until[service] = time.monotonic() + UNREACHABLE_RETRY_AFTER_S
+            log.debug("no tunnel to the %s backend (%r); using the gateway port", service, route)
+            self._unusable_until[(service, route)] = time.monotonic() + UNREACHABLE_RETRY_AFTER_S
             return None
-        self._channels[service] = channel
         return channel
 
     def failed(self) -> None:
@@ -117,9 +156,7 @@ class Tunnels:
             # Dropped, not closed: other threads may be mid-call on them (closing would cancel
             # those calls); a channel nobody holds is closed when it is collected.
             self._channels = {}
-            until = time.monotonic() + RETRY_AFTER_S
-            for service in TUNNELLED_SERVICES:
-                self._unusable_until[service] = until
+            self._all_unusable_until = time.monotonic() + RETRY_AFTER_S
             self._port = None
 
     @property

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.uris import uri_scheme
 
 from .methods import ForwardedService, RouteBy
 
@@ -43,19 +44,6 @@ class Route:
             else f"default {self.service} backend"
         )
         return f"{what} at {self.address} ({self.origin})"
-
-
-def uri_scheme(uri: str) -> str:
-    """The scheme of ``uri``; "file" for plain paths (as MLflow treats them)."""
-    head, sep, rest = uri.partition(":")
-    if not sep or not head or not head[0].isalpha():
-        return "file"
-    # "C:\\dir" and "C:/dir" are Windows paths, not schemes.
-    if len(head) == 1 and rest[:1] in ("\\", "/") and not rest.startswith("//"):
-        return "file"
-    if not all(c.isalnum() or c in "+-." for c in head):
-        return "file"
-    return head.lower()
 
 
 class RoutingTable:

@@ -10,6 +10,11 @@ routing table its forwarder uses (that service's default store), connects to it,
 backend (``grpc.http_proxy`` in gRPC's channel arguments does all of this on the client side),
 so each call costs the gateway two small socket copies instead of a parse and a re-send.
 
+A tunnel is pinned to one routing key, named by the optional header ``mlgrid-route``: for
+tracking and registry a store URI (as the ``mlgrid-store-uri`` metadata; absent: the default
+store), for artifacts a URI or ``<scheme>:`` (the client opens one tunnel per scheme and sends
+each call down the tunnel of its URI's scheme), for projects a backend name.
+
 The gateway stays the one entry point and the only party that knows backend addresses: the
 target a client names in ``CONNECT`` is ignored, and only routes in the table are reachable.
 """
@@ -23,12 +28,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .methods import ForwardedService, RouteBy
+from .methods import ForwardedService
 from .routing import DEFAULT, Route, RoutingTable
 
 log = logging.getLogger(__name__)
 
 SERVICE_HEADER = "mlgrid-service"
+ROUTE_HEADER = "mlgrid-route"
+#: Longest routing value accepted (a store URI, an artifact URI prefix, a backend name).
+MAX_ROUTE_CHARS = 2048
 #: The request head (request line and headers) may not exceed this.
 MAX_HEAD_BYTES = 8 * 1024
 #: Seconds a client has to send its request head, and the gateway to reach the backend.
@@ -131,10 +139,7 @@ class TunnelListener:
         max_tunnels: int = DEFAULT_MAX_TUNNELS,
     ) -> None:
         self._table = table
-        # Only services routed by store: their backend does not change from call to call.
-        self._services = {
-            s.full_name: s for s in services.values() if s.route_by is RouteBy.STORE_METADATA
-        }
+        self._services = {s.full_name: s for s in services.values()}
         self._retry_discovery = retry_discovery
         self._slots = threading.BoundedSemaphore(max_tunnels)
         self._sockets: set[socket.socket] = set()
@@ -245,11 +250,16 @@ class TunnelListener:
         if service is None:
             known = ", ".join(sorted(self._services)) or "none"
             raise TunnelRefused(404, f"no tunnel for service {name!r}; tunnelled services: {known}")
-        route = self._table.lookup(service.key, DEFAULT)
+        value = request.headers.get(ROUTE_HEADER) or None
+        if value is not None and len(value) > MAX_ROUTE_CHARS:
+            raise TunnelRefused(400, f"{ROUTE_HEADER} is longer than {MAX_ROUTE_CHARS} characters")
+        key = self._table.routing_key(service, value, value)
+        route = self._table.lookup(service.key, key)
         if route is None and self._retry_discovery():
-            route = self._table.lookup(service.key, DEFAULT)
+            route = self._table.lookup(service.key, key)
         if route is None:
-            raise TunnelRefused(503, f"no backend serves {service.key} for the default store")
+            what = "the default store" if key == DEFAULT else repr(key)
+            raise TunnelRefused(503, f"no backend serves {service.key} for {what}")
         return route
 
     @staticmethod

@@ -14,12 +14,14 @@ from typing import Any
 
 import grpc
 import pytest
+from gateway_backends import start_artifacts
 
 import mlgrid
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as art
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
-from mlgrid.exceptions import TemporarilyUnavailable
+from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.transport import Transport
 from mlgrid_services.gateway.app import start_gateway
 from tests.fixtures.stack import Stack, start_stack
@@ -93,10 +95,16 @@ def test_the_target_a_client_names_is_ignored(stack: Stack) -> None:
         ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "400", "only 'CONNECT <target> HTTP/1.1'"),
         ("CONNECT x:1 HTTP/1.1\r\n\r\n", "404", "no tunnel for service ''"),
         (
-            "CONNECT x:1 HTTP/1.1\r\nmlgrid-service: mlgrid.api.artifacts.v1.ArtifactsService\r\n\r\n",
+            "CONNECT x:1 HTTP/1.1\r\nmlgrid-service: mlgrid.api.nope.v1.Nope\r\n\r\n",
             "404",
-            # routed per request, so never tunnelled; the answer lists what is
-            "services: mlgrid.api.registry.v1.RegistryService, mlgrid.api.tracking.v1.TrackingService",
+            "tunnelled services: mlgrid.api.artifacts.v1.ArtifactsService",
+        ),
+        (
+            f"CONNECT x:1 HTTP/1.1\r\nmlgrid-service: {TRACKING}\r\nmlgrid-route: "
+            + "s" * 3000
+            + "\r\n\r\n",
+            "400",
+            "mlgrid-route is longer than 2048 characters",
         ),
         ("CONNECT x:1 HTTP/1.1\r\nno colon here\r\n\r\n", "400", "malformed header line"),
         ("CONNECT x:1 HTTP/1.1\r\nx-big: " + "a" * 9000 + "\r\n\r\n", "431", "longer than"),
@@ -162,7 +170,7 @@ def test_the_sdk_sends_tracking_and_registry_calls_through_the_tunnel(stack: Sta
         client.log_metric(run, "loss", 0.5, step=1)
         client.create_registered_model("tunnelled-model")
         assert transport._tunnels is not None and transport._tunnels.in_use
-        assert set(transport._tunnel_stubs) == {"tracking", "registry"}
+        assert set(transport._tunnel_stubs) == {("tracking", ""), ("registry", "")}
         assert [m.value for m in client.get_metric_history(run, "loss")] == [0.5]
         assert client.get_registered_model("tunnelled-model").name == "tunnelled-model"
     finally:
@@ -206,7 +214,7 @@ def test_the_sdk_falls_back_when_the_tunnel_port_is_unreachable(tmp_path: Path) 
             started = time.monotonic()
             stub = transport.tracking
             assert stub is transport._gateway_tracking
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 1.0  # refused at once, no timeout
             created = transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="fb"))
             assert created.experiment_id
         finally:
@@ -249,3 +257,60 @@ def test_a_store_named_after_the_tunnel_opened_still_reaches_the_gateway_port(
         assert transport.tracking is tunnelled
     finally:
         transport.close()
+
+
+def test_artifact_calls_ride_the_tunnel_of_their_uri_scheme() -> None:
+    """One tunnel per scheme: each reaches that scheme's backend, as the gateway port would."""
+    files, objects = start_artifacts("files", ["file"]), start_artifacts("objects", ["s3"])
+    gateway = start_gateway(tunnel_port=0, backends=[files.address, objects.address])
+    transport = Transport(f"grpc://{gateway.address}")
+    try:
+        answers = {}
+        for uri in ("s3://bucket/run", "file:///tmp/run", "/plain/path"):
+            stub = transport.artifacts_for(uri)
+            assert stub is not transport.artifacts
+            request = art.ListArtifactsRequest(artifact_uri=uri)
+            answers[uri] = transport.call(stub.ListArtifacts, request).files[0].path
+        assert answers == {
+            "s3://bucket/run": "objects:s3://bucket/run",
+            "file:///tmp/run": "files:file:///tmp/run",
+            "/plain/path": "files:/plain/path",
+        }
+        assert set(transport._tunnel_stubs) == {("artifacts", "s3:"), ("artifacts", "file:")}
+        # Streams pass through unchanged too.
+        upload = transport.artifacts_for("s3://bucket/run").UploadArtifact(
+            iter([art.UploadArtifactRequest(artifact_uri="s3://bucket/run", data=b"x" * 5)]),
+            timeout=5,
+        )
+        assert upload.file.path.startswith("objects:") and upload.file.file_size == 5
+    finally:
+        transport.close()
+        gateway.stop(grace=0)
+        files.stop()
+        objects.stop()
+
+
+def test_a_scheme_nobody_serves_gets_no_tunnel_and_the_gateways_clear_error() -> None:
+    files = start_artifacts("files", ["file"])
+    gateway = start_gateway(tunnel_port=0, backends=[files.address])
+    transport = Transport(f"grpc://{gateway.address}")
+    try:
+        assert gateway.tunnel is not None
+        answer = raw_connect(
+            gateway.tunnel.port,
+            "CONNECT x:1 HTTP/1.1\r\nmlgrid-service: mlgrid.api.artifacts.v1.ArtifactsService"
+            "\r\nmlgrid-route: gs:\r\n\r\n",
+        )
+        assert answer.startswith("HTTP/1.1 503 no backend serves artifacts for 'gs'")
+        started = time.monotonic()
+        stub = transport.artifacts_for("gs://bucket/run")
+        assert stub is transport.artifacts
+        assert time.monotonic() - started < 1.0  # the refusal is seen at once, no timeout
+        # ... and it spoils no other scheme's tunnel.
+        assert transport.artifacts_for("file:///x") is not transport.artifacts
+        with pytest.raises(InvalidParameterValue, match="no artifacts backend serves scheme 'gs'"):
+            transport.call(stub.ListArtifacts, art.ListArtifactsRequest(artifact_uri="gs://b/r"))
+    finally:
+        transport.close()
+        gateway.stop(grace=0)
+        files.stop()
