@@ -100,6 +100,23 @@ def split_batch(
             return
 
 
+def _add_metrics(request: rpc.LogBatchRequest, metrics: Sequence[Metric]) -> None:
+    """Appends ``metrics`` to ``request``: add() in place is ~3x faster than building Metric
+    messages and copying them in. The fields take ints and floats (numpy's too) as they are;
+    only when one does not (a float timestamp, a numeric string) is every point converted, which
+    costs ~20% more."""
+    add_metric = request.metrics.add
+    try:
+        for m in metrics:
+            add_metric(key=m.key, value=m.value, timestamp=m.timestamp, step=m.step)
+    except (TypeError, ValueError):
+        del request.metrics[:]
+        for m in metrics:
+            add_metric(
+                key=m.key, value=float(m.value), timestamp=int(m.timestamp), step=int(m.step)
+            )
+
+
 def _remote_metadata(transport: Transport) -> None:
     """Adds auth and store-routing metadata to a gateway transport (once per transport)."""
     if not transport.tracking_uri.startswith(("grpc://", "grpcs://")):
@@ -395,12 +412,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
                 params=[p.to_proto() for p in chunk_params],
                 tags=[t.to_proto() for t in chunk_tags],
             )
-            # add() in place is ~3x faster than building Metric messages and copying them in.
-            add_metric = request.metrics.add
-            for m in chunk_metrics:
-                add_metric(
-                    key=m.key, value=float(m.value), timestamp=int(m.timestamp), step=int(m.step)
-                )
+            _add_metrics(request, chunk_metrics)
             self._call(self._stub.LogBatch, request)
 
     def log_inputs(

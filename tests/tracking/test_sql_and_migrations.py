@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid_services.common.sql import make_engine, normalize_db_uri
 from mlgrid_services.tracking import migrations
 from mlgrid_services.tracking.store import STORE_CLASSES, open_store, store_class
+from mlgrid_services.tracking.store.series import metric_series
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
 
 TABLES = {
@@ -65,7 +67,7 @@ def test_migrations_create_schema_and_default_experiment_on_sqlite(tmp_path: Pat
     migrations.upgrade(uri)  # idempotent
     engine = make_engine(uri)
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0001_initial"
+    assert migrations.revision_of(engine) == "0002_metric_series"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM experiments")).scalars().all() == ["Default"]
     engine.dispose()
@@ -78,7 +80,7 @@ def test_migrations_on_a_fresh_postgres_share_the_database(fresh_postgres_url: s
         conn.exec_driver_sql("INSERT INTO alembic_version_registry VALUES ('other')")
     migrations.upgrade(fresh_postgres_url.replace("postgresql+psycopg://", "postgres://"))
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0001_initial"
+    assert migrations.revision_of(engine) == "0002_metric_series"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT * FROM alembic_version_registry").scalar() == "other"
     engine.dispose()
@@ -105,3 +107,70 @@ def test_an_unreachable_database_is_temporarily_unavailable() -> None:
         SqlTrackingStore(
             "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "file:///x", migrate=False
         )
+
+
+def _migrate_metrics_written_before_series(uri: str) -> None:
+    """Points written at 0001 (no series column) read back whole after the upgrade to head."""
+    migrations.upgrade(uri, "0001_initial")
+    engine = make_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs VALUES ('r1', 'n', 0, 'u', 'RUNNING', 0, NULL, 'x', 'active', "
+                ":false)"
+            ),
+            {"false": False},
+        )
+        conn.execute(
+            sa.text(
+                'INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan) '
+                "VALUES ('r1', :key, :step, 5, :value, :nan)"
+            ),
+            [
+                {"key": "loss", "step": 2, "value": 0.5, "nan": False},
+                {"key": "loss", "step": 1, "value": 0.0, "nan": True},
+                {"key": "acc", "step": 1, "value": 0.9, "nan": False},
+            ],
+        )
+    engine.dispose()
+    store = open_store(uri, "file:///tmp/mlgrid-tracking-tests")
+    assert migrations.revision_of(store.engine) == "0002_metric_series"
+    loss, _ = store.get_metric_history("r1", "loss", 0, "")
+    assert [(m.step, m.value) for m in loss][1] == (2, 0.5) and math.isnan(loss[0].value)
+    acc, _ = store.get_metric_history("r1", "acc", 0, "")
+    assert [(m.step, m.value) for m in acc] == [(1, 0.9)]
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT DISTINCT key, series FROM metrics")).all())
+    assert stored == {"loss": metric_series("r1", "loss"), "acc": metric_series("r1", "acc")}
+    store.close()
+
+
+def test_migration_gives_existing_points_their_series_on_sqlite(tmp_path: Path) -> None:
+    _migrate_metrics_written_before_series(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_migration_gives_existing_points_their_series_on_postgres(
+    fresh_postgres_url: str,
+) -> None:
+    _migrate_metrics_written_before_series(fresh_postgres_url)
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    uri = f"sqlite:///{tmp_path / 'down.db'}"
+    migrations.upgrade(uri)
+    engine = make_engine(uri)
+    config = Config()
+    config.set_main_option("script_location", str(migrations.SCRIPT_LOCATION))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = migrations.VERSION_TABLE
+        command.downgrade(config, "0001_initial")
+    assert "series" not in {c["name"] for c in sa.inspect(engine).get_columns("metrics")}
+    engine.dispose()
+    migrations.upgrade(uri)
+    engine = make_engine(uri)
+    assert "series" in {c["name"] for c in sa.inspect(engine).get_columns("metrics")}
+    engine.dispose()

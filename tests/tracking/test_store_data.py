@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
+import sqlalchemy as sa
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid_services.common.validation import MAX_DOUBLE
 from mlgrid_services.tracking.domain import TrackingDomain
+from mlgrid_services.tracking.store.series import metric_series
+from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
 
 from .helpers import metric, metrics_of, new_run, params_of, tags_of
 
@@ -209,3 +212,26 @@ def test_log_inputs_dedups_datasets_and_shows_them_on_the_run(domain: TrackingDo
             {"e": int(run.info.experiment_id)},
         ).scalar()
     assert count == 1
+
+
+def test_a_colliding_series_number_never_mixes_histories(
+    domain: TrackingDomain, store: SqlTrackingStore
+) -> None:
+    """Two (run, key) pairs with the same series number share an index range only: reads also
+    match the run and the key."""
+    run_id = new_run(domain).info.run_id
+    other = new_run(domain).info.run_id
+    domain.log_batch(run_id, [metric("m", 1.0, 1, 1)], [], [])
+    with store.engine.begin() as conn:  # a point of another run and key, forged onto m's series
+        conn.execute(
+            sa.text(
+                'INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan, series) '
+                "VALUES (:run, 'z', 0, 1, 9.0, :false, :series)"
+            ),
+            {"run": other, "false": False, "series": metric_series(run_id, "m")},
+        )
+    points, _ = domain.get_metric_history(run_id, "m", 0, "")
+    assert [(p.step, p.value) for p in points] == [(1, 1.0)]
+    assert [list(chunk) for chunk in domain.iter_metric_history(run_id, "m")] == [[(1, 1, 1.0)]]
+    sampled = domain.get_metric_history_bulk_interval([run_id, other], "m", None, None, 10)
+    assert [(s.run_id, s.metric.value) for s in sampled] == [(run_id, 1.0)]

@@ -89,4 +89,9 @@ class RunInputs:
 
     @classmethod
     def from_proto(cls, proto: tracking_pb2.RunInputs) -> RunInputs:
-        return cls([DatasetInput.from_proto(entry) for entry in proto.dataset_inputs])
+        # As RunInfo.from_proto: skip the frozen __init__ (every run of a search page has one).
+        inputs = object.__new__(cls)
+        inputs.__dict__["dataset_inputs"] = [
+            DatasetInput.from_proto(entry) for entry in proto.dataset_inputs
+        ]
+        return inputs

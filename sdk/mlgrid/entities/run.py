@@ -127,7 +127,11 @@ class RunInfo:
 
     @classmethod
     def from_proto(cls, proto: tracking_pb2.RunInfo) -> RunInfo:
-        return cls(
+        # A frozen dataclass's __init__ goes through object.__setattr__ once per field; a search
+        # page builds hundreds of these, so the fields are put in the instance dict at once
+        # (the same state __init__ leaves; eq, hash and repr read the fields alike).
+        info = object.__new__(cls)
+        info.__dict__.update(
             run_id=proto.run_id,
             experiment_id=proto.experiment_id,
             user_id=proto.user_id,
@@ -138,6 +142,7 @@ class RunInfo:
             artifact_uri=proto.artifact_uri or None,
             run_name=proto.run_name or None,
         )
+        return info
 
 
 class RunData:
@@ -175,11 +180,14 @@ class RunData:
 
     @classmethod
     def from_proto(cls, proto: tracking_pb2.RunData) -> RunData:
-        return cls(
-            [Metric.from_proto(metric) for metric in proto.metrics],
-            [Param.from_proto(param) for param in proto.params],
-            [RunTag.from_proto(tag) for tag in proto.tags],
-        )
+        # Straight to the dicts __init__ would build, without a Param / RunTag per entry.
+        data = cls.__new__(cls)
+        metrics = [Metric(m.key, m.value, m.timestamp, m.step) for m in proto.metrics]
+        data._metric_objs = metrics
+        data._params = {param.key: param.value for param in proto.params}
+        data._tags = {tag.key: tag.value for tag in proto.tags}
+        data._metrics = {metric.key: metric.value for metric in metrics}
+        return data
 
     def to_dictionary(self) -> dict[str, dict[str, Any]]:
         return {"metrics": dict(self.metrics), "params": dict(self.params), "tags": dict(self.tags)}
@@ -210,11 +218,13 @@ class Run:
 
     @classmethod
     def from_proto(cls, proto: tracking_pb2.Run) -> Run:
-        return cls(
+        run = object.__new__(cls)  # as RunInfo.from_proto: skip the frozen __init__
+        run.__dict__.update(
             info=RunInfo.from_proto(proto.info),
             data=RunData.from_proto(proto.data),
             inputs=RunInputs.from_proto(proto.inputs),
         )
+        return run
 
     def to_dictionary(self) -> dict[str, Any]:
         info = {

@@ -29,15 +29,59 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
+from typing import overload
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 
-__all__ = ["AbstractTrackingStore", "HistoryPoint"]
+__all__ = ["AbstractTrackingStore", "HistoryPoint", "MetricBatch"]
 
 #: A raw metric point of one key, as streamed by :meth:`AbstractTrackingStore.iter_metric_history`:
 #: ``(step, timestamp, value)``.
 HistoryPoint = tuple[int, int, float]
+
+
+class MetricBatch(Sequence[tracking_pb2.Metric]):
+    """Validated metric messages, with their fields already read out as columns.
+
+    The domain layer reads every point's fields once to validate them; reading a field of a
+    message costs as much as the rest of the per-point work, so it hands the columns on. A store
+    may use ``keys``, ``steps``, ``timestamps`` and ``values`` (index i describes message i, with
+    infinities already clamped in both) or ignore them: as a sequence this is just the messages.
+    """
+
+    __slots__ = ("_messages", "keys", "steps", "timestamps", "values")
+
+    def __init__(
+        self,
+        messages: Sequence[tracking_pb2.Metric],
+        keys: Sequence[str],
+        steps: Sequence[int],
+        timestamps: Sequence[int],
+        values: Sequence[float],
+    ) -> None:
+        self._messages = messages
+        self.keys = keys
+        self.steps = steps
+        self.timestamps = timestamps
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> tracking_pb2.Metric: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tracking_pb2.Metric]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tracking_pb2.Metric | Sequence[tracking_pb2.Metric]:
+        return self._messages[index]
+
+    def __iter__(self) -> Iterator[tracking_pb2.Metric]:
+        return iter(self._messages)
 
 
 class AbstractTrackingStore(abc.ABC):

@@ -1,9 +1,10 @@
 """The tracking schema (SQLAlchemy Core tables). Alembic revisions create it; keep them in step.
 
 Design notes:
-- ``metrics`` is append-only, indexed for history reads by (run_uuid, key, step, timestamp).
-  Exact duplicates within one call are dropped before the insert (as MLflow does); the same point
-  logged again by a later call is kept. NaN is stored as value 0 with ``is_nan`` true (SQLite
+- ``metrics`` is append-only, indexed for history reads by (series, step, timestamp), where
+  ``series`` is a 64-bit hash of (run_uuid, key) (series.py). Exact duplicates within one call
+  are dropped before the insert (as MLflow does); the same point logged again by a later call is
+  kept. NaN is stored as value 0 with ``is_nan`` true (SQLite
   cannot store NaN).
 - ``latest_metrics`` holds each key's greatest (step, timestamp, value) point, maintained by the
   same transaction as the insert, so search and get_run read one row per key.
@@ -103,8 +104,10 @@ metrics = sa.Table(
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float(53), nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False),
-    # History reads: one key of one run ordered by (step, timestamp).
-    sa.Index("ix_metrics_history", "run_uuid", "key", "step", "timestamp"),
+    # metric_series(run_uuid, key) (series.py): a bigint index key is much cheaper to insert.
+    sa.Column("series", sa.BigInteger, nullable=False),
+    # History reads: one series ordered by (step, timestamp), filtered on run_uuid and key too.
+    sa.Index("ix_metrics_series", "series", "step", "timestamp"),
 )
 
 latest_metrics = sa.Table(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +25,7 @@ from mlgrid.exceptions import (
 from mlgrid_services.common.sql import write_transaction
 
 from . import schema as t
+from .pg_conn import PgStatements
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,12 @@ def _database_errors() -> Iterator[None]:
     retryable TEMPORARILY_UNAVAILABLE for the caller, not an internal error."""
     try:
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except (
+        OperationalError,
+        InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    ) as exc:
         raise TemporarilyUnavailable(
             f"The tracking database is unavailable: {str(exc).splitlines()[0][:300]}"
         ) from exc
@@ -98,12 +105,18 @@ class SqlStoreBase:
     engine: Engine
     default_artifact_root: str
 
-    def __init__(self, engine: Engine, default_artifact_root: str) -> None:
+    def __init__(
+        self, engine: Engine, default_artifact_root: str, *, fast_commit: bool = False
+    ) -> None:
         self.engine = engine
         self.default_artifact_root = default_artifact_root.rstrip("/")
         self.dialect = engine.dialect.name
         self._insert: Callable[..., Any] = (
             postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        )
+        #: PostgreSQL: the hot single-statement paths run here, outside SQLAlchemy.
+        self._pg: PgStatements | None = (
+            PgStatements(engine, fast_commit=fast_commit) if self.dialect == "postgresql" else None
         )
         self._analyze_lock = threading.Lock()
         self._runs_since_analyze = 0

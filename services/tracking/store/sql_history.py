@@ -12,6 +12,7 @@ from mlgrid.store.paging import decode_page_token, encode_page_token
 from mlgrid.store.tracking_store import HistoryPoint
 
 from . import schema as t
+from .series import metric_series
 from .sql_base import SqlStoreBase
 
 _M = t.metrics.c
@@ -40,7 +41,7 @@ class HistoryMixin(SqlStoreBase):
     def _history_query(self, run_id: str, key: str) -> sa.Select:
         return (
             sa.select(*self._history_columns())
-            .where(_M.run_uuid == run_id, _M.key == key)
+            .where(_M.series == metric_series(run_id, key), _M.run_uuid == run_id, _M.key == key)
             .order_by(_M.step, _M.timestamp, _M.value)
         )
 
@@ -88,7 +89,9 @@ class HistoryMixin(SqlStoreBase):
         max_results: int,
     ) -> list[tracking_pb2.MetricWithRunId]:
         query = sa.select(_M.run_uuid, _M.step, _M.timestamp, _M.value, _M.is_nan).where(
-            _M.run_uuid.in_(list(run_ids)), _M.key == key
+            _M.series.in_([metric_series(run_id, key) for run_id in dict.fromkeys(run_ids)]),
+            _M.run_uuid.in_(list(run_ids)),
+            _M.key == key,
         )
         if start_step is not None:
             query = query.where(_M.step >= start_step)

@@ -102,8 +102,13 @@ class RunReadsMixin(SqlStoreBase):
         """The statement of one page of runs with their params, tags and latest metrics.
 
         The page (ordered, limited) is a CTE numbered by row_number(); a UNION ALL then returns
-        the page's run rows and the params, tags and latest metrics joined to it, each row tagged
+        the page's run rows and the params, tags and latest metrics of its runs, each row tagged
         by kind. No id list travels back and forth and there is a single round trip.
+
+        The data rows are found by run id in the page: on PostgreSQL ``= ANY(<the page's ids as
+        one array>)``, which probes each table's (run_uuid, key) primary key per run; a join
+        to the page let the planner hash whole tables instead (measured: ~1 ms more per page of
+        100 runs, growing with the tables).
         """
         page = (
             sa.select(*RUN_INFO_COLUMNS, sa.func.row_number().over(order_by=ordering).label("ord"))
@@ -115,6 +120,18 @@ class RunReadsMixin(SqlStoreBase):
             .cte("page")
         )
         pc = page.c
+        if self.dialect == "postgresql":
+            ids = sa.select(sa.func.array_agg(pc.run_uuid)).scalar_subquery()
+            page_ids = sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
+
+            def in_page(column: Any) -> Any:
+                return column == page_ids
+
+        else:
+
+            def in_page(column: Any) -> Any:
+                return column.in_(sa.select(pc.run_uuid))
+
         null_text = sa.null().cast(sa.String)
         null_float = sa.null().cast(sa.Float(53))
         null_bool = sa.null().cast(sa.Boolean)
@@ -138,7 +155,7 @@ class RunReadsMixin(SqlStoreBase):
             ),
             sa.select(
                 sa.literal(0),
-                pc.ord,
+                null_int,
                 p.c.run_uuid,
                 p.c.key,
                 p.c.value,
@@ -150,10 +167,10 @@ class RunReadsMixin(SqlStoreBase):
                 null_int,
                 null_int,
                 null_int,
-            ).join_from(p, page, p.c.run_uuid == pc.run_uuid),
+            ).where(in_page(p.c.run_uuid)),
             sa.select(
                 sa.literal(1),
-                pc.ord,
+                null_int,
                 g.c.run_uuid,
                 g.c.key,
                 g.c.value,
@@ -165,10 +182,10 @@ class RunReadsMixin(SqlStoreBase):
                 null_int,
                 null_int,
                 null_int,
-            ).join_from(g, page, g.c.run_uuid == pc.run_uuid),
+            ).where(in_page(g.c.run_uuid)),
             sa.select(
                 sa.literal(2),
-                pc.ord,
+                null_int,
                 lm.c.run_uuid,
                 lm.c.key,
                 null_text,
@@ -180,7 +197,7 @@ class RunReadsMixin(SqlStoreBase):
                 null_int,
                 lm.c.timestamp,
                 lm.c.step,
-            ).join_from(lm, page, lm.c.run_uuid == pc.run_uuid),
+            ).where(in_page(lm.c.run_uuid)),
         )
         return union
 

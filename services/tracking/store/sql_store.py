@@ -23,10 +23,11 @@ class SqlTrackingStore(
     ) -> None:
         # Tracking writes are small and frequent: commit without waiting for fsync on
         # PostgreSQL (see make_engine); opt out with ?options=-c%20synchronous_commit%3Don.
+        fast_commit = isinstance(store_uri, str) and "synchronous_commit" not in store_uri
         engine = (
             make_engine(store_uri, fast_commit=True) if isinstance(store_uri, str) else store_uri
         )
-        super().__init__(engine, default_artifact_root)
+        super().__init__(engine, default_artifact_root, fast_commit=fast_commit)
         if migrate:
             from mlgrid_services.tracking.migrations import upgrade
 
@@ -35,4 +36,6 @@ class SqlTrackingStore(
         self._fix_default_location()
 
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
         self.engine.dispose()
