@@ -101,8 +101,9 @@ def test_grpc_stack_fixture_routes_through_its_gateway(grpc_stack) -> None:
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_grpc_stack_pg_fixture_uses_postgresql(grpc_stack_pg, postgres_url: str) -> None:
-    assert grpc_stack_pg.backend_store_uri == postgres_url
+def test_grpc_stack_pg_fixture_uses_postgresql(grpc_stack_pg, stack_postgres_url: str) -> None:
+    assert grpc_stack_pg.backend_store_uri == stack_postgres_url
+    assert stack_postgres_url.startswith("postgresql+psycopg://")
     assert (
         create_and_get_experiment(grpc_stack_pg.target, "through-pg").experiment.name
         == "through-pg"

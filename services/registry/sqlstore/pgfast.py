@@ -15,7 +15,6 @@ that failed or was left inside a transaction is closed instead of reused.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +23,8 @@ from sqlalchemy import Engine
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_pb2
+from mlgrid.exceptions import TemporarilyUnavailable
+from mlgrid_services.common.pg_cursors import PgCursors
 
 #: Idle connections kept for reuse (half the gRPC server's worker threads); more may be open at
 #: once while calls overlap, each worker thread holding at most one.
@@ -31,7 +32,6 @@ MAX_IDLE = 16
 #: How these connections show in pg_stat_activity.
 APPLICATION_NAME = "mlgrid-registry"
 
-IDLE = psycopg.pq.TransactionStatus.IDLE
 _Tag = common_pb2.Tag
 _ModelVersion = registry_pb2.ModelVersion
 
@@ -132,18 +132,21 @@ def version_from_row(name: str, row: Sequence[Any]) -> registry_pb2.ModelVersion
     return entity
 
 
-class PgConnections:
-    """Autocommit psycopg connections to the engine's database, reused through a free list.
+def _unavailable(exc: Exception) -> TemporarilyUnavailable:
+    first_line = (str(exc).splitlines() or [""])[0]
+    return TemporarilyUnavailable(f"The registry database is unavailable: {first_line[:300]}")
 
-    Each idle entry keeps its cursor too: making a cursor per call measured ~40% of the
-    statement's client CPU.
-    """
+
+class PgConnections(PgCursors):
+    """The registry's pooled autocommit cursors (services/common/pg_cursors.py)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._args, self._kwargs = engine.dialect.create_connect_args(engine.url)
-        self._idle: list[psycopg.Cursor[Any]] = []
-        self._lock = threading.Lock()
-        self._closed = False
+        super().__init__(
+            engine,
+            max_idle=MAX_IDLE,
+            application_name=APPLICATION_NAME,
+            unavailable=_unavailable,
+        )
 
     def fetchone(
         self, sql: str, params: dict[str, Any], *, idempotent: bool = True
@@ -151,53 +154,19 @@ class PgConnections:
         """The first row of ``sql`` (None for none). A read (``idempotent``) that finds its reused
         connection dead, e.g. after a PostgreSQL restart, runs once more on a new one; a write
         never does, since it may have committed before the connection died."""
-        cursor, reused = self._take()
+        cursor, reused = self.take()
         try:
             return cursor.execute(sql, params).fetchone()
         except psycopg.OperationalError:
             if not cursor.connection.broken:
                 raise
-            self._drop_idle()  # they most likely died with this one
+            self.drop_idle()  # they most likely died with this one
             if not (reused and idempotent):
                 raise
         finally:
-            self._give_back(cursor)
-        cursor, _ = self._take()
+            self.give_back(cursor)
+        cursor, _ = self.take()
         try:
             return cursor.execute(sql, params).fetchone()
         finally:
-            self._give_back(cursor)
-
-    def connect(self, **options: Any) -> psycopg.Connection[Any]:
-        """A new autocommit connection, made as the engine makes its own; ``options`` (libpq
-        parameters) apply unless the store URI sets them."""
-        kwargs = {**options, **self._kwargs}
-        return psycopg.connect(*self._args, **kwargs, autocommit=True, prepare_threshold=0)
-
-    def _take(self) -> tuple[psycopg.Cursor[Any], bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self.connect(application_name=APPLICATION_NAME).cursor(), False
-
-    def _give_back(self, cursor: psycopg.Cursor[Any]) -> None:
-        conn = cursor.connection
-        # Only a connection that is idle outside any transaction is safe to hand to another
-        # call (an interrupted statement leaves it mid-protocol).
-        reusable = not conn.broken and conn.info.transaction_status == IDLE
-        with self._lock:
-            if reusable and not self._closed and len(self._idle) < MAX_IDLE:
-                self._idle.append(cursor)
-                return
-        conn.close()
-
-    def _drop_idle(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for cursor in idle:
-            cursor.connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        self._drop_idle()
+            self.give_back(cursor)
