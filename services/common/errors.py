@@ -56,6 +56,12 @@ def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
     """Maps exceptions raised by any handler to gRPC statuses with ErrorInfo."""
 
+    def __init__(self) -> None:
+        #: method -> (the handler found, its guarded copy). The servers look up the same
+        #: handler object for a method every time; wrapping it once per method instead of per
+        #: call saves the closures and handler tuple on every call.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -65,6 +71,15 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = self._guard(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    @staticmethod
+    def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
 
         def guard_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
