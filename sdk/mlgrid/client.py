@@ -100,6 +100,30 @@ def split_batch(
             return
 
 
+#: Batches of more points than this go as columns (LogBatchRequest.metric_columns): no message
+#: per point, so about half the bytes and far less work on both sides.
+COLUMNS_ABOVE = 16
+
+
+def _add_metric_columns(columns: rpc.MetricColumns, metrics: Sequence[Metric]) -> None:
+    """Fills ``columns`` with ``metrics``. Like _add_metrics, the fields take ints and floats
+    (numpy's too) as they are, and only convert everything when one is refused."""
+    names: dict[str, int] = {}
+    index = [names.setdefault(m.key, len(names)) for m in metrics]
+    columns.keys.extend(names)
+    if len(names) > 1:
+        columns.key_index.extend(index)
+    try:
+        columns.values.extend([m.value for m in metrics])
+        columns.timestamps.extend([m.timestamp for m in metrics])
+        columns.steps.extend([m.step for m in metrics])
+    except (TypeError, ValueError):
+        del columns.values[:], columns.timestamps[:], columns.steps[:]
+        columns.values.extend([float(m.value) for m in metrics])
+        columns.timestamps.extend([int(m.timestamp) for m in metrics])
+        columns.steps.extend([int(m.step) for m in metrics])
+
+
 def _add_metrics(request: rpc.LogBatchRequest, metrics: Sequence[Metric]) -> None:
     """Appends ``metrics`` to ``request``: add() in place is ~3x faster than building Metric
     messages and copying them in. The fields take ints and floats (numpy's too) as they are;
@@ -412,8 +436,18 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
                 params=[p.to_proto() for p in chunk_params],
                 tags=[t.to_proto() for t in chunk_tags],
             )
-            _add_metrics(request, chunk_metrics)
-            self._call(self._stub.LogBatch, request)
+            as_columns = len(chunk_metrics) > COLUMNS_ABOVE
+            if as_columns:
+                _add_metric_columns(request.metric_columns, chunk_metrics)
+            else:
+                _add_metrics(request, chunk_metrics)
+            response = self._call(self._stub.LogBatch, request)
+            if as_columns and response.metrics_received == 0:
+                # A server that predates metric_columns ignored them: send messages instead
+                # (its params and tags are written again, with the same values: no change).
+                request.ClearField("metric_columns")
+                _add_metrics(request, chunk_metrics)
+                self._call(self._stub.LogBatch, request)
 
     def log_inputs(
         self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Any = None

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.store.search_filter import (
     check_experiment_filter,
@@ -54,14 +55,66 @@ def _view_type(view_type: int) -> int:
     return view_type or common_pb2.VIEW_TYPE_ACTIVE_ONLY
 
 
-def check_metrics(metrics: Sequence[tracking_pb2.Metric]) -> MetricBatch:
-    """Validates points: keys (each distinct key once), timestamps; clamps ±inf (in the messages
-    too). Returns them with their fields read out once, as columns, for the store."""
+def _unpacked(columns: pb.MetricColumns) -> tuple[list[str], list[int], list[int], list[float]]:
+    """The points of ``columns`` as four equally long lists; INVALID_PARAMETER_VALUE naming the
+    field when the columns do not line up."""
+    count = len(columns.values)
+    lengths = {"timestamps": len(columns.timestamps), "steps": len(columns.steps)}
+    for name, length in lengths.items():
+        if length != count:
+            raise InvalidParameterValue(
+                f"metric_columns.{name} has {length} entries but metric_columns.values has "
+                f"{count}: every point needs a value, a timestamp and a step"
+            )
+    names = list(columns.keys)
+    if columns.key_index:
+        index = list(columns.key_index)
+        if len(index) != count:
+            raise InvalidParameterValue(
+                f"metric_columns.key_index has {len(index)} entries for {count} points"
+            )
+        if max(index) >= len(names):
+            raise InvalidParameterValue(
+                f"metric_columns.key_index {max(index)} is out of range: metric_columns.keys "
+                f"has {len(names)} entries"
+            )
+        keys = [names[i] for i in index]
+    elif len(names) == 1:
+        keys = names * count
+    else:
+        raise InvalidParameterValue(
+            "metric_columns.key_index may only be empty when metric_columns.keys has exactly "
+            f"one entry (it has {len(names)})"
+        )
+    return keys, list(columns.steps), list(columns.timestamps), list(columns.values)
+
+
+def check_metrics(
+    metrics: Sequence[tracking_pb2.Metric], columns: pb.MetricColumns | None = None
+) -> MetricBatch:
+    """Validates points (messages, then ``columns``): keys (each distinct key once),
+    timestamps; clamps ±inf (in the messages too). Returns them with their fields read out
+    once, as columns, for the store."""
     # One pass reads the fields (the costly part); the checks then run on the columns in C.
     rows = [(m.key, m.step, m.timestamp, m.value) for m in metrics]
-    if not rows:
+    extra = _unpacked(columns) if columns is not None and columns.values else None
+    if not rows and extra is None:
         return MetricBatch(metrics, (), (), (), ())
-    keys, steps, timestamps, values = zip(*rows, strict=True)
+    keys: Sequence[str]
+    steps: Sequence[int]
+    timestamps: Sequence[int]
+    values: Sequence[float]
+    if rows:
+        keys, steps, timestamps, values = zip(*rows, strict=True)
+    else:
+        keys, steps, timestamps, values = (), (), (), ()
+    if extra is not None:
+        keys, steps, timestamps, values = (
+            [*keys, *extra[0]],
+            [*steps, *extra[1]],
+            [*timestamps, *extra[2]],
+            [*values, *extra[3]],
+        )
     for key in set(keys):
         v.validate_key(key, "metric key")
     if min(timestamps) < 0:
@@ -76,9 +129,12 @@ def check_metrics(metrics: Sequence[tracking_pb2.Metric]) -> MetricBatch:
         for index, value in enumerate(values):
             if math.isinf(value):
                 bound = v.MAX_DOUBLE if value > 0 else -v.MAX_DOUBLE
-                clamped[index] = metrics[index].value = bound
-        values = tuple(clamped)
-    return MetricBatch(metrics, keys, steps, timestamps, values)
+                clamped[index] = bound
+                if index < len(rows):
+                    metrics[index].value = bound
+        values = clamped
+    # With columns the messages are built only if a store iterates them (see MetricBatch).
+    return MetricBatch(metrics if extra is None else None, keys, steps, timestamps, values)
 
 
 def check_metric(metric: tracking_pb2.Metric) -> None:
@@ -276,9 +332,11 @@ class TrackingDomain:
         metrics: Sequence[tracking_pb2.Metric],
         params: Sequence[tracking_pb2.Param],
         tags: Sequence[common_pb2.Tag],
+        metric_columns: pb.MetricColumns | None = None,
     ) -> None:
         v.validate_run_id(run_id)
-        v.validate_batch_sizes(len(metrics), len(params), len(tags))
+        points = len(metrics) + (len(metric_columns.values) if metric_columns is not None else 0)
+        v.validate_batch_sizes(points, len(params), len(tags))
         seen: set[str] = set()
         for p in params:
             v.validate_param(p.key, p.value)
@@ -292,7 +350,7 @@ class TrackingDomain:
             v.validate_run_tag(tag.key, tag.value)
             if tag.key == RUN_NAME_TAG:
                 v.validate_length(tag.value, v.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
-        self.store.log_batch(run_id, check_metrics(metrics), params, tags)
+        self.store.log_batch(run_id, check_metrics(metrics, metric_columns), params, tags)
 
     def ingest_metrics(self, run_id: str, metrics: Sequence[tracking_pb2.Metric]) -> int:
         """One message of a streaming ingest: any number of points, written in bulk."""

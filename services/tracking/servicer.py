@@ -129,8 +129,12 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.DeleteTagResponse()
 
     def LogBatch(self, request, context):
-        self.domain.log_batch(request.run_id, request.metrics, request.params, request.tags)
-        return pb.LogBatchResponse()
+        columns = request.metric_columns if request.HasField("metric_columns") else None
+        self.domain.log_batch(
+            request.run_id, request.metrics, request.params, request.tags, columns
+        )
+        received = len(request.metrics) + (len(columns.values) if columns is not None else 0)
+        return pb.LogBatchResponse(metrics_received=received)
 
     def LogInputs(self, request, context):
         self.domain.log_inputs(request.run_id, request.datasets)

@@ -42,32 +42,45 @@ HistoryPoint = tuple[int, int, float]
 
 
 class MetricBatch(Sequence[tracking_pb2.Metric]):
-    """Validated metric messages, with their fields already read out as columns.
+    """Validated metric points, with their fields already read out as columns.
 
     The domain layer reads every point's fields once to validate them; reading a field of a
     message costs as much as the rest of the per-point work, so it hands the columns on. A store
-    may use ``keys``, ``steps``, ``timestamps`` and ``values`` (index i describes message i, with
-    infinities already clamped in both) or ignore them: as a sequence this is just the messages.
+    may use ``keys``, ``steps``, ``timestamps`` and ``values`` (index i describes point i, with
+    infinities already clamped) or ignore them: as a sequence this is the points as messages.
+    Points that arrived as columns (``LogBatchRequest.metric_columns``) only become messages if
+    a store asks for them that way.
     """
 
     __slots__ = ("_messages", "keys", "steps", "timestamps", "values")
 
     def __init__(
         self,
-        messages: Sequence[tracking_pb2.Metric],
+        messages: Sequence[tracking_pb2.Metric] | None,
         keys: Sequence[str],
         steps: Sequence[int],
         timestamps: Sequence[int],
         values: Sequence[float],
     ) -> None:
+        """``messages`` None: built from the columns on first use."""
         self._messages = messages
         self.keys = keys
         self.steps = steps
         self.timestamps = timestamps
         self.values = values
 
+    def _points(self) -> Sequence[tracking_pb2.Metric]:
+        if self._messages is None:
+            self._messages = [
+                tracking_pb2.Metric(key=k, value=v, timestamp=t, step=s)
+                for k, s, t, v in zip(
+                    self.keys, self.steps, self.timestamps, self.values, strict=True
+                )
+            ]
+        return self._messages
+
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self.values) if self._messages is None else len(self._messages)
 
     @overload
     def __getitem__(self, index: int) -> tracking_pb2.Metric: ...
@@ -78,10 +91,10 @@ class MetricBatch(Sequence[tracking_pb2.Metric]):
     def __getitem__(
         self, index: int | slice
     ) -> tracking_pb2.Metric | Sequence[tracking_pb2.Metric]:
-        return self._messages[index]
+        return self._points()[index]
 
     def __iter__(self) -> Iterator[tracking_pb2.Metric]:
-        return iter(self._messages)
+        return iter(self._points())
 
 
 class AbstractTrackingStore(abc.ABC):

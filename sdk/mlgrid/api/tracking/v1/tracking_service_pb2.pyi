@@ -972,6 +972,7 @@ class LogBatchRequest(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
+    METRIC_COLUMNS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     @_builtins.property
@@ -986,6 +987,13 @@ class LogBatchRequest(_message.Message):
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
         """Tags."""
 
+    @_builtins.property
+    def metric_columns(self) -> Global___MetricColumns:
+        """More metric points, as columns: the compact form for large batches (no message per point,
+        about half the bytes, and both sides read them as arrays). Logged together with `metrics`;
+        the batch limits count the points of both.
+        """
+
     def __init__(
         self,
         *,
@@ -993,14 +1001,65 @@ class LogBatchRequest(_message.Message):
         metrics: _abc.Iterable[_tracking_pb2.Metric] | None = ...,
         params: _abc.Iterable[_tracking_pb2.Param] | None = ...,
         tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
+        metric_columns: Global___MetricColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metric_columns", b"metric_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "params", b"params", "run_id", b"run_id", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric_columns", b"metric_columns", "metrics", b"metrics", "params", b"params", "run_id", b"run_id", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogBatchRequest: _TypeAlias = LogBatchRequest  # noqa: Y015
+
+@_typing.final
+class MetricColumns(_message.Message):
+    """Metric points as columns: point i is (keys[key_index[i]] or keys[0], values[i],
+    timestamps[i], steps[i]).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    KEY_INDEX_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The distinct keys."""
+
+    @_builtins.property
+    def key_index(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per point: its key as an index into `keys`; empty when `keys` has exactly one entry."""
+
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Per point: the value."""
+
+    @_builtins.property
+    def timestamps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per point: the timestamp, milliseconds since the epoch."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per point: the step."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        key_index: _abc.Iterable[_builtins.int] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        timestamps: _abc.Iterable[_builtins.int] | None = ...,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_index", b"key_index", "keys", b"keys", "steps", b"steps", "timestamps", b"timestamps", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricColumns: _TypeAlias = MetricColumns  # noqa: Y015
 
 @_typing.final
 class LogBatchResponse(_message.Message):
@@ -1008,12 +1067,20 @@ class LogBatchResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    METRICS_RECEIVED_FIELD_NUMBER: _builtins.int
+    metrics_received: _builtins.int
+    """The metric points the call carried (in `metrics` and `metric_columns`), all logged. A
+    server older than `metric_columns` answers 0: a client that sent columns then knows they
+    were not read and sends the points as messages.
+    """
     def __init__(
         self,
+        *,
+        metrics_received: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics_received", b"metrics_received"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
