@@ -29,13 +29,14 @@ HOSTILE_PATHS = [
     "a//b",
     ".mlgrid-multipart/x",
     "link/secret.txt",
+    "leaf-link",
 ]
 
 
 @pytest.fixture
 def arena(artifacts_server: ArtifactsServer, tmp_path: Path) -> tuple[str, Path, Path]:
-    """A run root with one file, next to files the service must never touch, and a symlink to
-    a directory outside the allowed root."""
+    """A run root with one file, next to files the service must never touch, and symlinks to a
+    directory and to a file outside the allowed root."""
     _, base = artifacts_server.fresh_root()
     root = base / "run"
     outside = tmp_path / "outside"
@@ -45,6 +46,7 @@ def arena(artifacts_server: ArtifactsServer, tmp_path: Path) -> tuple[str, Path,
     (outside / "secret.txt").write_text("secret")
     (base / "x").write_text("sibling of the root")
     (root / "link").symlink_to(outside, target_is_directory=True)
+    (root / "leaf-link").symlink_to(outside / "secret.txt")
     return root.as_uri(), root, base
 
 

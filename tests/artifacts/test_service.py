@@ -319,3 +319,21 @@ def test_sdk_errors_come_back_typed(
     source.write_text("x")
     with pytest.raises(InvalidParameterValue, match=r"'\.\./f\.txt'"):
         transfer.upload_file(artifacts_server.transport(), uri, source, "../f.txt")
+
+
+def test_a_batch_naming_a_file_twice_is_refused_and_stores_nothing(
+    artifacts_server: ArtifactsServer, run_root: tuple[str, Path]
+) -> None:
+    uri, local = run_root
+    files = [
+        pb.ArtifactFile(path="b.txt", data=b"1"),
+        pb.ArtifactFile(path="a.txt", data=b"2"),
+        pb.ArtifactFile(path="./b.txt", data=b"3"),  # the same name once normalised
+    ]
+    with pytest.raises(grpc.RpcError) as caught:
+        artifacts_server.stub.UploadArtifacts(
+            pb.UploadArtifactsRequest(artifact_uri=uri, files=files)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'b.txt' more than once" in caught.value.details()
+    assert not local.exists() or tree_of(local) == {}

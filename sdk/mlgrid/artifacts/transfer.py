@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -122,6 +123,24 @@ def upload_bytes(transport: Transport, artifact_uri: str, path: str, data: bytes
     return _info(response.file)
 
 
+def _local_files(base: Path) -> list[tuple[Path, int]]:
+    """Every file below ``base`` (symlinks to files included, symlinked directories not
+    entered, as ``rglob``) with its size, sorted by path: one stat per file."""
+    found: list[tuple[str, Path, int]] = []
+    for directory, _, names in os.walk(base):
+        for name in names:
+            local = os.path.join(directory, name)
+            try:
+                info = os.stat(local)
+            except FileNotFoundError:  # a dangling symlink, or removed meanwhile
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((os.path.relpath(local, base), Path(local), info.st_size))
+    # Sorted by path components, as sorted(Path) would: "a/b" before "a-b".
+    found.sort(key=lambda item: item[0].split(os.sep))
+    return [(local, size) for _, local, size in found]
+
+
 def upload_dir(
     transport: Transport,
     artifact_uri: str,
@@ -133,10 +152,12 @@ def upload_dir(
     base = Path(local_dir)
     if not base.is_dir():
         raise InvalidParameterValue(f"local_dir {str(local_dir)!r} is not a directory")
-    files = sorted(p for p in base.rglob("*") if p.is_file())
-    jobs = [(f, join_path(artifact_path, f.relative_to(base).as_posix())) for f in files]
-    small = [(f, p) for f, p in jobs if f.stat().st_size <= SMALL_FILE_BYTES]
-    large = [(f, p) for f, p in jobs if f.stat().st_size > SMALL_FILE_BYTES]
+    jobs = [
+        (f, join_path(artifact_path, f.relative_to(base).as_posix()), size)
+        for f, size in _local_files(base)
+    ]
+    small = [(f, p, size) for f, p, size in jobs if size <= SMALL_FILE_BYTES]
+    large = [(f, p) for f, p, size in jobs if size > SMALL_FILE_BYTES]
     batches = _batches(small, max(1, -(-len(small) // max_workers())))
     with ThreadPoolExecutor(max_workers=max_workers(), thread_name_prefix="mlgrid-upload") as pool:
         streamed = [
@@ -147,7 +168,7 @@ def upload_dir(
         ]
         results = {info.path: info for job in batched for info in job.result()}
         results.update((job.result().path, job.result()) for job in streamed)
-    return [results[p] for _, p in jobs]
+    return [results[p] for _, p, _ in jobs]
 
 
 #: Files up to this size travel in batches (UploadArtifacts); larger ones stream one by one.
@@ -157,14 +178,13 @@ BATCH_BYTES = 4 * 1024 * 1024
 BATCH_FILES = 256
 
 
-def _batches(files: list[tuple[Path, str]], spread: int) -> list[list[tuple[Path, str]]]:
+def _batches(files: list[tuple[Path, str, int]], spread: int) -> list[list[tuple[Path, str]]]:
     """Groups small files so every worker gets some, without exceeding a batch's limits."""
     per_batch = min(BATCH_FILES, max(16, spread))
     batches: list[list[tuple[Path, str]]] = []
     current: list[tuple[Path, str]] = []
     size = 0
-    for local, path in files:
-        length = local.stat().st_size
+    for local, path, length in files:
         if current and (len(current) >= per_batch or size + length > BATCH_BYTES):
             batches.append(current)
             current, size = [], 0
@@ -305,10 +325,11 @@ def _write_stream(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 handle = target.open("wb")
                 written.append(target)
-            if message.data:
-                handle.write(message.data)
+            data = message.data  # each access copies the bytes out of the message: once
+            if data:
+                handle.write(data)
                 if progress:
-                    progress(len(message.data))
+                    progress(len(data))
     except BaseException:
         if handle is not None:
             handle.close()

@@ -1,7 +1,9 @@
 """The ``file`` repository: artifacts in a local directory.
 
 Writes go to a hidden temp file in the destination's directory, are fsynced, then renamed over
-the final name, so a killed upload never leaves a partial file under that name. Multipart parts
+the final name (and the directory fsynced), so a killed upload never leaves a partial file under
+that name. Batches of small files share their syncing work (``_batch``); large files can be
+written and read with direct I/O (``_direct``, opt-in). Multipart parts
 live under a hidden staging directory at the root until they are assembled. Hidden names
 (``.mlgrid-…``) never show in listings and cannot be named by clients.
 """
@@ -13,8 +15,9 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from stat import S_ISDIR
 
 from mlgrid.artifacts.repository import (
     CHUNK_SIZE,
@@ -28,6 +31,8 @@ from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid_services.common.paths import check_uri, resolve_inside
 
 from ._atomic import write_atomically
+from ._batch import store_small_files
+from ._direct import read_chunks
 
 #: Prefix of every name this backend keeps for itself (temp files, multipart staging).
 RESERVED_PREFIX = ".mlgrid-"
@@ -63,16 +68,45 @@ class FileArtifactRepository(ArtifactRepository):
             return real == real_root or real.startswith(real_root + os.sep)
         return True
 
-    def _write_atomically(self, target: Path, chunks: Iterable[bytes], label: str) -> int:
-        """Streams ``chunks`` into a temp file next to ``target``, fsyncs, renames; returns size."""
+    def _local_many(self, paths: Sequence[str]) -> list[Path]:
+        """:meth:`_local` of each path, resolving each distinct parent directory only once.
+
+        A leaf that is not a symlink lies inside the root exactly when its parent does; a
+        symlink leaf gets the full check.
+        """
+        parents: dict[str, Path] = {}
+        targets = []
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            local_parent = parents.get(parent)
+            if local_parent is None:
+                try:
+                    local_parent = parents[parent] = self._local(parent)
+                except InvalidParameterValue:
+                    self._local(path)  # refuses it too, naming the path the client sent
+                    raise
+            target = local_parent / name
+            if os.path.islink(target):
+                target = self._local(path)
+            targets.append(target)
+        return targets
+
+    @staticmethod
+    def _prepare(target: Path, label: str, make_parent: bool = True) -> None:
+        """Creates ``target``'s parents; refuses a target that is a directory or under a file."""
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if make_parent:
+                target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise InvalidParameterValue(
                 f"path {label!r} cannot be written: a parent of it is a file"
             ) from None
         if target.is_dir():
             raise InvalidParameterValue(f"path {label!r} cannot be written: it is a directory")
+
+    def _write_atomically(self, target: Path, chunks: Iterable[bytes], label: str) -> int:
+        """Streams ``chunks`` into a temp file next to ``target``, fsyncs, renames; returns size."""
+        self._prepare(target, label)
         return write_atomically(target, chunks)
 
     # -- primitives ----------------------------------------------------------------------------
@@ -86,15 +120,25 @@ class FileArtifactRepository(ArtifactRepository):
         size = self._write_atomically(self._local(path), chunks, path)
         return FileInfo(path=path, is_dir=False, file_size=size)
 
+    def write_files(self, files: Sequence[tuple[str, bytes]]) -> list[FileInfo]:
+        targets = self._local_many([path for path, _ in files])
+        made: set[Path] = set()
+        for target, (path, _) in zip(targets, files, strict=True):
+            self._prepare(target, path, make_parent=target.parent not in made)
+            made.add(target.parent)
+        store_small_files([(t, data) for t, (_, data) in zip(targets, files, strict=True)])
+        return [FileInfo(path=path, is_dir=False, file_size=len(data)) for path, data in files]
+
     def read_file(self, path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         local = self._local(path)
         try:
-            handle = local.open("rb")
+            fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ResourceDoesNotExist(f"artifact file {path!r} does not exist") from None
-        with handle:
-            while chunk := handle.read(chunk_size):
-                yield chunk
+        if S_ISDIR(os.fstat(fd).st_mode):  # open() accepts directories; reading them fails
+            os.close(fd)
+            raise ResourceDoesNotExist(f"artifact file {path!r} does not exist")
+        yield from read_chunks(fd, chunk_size)
 
     def stat(self, path: str) -> FileInfo | None:
         local = self._local(path)
