@@ -211,7 +211,7 @@ class ArtifactsClientMixin:
     def delete_artifacts_at(self, artifact_uri: str, path: str | None = None) -> None:
         """Deletes a file or subtree below ``artifact_uri`` (everything when ``path`` is empty)."""
         request = pb.DeleteArtifactsRequest(artifact_uri=artifact_uri, path=path or "")
-        self._transport.call(self._transport.artifacts.DeleteArtifacts, request)
+        self._transport.call(self._transport.artifacts_for(artifact_uri).DeleteArtifacts, request)
 
     def get_presigned_url_at(
         self, artifact_uri: str, path: str, method: str = "GET", expires_in: int = 900
@@ -226,5 +226,6 @@ class ArtifactsClientMixin:
             method=methods[method.upper()],
             expires_in_seconds=expires_in,
         )
-        url: str = self._transport.call(self._transport.artifacts.GetPresignedUrl, request).url
+        stub = self._transport.artifacts_for(artifact_uri)
+        url: str = self._transport.call(stub.GetPresignedUrl, request).url
         return url

@@ -105,7 +105,7 @@ def upload_file(
         if direct is not None:
             return direct
     requests = _file_requests(artifact_uri, path, source, size, progress)
-    response = transport.call(transport.artifacts.UploadArtifact, requests)
+    response = transport.call(transport.artifacts_for(artifact_uri).UploadArtifact, requests)
     return _info(response.file)
 
 
@@ -119,7 +119,7 @@ def upload_bytes(transport: Transport, artifact_uri: str, path: str, data: bytes
         for start in range(CHUNK_SIZE, len(data), CHUNK_SIZE):
             yield pb.UploadArtifactRequest(data=data[start : start + CHUNK_SIZE])
 
-    response = transport.call(transport.artifacts.UploadArtifact, requests())
+    response = transport.call(transport.artifacts_for(artifact_uri).UploadArtifact, requests())
     return _info(response.file)
 
 
@@ -203,7 +203,7 @@ def _upload_batch(
 ) -> list[FileInfo]:
     entries = [pb.ArtifactFile(path=path, data=local.read_bytes()) for local, path in files]
     request = pb.UploadArtifactsRequest(artifact_uri=artifact_uri, files=entries)
-    response = transport.call(transport.artifacts.UploadArtifacts, request)
+    response = transport.call(transport.artifacts_for(artifact_uri).UploadArtifacts, request)
     if progress:
         progress(sum(len(entry.data) for entry in entries))
     return [_info(f) for f in response.files]
@@ -237,13 +237,16 @@ def _upload_direct(
         artifact_uri=artifact_uri, path=path, num_parts=num_parts
     )
     try:
-        started = transport.call(transport.artifacts.CreateMultipartUpload, create)
+        started = transport.call(
+            transport.artifacts_for(artifact_uri).CreateMultipartUpload, create
+        )
     except InvalidParameterValue:
         return None  # the backend has no multipart uploads: stream through the service
     ids = {"artifact_uri": artifact_uri, "path": path, "upload_id": started.upload_id}
     if len(started.credentials) != num_parts:
         transport.call(
-            transport.artifacts.AbortMultipartUpload, pb.AbortMultipartUploadRequest(**ids)
+            transport.artifacts_for(artifact_uri).AbortMultipartUpload,
+            pb.AbortMultipartUploadRequest(**ids),
         )
         return None
 
@@ -262,13 +265,14 @@ def _upload_direct(
         ) as pool:
             parts = list(pool.map(send, started.credentials))
         done = transport.call(
-            transport.artifacts.CompleteMultipartUpload,
+            transport.artifacts_for(artifact_uri).CompleteMultipartUpload,
             pb.CompleteMultipartUploadRequest(**ids, parts=parts),
         )
     except BaseException:
         with contextlib.suppress(Exception):
             transport.call(
-                transport.artifacts.AbortMultipartUpload, pb.AbortMultipartUploadRequest(**ids)
+                transport.artifacts_for(artifact_uri).AbortMultipartUpload,
+                pb.AbortMultipartUploadRequest(**ids),
             )
         raise
     return _info(done.file)
@@ -287,7 +291,7 @@ def list_artifacts(
         request = pb.ListArtifactsRequest(
             artifact_uri=artifact_uri, path=path, page_token=token, recursive=recursive
         )
-        response = transport.call(transport.artifacts.ListArtifacts, request)
+        response = transport.call(transport.artifacts_for(artifact_uri).ListArtifacts, request)
         infos.extend(_info(f) for f in response.files)
         token = response.next_page_token
         if not token:
@@ -300,7 +304,7 @@ def list_artifacts(
 def _stream_download(
     transport: Transport, request: pb.DownloadArtifactsRequest
 ) -> Iterator[pb.DownloadArtifactsResponse]:
-    method: Any = transport.artifacts.DownloadArtifacts
+    method: Any = transport.artifacts_for(request.artifact_uri).DownloadArtifacts
     messages: Iterator[pb.DownloadArtifactsResponse] = transport.stream(method, request)
     return messages
 
