@@ -11,7 +11,7 @@ import base64
 import numbers
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as rpc
 from mlgrid.artifacts.client_mixin import ArtifactsClientMixin
 from mlgrid.async_logging import AsyncLogger, RunOperations
+from mlgrid.batching import add_metrics, batch_requests, split_batch
 from mlgrid.context.default import current_user
 from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from mlgrid.entities import (
@@ -41,14 +42,10 @@ from mlgrid.registry.client_mixin import RegistryClientMixin
 from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
 from mlgrid.transport import STORE_URI_METADATA, Transport
 
-__all__ = ["Client", "MlflowClient", "split_batch"]
+__all__ = ["Client", "MlflowClient", "split_batch"]  # split_batch: from mlgrid.batching
 
 #: MLflow's default page size for searches.
 SEARCH_MAX_RESULTS_DEFAULT = 1000
-#: The server's log_batch limits (REFERENCE.md); bigger batches are split by the client.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
 #: Values longer than these are truncated with a warning, as MLflow does by default.
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
@@ -79,66 +76,6 @@ def _truncate(kind: str, key: str, value: Any, limit: int) -> str:
         )
         return text[:limit]
     return text
-
-
-def split_batch(
-    metrics: Sequence[Metric], params: Sequence[Param], tags: Sequence[RunTag]
-) -> Iterator[tuple[list[Metric], list[Param], list[RunTag]]]:
-    """Splits a batch into calls within the server's limits, params and tags first (so that a
-    failed param write stops the batch before its metrics are written)."""
-    m = p = t = 0
-    while m < len(metrics) or p < len(params) or t < len(tags) or (m == p == t == 0):
-        chunk_params = list(params[p : p + MAX_PARAMS_TAGS_PER_BATCH])
-        chunk_tags = list(tags[t : t + MAX_PARAMS_TAGS_PER_BATCH])
-        room = min(
-            MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(chunk_params) - len(chunk_tags)
-        )
-        chunk_metrics = list(metrics[m : m + room])
-        p, t, m = p + len(chunk_params), t + len(chunk_tags), m + len(chunk_metrics)
-        yield chunk_metrics, chunk_params, chunk_tags
-        if m == len(metrics) and p == len(params) and t == len(tags):
-            return
-
-
-#: Batches of more points than this go as columns (LogBatchRequest.metric_columns): no message
-#: per point, so about half the bytes and far less work on both sides.
-COLUMNS_ABOVE = 16
-
-
-def _add_metric_columns(columns: rpc.MetricColumns, metrics: Sequence[Metric]) -> None:
-    """Fills ``columns`` with ``metrics``. Like _add_metrics, the fields take ints and floats
-    (numpy's too) as they are, and only convert everything when one is refused."""
-    names: dict[str, int] = {}
-    index = [names.setdefault(m.key, len(names)) for m in metrics]
-    columns.keys.extend(names)
-    if len(names) > 1:
-        columns.key_index.extend(index)
-    try:
-        columns.values.extend([m.value for m in metrics])
-        columns.timestamps.extend([m.timestamp for m in metrics])
-        columns.steps.extend([m.step for m in metrics])
-    except (TypeError, ValueError):
-        del columns.values[:], columns.timestamps[:], columns.steps[:]
-        columns.values.extend([float(m.value) for m in metrics])
-        columns.timestamps.extend([int(m.timestamp) for m in metrics])
-        columns.steps.extend([int(m.step) for m in metrics])
-
-
-def _add_metrics(request: rpc.LogBatchRequest, metrics: Sequence[Metric]) -> None:
-    """Appends ``metrics`` to ``request``: add() in place is ~3x faster than building Metric
-    messages and copying them in. The fields take ints and floats (numpy's too) as they are;
-    only when one does not (a float timestamp, a numeric string) is every point converted, which
-    costs ~20% more."""
-    add_metric = request.metrics.add
-    try:
-        for m in metrics:
-            add_metric(key=m.key, value=m.value, timestamp=m.timestamp, step=m.step)
-    except (TypeError, ValueError):
-        del request.metrics[:]
-        for m in metrics:
-            add_metric(
-                key=m.key, value=float(m.value), timestamp=int(m.timestamp), step=int(m.step)
-            )
 
 
 def _remote_metadata(transport: Transport) -> None:
@@ -430,23 +367,13 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
         params: Sequence[Param],
         tags: Sequence[RunTag],
     ) -> None:
-        for chunk_metrics, chunk_params, chunk_tags in split_batch(metrics, params, tags):
-            request = rpc.LogBatchRequest(
-                run_id=run_id,
-                params=[p.to_proto() for p in chunk_params],
-                tags=[t.to_proto() for t in chunk_tags],
-            )
-            as_columns = len(chunk_metrics) > COLUMNS_ABOVE
-            if as_columns:
-                _add_metric_columns(request.metric_columns, chunk_metrics)
-            else:
-                _add_metrics(request, chunk_metrics)
+        for request, chunk_metrics in batch_requests(run_id, metrics, params, tags):
             response = self._call(self._stub.LogBatch, request)
-            if as_columns and response.metrics_received == 0:
+            if request.HasField("metric_columns") and response.metrics_received == 0:
                 # A server that predates metric_columns ignored them: send messages instead
                 # (its params and tags are written again, with the same values: no change).
                 request.ClearField("metric_columns")
-                _add_metrics(request, chunk_metrics)
+                add_metrics(request, chunk_metrics)
                 self._call(self._stub.LogBatch, request)
 
     def log_inputs(

@@ -112,7 +112,7 @@ def test_the_sdk_sends_large_batches_as_columns_and_small_ones_as_messages(grpc_
     """What goes on the wire, seen by a server interceptor would be invasive; the response's
     count and the stored history show both forms arrived whole."""
     import mlgrid
-    from mlgrid.client import COLUMNS_ABOVE
+    from mlgrid.batching import COLUMNS_ABOVE
     from mlgrid.entities import Metric
 
     client = mlgrid.MlflowClient(grpc_stack.tracking_uri)
