@@ -83,7 +83,9 @@ class Transport:
     _embedded: EmbeddedStack | None = field(init=False, default=None)
     #: Tunnels to the tracking and registry backends (plain grpc:// gateways only).
     _tunnels: Tunnels | None = field(init=False, default=None)
-    _tunnel_stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = field(init=False, default_factory=dict)
+    _tunnel_stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = field(
+        init=False, default_factory=dict
+    )
     #: Extra metadata sources (request header providers); each is called per call.
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
 
