@@ -21,10 +21,11 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import TemporarilyUnavailable
 from mlgrid_services.common.pg_cursors import PgCursors
+
+from . import queries
 
 #: Idle connections kept for reuse (half the gRPC server's worker threads); more may be open at
 #: once while calls overlap, each worker thread holding at most one.
@@ -32,8 +33,6 @@ MAX_IDLE = 16
 #: How these connections show in pg_stat_activity.
 APPLICATION_NAME = "mlgrid-registry"
 
-_Tag = common_pb2.Tag
-_ModelVersion = registry_pb2.ModelVersion
 
 # The version's columns, then its tag keys, tag values and aliases as arrays, each ordered the way
 # load_versions orders them (tags by key, aliases by name).
@@ -94,42 +93,11 @@ SELECT version FROM created
 
 
 def version_from_row(name: str, row: Sequence[Any]) -> registry_pb2.ModelVersion:
-    """The entity for a row of the statements above (``name`` is the one asked for)."""
-    (
-        version,
-        created,
-        updated,
-        description,
-        user_id,
-        stage,
-        source,
-        run_id,
-        run_link,
-        status,
-        status_message,
-        tag_keys,
-        tag_values,
-        aliases,
-    ) = row
-    entity = _ModelVersion(
-        name=name,
-        version=str(version),
-        creation_timestamp=created,
-        last_updated_timestamp=updated,
-        user_id=user_id,
-        current_stage=stage,
-        description=description,
-        source=source,
-        run_id=run_id,
-        status=status,
-        status_message=status_message,
-        run_link=run_link,
-    )
-    if tag_keys:
-        entity.tags.extend(_Tag(key=k, value=v) for k, v in zip(tag_keys, tag_values, strict=True))
-    if aliases:
-        entity.aliases.extend(aliases)
-    return entity
+    """The entity for a row of the statements above (``name`` is the one asked for): the
+    version's columns as queries.version_from_row takes them, then tag keys, values, aliases."""
+    *columns, tag_keys, tag_values, aliases = row
+    tags = list(zip(tag_keys, tag_values, strict=True)) if tag_keys else ()
+    return queries.version_from_row((None, name, *columns), tags, aliases or ())
 
 
 def _unavailable(exc: Exception) -> TemporarilyUnavailable:

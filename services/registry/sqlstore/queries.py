@@ -166,7 +166,7 @@ def version_query() -> Any:
 
 
 def version_from_row(
-    row: Row, tags: Sequence[tuple[str, str]] = (), aliases: Sequence[str] = ()
+    row: Sequence[Any], tags: Sequence[tuple[str, str]] = (), aliases: Sequence[str] = ()
 ) -> registry_pb2.ModelVersion:
     # Positional row access and no empty repeated fields: this runs once per search hit.
     (
