@@ -235,3 +235,35 @@ def test_a_colliding_series_number_never_mixes_histories(
     assert [list(chunk) for chunk in domain.iter_metric_history(run_id, "m")] == [[(1, 1, 1.0)]]
     sampled = domain.get_metric_history_bulk_interval([run_id, other], "m", None, None, 10)
     assert [(s.run_id, s.metric.value) for s in sampled] == [(run_id, 1.0)]
+
+
+def test_search_returns_each_runs_dataset_inputs_as_get_run_does(domain: TrackingDomain) -> None:
+    """MLflow's search_runs carries run.inputs; only runs with inputs get any."""
+    with_two = new_run(domain)
+    experiment_id = with_two.info.experiment_id
+    with_one = new_run(domain, experiment_id)
+    without = new_run(domain, experiment_id)
+
+    def item(name: str, context: str) -> tracking_pb2.DatasetInput:
+        return tracking_pb2.DatasetInput(
+            dataset=tracking_pb2.Dataset(
+                name=name, digest=f"d-{name}", source_type="local", source="{}"
+            ),
+            tags=[common_pb2.Tag(key="mlflow.data.context", value=context)],
+        )
+
+    domain.log_inputs(with_two.info.run_id, [item("train-set", "train"), item("eval-set", "eval")])
+    domain.log_inputs(with_one.info.run_id, [item("train-set", "tuning")])
+    found, _ = domain.search_runs([experiment_id], "", 1, 100, [], "")
+    by_id = {run.info.run_id: run for run in found}
+    assert set(by_id) == {with_two.info.run_id, with_one.info.run_id, without.info.run_id}
+    for run_id in by_id:
+        assert by_id[run_id].inputs == domain.get_run(run_id).inputs
+    two = by_id[with_two.info.run_id].inputs.dataset_inputs
+    assert [(i.dataset.name, i.tags[0].value) for i in two] == [
+        ("eval-set", "eval"),
+        ("train-set", "train"),
+    ]
+    one = by_id[with_one.info.run_id].inputs.dataset_inputs
+    assert [(i.dataset.name, i.tags[0].value) for i in one] == [("train-set", "tuning")]
+    assert not by_id[without.info.run_id].inputs.dataset_inputs

@@ -136,7 +136,7 @@ class RunReadsMixin(SqlStoreBase):
         null_float = sa.null().cast(sa.Float(53))
         null_bool = sa.null().cast(sa.Boolean)
         null_int = sa.null().cast(sa.BigInteger)
-        p, g, lm = t.params, t.tags, t.latest_metrics
+        p, g, lm, ri = t.params, t.tags, t.latest_metrics, t.run_inputs
         union = sa.union_all(
             sa.select(
                 sa.literal(3),
@@ -198,14 +198,34 @@ class RunReadsMixin(SqlStoreBase):
                 lm.c.timestamp,
                 lm.c.step,
             ).where(in_page(lm.c.run_uuid)),
+            # Which runs have dataset inputs (kind 4): usually none, found by the primary key
+            # of run_inputs; the inputs themselves are read only for those runs.
+            sa.select(
+                sa.literal(4),
+                null_int,
+                ri.c.run_uuid,
+                null_text,
+                null_text,
+                null_text,
+                null_text,
+                null_text,
+                null_float,
+                null_bool,
+                null_int,
+                null_int,
+                null_int,
+            )
+            .where(in_page(ri.c.run_uuid))
+            .distinct(),
         )
         return union
 
     @staticmethod
-    def _runs_from_page_rows(rows: Sequence[Any]) -> list[tracking_pb2.Run]:
-        """Runs from the rows of :meth:`_page_statement`, in page order. The rows are plain
-        DB-API tuples: skipping SQLAlchemy's Row wrapping halves the fetch cost of a large page,
-        and every column here is a native driver type already."""
+    def _runs_from_page_rows(rows: Sequence[Any]) -> tuple[list[tracking_pb2.Run], list[str]]:
+        """Runs from the rows of :meth:`_page_statement`, in page order, and the ids of those
+        that have dataset inputs (see :meth:`_add_inputs`). The rows are plain DB-API tuples:
+        skipping SQLAlchemy's Row wrapping halves the fetch cost of a large page, and every
+        column here is a native driver type already."""
         runs: dict[str, tuple[int, tracking_pb2.Run]] = {}
         for row in rows:
             if row[0] == 3:
@@ -223,6 +243,7 @@ class RunReadsMixin(SqlStoreBase):
                 if row[12] is not None:
                     info.end_time = row[12]
                 runs[row[2]] = (row[1], run)
+        with_inputs: list[str] = []
         for (
             kind,
             _,
@@ -246,21 +267,49 @@ class RunReadsMixin(SqlStoreBase):
                 runs[run_uuid][1].data.metrics.add(
                     key=key, value=math.nan if is_nan else number, timestamp=timestamp, step=step
                 )
-        return [run for _, run in sorted(runs.values(), key=lambda pair: pair[0])]
+            elif kind == 4:
+                with_inputs.append(run_uuid)
+        ordered = [run for _, run in sorted(runs.values(), key=lambda pair: pair[0])]
+        return ordered, with_inputs
+
+    def _add_inputs(self, runs: Sequence[tracking_pb2.Run], run_ids: Sequence[str]) -> None:
+        """Fills the dataset inputs of ``runs`` (those of ``run_ids`` have some)."""
+        if not run_ids:
+            return
+        with self._read() as conn:
+            inputs = self._inputs_of(conn, run_ids)
+        for run in runs:
+            found = inputs.get(run.info.run_id)
+            if found:
+                run.inputs.dataset_inputs.extend(found)
 
     def _run_inputs(self, conn: Connection, run_id: str) -> list[tracking_pb2.DatasetInput]:
-        d = t.datasets.c
-        inputs: dict[str, tracking_pb2.DatasetInput] = {}
+        return self._inputs_of(conn, [run_id]).get(run_id, [])
+
+    def _inputs_of(
+        self, conn: Connection, run_ids: Sequence[str]
+    ) -> dict[str, list[tracking_pb2.DatasetInput]]:
+        """The dataset inputs of each of ``run_ids`` (by dataset name and digest; tags by key)."""
+        d, ri, rit = t.datasets.c, t.run_inputs.c, t.run_input_tags.c
         rows = conn.execute(
             sa.select(
-                d.dataset_uuid, d.name, d.digest, d.source_type, d.source, d.schema, d.profile
+                ri.run_uuid,
+                d.dataset_uuid,
+                d.name,
+                d.digest,
+                d.source_type,
+                d.source,
+                d.schema,
+                d.profile,
             )
-            .join(t.run_inputs, t.run_inputs.c.dataset_uuid == d.dataset_uuid)
-            .where(t.run_inputs.c.run_uuid == run_id)
+            .join(t.run_inputs, ri.dataset_uuid == d.dataset_uuid)
+            .where(ri.run_uuid.in_(list(run_ids)))
             .order_by(d.name, d.digest)
         )
-        for uuid, name, digest, source_type, source, schema_, profile in rows:
-            inputs[uuid] = tracking_pb2.DatasetInput(
+        found: dict[tuple[str, str], tracking_pb2.DatasetInput] = {}
+        by_run: dict[str, list[tracking_pb2.DatasetInput]] = {}
+        for run_uuid, uuid, name, digest, source_type, source, schema_, profile in rows:
+            item = tracking_pb2.DatasetInput(
                 dataset=tracking_pb2.Dataset(
                     name=name,
                     digest=digest,
@@ -270,14 +319,16 @@ class RunReadsMixin(SqlStoreBase):
                     profile=profile,
                 )
             )
-        tag_rows = conn.execute(
-            sa.select(
-                t.run_input_tags.c.dataset_uuid, t.run_input_tags.c.key, t.run_input_tags.c.value
+            found[(run_uuid, uuid)] = item
+            by_run.setdefault(run_uuid, []).append(item)
+        if found:
+            tag_rows = conn.execute(
+                sa.select(rit.run_uuid, rit.dataset_uuid, rit.key, rit.value)
+                .where(rit.run_uuid.in_(list(run_ids)))
+                .order_by(rit.key)
             )
-            .where(t.run_input_tags.c.run_uuid == run_id)
-            .order_by(t.run_input_tags.c.key)
-        )
-        for uuid, key, value in tag_rows:
-            if uuid in inputs:
-                inputs[uuid].tags.append(common_pb2.Tag(key=key, value=value))
-        return list(inputs.values())
+            for run_uuid, uuid, key, value in tag_rows:
+                tagged = found.get((run_uuid, uuid))
+                if tagged is not None:
+                    tagged.tags.append(common_pb2.Tag(key=key, value=value))
+        return by_run

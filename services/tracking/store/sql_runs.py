@@ -276,15 +276,19 @@ class RunsMixin(RunReadsMixin):
             assert self._pg is not None
             with self._pg.cursor() as cursor:
                 rows = cursor.execute(sql[0], sql[1], prepare=False).fetchall()
-            runs = self._runs_from_page_rows(rows)
+            runs, with_inputs = self._runs_from_page_rows(rows)
         else:
             statement = self._search_statement(
                 experiment_ids, filter_string, view_type, order_by, offset, limit
             )
             with self._read() as conn:
-                runs = self._runs_from_page_rows(conn.execute(statement).cursor.fetchall())
+                runs, with_inputs = self._runs_from_page_rows(
+                    conn.execute(statement).cursor.fetchall()
+                )
         more = len(runs) > max_results
         runs = runs[:max_results]
+        # Dataset inputs, as MLflow's search returns them: only runs that have some cost a read.
+        self._add_inputs(runs, with_inputs)
         token = encode_page_token(offset + max_results, "runs") if more else ""
         return runs, token
 
