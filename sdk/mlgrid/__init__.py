@@ -20,14 +20,10 @@ from mlgrid.exceptions import MlflowException, MlgridException
 from mlgrid.fluent import (
     ActiveRun,
     active_run,
-    create_experiment,
-    delete_experiment,
     delete_run,
     delete_tag,
     end_run,
     flush_async_logging,
-    get_experiment,
-    get_experiment_by_name,
     get_metric_history,
     get_parent_run,
     get_run,
@@ -37,17 +33,22 @@ from mlgrid.fluent import (
     log_metrics,
     log_param,
     log_params,
-    search_experiments,
-    search_runs,
-    set_experiment,
-    set_experiment_tag,
-    set_experiment_tags,
     set_registry_uri,
     set_tag,
     set_tags,
     set_tracking_uri,
     start_run,
 )
+from mlgrid.fluent_experiments import (
+    create_experiment,
+    delete_experiment,
+    get_experiment,
+    get_experiment_by_name,
+    set_experiment,
+    set_experiment_tag,
+    set_experiment_tags,
+)
+from mlgrid.fluent_search import search_experiments, search_runs
 from mlgrid.tracking_uri import get_registry_uri, get_tracking_uri
 
 

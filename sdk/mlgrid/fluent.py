@@ -2,7 +2,8 @@
 signatures and behaviour, so that ``import mlgrid as mlflow`` runs MLflow tracking scripts.
 
 State kept here, as in MLflow: a per-thread stack of active runs (nested runs push onto it),
-the last ended run, and the experiment chosen by :func:`set_experiment`.
+the last ended run, and the experiment chosen by ``set_experiment``. The experiment functions
+live in mlgrid.fluent_experiments, the searches in mlgrid.fluent_search.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -23,7 +24,6 @@ from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RU
 from mlgrid.entities import (
     Dataset,
     DatasetInput,
-    Experiment,
     InputTag,
     LifecycleStage,
     Metric,
@@ -31,16 +31,11 @@ from mlgrid.entities import (
     Run,
     RunStatus,
     RunTag,
-    ViewType,
 )
-from mlgrid.entities.frames import import_pandas, runs_to_pandas
 from mlgrid.exceptions import InvalidParameterValue, MlgridException
 from mlgrid.tracking_uri import get_registry_uri, get_tracking_uri
 
 DEFAULT_EXPERIMENT_ID = "0"
-#: MLflow's default ``max_results`` of the fluent search_runs.
-SEARCH_MAX_RESULTS_PANDAS = 100_000
-_PAGE_MAX = 50_000
 
 _state = threading.local()
 _active_experiment_id: str | None = None
@@ -143,82 +138,6 @@ def _experiment_id_from_env() -> str | None:
 def _get_experiment_id() -> str:
     """The experiment new runs go to: set_experiment's, else the environment's, else "0"."""
     return _active_experiment_id or _experiment_id_from_env() or DEFAULT_EXPERIMENT_ID
-
-
-def set_experiment(
-    experiment_name: str | None = None, experiment_id: str | None = None
-) -> Experiment:
-    """Makes an experiment the active one (creating it by name when missing) and returns it."""
-    global _active_experiment_id
-    if (experiment_name is None) == (experiment_id is None):
-        raise InvalidParameterValue(
-            "set_experiment needs exactly one of experiment_name or experiment_id"
-        )
-    client = _client()
-    if experiment_id is not None:
-        experiment = client.get_experiment(str(experiment_id))
-    else:
-        assert experiment_name is not None
-        found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            new_id = client.create_experiment(experiment_name)
-            found = client.get_experiment(new_id)
-        experiment = found
-    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
-        raise InvalidParameterValue(
-            f"cannot set the deleted experiment {experiment.name!r} (id {experiment.experiment_id})"
-            " as the active experiment; restore it first"
-        )
-    _active_experiment_id = experiment.experiment_id
-    # Child processes (subprocesses of the script) start their runs in the same experiment.
-    env.MLGRID_EXPERIMENT_ID.set(experiment.experiment_id)
-    return experiment
-
-
-def create_experiment(
-    name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None
-) -> str:
-    return _client().create_experiment(name, artifact_location, tags)
-
-
-def get_experiment(experiment_id: str) -> Experiment:
-    return _client().get_experiment(experiment_id)
-
-
-def get_experiment_by_name(name: str) -> Experiment | None:
-    return _client().get_experiment_by_name(name)
-
-
-def search_experiments(
-    view_type: int = ViewType.ACTIVE_ONLY,
-    max_results: int | None = None,
-    filter_string: str | None = None,
-    order_by: list[str] | None = None,
-) -> list[Experiment]:
-    """Every matching experiment (all pages), or at most ``max_results``."""
-    client = _client()
-    found: list[Experiment] = []
-    token: str | None = None
-    while True:
-        page_size = min(_PAGE_MAX, max_results - len(found)) if max_results else _PAGE_MAX
-        page = client.search_experiments(view_type, page_size, filter_string, order_by, token)
-        found.extend(page)
-        token = page.token
-        if not token or (max_results is not None and len(found) >= max_results):
-            return found
-
-
-def delete_experiment(experiment_id: str) -> None:
-    _client().delete_experiment(experiment_id)
-
-
-def set_experiment_tag(key: str, value: Any) -> None:
-    _client().set_experiment_tag(_get_experiment_id(), key, value)
-
-
-def set_experiment_tags(tags: Mapping[str, Any]) -> None:
-    for key, value in tags.items():
-        set_experiment_tag(key, value)
 
 
 # -- runs ----------------------------------------------------------------------------------
@@ -439,50 +358,6 @@ def flush_async_logging() -> None:
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
     return _client().get_metric_history(run_id, key)
-
-
-def search_runs(
-    experiment_ids: Sequence[str] | None = None,
-    filter_string: str = "",
-    run_view_type: int = ViewType.ACTIVE_ONLY,
-    max_results: int = SEARCH_MAX_RESULTS_PANDAS,
-    order_by: list[str] | None = None,
-    output_format: str = "pandas",
-    search_all_experiments: bool = False,
-    experiment_names: list[str] | None = None,
-) -> Any:
-    """Runs matching ``filter_string``, as a pandas DataFrame (MLflow's columns) or a list.
-
-    Without experiment ids or names it searches the active experiment (or all experiments
-    with ``search_all_experiments=True``).
-    """
-    if output_format not in ("pandas", "list"):
-        raise InvalidParameterValue(
-            f"output_format {output_format!r} is not supported; use 'pandas' or 'list'"
-        )
-    if output_format == "pandas":
-        import_pandas()  # fail before searching when pandas is missing
-    client = _client()
-    ids = [str(e) for e in experiment_ids] if experiment_ids else []
-    for name in experiment_names or []:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            ids.append(experiment.experiment_id)
-    if not ids and not experiment_names:
-        if search_all_experiments:
-            ids = [e.experiment_id for e in search_experiments(view_type=ViewType.ALL)]
-        else:
-            ids = [_get_experiment_id()]
-    runs: list[Run] = []
-    token: str | None = None
-    while ids and len(runs) < max_results:
-        page_size = min(_PAGE_MAX, max_results - len(runs))
-        page = client.search_runs(ids, filter_string, run_view_type, page_size, order_by, token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    return runs_to_pandas(runs) if output_format == "pandas" else runs
 
 
 # -- process exit --------------------------------------------------------------------------
