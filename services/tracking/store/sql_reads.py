@@ -133,90 +133,51 @@ class RunReadsMixin(SqlStoreBase):
                 return column.in_(sa.select(pc.run_uuid))
 
         null_text = sa.null().cast(sa.String)
-        null_float = sa.null().cast(sa.Float(53))
-        null_bool = sa.null().cast(sa.Boolean)
         null_int = sa.null().cast(sa.BigInteger)
+
+        def arm(
+            kind: int,
+            run_uuid: Any,
+            *,
+            order: Any = null_int,
+            texts: Sequence[Any] = (),
+            number: Any = None,
+            flag: Any = None,
+            ints: Sequence[Any] = (),
+        ) -> Any:
+            """One SELECT of the union: (kind, order, run_uuid, 5 texts, a float, a flag,
+            3 integers), the slots a kind does not use as typed NULLs."""
+            return sa.select(
+                sa.literal(kind),
+                order,
+                run_uuid,
+                *texts,
+                *[null_text] * (5 - len(texts)),
+                sa.null().cast(sa.Float(53)) if number is None else number,
+                sa.null().cast(sa.Boolean) if flag is None else flag,
+                *ints,
+                *[null_int] * (3 - len(ints)),
+            )
+
         p, g, lm, ri = t.params, t.tags, t.latest_metrics, t.run_inputs
+        run_texts = (pc.name, pc.user_id, pc.status, pc.artifact_uri, pc.lifecycle_stage)
+        run_ints = (sa.cast(pc.experiment_id, sa.BigInteger), pc.start_time, pc.end_time)
+        metric_ints = (null_int, lm.c.timestamp, lm.c.step)
         union = sa.union_all(
-            sa.select(
-                sa.literal(3),
-                pc.ord,
-                pc.run_uuid,
-                pc.name,
-                pc.user_id,
-                pc.status,
-                pc.artifact_uri,
-                pc.lifecycle_stage,
-                null_float,
-                null_bool,
-                sa.cast(pc.experiment_id, sa.BigInteger),
-                pc.start_time,
-                pc.end_time,
-            ),
-            sa.select(
-                sa.literal(0),
-                null_int,
-                p.c.run_uuid,
-                p.c.key,
-                p.c.value,
-                null_text,
-                null_text,
-                null_text,
-                null_float,
-                null_bool,
-                null_int,
-                null_int,
-                null_int,
-            ).where(in_page(p.c.run_uuid)),
-            sa.select(
-                sa.literal(1),
-                null_int,
-                g.c.run_uuid,
-                g.c.key,
-                g.c.value,
-                null_text,
-                null_text,
-                null_text,
-                null_float,
-                null_bool,
-                null_int,
-                null_int,
-                null_int,
-            ).where(in_page(g.c.run_uuid)),
-            sa.select(
-                sa.literal(2),
-                null_int,
+            arm(3, pc.run_uuid, order=pc.ord, texts=run_texts, ints=run_ints),
+            arm(0, p.c.run_uuid, texts=(p.c.key, p.c.value)).where(in_page(p.c.run_uuid)),
+            arm(1, g.c.run_uuid, texts=(g.c.key, g.c.value)).where(in_page(g.c.run_uuid)),
+            arm(
+                2,
                 lm.c.run_uuid,
-                lm.c.key,
-                null_text,
-                null_text,
-                null_text,
-                null_text,
-                lm.c.value,
-                lm.c.is_nan,
-                null_int,
-                lm.c.timestamp,
-                lm.c.step,
+                texts=(lm.c.key,),
+                number=lm.c.value,
+                flag=lm.c.is_nan,
+                ints=metric_ints,
             ).where(in_page(lm.c.run_uuid)),
             # Which runs have dataset inputs (kind 4): usually none, found by the primary key
             # of run_inputs; the inputs themselves are read only for those runs.
-            sa.select(
-                sa.literal(4),
-                null_int,
-                ri.c.run_uuid,
-                null_text,
-                null_text,
-                null_text,
-                null_text,
-                null_text,
-                null_float,
-                null_bool,
-                null_int,
-                null_int,
-                null_int,
-            )
-            .where(in_page(ri.c.run_uuid))
-            .distinct(),
+            arm(4, ri.c.run_uuid).where(in_page(ri.c.run_uuid)).distinct(),
         )
         return union
 
