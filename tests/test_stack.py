@@ -17,8 +17,11 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import mlgrid
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
+from mlgrid.entities import Metric
+from mlgrid.transport import Transport
 from mlgrid_services.common.app import available_services
 
 #: Start-to-healthy target for the whole stack on this 2-core machine is 3 s; tests run two at a
@@ -117,9 +120,24 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     # SQLite in the working directory by default.
     assert (tmp_path / "mlgrid.db").exists()
 
+    # The SDK reaches tracking, registry and artifacts through the gateway's tunnels; the
+    # tunnels it leaves open do not hold up the stop below.
+    transport = Transport(stack.endpoint)
+    client = mlgrid.MlflowClient(stack.endpoint)
+    client._transport = transport
+    run = client.create_run(created.experiment_id)
+    client.log_batch(run.info.run_id, metrics=[Metric("m", float(i), i, i) for i in range(40)])
+    client.create_registered_model("up-model")
+    (tmp_path / "note.txt").write_text("through a tunnel")
+    client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+    assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["note.txt"]
+    assert len(client.get_metric_history(run.info.run_id, "m")) == 40
+    assert {key[0] for key in transport._tunnel_stubs} == {"tracking", "registry", "artifacts"}
+
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=30) == 0
     assert wait_gone(processes, timeout=5) == []
+    transport.close()
 
 
 def test_a_child_that_dies_takes_the_stack_down_with_a_message(stack: UpProcess) -> None:
