@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mlgrid.exceptions import MlgridException, exception_for_code, exception_for_status
+
+#: Trailing metadata key carrying a google.rpc.Status (with mlgrid's ErrorInfo).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def from_backend(trailing: Iterable[tuple[str, Any]] | None) -> bool:
+    """True when trailing metadata carries a status with details: the error came from an
+    mlgrid service, not from a connection that failed on the way."""
+    return any(key == STATUS_DETAILS_KEY for key, _ in trailing or ())
 
 
 def from_rpc_error(err: grpc.RpcError) -> MlgridException:

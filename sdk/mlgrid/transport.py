@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-from mlgrid._rpc_errors import from_rpc_error
+from mlgrid._rpc_errors import from_backend, from_rpc_error
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
@@ -157,8 +157,7 @@ class Transport:
         call: Any = err
         if call.code() is not grpc.StatusCode.UNAVAILABLE:
             return
-        trailing = call.trailing_metadata() or ()
-        if not any(key == "grpc-status-details-bin" for key, _ in trailing):
+        if not from_backend(call.trailing_metadata()):
             self._tunnels.failed()
 
     def metadata(self) -> list[tuple[str, str]]:

@@ -16,12 +16,14 @@ statement leaves it mid-protocol), is closed rather than handed to another call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
+
+from .sql import database_unavailable
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -36,17 +38,17 @@ class PgCursors:
         max_idle: int,
         application_name: str,
         session_options: str = "",
-        unavailable: Callable[[Exception], Exception],
+        database: str,
     ) -> None:
         """``session_options`` (libpq ``options``, e.g. ``-c synchronous_commit=off``) are added
-        to the URI's own; ``unavailable`` turns a connection failure into the store's error."""
+        to the URI's own; ``database`` ("tracking", "registry") names it in connection errors."""
         self._args, kwargs = engine.dialect.create_connect_args(engine.url)
         if session_options:
             kwargs = {**kwargs, "options": f"{kwargs.get('options', '')} {session_options}".strip()}
         self._kwargs = kwargs
         self._application_name = application_name
         self._max_idle = max_idle
-        self._unavailable = unavailable
+        self._database = database
         self._idle: list[psycopg.Cursor[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -59,14 +61,14 @@ class PgCursors:
 
     def take(self) -> tuple[psycopg.Cursor[Any], bool]:
         """An idle cursor, and whether it was reused (False: freshly connected); a database that
-        cannot be reached raises the store's ``unavailable`` error."""
+        cannot be reached raises TemporarilyUnavailable."""
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
         try:
             return self.connect().cursor(), False
         except psycopg.OperationalError as exc:
-            raise self._unavailable(exc) from exc
+            raise database_unavailable(self._database, exc) from exc
 
     def give_back(self, cursor: psycopg.Cursor[Any]) -> None:
         conn = cursor.connection
@@ -79,14 +81,14 @@ class PgCursors:
 
     @contextmanager
     def cursor(self) -> Iterator[psycopg.Cursor[Any]]:
-        """A cursor for the block; connection errors become the store's ``unavailable`` error."""
+        """A cursor for the block; connection errors become TemporarilyUnavailable."""
         cursor, _ = self.take()
         try:
             yield cursor
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if cursor.connection.broken:
                 self.drop_idle()  # they most likely died with this one (a server restart)
-            raise self._unavailable(exc) from exc
+            raise database_unavailable(self._database, exc) from exc
         finally:
             self.give_back(cursor)
 

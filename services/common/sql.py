@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
 _POSTGRES_ALIASES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
@@ -30,6 +30,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: starts with BEGIN IMMEDIATE, so two writers queue on the lock instead of deadlocking when both
 #: try to upgrade a read lock.
 WRITE_OPTION = "mlgrid_write"
+
+
+def database_unavailable(database: str, exc: Exception) -> TemporarilyUnavailable:
+    """The caller's error for a database that cannot be reached (or stays locked past the busy
+    timeout): retryable TEMPORARILY_UNAVAILABLE naming it, with the driver's first line."""
+    first_line = (str(exc).splitlines() or [""])[0]
+    return TemporarilyUnavailable(f"The {database} database is unavailable: {first_line[:300]}")
 
 
 def normalize_db_uri(uri: str) -> str:

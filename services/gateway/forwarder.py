@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from mlgrid._rpc_errors import from_backend
 from mlgrid.exceptions import InvalidParameterValue, MlgridException, TemporarilyUnavailable
 from mlgrid.transport import STORE_URI_METADATA
 from mlgrid_services.common.errors import abort_with
@@ -31,7 +32,6 @@ _HOP_BY_HOP = frozenset({"user-agent", "te", "content-type", "host", "connection
 INTERNAL_PREFIX = "mlgrid-internal-"
 #: Remaining times above this mean "no deadline" (gRPC reports an effectively infinite one).
 _NO_DEADLINE_S = 1e7
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def forwardable_metadata(metadata: Any) -> list[tuple[str, Any]]:
@@ -123,8 +123,7 @@ class Forwarder(grpc.GenericRpcHandler):
         call: Any = err
         code = call.code()
         trailing = tuple(call.trailing_metadata() or ())
-        has_status_details = any(key == _STATUS_DETAILS_KEY for key, _ in trailing)
-        if code is grpc.StatusCode.UNAVAILABLE and not has_status_details:
+        if code is grpc.StatusCode.UNAVAILABLE and not from_backend(trailing):
             # The channel could not reach the backend (the backend's own UNAVAILABLE errors
             # carry an ErrorInfo): say which backend is down.
             abort_with(

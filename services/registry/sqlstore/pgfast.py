@@ -22,7 +22,6 @@ import psycopg
 from sqlalchemy import Engine
 
 from mlgrid.api.registry.v1 import registry_pb2
-from mlgrid.exceptions import TemporarilyUnavailable
 from mlgrid_services.common.pg_cursors import PgCursors
 
 from . import queries
@@ -100,11 +99,6 @@ def version_from_row(name: str, row: Sequence[Any]) -> registry_pb2.ModelVersion
     return queries.version_from_row((None, name, *columns), tags, aliases or ())
 
 
-def _unavailable(exc: Exception) -> TemporarilyUnavailable:
-    first_line = (str(exc).splitlines() or [""])[0]
-    return TemporarilyUnavailable(f"The registry database is unavailable: {first_line[:300]}")
-
-
 class PgConnections(PgCursors):
     """The registry's pooled autocommit cursors (services/common/pg_cursors.py)."""
 
@@ -113,7 +107,7 @@ class PgConnections(PgCursors):
             engine,
             max_idle=MAX_IDLE,
             application_name=APPLICATION_NAME,
-            unavailable=_unavailable,
+            database="registry",
         )
 
     def fetchone(

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from mlgrid.exceptions import TemporarilyUnavailable
 from mlgrid_services.common.pg_cursors import PgCursors
 
 #: Idle connections kept; more may be open while calls overlap (the gRPC pool bounds them).
 MAX_IDLE = 8
-
-
-def _unavailable(exc: Exception) -> TemporarilyUnavailable:
-    first_line = (str(exc).splitlines() or [""])[0]
-    return TemporarilyUnavailable(f"The tracking database is unavailable: {first_line[:300]}")
 
 
 class PgStatements(PgCursors):
@@ -38,5 +32,5 @@ class PgStatements(PgCursors):
             application_name="mlgrid-tracking",
             # As make_engine(fast_commit=True) sets up the engine's own connections.
             session_options="-c synchronous_commit=off" if fast_commit else "",
-            unavailable=_unavailable,
+            database="tracking",
         )

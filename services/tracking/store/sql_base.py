@@ -20,9 +20,8 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import (
     InvalidParameterValue,
     ResourceDoesNotExist,
-    TemporarilyUnavailable,
 )
-from mlgrid_services.common.sql import write_transaction
+from mlgrid_services.common.sql import database_unavailable, write_transaction
 
 from . import schema as t
 from .pg_conn import PgStatements
@@ -94,9 +93,7 @@ def _database_errors() -> Iterator[None]:
         psycopg.OperationalError,
         psycopg.InterfaceError,
     ) as exc:
-        raise TemporarilyUnavailable(
-            f"The tracking database is unavailable: {str(exc).splitlines()[0][:300]}"
-        ) from exc
+        raise database_unavailable("tracking", exc) from exc
 
 
 class SqlStoreBase:
