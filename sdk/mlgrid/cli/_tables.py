@@ -142,3 +142,13 @@ class ErrorReportingGroup(click.Group):
             return super().invoke(ctx)
         except MlgridException as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+#: ``--view/-v``: which lifecycle stages a search shows (MLflow's ViewType names).
+view_option = click.option(
+    "--view",
+    "-v",
+    type=click.Choice(["active_only", "deleted_only", "all"], case_sensitive=False),
+    default="active_only",
+    show_default=True,
+)

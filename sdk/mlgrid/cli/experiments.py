@@ -15,12 +15,11 @@ from mlgrid.cli._tables import (
     print_section,
     print_table,
     tracking_uri_option,
+    view_option,
 )
 from mlgrid.client import Client
 from mlgrid.entities import Experiment, ViewType
 from mlgrid.exceptions import ResourceDoesNotExist
-
-VIEW_CHOICES = click.Choice(["active_only", "deleted_only", "all"], case_sensitive=False)
 
 
 def _experiment_row(experiment: Experiment) -> list[object]:
@@ -67,7 +66,7 @@ def create(
 
 
 @experiments.command("search")
-@click.option("--view", "-v", type=VIEW_CHOICES, default="active_only", show_default=True)
+@view_option
 @click.option("--filter", "filter_string", default="", help="e.g. \"name LIKE 'prod%'\".")
 @click.option("--order-by", multiple=True, help="e.g. 'creation_time DESC' (repeatable).")
 @click.option("--max-results", type=click.IntRange(1, 50_000), default=1000, show_default=True)

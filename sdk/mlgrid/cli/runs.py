@@ -16,12 +16,11 @@ from mlgrid.cli._tables import (
     print_section,
     print_table,
     tracking_uri_option,
+    view_option,
 )
 from mlgrid.client import Client
 from mlgrid.context import resolve_tags
 from mlgrid.entities import Run, ViewType
-
-VIEW_CHOICES = click.Choice(["active_only", "deleted_only", "all"], case_sensitive=False)
 
 
 def _run_row(run: Run) -> list[object]:
@@ -64,7 +63,7 @@ def create(
 @click.option("--filter", "filter_string", default="", help='e.g. "metrics.acc > 0.9".')
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.acc DESC' (repeatable).")
 @click.option("--max-results", type=click.IntRange(1, 50_000), default=100, show_default=True)
-@click.option("--view", "-v", type=VIEW_CHOICES, default="active_only", show_default=True)
+@view_option
 @output_option
 @tracking_uri_option
 def search(
