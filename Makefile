@@ -11,7 +11,7 @@ PORT ?= 50051
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-all proto proto-lint lint bench venv clean
+.PHONY: help up test test-all proto proto-lint lint bench venv clean system-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml setup.py
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install mlgrid with its server and dev extras
+
+system-deps: ## Install the Debian packages the real-part test tiers need (tools/system-packages.txt; root)
+	tools/system-packages.sh
 
 $(BUF): tools/package.json
 	@if command -v npm >/dev/null 2>&1; then \
