@@ -11,11 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as rpc
 from mlgrid.entities import Metric, Param, RunTag
-
-#: The server's log_batch limits (REFERENCE.md); bigger batches are split by the client.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
+from mlgrid.limits import MAX_BATCH_ENTITIES, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS
 
 
 def split_batch(
@@ -25,11 +21,9 @@ def split_batch(
     failed param write stops the batch before its metrics are written)."""
     m = p = t = 0
     while m < len(metrics) or p < len(params) or t < len(tags) or (m == p == t == 0):
-        chunk_params = list(params[p : p + MAX_PARAMS_TAGS_PER_BATCH])
-        chunk_tags = list(tags[t : t + MAX_PARAMS_TAGS_PER_BATCH])
-        room = min(
-            MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(chunk_params) - len(chunk_tags)
-        )
+        chunk_params = list(params[p : p + MAX_BATCH_PARAMS])
+        chunk_tags = list(tags[t : t + MAX_BATCH_TAGS])
+        room = min(MAX_BATCH_METRICS, MAX_BATCH_ENTITIES - len(chunk_params) - len(chunk_tags))
         chunk_metrics = list(metrics[m : m + room])
         p, t, m = p + len(chunk_params), t + len(chunk_tags), m + len(chunk_metrics)
         yield chunk_metrics, chunk_params, chunk_tags

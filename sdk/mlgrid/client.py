@@ -38,17 +38,12 @@ from mlgrid.entities import (
     ViewType,
 )
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.limits import MAX_PARAM_VALUE_LENGTH, MAX_RUN_TAG_VALUE_LENGTH, SEARCH_RUNS_DEFAULT
 from mlgrid.registry.client_mixin import RegistryClientMixin
 from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
 from mlgrid.transport import STORE_URI_METADATA, Transport
 
 __all__ = ["Client", "MlflowClient", "split_batch"]  # split_batch: from mlgrid.batching
-
-#: MLflow's default page size for searches.
-SEARCH_MAX_RESULTS_DEFAULT = 1000
-#: Values longer than these are truncated with a warning, as MLflow does by default.
-MAX_PARAM_VALUE_LENGTH = 6000
-MAX_TAG_VALUE_LENGTH = 8000
 
 
 def _now_ms() -> int:
@@ -159,7 +154,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
     def search_experiments(
         self,
         view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int | None = SEARCH_MAX_RESULTS_DEFAULT,
+        max_results: int | None = SEARCH_RUNS_DEFAULT,
         filter_string: str | None = None,
         order_by: list[str] | None = None,
         page_token: str | None = None,
@@ -209,7 +204,9 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
     ) -> Run:
         """Creates a RUNNING run. ``tags`` are set as given (no context tags are added here;
         the fluent ``start_run`` adds them, as in MLflow)."""
-        tags = {k: _truncate("tag", k, v, MAX_TAG_VALUE_LENGTH) for k, v in (tags or {}).items()}
+        tags = {
+            k: _truncate("tag", k, v, MAX_RUN_TAG_VALUE_LENGTH) for k, v in (tags or {}).items()
+        }
         request = rpc.CreateRunRequest(
             experiment_id=str(experiment_id),
             user_id=tags.get(MLFLOW_USER) or current_user(),
@@ -261,7 +258,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
         experiment_ids: str | Sequence[str],
         filter_string: str = "",
         run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        max_results: int = SEARCH_RUNS_DEFAULT,
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Run]:
@@ -331,7 +328,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
     def set_tag(
         self, run_id: str, key: str, value: Any, synchronous: bool | None = None
     ) -> RunOperations | None:
-        text = _truncate("tag", key, value, MAX_TAG_VALUE_LENGTH)
+        text = _truncate("tag", key, value, MAX_RUN_TAG_VALUE_LENGTH)
         if self._async(synchronous):
             return self.async_logger.log(run_id, tags=[RunTag(key, text)])
         self._call(self._stub.SetTag, rpc.SetTagRequest(run_id=run_id, key=key, value=text))
@@ -354,7 +351,9 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
         params = [
             Param(p.key, _truncate("param", p.key, p.value, MAX_PARAM_VALUE_LENGTH)) for p in params
         ]
-        tags = [RunTag(t.key, _truncate("tag", t.key, t.value, MAX_TAG_VALUE_LENGTH)) for t in tags]
+        tags = [
+            RunTag(t.key, _truncate("tag", t.key, t.value, MAX_RUN_TAG_VALUE_LENGTH)) for t in tags
+        ]
         if self._async(synchronous):
             return self.async_logger.log(run_id, list(metrics), params, tags)
         self._log_batch_now(run_id, metrics, params, tags)

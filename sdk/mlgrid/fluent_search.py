@@ -10,11 +10,10 @@ from mlgrid import fluent
 from mlgrid.entities import Experiment, Run, ViewType
 from mlgrid.entities.frames import import_pandas, runs_to_pandas
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.limits import SEARCH_RUNS_MAX, SEARCH_RUNS_PANDAS_DEFAULT
 
-#: MLflow's default ``max_results`` of the fluent search_runs.
-SEARCH_MAX_RESULTS_PANDAS = 100_000
-#: Page size asked of the server while collecting results.
-PAGE_MAX = 50_000
+#: Page size asked of the server while collecting results: the most it allows.
+PAGE_MAX = SEARCH_RUNS_MAX
 
 
 def search_experiments(
@@ -40,7 +39,7 @@ def search_runs(
     experiment_ids: Sequence[str] | None = None,
     filter_string: str = "",
     run_view_type: int = ViewType.ACTIVE_ONLY,
-    max_results: int = SEARCH_MAX_RESULTS_PANDAS,
+    max_results: int = SEARCH_RUNS_PANDAS_DEFAULT,
     order_by: list[str] | None = None,
     output_format: str = "pandas",
     search_all_experiments: bool = False,

@@ -23,6 +23,7 @@ from mlgrid.artifacts.repository import (
     UploadedPart,
 )
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.limits import MAX_BATCH_FILES
 from mlgrid.plugins import SchemeRegistry
 from mlgrid_services.common.paths import check_inside_any_root, check_relative_path, check_uri
 
@@ -34,8 +35,6 @@ from .repositories.file import RESERVED_PREFIX
 #: ``*`` allows any local root.
 ALLOWED_ROOTS_ENV = "MLGRID_ARTIFACTS_ALLOWED_ROOTS"
 _CACHE_SIZE = 256
-#: Files per UploadArtifacts call.
-MAX_BATCH_FILES = 10_000
 _MAX_EXPIRY = 7 * 24 * 3600
 
 

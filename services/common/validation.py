@@ -1,4 +1,4 @@
-"""MLflow's validation rules and limits, in one place (REFERENCE.md, "Limits").
+"""MLflow's validation rules, in one place, over the limits of :mod:`mlgrid.limits`.
 
 Every check raises :class:`mlgrid.exceptions.InvalidParameterValue` whose message names the field,
 shows the offending value (shortened) and says what would be accepted. The tracking and registry
@@ -12,25 +12,8 @@ import posixpath
 import re
 from functools import lru_cache
 
+from mlgrid import limits
 from mlgrid.exceptions import InvalidParameterValue
-
-MAX_KEY_LENGTH = 250
-MAX_PARAM_VALUE_LENGTH = 6000
-MAX_RUN_TAG_VALUE_LENGTH = 8000
-MAX_EXPERIMENT_NAME_LENGTH = 500
-MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
-MAX_REGISTRY_TAG_VALUE_LENGTH = 100000
-MAX_ARTIFACT_LOCATION_LENGTH = 2048
-MAX_RUN_NAME_LENGTH = 250
-MAX_USER_ID_LENGTH = 256
-
-MAX_BATCH_METRICS = 1000
-MAX_BATCH_PARAMS = 100
-MAX_BATCH_TAGS = 100
-MAX_BATCH_ENTITIES = 1000
-
-MAX_RESULTS_DEFAULT = 1000
-MAX_RESULTS_LIMIT = 50000
 
 #: +/-infinity are stored as the largest finite doubles (as MLflow does).
 MAX_DOUBLE = 1.7976931348623157e308
@@ -53,8 +36,8 @@ def _key_problem(key: str) -> str | None:
     # Cached: a batch of 1,000 points usually repeats a handful of keys.
     if not key:
         return "must not be empty"
-    if len(key) > MAX_KEY_LENGTH:
-        return f"must be at most {MAX_KEY_LENGTH} characters, got {len(key)}"
+    if len(key) > limits.MAX_KEY_LENGTH:
+        return f"must be at most {limits.MAX_KEY_LENGTH} characters, got {len(key)}"
     if not _KEY_CHARS.match(key):
         return (
             "may only contain alphanumerics, underscores (_), dashes (-), periods (.), "
@@ -84,22 +67,24 @@ def validate_length(value: str, limit: int, field: str) -> None:
 
 def validate_param(key: str, value: str) -> None:
     validate_key(key, "param key")
-    validate_length(value, MAX_PARAM_VALUE_LENGTH, f"value of param {key!r}")
+    validate_length(value, limits.MAX_PARAM_VALUE_LENGTH, f"value of param {key!r}")
 
 
 def validate_run_tag(key: str, value: str) -> None:
     validate_key(key, "tag key")
-    validate_length(value, MAX_RUN_TAG_VALUE_LENGTH, f"value of tag {key!r}")
+    validate_length(value, limits.MAX_RUN_TAG_VALUE_LENGTH, f"value of tag {key!r}")
 
 
 def validate_experiment_tag(key: str, value: str) -> None:
     validate_key(key, "experiment tag key")
-    validate_length(value, MAX_EXPERIMENT_TAG_VALUE_LENGTH, f"value of experiment tag {key!r}")
+    validate_length(
+        value, limits.MAX_EXPERIMENT_TAG_VALUE_LENGTH, f"value of experiment tag {key!r}"
+    )
 
 
 def validate_registry_tag(key: str, value: str) -> None:
     validate_key(key, "tag key")
-    validate_length(value, MAX_REGISTRY_TAG_VALUE_LENGTH, f"value of tag {key!r}")
+    validate_length(value, limits.MAX_REGISTRY_TAG_VALUE_LENGTH, f"value of tag {key!r}")
 
 
 def validate_metric(key: str, value: float, timestamp: int, step: int) -> float:
@@ -117,11 +102,11 @@ def validate_metric(key: str, value: float, timestamp: int, step: int) -> float:
 def validate_experiment_name(name: str) -> None:
     if not name or not name.strip():
         raise InvalidParameterValue("Invalid experiment name '': name must be a non-empty string")
-    validate_length(name, MAX_EXPERIMENT_NAME_LENGTH, "experiment name")
+    validate_length(name, limits.MAX_EXPERIMENT_NAME_LENGTH, "experiment name")
 
 
 def validate_artifact_location(location: str) -> None:
-    validate_length(location, MAX_ARTIFACT_LOCATION_LENGTH, "artifact_location")
+    validate_length(location, limits.MAX_ARTIFACT_LOCATION_LENGTH, "artifact_location")
 
 
 def validate_run_id(run_id: str, field: str = "run_id") -> None:
@@ -142,10 +127,10 @@ def validate_experiment_id(experiment_id: str, field: str = "experiment_id") -> 
 def validate_max_results(max_results: int, field: str = "max_results") -> int:
     """The effective page size: default 1000 when 0, at most 50,000."""
     if max_results == 0:
-        return MAX_RESULTS_DEFAULT
-    if max_results < 0 or max_results > MAX_RESULTS_LIMIT:
+        return limits.SEARCH_RUNS_DEFAULT
+    if max_results < 0 or max_results > limits.SEARCH_RUNS_MAX:
         raise InvalidParameterValue(
-            f"Invalid {field} {max_results}: must be between 1 and {MAX_RESULTS_LIMIT}"
+            f"Invalid {field} {max_results}: must be between 1 and {limits.SEARCH_RUNS_MAX}"
         )
     return max_results
 
@@ -153,9 +138,9 @@ def validate_max_results(max_results: int, field: str = "max_results") -> int:
 def validate_batch_sizes(metrics: int, params: int, tags: int) -> None:
     """log_batch limits: 1000 metrics, 100 params, 100 tags, 1000 entities in all."""
     for count, limit, field in (
-        (metrics, MAX_BATCH_METRICS, "metrics"),
-        (params, MAX_BATCH_PARAMS, "params"),
-        (tags, MAX_BATCH_TAGS, "tags"),
+        (metrics, limits.MAX_BATCH_METRICS, "metrics"),
+        (params, limits.MAX_BATCH_PARAMS, "params"),
+        (tags, limits.MAX_BATCH_TAGS, "tags"),
     ):
         if count > limit:
             raise InvalidParameterValue(
@@ -163,8 +148,8 @@ def validate_batch_sizes(metrics: int, params: int, tags: int) -> None:
                 "log_batch call (split the batch)"
             )
     total = metrics + params + tags
-    if total > MAX_BATCH_ENTITIES:
+    if total > limits.MAX_BATCH_ENTITIES:
         raise InvalidParameterValue(
             f"Invalid batch: {total} metrics, params and tags in all, at most "
-            f"{MAX_BATCH_ENTITIES} are allowed per log_batch call (split the batch)"
+            f"{limits.MAX_BATCH_ENTITIES} are allowed per log_batch call (split the batch)"
         )

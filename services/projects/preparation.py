@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.limits import MAX_RUN_TAG_VALUE_LENGTH
 from mlgrid.projects.fetch import FetchedProject, fetch_project
 from mlgrid.projects.params import ResolvedParameters, build_command, resolve_parameters
 from mlgrid.projects.spec import EntryPoint, Project, load_project
@@ -36,7 +37,6 @@ BACKEND = "mlflow.project.backend"
 PROJECT_ENV = "mlflow.project.env"
 RUN_NAME = "mlflow.runName"
 USER = "mlflow.user"
-_TAG_VALUE_LIMIT = 8000
 
 
 @dataclass
@@ -131,7 +131,7 @@ def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
         tags[RUN_NAME] = sub.run_name
     if sub.user_id:
         tags[USER] = sub.user_id
-    return {k: v[:_TAG_VALUE_LIMIT] for k, v in tags.items()}
+    return {k: v[:MAX_RUN_TAG_VALUE_LENGTH] for k, v in tags.items()}
 
 
 def _declared_env(sub: Submission, project: Project) -> str:

@@ -17,6 +17,7 @@ from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.limits import MAX_BATCH_PARAMS
 from mlgrid.transport import CHANNEL_OPTIONS, STORE_URI_METADATA
 
 __all__ = ["TERMINAL", "TrackingClient"]
@@ -29,7 +30,6 @@ TERMINAL = frozenset(
     }
 )
 _TIMEOUT = 60.0
-_PARAMS_PER_BATCH = 100
 
 
 class TrackingClient:
@@ -109,11 +109,11 @@ class TrackingClient:
 
     def log_params(self, run_id: str, params: dict[str, str], store_uri: str | None = None) -> None:
         items = [tracking_pb2.Param(key=k, value=v) for k, v in params.items()]
-        for start in range(0, len(items), _PARAMS_PER_BATCH):
+        for start in range(0, len(items), MAX_BATCH_PARAMS):
             self._call(
                 "LogBatch",
                 tracking_service_pb2.LogBatchRequest(
-                    run_id=run_id, params=items[start : start + _PARAMS_PER_BATCH]
+                    run_id=run_id, params=items[start : start + MAX_BATCH_PARAMS]
                 ),
                 store_uri,
             )

@@ -8,27 +8,28 @@ from collections.abc import Iterable, Sequence
 
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.registry.store import (
+from mlgrid.limits import (
+    MAX_ALIAS_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_USER_ID_LENGTH,
     SEARCH_MODELS_DEFAULT,
     SEARCH_MODELS_MAX,
     SEARCH_VERSIONS_DEFAULT,
     SEARCH_VERSIONS_MAX,
+)
+from mlgrid.registry.store import (
     STAGES,
     AbstractRegistryStore,
     Page,
 )
 from mlgrid_services.common.validation import (
-    MAX_USER_ID_LENGTH,
     shorten,
     validate_length,
     validate_registry_tag,
 )
 
 from .sources import RunArtifactLookup, check_source
-
-MAX_MODEL_NAME_LENGTH = 256
-MAX_ALIAS_LENGTH = 255
-MAX_DESCRIPTION_LENGTH = 100_000
 
 _ALIAS = re.compile(r"^[\w-]*$")
 _RESERVED_VERSION_ALIAS = re.compile(r"^v\d+$", re.IGNORECASE)

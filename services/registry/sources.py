@@ -23,12 +23,9 @@ import grpc
 from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
+from mlgrid.limits import MAX_SOURCE_LENGTH
 from mlgrid_services.common import paths
 from mlgrid_services.common.validation import shorten, validate_run_id
-
-#: Longest source accepted (MLflow's artifact location limit is 2048; sources may be longer
-#: URIs with a relative path appended).
-MAX_SOURCE_LENGTH = 4096
 
 _MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)/?$")
 

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 
+from mlgrid import limits
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
@@ -28,19 +29,7 @@ from .names import generate_run_name
 
 RUN_NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT_ID = "0"
-MAX_BULK_INTERVAL_RUNS = 100
-MAX_BULK_INTERVAL_POINTS = 2500
 HISTORY_CHUNK = 10_000
-
-#: Dataset field limits (MLflow's column sizes).
-_DATASET_LIMITS = (
-    ("name", 500),
-    ("digest", 36),
-    ("source_type", 36),
-    ("source", 65535),
-    ("schema", 1048575),
-    ("profile", 16384),
-)
 
 
 def _now_ms() -> int:
@@ -233,7 +222,7 @@ class TrackingDomain:
     ) -> tracking_pb2.Run:
         experiment_id = experiment_id or DEFAULT_EXPERIMENT_ID
         v.validate_experiment_id(experiment_id)
-        v.validate_length(user_id, v.MAX_USER_ID_LENGTH, "user_id")
+        v.validate_length(user_id, limits.MAX_USER_ID_LENGTH, "user_id")
         if start_time < 0:
             raise InvalidParameterValue(f"Invalid start_time {start_time}: must be >= 0")
         for tag in tags:
@@ -245,7 +234,7 @@ class TrackingDomain:
                 "with different values; give one, or the same value in both"
             )
         name = run_name or tagged_name or generate_run_name()
-        v.validate_length(name, v.MAX_RUN_NAME_LENGTH, "run_name")
+        v.validate_length(name, limits.MAX_RUN_NAME_LENGTH, "run_name")
         final_tags = [t for t in tags if t.key != RUN_NAME_TAG]
         final_tags.append(common_pb2.Tag(key=RUN_NAME_TAG, value=name))
         return self.store.create_run(
@@ -268,7 +257,7 @@ class TrackingDomain:
         if end_time is not None and end_time < 0:
             raise InvalidParameterValue(f"Invalid end_time {end_time}: must be >= 0")
         if run_name:
-            v.validate_length(run_name, v.MAX_RUN_NAME_LENGTH, "run_name")
+            v.validate_length(run_name, limits.MAX_RUN_NAME_LENGTH, "run_name")
         return self.store.update_run(run_id, status or None, end_time, run_name or None)
 
     def delete_run(self, run_id: str) -> None:
@@ -318,7 +307,7 @@ class TrackingDomain:
         v.validate_run_id(run_id)
         v.validate_run_tag(key, value)
         if key == RUN_NAME_TAG:
-            v.validate_length(value, v.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
+            v.validate_length(value, limits.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
         self.store.set_tag(run_id, common_pb2.Tag(key=key, value=value))
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -349,7 +338,9 @@ class TrackingDomain:
         for tag in tags:
             v.validate_run_tag(tag.key, tag.value)
             if tag.key == RUN_NAME_TAG:
-                v.validate_length(tag.value, v.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}")
+                v.validate_length(
+                    tag.value, limits.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}"
+                )
         self.store.log_batch(run_id, check_metrics(metrics, metric_columns), params, tags)
 
     def ingest_metrics(self, run_id: str, metrics: Sequence[tracking_pb2.Metric]) -> int:
@@ -365,11 +356,13 @@ class TrackingDomain:
         for item in inputs:
             if not item.HasField("dataset") or not item.dataset.name:
                 raise InvalidParameterValue("Invalid dataset input: dataset.name must be set")
-            for field, limit in _DATASET_LIMITS:
+            for field, limit in limits.MAX_DATASET_FIELD_LENGTHS:
                 v.validate_length(getattr(item.dataset, field), limit, f"dataset.{field}")
             for tag in item.tags:
-                v.validate_length(tag.key, 255, "input tag key")
-                v.validate_length(tag.value, 500, f"value of input tag {tag.key!r}")
+                v.validate_length(tag.key, limits.MAX_INPUT_TAG_KEY_LENGTH, "input tag key")
+                v.validate_length(
+                    tag.value, limits.MAX_INPUT_TAG_VALUE_LENGTH, f"value of input tag {tag.key!r}"
+                )
         self.store.log_inputs(run_id, inputs)
 
     # ---------------------------------------------------------------- history
@@ -400,22 +393,22 @@ class TrackingDomain:
     ) -> list[tracking_pb2.MetricWithRunId]:
         if not run_ids:
             raise InvalidParameterValue("Invalid run_ids: at least one run id is required")
-        if len(run_ids) > MAX_BULK_INTERVAL_RUNS:
+        if len(run_ids) > limits.MAX_BULK_INTERVAL_RUNS:
             raise InvalidParameterValue(
-                f"Invalid run_ids: {len(run_ids)} given, at most {MAX_BULK_INTERVAL_RUNS} allowed"
+                f"Invalid run_ids: {len(run_ids)} given, at most {limits.MAX_BULK_INTERVAL_RUNS} allowed"
             )
         for run_id in run_ids:
             v.validate_run_id(run_id, "run_ids")
         v.validate_key(key, "metric_key")
-        if max_results < 0 or max_results > MAX_BULK_INTERVAL_POINTS:
+        if max_results < 0 or max_results > limits.MAX_BULK_INTERVAL_POINTS:
             raise InvalidParameterValue(
                 f"Invalid max_results {max_results}: must be between 1 and "
-                f"{MAX_BULK_INTERVAL_POINTS} (0 means {MAX_BULK_INTERVAL_POINTS})"
+                f"{limits.MAX_BULK_INTERVAL_POINTS} (0 means {limits.MAX_BULK_INTERVAL_POINTS})"
             )
         if start_step is not None and end_step is not None and start_step > end_step:
             raise InvalidParameterValue(
                 f"Invalid step range: start_step {start_step} is greater than end_step {end_step}"
             )
         return self.store.get_metric_history_bulk_interval(
-            run_ids, key, start_step, end_step, max_results or MAX_BULK_INTERVAL_POINTS
+            run_ids, key, start_step, end_step, max_results or limits.MAX_BULK_INTERVAL_POINTS
         )

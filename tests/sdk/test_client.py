@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlgrid import MlflowClient
+from mlgrid import MlflowClient, limits
 from mlgrid.client import Client
 from mlgrid.entities import (
     Dataset,
@@ -83,6 +83,22 @@ def test_params_are_write_once(client: Client, experiment_id: str) -> None:
     with pytest.raises(InvalidParameterValue, match="lr"):
         client.log_param(run_id, "lr", 0.2)
     assert client.get_run(run_id).data.params == {"lr": "0.1"}
+
+
+def test_values_over_the_servers_limits_arrive_truncated(
+    client: Client, experiment_id: str
+) -> None:
+    # The SDK truncates with the same limits the service validates against (mlgrid.limits):
+    # a value that long is stored whole, a longer one arrives cut to it with a warning.
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_param(run_id, "whole", "p" * limits.MAX_PARAM_VALUE_LENGTH)
+    with pytest.warns(UserWarning, match="truncated to 6000"):
+        client.log_param(run_id, "cut", "p" * (limits.MAX_PARAM_VALUE_LENGTH + 1))
+    with pytest.warns(UserWarning, match="truncated to 8000"):
+        client.set_tag(run_id, "note", "t" * (limits.MAX_RUN_TAG_VALUE_LENGTH + 5))
+    data = client.get_run(run_id).data
+    assert len(data.params["whole"]) == len(data.params["cut"]) == 6000
+    assert len(data.tags["note"]) == 8000
 
 
 def test_non_numeric_metric_is_refused_before_sending(client: Client, experiment_id: str) -> None:

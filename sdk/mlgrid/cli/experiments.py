@@ -20,6 +20,7 @@ from mlgrid.cli._tables import (
 from mlgrid.client import Client
 from mlgrid.entities import Experiment, ViewType
 from mlgrid.exceptions import ResourceDoesNotExist
+from mlgrid.limits import SEARCH_RUNS_DEFAULT, SEARCH_RUNS_MAX
 
 
 def _experiment_row(experiment: Experiment) -> list[object]:
@@ -69,7 +70,12 @@ def create(
 @view_option
 @click.option("--filter", "filter_string", default="", help="e.g. \"name LIKE 'prod%'\".")
 @click.option("--order-by", multiple=True, help="e.g. 'creation_time DESC' (repeatable).")
-@click.option("--max-results", type=click.IntRange(1, 50_000), default=1000, show_default=True)
+@click.option(
+    "--max-results",
+    type=click.IntRange(1, SEARCH_RUNS_MAX),
+    default=SEARCH_RUNS_DEFAULT,
+    show_default=True,
+)
 @output_option
 @tracking_uri_option
 def search(

@@ -16,6 +16,7 @@ from mlgrid.cli._tables import (
     tracking_uri_option,
 )
 from mlgrid.client import Client
+from mlgrid.limits import SEARCH_MODELS_DEFAULT, SEARCH_MODELS_MAX, SEARCH_VERSIONS_MAX
 from mlgrid.registry.entities import ModelVersion, RegisteredModel
 
 STAGE_CHOICES = click.Choice(["None", "Staging", "Production", "Archived"], case_sensitive=False)
@@ -81,7 +82,12 @@ def register(model_uri: str, name: str, tags: tuple[str, ...], tracking_uri: str
 @models.command("list")
 @click.option("--filter", "filter_string", default="", help="e.g. \"name LIKE 'fraud%'\".")
 @click.option("--order-by", multiple=True, help="e.g. 'last_updated_timestamp DESC' (repeatable).")
-@click.option("--max-results", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option(
+    "--max-results",
+    type=click.IntRange(1, SEARCH_MODELS_MAX),
+    default=SEARCH_MODELS_DEFAULT,
+    show_default=True,
+)
 @output_option
 @tracking_uri_option
 def list_models(
@@ -106,7 +112,9 @@ def list_models(
 @click.option(
     "--filter", "extra_filter", default="", help="More conditions, e.g. \"tags.env = 'prod'\"."
 )
-@click.option("--max-results", type=click.IntRange(1, 200_000), default=1000, show_default=True)
+@click.option(
+    "--max-results", type=click.IntRange(1, SEARCH_VERSIONS_MAX), default=1000, show_default=True
+)
 @output_option
 @tracking_uri_option
 def versions(

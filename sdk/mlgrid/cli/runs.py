@@ -21,6 +21,7 @@ from mlgrid.cli._tables import (
 from mlgrid.client import Client
 from mlgrid.context import resolve_tags
 from mlgrid.entities import Run, ViewType
+from mlgrid.limits import SEARCH_RUNS_MAX
 
 
 def _run_row(run: Run) -> list[object]:
@@ -62,7 +63,9 @@ def create(
 )
 @click.option("--filter", "filter_string", default="", help='e.g. "metrics.acc > 0.9".')
 @click.option("--order-by", multiple=True, help="e.g. 'metrics.acc DESC' (repeatable).")
-@click.option("--max-results", type=click.IntRange(1, 50_000), default=100, show_default=True)
+@click.option(
+    "--max-results", type=click.IntRange(1, SEARCH_RUNS_MAX), default=100, show_default=True
+)
 @view_option
 @output_option
 @tracking_uri_option

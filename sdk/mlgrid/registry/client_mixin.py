@@ -8,14 +8,11 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_service_pb2 as pb
 from mlgrid.entities.paged_list import PagedList
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.limits import SEARCH_MODELS_DEFAULT, SEARCH_VERSIONS_DEFAULT
 from mlgrid.registry.entities import ModelVersion, RegisteredModel
 
 if TYPE_CHECKING:
     from mlgrid.transport import Transport
-
-#: Default page sizes (MLflow's).
-SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT = 100
-SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT = 10_000
 
 
 def _tags(tags: dict[str, Any] | None) -> list[common_pb2.Tag]:
@@ -74,7 +71,7 @@ class RegistryClientMixin:
     def search_registered_models(
         self,
         filter_string: str | None = None,
-        max_results: int = SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+        max_results: int = SEARCH_MODELS_DEFAULT,
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[RegisteredModel]:
@@ -156,7 +153,7 @@ class RegistryClientMixin:
     def search_model_versions(
         self,
         filter_string: str | None = None,
-        max_results: int = SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+        max_results: int = SEARCH_VERSIONS_DEFAULT,
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[ModelVersion]:

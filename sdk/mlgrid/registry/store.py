@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mlgrid.api.registry.v1 import registry_pb2
+from mlgrid.limits import SEARCH_MODELS_DEFAULT, SEARCH_VERSIONS_DEFAULT
 
 #: Stages a version can be in, in MLflow's spelling (the service canonicalises user input).
 STAGE_NONE = "None"
@@ -39,11 +40,6 @@ STAGE_PRODUCTION = "Production"
 STAGE_ARCHIVED = "Archived"
 STAGES: tuple[str, ...] = (STAGE_NONE, STAGE_STAGING, STAGE_PRODUCTION, STAGE_ARCHIVED)
 
-#: Paging limits (MLflow's): registered models per page, and model versions per page.
-SEARCH_MODELS_DEFAULT = 100
-SEARCH_MODELS_MAX = 1000
-SEARCH_VERSIONS_DEFAULT = 10_000
-SEARCH_VERSIONS_MAX = 200_000
 
 RegisteredModel = registry_pb2.RegisteredModel
 ModelVersion = registry_pb2.ModelVersion

@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import ResourceAlreadyExists
-from mlgrid.registry.store import SEARCH_MODELS_DEFAULT, AbstractRegistryStore, Page
+from mlgrid.limits import SEARCH_MODELS_DEFAULT
+from mlgrid.registry.store import AbstractRegistryStore, Page
 
 from ..search import MODEL_GRAMMAR, OrderBy, parse_filter, parse_order_by
 from . import pgfast

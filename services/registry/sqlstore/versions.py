@@ -10,8 +10,8 @@ from sqlalchemy import delete, insert, select, update
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.limits import SEARCH_VERSIONS_DEFAULT
 from mlgrid.registry.store import (
-    SEARCH_VERSIONS_DEFAULT,
     STAGE_ARCHIVED,
     STAGE_NONE,
     STAGE_PRODUCTION,
