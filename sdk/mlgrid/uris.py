@@ -1,11 +1,20 @@
-"""The scheme of a URI as mlgrid routes by it (shared by the gateway and the SDK's tunnels, which
-must agree on where a call goes)."""
+"""The scheme of a URI, as every part of mlgrid reads it: the gateway routing a call, the SDK
+picking a tunnel, a service picking the store or repository class, the plugin host checking a
+plugin's URI. One function, so that they can never disagree on where a URI belongs.
+
+The policy, once:
+
+- the scheme is lower case (URI schemes are case-insensitive);
+- a bare path (``/data/mlruns``, ``relative/dir``, ``C:\\data``) is ``file``, as MLflow reads it;
+- a ``+driver`` suffix is dropped (``postgresql+psycopg`` is ``postgresql``): it picks the client
+  library, not the backend, so both spellings reach the same store.
+"""
 
 from __future__ import annotations
 
 
 def uri_scheme(uri: str) -> str:
-    """The scheme of ``uri``; "file" for plain paths (as MLflow treats them)."""
+    """The scheme of ``uri`` by the policy above."""
     head, sep, rest = uri.partition(":")
     if not sep or not head or not head[0].isalpha():
         return "file"
@@ -14,4 +23,4 @@ def uri_scheme(uri: str) -> str:
         return "file"
     if not all(c.isalnum() or c in "+-." for c in head):
         return "file"
-    return head.lower()
+    return head.partition("+")[0].lower()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.uris import uri_scheme
 
 #: Distinct stores one process keeps open; more is refused rather than opening files without end.
 MAX_STORES = 64
@@ -35,11 +35,6 @@ def store_uri_of(context: grpc.ServicerContext) -> str | None:
         if key == STORE_URI_METADATA:
             return value if isinstance(value, str) else value.decode()
     return None
-
-
-def uri_scheme(uri: str) -> str:
-    """``postgresql+psycopg://…`` -> "postgresql+psycopg"; lower case; "" without a scheme."""
-    return urlsplit(uri).scheme.lower()
 
 
 class StoreServicers:

@@ -100,12 +100,9 @@ class RoutingTable:
         return sorted(s for (svc, s) in self._table if svc == service and s != DEFAULT)
 
     def lookup(self, service: str, scheme: str) -> Route | None:
-        """The route for a routing key, or None (no exception: the caller may retry discovery)."""
-        table = self._table
-        route = table.get((service, scheme))
-        if route is None and "+" in scheme:  # "postgresql+psycopg" is served as "postgresql"
-            route = table.get((service, scheme.split("+", 1)[0]))
-        return route
+        """The route for a routing key (from :meth:`routing_key`, so a URI's scheme is already
+        :func:`mlgrid.uris.uri_scheme`'s), or None: the caller may retry discovery."""
+        return self._table.get((service, scheme))
 
     def routing_key(
         self, forwarded: ForwardedService, field_value: str | None, store_uri: str | None

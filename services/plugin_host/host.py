@@ -26,6 +26,7 @@ import grpc
 
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry
+from mlgrid.uris import uri_scheme
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import (
@@ -287,13 +288,10 @@ def build_plugin_app(
         raise InvalidParameterValue(
             f"--store-uri applies to tracking and registry plugins, not to {service} plugins"
         )
-    if store_uri is not None:
-        from mlgrid_services.common.store_dispatch import uri_scheme
-
-        if uri_scheme(store_uri) != scheme:
-            raise InvalidParameterValue(
-                f"store URI {store_uri!r} does not have the plugin's scheme {scheme!r}"
-            )
+    if store_uri is not None and uri_scheme(store_uri) != scheme:
+        raise InvalidParameterValue(
+            f"store URI {store_uri!r} does not have the plugin's scheme {scheme!r}"
+        )
     return service, _BUILDERS[service](cls, scheme, config or ServiceConfig.from_env(), store_uri)
 
 

@@ -18,17 +18,11 @@ from sqlalchemy.engine import make_url
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry
 from mlgrid.registry.store import AbstractRegistryStore
+from mlgrid.uris import uri_scheme
 from mlgrid_services.common.sql import normalize_db_uri
 
 _SQL_STORE = "mlgrid_services.registry.sqlstore.store:SqlRegistryStore"
 SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
-
-
-def store_scheme(uri: str) -> str:
-    """``postgresql+psycopg://…`` -> "postgresql"; a bare path counts as sqlite."""
-    if ":" not in uri:
-        return "sqlite"
-    return uri.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 def registry_stores() -> SchemeRegistry[AbstractRegistryStore]:
@@ -62,7 +56,7 @@ class StoreSet:
         self._lock = threading.Lock()
 
     def _open(self, uri: str) -> AbstractRegistryStore:
-        cls = self.registry.get(store_scheme(uri))
+        cls = self.registry.get(uri_scheme(uri))
         return cls(uri)  # type: ignore[call-arg]
 
     def schemes(self) -> list[str]:
@@ -71,9 +65,9 @@ class StoreSet:
     def for_uri(self, uri: str | None) -> AbstractRegistryStore:
         if not uri or uri == self.default_uri:
             return self.default
-        scheme = store_scheme(uri)
+        scheme = uri_scheme(uri)
         if scheme in SQL_SCHEMES and scheme not in self.registry.plugin_schemes():
-            if store_scheme(self.default_uri) in SQL_SCHEMES and _same_database(
+            if uri_scheme(self.default_uri) in SQL_SCHEMES and _same_database(
                 uri, self.default_uri
             ):
                 return self.default

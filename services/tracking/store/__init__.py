@@ -7,11 +7,10 @@ an unused backend's drivers are never loaded.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry, UnknownSchemeError
 from mlgrid.store.tracking_store import AbstractTrackingStore
+from mlgrid.uris import uri_scheme
 
 _SQL = "mlgrid_services.tracking.store.sql_store:SqlTrackingStore"
 
@@ -30,13 +29,9 @@ TRACKING_STORES: SchemeRegistry[AbstractTrackingStore] = SchemeRegistry(
 )
 
 
-def store_scheme(uri: str) -> str:
-    return urlsplit(uri).scheme.lower()
-
-
 def store_class(uri: str) -> type[AbstractTrackingStore]:
     """The store class for ``uri``'s scheme; InvalidParameterValue naming the known ones."""
-    scheme = store_scheme(uri)
+    scheme = uri_scheme(uri)
     try:
         return TRACKING_STORES.get(scheme)
     except UnknownSchemeError:
