@@ -10,9 +10,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mlgrid.exceptions import MlgridException, exception_for_code, exception_for_status
-
-#: Trailing metadata key carrying a google.rpc.Status (with mlgrid's ErrorInfo).
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from mlgrid.protocol import STATUS_DETAILS_KEY
 
 
 def from_backend(trailing: Iterable[tuple[str, Any]] | None) -> bool:

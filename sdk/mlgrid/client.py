@@ -39,9 +39,10 @@ from mlgrid.entities import (
 )
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_PARAM_VALUE_LENGTH, MAX_RUN_TAG_VALUE_LENGTH, SEARCH_RUNS_DEFAULT
+from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid.registry.client_mixin import RegistryClientMixin
 from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
-from mlgrid.transport import STORE_URI_METADATA, Transport
+from mlgrid.transport import Transport
 
 __all__ = ["Client", "MlflowClient", "split_batch"]  # split_batch: from mlgrid.batching
 

@@ -23,21 +23,9 @@ from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
+from mlgrid.protocol import CHANNEL_OPTIONS
 from mlgrid.tunnels import Tunnels
 from mlgrid.uris import uri_scheme
-
-#: Metadata key naming the tracking/registry store a call is meant for (DESIGN.md, routing).
-STORE_URI_METADATA = "mlgrid-store-uri"
-
-#: Client channel options: keepalive pings every 30 s (the servers allow one per 10 s, so they
-#: never answer with GOAWAY too_many_pings), large messages for big batches.
-CHANNEL_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
 
 REMOTE_SCHEMES = ("grpc", "grpcs")
 

@@ -25,6 +25,7 @@ import grpc
 
 from mlgrid import environment as env
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,9 @@ class Tunnels:
         port = self._announced_port()
         if not port:
             return None
-        headers = f"mlgrid-service:{TUNNELLED_SERVICES[service]}"
+        headers = f"{TUNNEL_SERVICE_HEADER}:{TUNNELLED_SERVICES[service]}"
         if route:
-            headers += f"\nmlgrid-route:{route}"
+            headers += f"\n{TUNNEL_ROUTE_HEADER}:{route}"
         options = [
             *self._options,
             ("grpc.http_proxy", f"http://{_proxy_host(self._host)}:{port}"),

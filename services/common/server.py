@@ -20,26 +20,11 @@ from grpc_reflection.v1alpha import reflection
 
 import mlgrid
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.protocol import SERVER_OPTIONS
 
 from .errors import ErrorMappingInterceptor
 
 log = logging.getLogger(__name__)
-
-#: Largest single message accepted. Bulk data (artifacts, metric history) is streamed in
-#: chunks, so this only bounds one request such as a 1,000-entity log_batch.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-#: Server keepalive: accept client pings as often as every 10 s, even between calls, and never
-#: punish them with GOAWAY(too_many_pings); clients (see mlgrid.transport) ping every 30 s.
-SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_ping_strikes", 0),
-]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid.uris import uri_scheme
 
 #: Distinct stores one process keeps open; more is refused rather than opening files without end.

@@ -21,7 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 import mlgrid
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
-from mlgrid_services.common.server import SERVER_OPTIONS, RunningServer
+from mlgrid.protocol import SERVER_OPTIONS
+from mlgrid_services.common.server import RunningServer
 
 from .channels import ChannelPool
 from .config import GatewayConfig

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from mlgrid.transport import CHANNEL_OPTIONS
+from mlgrid.protocol import CHANNEL_OPTIONS
 
 from .methods import MethodKind
 

@@ -17,7 +17,7 @@ import grpc
 
 from mlgrid._rpc_errors import from_backend
 from mlgrid.exceptions import InvalidParameterValue, MlgridException, TemporarilyUnavailable
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import RESERVED_METADATA_PREFIXES, STORE_URI_METADATA
 from mlgrid_services.common.errors import abort_with
 
 from .channels import ChannelPool
@@ -28,8 +28,6 @@ from .wire import WireFormatError, read_string_field
 
 #: Metadata the gateway does not pass on: per-hop transport headers and gRPC-reserved keys.
 _HOP_BY_HOP = frozenset({"user-agent", "te", "content-type", "host", "connection", "keep-alive"})
-#: Prefix of metadata that is internal to mlgrid's own hops and never accepted from callers.
-INTERNAL_PREFIX = "mlgrid-internal-"
 #: Remaining times above this mean "no deadline" (gRPC reports an effectively infinite one).
 _NO_DEADLINE_S = 1e7
 
@@ -39,7 +37,7 @@ def forwardable_metadata(metadata: Any) -> list[tuple[str, Any]]:
     return [
         (key, value)
         for key, value in metadata or ()
-        if key not in _HOP_BY_HOP and not key.startswith((":", "grpc-", INTERNAL_PREFIX))
+        if key not in _HOP_BY_HOP and not key.startswith(RESERVED_METADATA_PREFIXES)
     ]
 
 

@@ -28,13 +28,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
+
 from .methods import ForwardedService
 from .routing import DEFAULT, Route, RoutingTable
 
 log = logging.getLogger(__name__)
 
-SERVICE_HEADER = "mlgrid-service"
-ROUTE_HEADER = "mlgrid-route"
 #: Longest routing value accepted (a store URI, an artifact URI prefix, a backend name).
 MAX_ROUTE_CHARS = 2048
 #: The request head (request line and headers) may not exceed this.
@@ -245,14 +245,16 @@ class TunnelListener:
             self._untrack(conn, backend)
 
     def _route(self, request: ConnectRequest) -> Route:
-        name = request.headers.get(SERVICE_HEADER, "")
+        name = request.headers.get(TUNNEL_SERVICE_HEADER, "")
         service = self._services.get(name)
         if service is None:
             known = ", ".join(sorted(self._services)) or "none"
             raise TunnelRefused(404, f"no tunnel for service {name!r}; tunnelled services: {known}")
-        value = request.headers.get(ROUTE_HEADER) or None
+        value = request.headers.get(TUNNEL_ROUTE_HEADER) or None
         if value is not None and len(value) > MAX_ROUTE_CHARS:
-            raise TunnelRefused(400, f"{ROUTE_HEADER} is longer than {MAX_ROUTE_CHARS} characters")
+            raise TunnelRefused(
+                400, f"{TUNNEL_ROUTE_HEADER} is longer than {MAX_ROUTE_CHARS} characters"
+            )
         key = self._table.routing_key(service, value, value)
         route = self._table.lookup(service.key, key)
         if route is None and self._retry_discovery():

@@ -10,7 +10,7 @@ import grpc
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import STORE_URI_METADATA
 
 from .preparation import Submission
 from .runner import ProjectRunner, RunAnswer

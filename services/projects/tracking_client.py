@@ -18,7 +18,7 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_BATCH_PARAMS
-from mlgrid.transport import CHANNEL_OPTIONS, STORE_URI_METADATA
+from mlgrid.protocol import CHANNEL_OPTIONS, STORE_URI_METADATA
 
 __all__ = ["TERMINAL", "TrackingClient"]
 

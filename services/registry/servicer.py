@@ -6,7 +6,7 @@ import grpc
 
 from mlgrid.api.registry.v1 import registry_service_pb2 as pb
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import STORE_URI_METADATA
 
 from .domain import Registry
 from .sources import RunArtifactLookup

@@ -13,7 +13,8 @@ import pytest
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc as pb_grpc
 from mlgrid.artifacts.repository import ArtifactRepository
-from mlgrid.transport import CHANNEL_OPTIONS, Transport
+from mlgrid.protocol import CHANNEL_OPTIONS
+from mlgrid.transport import Transport
 from mlgrid_services.artifacts.app import create
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import RunningServer, start_server

@@ -16,7 +16,7 @@ from mlgrid.api.projects.v1 import projects_service_pb2_grpc as proj_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid_services.gateway.app import Gateway, start_gateway
 from mlgrid_services.gateway.config import GatewayConfigError, load_config
 

@@ -12,7 +12,7 @@ import pytest
 from mlgrid.api.registry.v1 import registry_service_pb2 as pb
 from mlgrid.client import Client
 from mlgrid.exceptions import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
-from mlgrid.transport import STORE_URI_METADATA
+from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid_services.common.app import create_service_app
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import start_server

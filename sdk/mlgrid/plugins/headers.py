@@ -18,6 +18,7 @@ import warnings
 from abc import ABC, abstractmethod
 
 from mlgrid.plugins.registry import ProviderRegistry
+from mlgrid.protocol import RESERVED_METADATA_PREFIXES
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -31,7 +32,6 @@ __all__ = [
 ENTRY_POINT_GROUP = "mlgrid.request_header_provider"
 
 _KEY = re.compile(r"^[0-9a-z_.\-]+$")
-_RESERVED_PREFIXES = ("grpc-", ":", "mlgrid-internal-")
 
 
 class RequestHeaderProvider(ABC):
@@ -50,8 +50,8 @@ def _problem(key: str, value: object) -> str | None:
     """Why ``key: value`` cannot be sent as gRPC metadata (None when it can)."""
     if not _KEY.match(key):
         return "keys may only hold lower-case letters, digits, '-', '_' and '.'"
-    if key.startswith(_RESERVED_PREFIXES):
-        return f"keys starting with {', '.join(repr(p) for p in _RESERVED_PREFIXES)} are reserved"
+    if key.startswith(RESERVED_METADATA_PREFIXES):
+        return f"keys starting with {', '.join(repr(p) for p in RESERVED_METADATA_PREFIXES)} are reserved"
     if key.endswith("-bin"):
         return "binary ('-bin') headers are not supported; send printable text"
     if not isinstance(value, str) or not value.isascii() or not value.isprintable():
