@@ -8,7 +8,6 @@ repository sees it, so a hostile request is refused before anything is written o
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 from collections import Counter, OrderedDict
@@ -25,6 +24,7 @@ from mlgrid.artifacts.repository import (
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_BATCH_FILES
 from mlgrid.plugins import SchemeRegistry
+from mlgrid.store.paging import decode_page_key, encode_page_key
 from mlgrid_services.common.paths import check_inside_any_root, check_relative_path, check_uri
 
 from .hashing import StreamDigest
@@ -174,7 +174,7 @@ class ArtifactsDomain:
         directory = self.path(path)
         if page_size < 0:
             raise InvalidParameterValue(f"page_size {page_size} is not allowed: use 0 or more")
-        after = _decode_token(page_token)
+        after = decode_page_key(page_token, "artifact listing")
         if recursive:
             infos = list(repository.walk_files(directory))
         else:
@@ -183,7 +183,7 @@ class ArtifactsDomain:
             infos = [info for info in infos if info.path > after]
         if page_size and len(infos) > page_size:
             infos = infos[:page_size]
-            return infos, _encode_token(infos[-1].path)
+            return infos, encode_page_key(infos[-1].path, "artifact listing")
         return infos, ""
 
     def delete(self, artifact_uri: str, path: str) -> None:
@@ -294,18 +294,3 @@ def _upload_id(upload_id: str) -> str:
             f"upload_id {upload_id!r} is not allowed: pass the id CreateMultipartUpload returned"
         )
     return upload_id
-
-
-def _encode_token(last_path: str) -> str:
-    return base64.urlsafe_b64encode(last_path.encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameterValue(
-            f"page_token {token!r} is not allowed: pass next_page_token from a previous response"
-        ) from None

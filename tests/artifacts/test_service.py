@@ -150,6 +150,23 @@ def test_listing_is_paged_in_path_order(
     assert seen == [f"f{index:02d}.txt" for index in range(25)]
 
 
+def test_a_page_token_that_was_not_handed_out_is_refused(
+    artifacts_server: ArtifactsServer, run_root: tuple[str, Path]
+) -> None:
+    uri, local_root = run_root
+    local_root.mkdir(parents=True)
+    (local_root / "a.txt").write_text("a")
+    # base64 of "a.txt": the shape a hand-made "start after this path" token would have.
+    forged = "YS50eHQ="
+    with pytest.raises(grpc.RpcError) as caught:
+        artifacts_server.stub.ListArtifacts(
+            pb.ListArtifactsRequest(artifact_uri=uri, page_size=10, page_token=forged)
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in caught.value.details()
+    assert "previous artifact listing call" in caught.value.details()
+
+
 def test_concurrent_uploads_to_one_run_all_land(
     artifacts_server: ArtifactsServer, run_root: tuple[str, Path], tmp_path: Path
 ) -> None:

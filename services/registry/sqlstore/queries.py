@@ -8,9 +8,6 @@ row.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -32,7 +29,6 @@ from sqlalchemy.engine import Connection, Row
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_pb2
-from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.registry.store import STAGES
 
 from ..search import Comparison
@@ -119,25 +115,6 @@ def version_filter(comparisons: Iterable[Comparison]) -> ColumnElement[bool]:
         else:
             clauses.append(compare(VERSION_COLUMNS[cmp.key], cmp.op, cmp.value))
     return and_(true(), *clauses)
-
-
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    """Offset encoded in ``token`` (0 for none); a token we did not make is refused."""
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidParameterValue(
-            f"invalid page_token {token!r}: not a token from a previous search"
-        ) from None
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidParameterValue(f"invalid page_token {token!r}: bad offset")
-    return offset
 
 
 # --- rows -> protobuf entities -------------------------------------------------------------

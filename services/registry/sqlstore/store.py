@@ -17,6 +17,7 @@ from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import ResourceAlreadyExists
 from mlgrid.limits import SEARCH_MODELS_DEFAULT
 from mlgrid.registry.store import AbstractRegistryStore, Page
+from mlgrid.store.paging import decode_page_token, encode_page_token
 
 from ..search import MODEL_GRAMMAR, OrderBy, parse_filter, parse_order_by
 from . import pgfast
@@ -126,7 +127,7 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
         ordering = self._ordering(
             parse_order_by(order_by, MODEL_GRAMMAR), columns, [OrderBy("name", True)]
         )
-        offset = q.decode_page_token(page_token)
+        offset = decode_page_token(page_token, "registered models")
         query = (
             select(registered_models)
             .where(where)
@@ -137,7 +138,11 @@ class SqlRegistryStore(VersionOperations, AbstractRegistryStore):
         with self.engine.connect() as conn:
             rows = list(conn.execute(query))
             items = q.load_models(conn, rows[:max_results])
-        token = q.encode_page_token(offset + max_results) if len(rows) > max_results else ""
+        token = (
+            encode_page_token(offset + max_results, "registered models")
+            if len(rows) > max_results
+            else ""
+        )
         return Page(items, token)
 
     def get_latest_versions(

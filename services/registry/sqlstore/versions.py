@@ -18,6 +18,7 @@ from mlgrid.registry.store import (
     STAGE_STAGING,
     Page,
 )
+from mlgrid.store.paging import decode_page_token, encode_page_token
 
 from ..search import VERSION_GRAMMAR, OrderBy, parse_filter, parse_order_by
 from . import pgfast
@@ -154,14 +155,18 @@ class VersionOperations(SqlStoreBase):
             columns,
             [OrderBy("name", True), OrderBy("version_number", False)],
         )
-        offset = q.decode_page_token(page_token)
+        offset = decode_page_token(page_token, "model versions")
         query = (
             q.version_query().where(where).order_by(*ordering).offset(offset).limit(max_results + 1)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             items = q.load_versions(conn, rows[:max_results])
-        token = q.encode_page_token(offset + max_results) if len(rows) > max_results else ""
+        token = (
+            encode_page_token(offset + max_results, "model versions")
+            if len(rows) > max_results
+            else ""
+        )
         return Page(items, token)
 
     def transition_model_version_stage(
