@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.transport import Transport, get_transport, is_remote
+from mlgrid.transport import Transport, get_transport
+from mlgrid.uris import is_gateway_uri
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -127,7 +128,7 @@ def get_store_uri(tracking_uri: str) -> str | None:
     ``grpc://`` gateway, and only when the user names a store (``MLGRID_STORE_URI``);
     otherwise the gateway uses its deployment's default store.
     """
-    if not is_remote(tracking_uri):
+    if not is_gateway_uri(tracking_uri):
         return None
     store = env.MLGRID_STORE_URI.get()
     return store or None

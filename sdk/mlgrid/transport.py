@@ -25,9 +25,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
 from mlgrid.protocol import CHANNEL_OPTIONS
 from mlgrid.tunnels import Tunnels
-from mlgrid.uris import uri_scheme
-
-REMOTE_SCHEMES = ("grpc", "grpcs")
+from mlgrid.uris import is_gateway_uri, uri_scheme
 
 R = TypeVar("R")
 
@@ -38,11 +36,6 @@ class EmbeddedStack(Protocol):
     target: str
 
     def stop(self) -> None: ...
-
-
-def is_remote(tracking_uri: str) -> bool:
-    """True when ``tracking_uri`` names a gateway rather than a store served in-process."""
-    return urlsplit(tracking_uri).scheme in REMOTE_SCHEMES
 
 
 def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStack:
@@ -78,7 +71,7 @@ class Transport:
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if is_remote(self.tracking_uri):
+        if is_gateway_uri(self.tracking_uri):
             parts = urlsplit(self.tracking_uri)
             target = parts.netloc
             if parts.scheme == "grpcs":

@@ -24,3 +24,13 @@ def uri_scheme(uri: str) -> str:
     if not all(c.isalnum() or c in "+-." for c in head):
         return "file"
     return head.partition("+")[0].lower()
+
+
+#: Schemes of URIs that name a gateway rather than a store: a tracking URI with one of these
+#: connects to it; a store URI with one of these means "the gateway's default store".
+GATEWAY_SCHEMES = frozenset({"grpc", "grpcs"})
+
+
+def is_gateway_uri(uri: str) -> bool:
+    """True when ``uri`` names a gateway (``grpc://``, ``grpcs://``) rather than a store."""
+    return uri_scheme(uri) in GATEWAY_SCHEMES

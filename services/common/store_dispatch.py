@@ -20,13 +20,10 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.protocol import STORE_URI_METADATA
-from mlgrid.uris import uri_scheme
+from mlgrid.uris import is_gateway_uri, uri_scheme
 
 #: Distinct stores one process keeps open; more is refused rather than opening files without end.
 MAX_STORES = 64
-
-#: Store URIs with these schemes name a gateway, not a store: such calls use the default store.
-_GATEWAY_SCHEMES = frozenset({"grpc", "grpcs"})
 
 
 def store_uri_of(context: grpc.ServicerContext) -> str | None:
@@ -90,7 +87,7 @@ class StoreServicers:
     def for_call(self, context: grpc.ServicerContext) -> Any:
         """The servicer of the store the call names (or of the default store)."""
         uri = store_uri_of(context)
-        if uri and uri_scheme(uri) not in _GATEWAY_SCHEMES:
+        if uri and not is_gateway_uri(uri):
             return self.for_uri(uri)
         if self.default_uri is None:
             raise InvalidParameterValue(

@@ -15,15 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.uris import uri_scheme
+from mlgrid.uris import GATEWAY_SCHEMES, uri_scheme
 
 from .methods import ForwardedService, RouteBy
 
 #: Routing key of calls that name no backend: the service's default backend.
 DEFAULT = ""
-
-#: Store URIs with these schemes name a gateway, not a store: such calls use the default store.
-_GATEWAY_SCHEMES = frozenset({"grpc", "grpcs"})
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ class RoutingTable:
             if not store_uri:
                 return DEFAULT
             scheme = uri_scheme(store_uri)
-            return DEFAULT if scheme in _GATEWAY_SCHEMES else scheme
+            return DEFAULT if scheme in GATEWAY_SCHEMES else scheme
         if not field_value:
             return forwarded.empty_key
         if forwarded.route_by is RouteBy.URI_FIELD:

@@ -23,7 +23,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import TERMINAL_STATUSES, LogChunk, ProjectBackend, SubmittedRun
 from mlgrid.projects.params import ResolvedParameters, build_command, needs_download
 from mlgrid.projects.spec import EntryPoint
-from mlgrid.transport import is_remote
+from mlgrid.uris import is_gateway_uri
 
 from .envcache import BuildOutput
 from .environments import EnvironmentPlan, build_environment
@@ -108,7 +108,7 @@ def child_environment(
         env[f"{prefix}_EXPERIMENT_ID"] = prepared.experiment_id
     if prepared.store_uri:
         env["MLGRID_STORE_URI"] = prepared.store_uri
-    if not is_remote(prepared.tracking_uri) and artifact_root:
+    if not is_gateway_uri(prepared.tracking_uri) and artifact_root:
         env.setdefault("MLGRID_DEFAULT_ARTIFACT_ROOT", artifact_root)
     env["PYTHONUNBUFFERED"] = "1"  # so output streams live, line by line
     env.update(prepared.extra_env)

@@ -19,7 +19,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import LogChunk, ProjectBackend, SubmittedRun
 from mlgrid.projects.errors import ExecutionException
 from mlgrid.projects.submitted import RemoteSubmittedRun
-from mlgrid.transport import is_remote
+from mlgrid.uris import is_gateway_uri
 
 __all__ = [
     "ExecutionException",
@@ -121,7 +121,7 @@ def run(
         run_name=run_name or "",
         # An embedded store is reached by the child through the same URI; a gateway tells
         # the service its own public address.
-        tracking_uri="" if is_remote(transport.tracking_uri) else transport.tracking_uri,
+        tracking_uri="" if is_gateway_uri(transport.tracking_uri) else transport.tracking_uri,
         build_image=build_image,
         user_id=user,
         working_directory=os.getcwd(),
