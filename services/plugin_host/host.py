@@ -233,7 +233,7 @@ def _projects(cls: type, scheme: str, config: ServiceConfig, store_uri: str | No
     # reconcile (that would kill its runs).
     state_dir = Path(tempfile.mkdtemp(prefix="mlgrid-plugin-projects-"))
     runner = create_runner(config, state_dir=state_dir)
-    runner.plugins.register(scheme, cls)
+    runner.backends.register(scheme, cls)
     servicer = ProjectsServicer(runner)
 
     def register(server: grpc.Server) -> None:

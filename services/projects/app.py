@@ -72,6 +72,7 @@ def create_runner(
         RunStateStore(state_dir or default_state_dir(), config.backend_store_uri),
         child_tracking_uri=sdk_uri,
         download=lambda uri, dst: _download(uri, dst, sdk_uri),
+        sdk_tracking_uri=sdk_uri,
         kill_grace=grace,
         artifact_root=config.effective_artifact_root,
         keep_workdirs=os.environ.get("MLGRID_PROJECTS_KEEP_WORKDIRS", "") not in ("", "0", "false"),
@@ -79,7 +80,7 @@ def create_runner(
 
 
 def create(config: ServiceConfig) -> ServiceApp:
-    """The projects service: the ``local`` backend (plus installed backend plugins)."""
+    """The projects service: the built-in backends plus installed backend plugins."""
     runner = create_runner(config)
     runner.start_reconciling()
     servicer = ProjectsServicer(runner)

@@ -13,26 +13,31 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.projects.backend import TERMINAL_STATUSES, LogChunk, ProjectBackend, SubmittedRun
-from mlgrid.projects.params import ResolvedParameters, build_command, needs_download
-from mlgrid.projects.spec import EntryPoint
+from mlgrid.projects.backend import (
+    TERMINAL_STATUSES,
+    BackendHost,
+    LogChunk,
+    OwnedHandle,
+    ProjectBackend,
+    RunRequest,
+    SubmittedRun,
+)
+from mlgrid.projects.params import build_command, needs_download
 from mlgrid.uris import is_gateway_uri
 
 from .envcache import BuildOutput
-from .environments import EnvironmentPlan, build_environment
+from .environments import EnvironmentPlan, build_environment, plan_environment
 from .logbuffer import LogBuffer
 from .process import ChildProcess
+from .state import kill_leftover_group
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LocalBackend", "LocalContext", "LocalSubmittedRun", "PreparedRun", "child_environment"]
+__all__ = ["TRACKING_STATUS", "LocalBackend", "LocalSubmittedRun", "child_environment"]
 
 #: Variables that belong to one run and must not leak from the service's own environment.
 _RUN_SCOPED = tuple(
@@ -48,80 +53,46 @@ _SERVICE_ONLY = (
     "MLGRID_GATEWAY_TARGET",
     "MLGRID_PUBLIC_TRACKING_URI",
 )
-_TRACKING_STATUS = {
+TRACKING_STATUS = {
     "FINISHED": tracking_pb2.RUN_STATUS_FINISHED,
     "FAILED": tracking_pb2.RUN_STATUS_FAILED,
     "KILLED": tracking_pb2.RUN_STATUS_KILLED,
 }
 
 
-@dataclass
-class LocalContext:
-    """What the local backend needs from the service that hosts it."""
-
-    #: Ends tracking runs: (run_id, tracking status, store_uri) -> None.
-    end_run: Callable[[str, int, str | None], None]
-    #: Downloads a remote URI into a directory, returning the local path.
-    download: Callable[[str, Path], str]
-    #: Records the child of a run (for reconciliation after a crash): (run_id, pid, start).
-    record_child: Callable[[str, int, str | None], None]
-    #: Drops the run's record once it has ended.
-    forget: Callable[[str], None]
-    #: Seconds between SIGTERM and SIGKILL on cancel.
-    kill_grace: float = 10.0
-    #: Bytes of output kept per run.
-    log_budget: int = 8 * 1024 * 1024
-    #: Keep working copies after runs end (debugging).
-    keep_workdirs: bool = False
-    #: Artifact root handed to children that serve an embedded store themselves.
-    artifact_root: str = ""
-
-
-@dataclass
-class PreparedRun:
-    """A validated submission, with its tracking run created."""
-
-    run_id: str
-    experiment_id: str
-    #: The run's scratch directory (working copy, downloads); removed when the run ends.
-    workdir: Path
-    #: The project directory inside the working copy; the command runs there.
-    project_dir: Path
-    entry: EntryPoint
-    params: ResolvedParameters
-    plan: EnvironmentPlan
-    #: Tracking URI the child logs to.
-    tracking_uri: str
-    store_uri: str | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+def run_variables(request: RunRequest) -> dict[str, str]:
+    """What tells a run's code where to log: run id, tracking URI, experiment (both prefixes)."""
+    env: dict[str, str] = {}
+    for prefix in ("MLFLOW", "MLGRID"):
+        env[f"{prefix}_RUN_ID"] = request.run_id
+        env[f"{prefix}_TRACKING_URI"] = request.tracking_uri
+        env[f"{prefix}_EXPERIMENT_ID"] = request.experiment_id
+    if request.store_uri:
+        env["MLGRID_STORE_URI"] = request.store_uri
+    env["PYTHONUNBUFFERED"] = "1"  # so output streams live, line by line
+    return env
 
 
 def child_environment(
-    prepared: PreparedRun, activation: dict[str, str], artifact_root: str
+    request: RunRequest, activation: dict[str, str], artifact_root: str
 ) -> dict[str, str]:
     """The child's environment: the service's, minus run-scoped variables, plus this run's."""
     env = {k: v for k, v in os.environ.items() if k not in _RUN_SCOPED + _SERVICE_ONLY}
     env.update(activation)
-    for prefix in ("MLFLOW", "MLGRID"):
-        env[f"{prefix}_RUN_ID"] = prepared.run_id
-        env[f"{prefix}_TRACKING_URI"] = prepared.tracking_uri
-        env[f"{prefix}_EXPERIMENT_ID"] = prepared.experiment_id
-    if prepared.store_uri:
-        env["MLGRID_STORE_URI"] = prepared.store_uri
-    if not is_gateway_uri(prepared.tracking_uri) and artifact_root:
+    env.update(run_variables(request))
+    if not is_gateway_uri(request.tracking_uri) and artifact_root:
         env.setdefault("MLGRID_DEFAULT_ARTIFACT_ROOT", artifact_root)
-    env["PYTHONUNBUFFERED"] = "1"  # so output streams live, line by line
-    env.update(prepared.extra_env)
     return env
 
 
 class LocalSubmittedRun(SubmittedRun):
     """A run of the local backend, supervised by a thread of the service."""
 
-    def __init__(self, prepared: PreparedRun, context: LocalContext) -> None:
-        self._prepared = prepared
-        self._context = context
-        self.log = LogBuffer(context.log_budget)
+    def __init__(self, request: RunRequest, plan: EnvironmentPlan, host: BackendHost) -> None:
+        self._request = request
+        self._plan = plan
+        self._host = host
+        self.log = LogBuffer(host.log_budget)
         self._status = "SCHEDULED"
         self.exit_code: int | None = None
         self.message = ""
@@ -132,13 +103,13 @@ class LocalSubmittedRun(SubmittedRun):
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(
-            target=self._supervise, name=f"project-run-{prepared.run_id[:8]}", daemon=True
+            target=self._supervise, name=f"project-run-{request.run_id[:8]}", daemon=True
         )
         self._thread.start()
 
     @property
     def run_id(self) -> str:
-        return self._prepared.run_id
+        return self._request.run_id
 
     def get_status(self) -> str:
         return self._status
@@ -170,8 +141,8 @@ class LocalSubmittedRun(SubmittedRun):
                 self.log.system(f"[mlgrid] {note}: terminating the run's processes\n")
                 self._build_output.cancel()  # an environment still being built
         if child is not None:
-            child.terminate(self._context.kill_grace)
-        self._done.wait(self._context.kill_grace + 10)
+            child.terminate(self._host.kill_grace)
+        self._done.wait(self._host.kill_grace + 10)
 
     def logs(self, follow: bool = False) -> Iterator[LogChunk]:
         position = 0
@@ -188,13 +159,13 @@ class LocalSubmittedRun(SubmittedRun):
     # -- supervision ------------------------------------------------------------------------
 
     def _supervise(self) -> None:
-        prepared, status = self._prepared, "FAILED"
+        request, status = self._request, "FAILED"
         try:
-            status = self._execute(prepared)
+            status = self._execute(request)
         except InvalidParameterValue as exc:
             self.message = exc.message
         except Exception as exc:  # a bug must still end the run, not leave it RUNNING
-            log.exception("project run %s failed", prepared.run_id)
+            log.exception("project run %s failed", request.run_id)
             self.message = f"{type(exc).__name__}: {exc}"
         if self._cancelled:
             status, self.message = self._stop_status
@@ -202,20 +173,20 @@ class LocalSubmittedRun(SubmittedRun):
             self.log.system(f"[mlgrid] {self.message}\n")
         self._finish(status)
 
-    def _execute(self, prepared: PreparedRun) -> str:
-        self.log.system(f"[mlgrid] preparing the {prepared.plan.manager} environment\n")
-        activation = build_environment(prepared.plan, self._build_output)
-        values = dict(prepared.params.declared)
+    def _execute(self, request: RunRequest) -> str:
+        self.log.system(f"[mlgrid] preparing the {self._plan.manager} environment\n")
+        activation = build_environment(self._plan, self._build_output)
+        values = dict(request.params.declared)
         for name, value in values.items():
             if self._cancelled:
                 return "KILLED"
-            if needs_download(prepared.params.types.get(name, "string"), value):
-                target = prepared.workdir / "inputs" / name
+            if needs_download(request.params.types.get(name, "string"), value):
+                target = request.workdir / "inputs" / name
                 target.mkdir(parents=True, exist_ok=True)
                 self.log.system(f"[mlgrid] downloading {value} for parameter {name!r}\n")
-                values[name] = self._context.download(value, target)
-        command = build_command(prepared.entry, values, prepared.params.extra)
-        env = child_environment(prepared, activation, self._context.artifact_root)
+                values[name] = self._host.download(value, target)
+        command = build_command(request.entry, values, request.params.extra)
+        env = child_environment(request, activation, self._host.artifact_root)
         with self._lock:
             if self._cancelled:
                 return "KILLED"
@@ -223,9 +194,13 @@ class LocalSubmittedRun(SubmittedRun):
             # RUNNING before the child exists: its first output can reach a follower before
             # this thread runs again, and a status read then must not say SCHEDULED.
             self._status = "RUNNING"
-            self._child = ChildProcess(command, prepared.project_dir, env, self.log)
+            self._child = ChildProcess(command, request.project_dir, env, self.log)
         child = self._child
-        self._context.record_child(prepared.run_id, child.pid, child.start_time)
+        self._host.record(
+            OwnedHandle(
+                request.run_id, request.backend, {"pid": child.pid, "start": child.start_time}
+            )
+        )
         code = child.wait()
         child.join_output()
         self.exit_code = code
@@ -237,58 +212,45 @@ class LocalSubmittedRun(SubmittedRun):
         return "FAILED"
 
     def _finish(self, status: str) -> None:
-        prepared = self._prepared
+        request = self._request
         try:
-            self._context.end_run(prepared.run_id, _TRACKING_STATUS[status], prepared.store_uri)
+            self._host.end_run(request.run_id, TRACKING_STATUS[status], request.store_uri)
         except Exception as exc:  # tracking down: the run's own status is still reported
-            log.warning("could not end tracking run %s: %s", prepared.run_id, exc)
+            log.warning("could not end tracking run %s: %s", request.run_id, exc)
             self.log.system(f"[mlgrid] could not update the tracking run: {exc}\n")
-        self._context.forget(prepared.run_id)
-        if not self._context.keep_workdirs:
-            shutil.rmtree(prepared.workdir, ignore_errors=True)
-        self.log.system(f"[mlgrid] run {prepared.run_id} {status}\n")
+        self._host.forget(request.run_id)
+        if not self._host.keep_workdirs:
+            shutil.rmtree(request.workdir, ignore_errors=True)
+        self.log.system(f"[mlgrid] run {request.run_id} {status}\n")
         self._status = status
         self.log.close()
         self._done.set()
 
 
 class LocalBackend(ProjectBackend):
-    """Starts prepared runs as supervised child processes."""
+    """Starts runs as supervised child processes of the projects service."""
 
-    def __init__(self, context: LocalContext) -> None:
-        self.context = context
+    def __init__(self, host: BackendHost) -> None:
+        self.host = host
 
-    def start(self, prepared: PreparedRun) -> LocalSubmittedRun:
-        return LocalSubmittedRun(prepared, self.context)
+    @classmethod
+    def for_host(cls, host: BackendHost) -> LocalBackend:
+        return cls(host)
 
-    def run(
-        self,
-        project_uri: str,
-        entry_point: str,
-        params: dict[str, str],
-        version: str | None,
-        backend_config: dict[str, Any],
-        tracking_uri: str,
-        experiment_id: str,
-        run_id: str | None,
-    ) -> SubmittedRun:
-        # The projects service prepares submissions itself (see runner.ProjectRunner) and
-        # calls start(); this entry point serves callers holding only the generic interface.
-        from .preparation import prepare_local
+    def check(self, request: RunRequest) -> None:
+        # A missing Python or conda is the caller's to fix: say so before the run exists.
+        plan_environment(request.project, request.env_manager)
 
-        if run_id is None:
-            raise InvalidParameterValue("the local backend runs a tracking run created for it")
-        prepared = prepare_local(
-            project_uri,
-            entry_point,
-            params,
-            version,
-            backend_config,
-            tracking_uri,
-            experiment_id,
-            run_id,
-        )
-        return self.start(prepared)
+    def submit(self, request: RunRequest) -> LocalSubmittedRun:
+        plan = plan_environment(request.project, request.env_manager)
+        self.host.record(OwnedHandle(request.run_id, request.backend))
+        return LocalSubmittedRun(request, plan, self.host)
+
+    def recover(self, handle: OwnedHandle) -> None:
+        # A child cannot be re-adopted by another process: kill what is left of it.
+        if kill_leftover_group(handle.details):
+            log.warning("killed leftover processes of orphaned run %s", handle.run_id)
+        return None
 
 
-assert set(_TRACKING_STATUS) <= TERMINAL_STATUSES
+assert set(TRACKING_STATUS) <= TERMINAL_STATUSES

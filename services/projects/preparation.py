@@ -1,8 +1,9 @@
-"""From a submission to a validated project: fetch, load, check parameters, plan the env.
+"""From a submission to a validated RunRequest: fetch, load, check parameters.
 
 Everything that can be wrong with a submission (bad URI, invalid MLproject, unknown entry
-point, missing or mistyped parameter, missing Python or conda) is found here, before a
-tracking run is created, and reported to the caller as InvalidParameterValue.
+point, missing or mistyped parameter) is found here, and what only the chosen backend can judge
+(a missing Python or conda, a bad docker_env volume) by its ``check``, before a tracking run is
+created; both are reported to the caller as InvalidParameterValue.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from typing import Any
 
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.limits import MAX_RUN_TAG_VALUE_LENGTH
+from mlgrid.projects.backend import RunRequest
 from mlgrid.projects.fetch import FetchedProject, fetch_project
-from mlgrid.projects.params import ResolvedParameters, build_command, resolve_parameters
-from mlgrid.projects.spec import EntryPoint, Project, load_project
+from mlgrid.projects.params import build_command, resolve_parameters
+from mlgrid.projects.spec import Project, load_project
 
-from .environments import EnvironmentPlan, plan_environment
-from .local_backend import PreparedRun
-
-__all__ = ["LoadedProject", "Submission", "load_submission", "prepare_local", "run_tags"]
+__all__ = ["LoadedProject", "Submission", "load_submission", "run_tags"]
 
 #: Tag keys (MLflow's names, which users and tools rely on).
 SOURCE_TYPE = "mlflow.source.type"
@@ -67,18 +66,17 @@ class Submission:
 
 @dataclass
 class LoadedProject:
-    """A fetched and validated project."""
+    """A fetched and validated project, as the request every backend is handed."""
 
-    workdir: Path
+    request: RunRequest
     fetched: FetchedProject
-    project: Project
-    entry: EntryPoint
-    params: ResolvedParameters
-    #: The environment plan (local backend only).
-    plan: EnvironmentPlan | None
+
+    @property
+    def project(self) -> Project:
+        return self.request.project
 
     def discard(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.request.workdir, ignore_errors=True)
 
 
 def work_root() -> Path | None:
@@ -90,7 +88,7 @@ def work_root() -> Path | None:
     return None
 
 
-def load_submission(sub: Submission, plan_env: bool) -> LoadedProject:
+def load_submission(sub: Submission, tracking_uri: str) -> LoadedProject:
     """Fetches the project into a fresh working copy and validates the submission."""
     if sub.working_directory and not Path(sub.working_directory).is_absolute():
         raise InvalidParameterValue(
@@ -103,11 +101,25 @@ def load_submission(sub: Submission, plan_env: bool) -> LoadedProject:
         entry = project.get_entry_point(sub.entry_point or "main")
         params = resolve_parameters(entry, sub.parameters, sub.base_dir)
         build_command(entry, params.declared, params.extra)  # template errors surface now
-        plan = plan_environment(project, sub.env_manager) if plan_env else None
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    return LoadedProject(workdir, fetched, project, entry, params, plan)
+    request = RunRequest(
+        backend=sub.backend,
+        project=project,
+        entry=entry,
+        params=params,
+        workdir=workdir,
+        tracking_uri=tracking_uri,
+        user_params=dict(sub.parameters),
+        version=fetched.git_commit,
+        backend_config=dict(sub.backend_config),
+        env_manager=sub.env_manager,
+        build_image=sub.build_image,
+        working_directory=sub.working_directory,
+        store_uri=sub.store_uri,
+    )
+    return LoadedProject(request, fetched)
 
 
 def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
@@ -118,7 +130,7 @@ def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
         SOURCE_NAME: fetched.source_name,
         ENTRY_POINT: sub.entry_point or "main",
         BACKEND: sub.backend,
-        PROJECT_ENV: loaded.plan.manager if loaded.plan else _declared_env(sub, loaded.project),
+        PROJECT_ENV: project_env(sub.env_manager, loaded.project),
     }
     if fetched.git_commit:
         tags[GIT_COMMIT] = fetched.git_commit
@@ -134,40 +146,7 @@ def run_tags(sub: Submission, loaded: LoadedProject) -> dict[str, str]:
     return {k: v[:MAX_RUN_TAG_VALUE_LENGTH] for k, v in tags.items()}
 
 
-def _declared_env(sub: Submission, project: Project) -> str:
-    """The environment a non-local backend is asked for (it decides how to provide it)."""
+def project_env(env_manager: str | None, project: Project) -> str:
+    """The mlflow.project.env tag: the manager asked for, else what the project declares."""
     declared = {"python": "virtualenv", "conda": "conda", "docker": "docker"}
-    return sub.env_manager or declared.get(project.env_type or "", "local")
-
-
-def prepare_local(
-    project_uri: str,
-    entry_point: str,
-    params: dict[str, str],
-    version: str | None,
-    backend_config: dict[str, Any],
-    tracking_uri: str,
-    experiment_id: str,
-    run_id: str,
-) -> PreparedRun:
-    """A PreparedRun for any project URI, fetched into a working copy of its own."""
-    sub = Submission(
-        uri=project_uri,
-        entry_point=entry_point,
-        version=version,
-        parameters=dict(params),
-        env_manager=backend_config.get("env_manager") or None,
-        working_directory=str(backend_config.get("working_directory") or ""),
-    )
-    loaded = load_submission(sub, plan_env=True)
-    assert loaded.plan is not None
-    return PreparedRun(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        workdir=loaded.workdir,
-        project_dir=loaded.fetched.directory,
-        entry=loaded.entry,
-        params=loaded.params,
-        plan=loaded.plan,
-        tracking_uri=tracking_uri,
-    )
+    return env_manager or declared.get(project.env_type or "", "local")

@@ -1,8 +1,11 @@
 """The projects domain: submit runs to a backend, then answer status, wait, cancel and logs.
 
-The runner owns the runs it started (so they outlive the client connections that watch
-them), records them in the state directory, and at start reconciles runs that a previous,
-dead instance left RUNNING: their leftover processes are killed and the runs marked FAILED.
+Every backend (local, docker, kubernetes, a plugin) takes the same path: the submission is
+validated into a RunRequest, the backend checks it, the tracking run is created, the backend
+submits it. The runner owns the runs it started (so they outlive the client connections that
+watch them); backends record them in the state directory, and at start the runner hands runs
+that a previous, dead instance left behind to their backend's ``recover``: runs it does not take
+over are marked FAILED.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from pathlib import Path
 
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, MlgridException, ResourceDoesNotExist
-from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry
-from mlgrid.projects.backend import LogChunk, ProjectBackend, SubmittedRun
+from mlgrid.projects.backend import BackendHost, LogChunk, SubmittedRun
 
-from .local_backend import LocalBackend, LocalContext, PreparedRun
+from .backends import DEFAULT_BACKEND, BackendTable
 from .preparation import Submission, load_submission, run_tags
-from .state import RunStateStore, kill_leftover_child
+from .state import OwnedRun, RunStateStore
 from .tracking_client import TrackingClient
 
 log = logging.getLogger(__name__)
@@ -62,24 +64,23 @@ class ProjectRunner:
         kill_grace: float = 10.0,
         artifact_root: str = "",
         keep_workdirs: bool = False,
+        sdk_tracking_uri: str = "",
     ) -> None:
         self.tracking = tracking
         self.state = state
         self.child_tracking_uri = child_tracking_uri
-        self.local = LocalBackend(
-            LocalContext(
-                end_run=self._end_run,
-                download=download,
-                record_child=lambda run_id, pid, start: state.record(run_id, pid, start),
-                forget=state.forget,
-                kill_grace=kill_grace,
-                keep_workdirs=keep_workdirs,
-                artifact_root=artifact_root,
-            )
+        self.host = BackendHost(
+            end_run=self._end_run,
+            download=download,
+            record=state.record,
+            forget=state.forget,
+            sdk_tracking_uri=sdk_tracking_uri or child_tracking_uri,
+            artifact_root=artifact_root,
+            kill_grace=kill_grace,
+            keep_workdirs=keep_workdirs,
         )
-        self.plugins: SchemeRegistry[ProjectBackend] = SchemeRegistry(
-            ENTRY_POINT_GROUPS["project_backend"], "project backend"
-        )
+        #: Every backend by name: the built-ins' table plus ``mlgrid.project_backend`` plugins.
+        self.backends = BackendTable(self.host)
         self._runs: OrderedDict[str, SubmittedRun] = OrderedDict()
         self._lock = threading.Lock()
         #: Set once the start-up reconciliation has run.
@@ -89,19 +90,7 @@ class ProjectRunner:
     # -- backends ---------------------------------------------------------------------------
 
     def backend_names(self) -> list[str]:
-        try:
-            plugins = self.plugins.schemes()
-        except Exception:  # discovery must never keep the service from starting
-            plugins = []
-        return sorted({"local", *plugins})
-
-    def _plugin(self, name: str) -> ProjectBackend:
-        if name not in self.backend_names():
-            raise InvalidParameterValue(
-                f"backend {name!r} is not available here; known backends: "
-                f"{', '.join(self.backend_names())}"
-            )
-        return self.plugins.get(name)()
+        return self.backends.names()
 
     # -- submission -------------------------------------------------------------------------
 
@@ -110,11 +99,11 @@ class ProjectRunner:
 
     def submit(self, sub: Submission) -> SubmittedRun:
         """Validates, creates the tracking run and starts it; returns once it has started."""
-        sub.backend = sub.backend or "local"
-        plugin = None if sub.backend == "local" else self._plugin(sub.backend)
-        tracking_uri = sub.tracking_uri or self.child_tracking_uri
-        loaded = load_submission(sub, plan_env=plugin is None)
+        sub.backend = sub.backend or DEFAULT_BACKEND
+        backend = self.backends.get(sub.backend)
+        loaded = load_submission(sub, sub.tracking_uri or self.child_tracking_uri)
         try:
+            backend.check(loaded.request)
             experiment_id = self.tracking.resolve_experiment(
                 sub.experiment_id, sub.experiment_name, sub.store_uri
             )
@@ -126,38 +115,8 @@ class ProjectRunner:
             raise
         run_id = run.info.run_id
         try:
-            self.tracking.log_params(run_id, loaded.params.all(), sub.store_uri)
-            if plugin is not None:
-                config = dict(sub.backend_config)
-                config.setdefault("env_manager", sub.env_manager)
-                config.setdefault("build_image", sub.build_image)
-                config.setdefault("working_directory", sub.working_directory)
-                submitted = plugin.run(
-                    str(loaded.fetched.directory),
-                    sub.entry_point or "main",
-                    dict(sub.parameters),
-                    loaded.fetched.git_commit,
-                    config,
-                    tracking_uri,
-                    experiment_id,
-                    run_id,
-                )
-            else:
-                assert loaded.plan is not None
-                self.state.record(run_id)
-                submitted = self.local.start(
-                    PreparedRun(
-                        run_id=run_id,
-                        experiment_id=experiment_id,
-                        workdir=loaded.workdir,
-                        project_dir=loaded.fetched.directory,
-                        entry=loaded.entry,
-                        params=loaded.params,
-                        plan=loaded.plan,
-                        tracking_uri=tracking_uri,
-                        store_uri=sub.store_uri,
-                    )
-                )
+            self.tracking.log_params(run_id, loaded.request.params.all(), sub.store_uri)
+            submitted = backend.submit(loaded.request.for_run(run_id, experiment_id))
         except BaseException as exc:
             self.state.forget(run_id)
             loaded.discard()
@@ -235,11 +194,12 @@ class ProjectRunner:
     # -- life cycle -------------------------------------------------------------------------
 
     def reconcile(self, attempts: int = 60, delay: float = 1.0) -> list[str]:
-        """Marks runs of dead previous instances FAILED (retrying while tracking is down)."""
+        """Hands runs of dead previous instances to their backend; marks the rest FAILED
+        (retrying while tracking is down). Returns the ids of the runs marked FAILED."""
         done: list[str] = []
         for owned in self.state.orphans():
-            if kill_leftover_child(owned):
-                log.warning("killed leftover processes of orphaned run %s", owned.run_id)
+            if self._recover(owned):
+                continue
             for attempt in range(attempts):
                 try:
                     self.tracking.terminate_if_running(
@@ -258,6 +218,19 @@ class ProjectRunner:
         self.reconciled_runs = done
         self.reconciled.set()
         return done
+
+    def _recover(self, owned: OwnedRun) -> bool:
+        """True when the run's backend took it over (it is supervised again)."""
+        try:
+            recovered = self.backends.get(owned.backend).recover(owned.handle)
+        except Exception as exc:  # a missing or failing backend: the run cannot be supervised
+            log.warning("backend %r could not recover run %s: %s", owned.backend, owned.run_id, exc)
+            return False
+        if recovered is None:
+            return False
+        self.state.record(owned.handle)  # this instance owns the record from now on
+        self._remember(owned.run_id, recovered)
+        return True
 
     def start_reconciling(self) -> None:
         threading.Thread(target=self.reconcile, name="projects-reconcile", daemon=True).start()

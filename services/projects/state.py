@@ -2,9 +2,10 @@
 
 A service that dies (OOM, SIGKILL, power loss) cannot mark its runs FAILED. Each active run is
 recorded in ``<state_dir>/<run_id>.json`` with the owner's pid (and start time, so a reused pid
-is not mistaken for it) and the child's process group; the next service to start on the same
-tracking store finds records whose owner is gone, kills a leftover child group and marks the
-run FAILED.
+is not mistaken for it), the backend that runs it and that backend's handle (a child process
+group, a container, a Job); the next service to start on the same tracking store finds records
+whose owner is gone and hands each to its backend's ``recover`` (which cleans up, or takes the
+run over), marking the runs nobody takes over FAILED.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import logging
 import os
 import signal
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from mlgrid.projects.backend import OwnedHandle
 
 from .process import process_start_time
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OwnedRun", "RunStateStore", "default_state_dir"]
+__all__ = ["OwnedRun", "RunStateStore", "default_state_dir", "kill_leftover_group"]
 
 #: Service instances alive in this process (an embedded stack may be restarted in-process).
 _LIVE_INSTANCES: set[str] = set()
@@ -43,8 +47,18 @@ class OwnedRun:
     owner_pid: int
     owner_start: str | None
     owner_instance: str
-    child_pid: int | None = None
-    child_start: str | None = None
+    #: The backend that runs it, and that backend's handle (see OwnedHandle.details).
+    backend: str = "local"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def handle(self) -> OwnedHandle:
+        return OwnedHandle(self.run_id, self.backend, dict(self.details))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OwnedRun:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class RunStateStore:
@@ -63,19 +77,19 @@ class RunStateStore:
     def _path(self, run_id: str) -> Path:
         return self.directory / f"{run_id}.json"
 
-    def record(
-        self, run_id: str, child_pid: int | None = None, child_start: str | None = None
-    ) -> None:
+    def record(self, handle: OwnedHandle) -> None:
+        """Records (or replaces) the record of ``handle.run_id``, owned by this instance."""
         pid = os.getpid()
         owned = OwnedRun(
-            run_id=run_id,
+            run_id=handle.run_id,
             store_uri=self.store_uri,
             owner_pid=pid,
             owner_start=process_start_time(pid),
             owner_instance=self.instance,
-            child_pid=child_pid,
-            child_start=child_start,
+            backend=handle.backend,
+            details=dict(handle.details),
         )
+        run_id = handle.run_id
         tmp = self._path(run_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(owned)))
         os.replace(tmp, self._path(run_id))  # readers never see half a record
@@ -88,7 +102,7 @@ class RunStateStore:
         found = []
         for path in sorted(self.directory.glob("*.json")):
             try:
-                owned = OwnedRun(**json.loads(path.read_text()))
+                owned = OwnedRun.from_json(json.loads(path.read_text()))
             except (OSError, ValueError, TypeError):
                 log.warning("ignoring unreadable projects state file %s", path)
                 continue
@@ -104,15 +118,17 @@ def _owner_alive(owned: OwnedRun) -> bool:
     return started is not None and started == owned.owner_start
 
 
-def kill_leftover_child(owned: OwnedRun) -> bool:
-    """Kills the child process group of an orphaned run if it still runs; True if it did."""
-    if owned.child_pid is None:
+def kill_leftover_group(details: dict[str, Any]) -> bool:
+    """Kills the process group ``details["pid"]`` if it is still the one recorded (same start
+    time, so a reused pid is spared); True if it did."""
+    pid, recorded_start = details.get("pid"), details.get("start")
+    if not isinstance(pid, int):
         return False
-    started = process_start_time(owned.child_pid)
-    if started is None or started != owned.child_start:
+    started = process_start_time(pid)
+    if started is None or started != recorded_start:
         return False
     try:
-        os.killpg(owned.child_pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return False
     return True

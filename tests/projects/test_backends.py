@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.client import Client
+from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects import ProjectBackend, SubmittedRun
 from mlgrid.projects.submitted import RemoteSubmittedRun
+from mlgrid_services.projects.preparation import Submission, load_submission
 
 from .helpers import write
 from .service import own_projects_service
@@ -74,7 +78,7 @@ def test_a_registered_backend_receives_the_prepared_submission(grpc_stack, tmp_p
     )
     RecordingBackend.calls.clear()
     with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
-        svc.runner.plugins.register("recording", RecordingBackend)
+        svc.runner.backends.register("recording", RecordingBackend)
         assert {"local", "recording"} <= set(svc.runner.backend_names())
         answer = svc.transport.call(
             svc.transport.projects.SubmitRun,
@@ -99,22 +103,34 @@ def test_a_registered_backend_receives_the_prepared_submission(grpc_stack, tmp_p
     assert run.data.params == {"n": "2", "extra": "x"}
 
 
-def test_the_local_backend_through_the_generic_interface(grpc_stack, tmp_path: Path) -> None:
+def test_the_local_backend_is_a_table_entry_taking_the_same_request(
+    grpc_stack, tmp_path: Path
+) -> None:
     project = write(tmp_path / "p", {"main.py": "import sys\nprint('args', sys.argv[1:])\n"})
     client = Client(grpc_stack.tracking_uri)
     run = client.create_run("0")
     with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
-        submitted = svc.runner.local.run(
-            str(project),
-            "main.py",
-            {"k": "v"},
-            None,
-            {},
+        backend = svc.runner.backends.get("local")
+        assert isinstance(backend, ProjectBackend)
+        loaded = load_submission(
+            Submission(uri=str(project), entry_point="main.py", parameters={"k": "v"}),
             grpc_stack.tracking_uri,
-            "0",
-            run.info.run_id,
         )
+        backend.check(loaded.request)
+        submitted = backend.submit(loaded.request.for_run(run.info.run_id, "0"))
         assert submitted.wait(timeout=30) is True
         out = b"".join(c.data for c in submitted.logs() if c.stream == "stdout")
     assert out == b"args ['--k', 'v']\n"
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert not loaded.request.workdir.exists()  # the backend removed the run's working copy
+
+
+def test_an_unknown_backend_is_refused_with_the_known_names(grpc_stack, tmp_path: Path) -> None:
+    project = write(tmp_path / "p", {"main.py": "print('never')\n"})
+    with (
+        own_projects_service(grpc_stack.config, tmp_path / "state") as svc,
+        pytest.raises(InvalidParameterValue) as caught,
+    ):
+        svc.runner.submit(Submission(uri=str(project), backend="nowhere"))
+    assert "backend 'nowhere' is not available here" in str(caught.value)
+    assert "local" in str(caught.value)

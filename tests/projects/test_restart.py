@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.client import Client
+from mlgrid.projects.backend import OwnedHandle
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
 
@@ -67,7 +68,7 @@ def test_runs_of_a_dead_service_are_failed_at_the_next_start(grpc_stack, tmp_pat
         assert not alive(child)
         assert list(state.glob("*.json")) == []
         # A record of a live service (this very process) is left alone.
-        runner.state.record("f" * 32)
+        runner.state.record(OwnedHandle("f" * 32, "local"))
         other = create_runner(grpc_stack.config, state_dir=state)
         try:
             assert other.reconcile(attempts=1) == []
