@@ -198,6 +198,16 @@ MLGRID_REGISTRY_READ_CACHE = EnvironmentVariable(
     "several registry replicas).",
     fallback=None,
 )
+MLGRID_STORE_ASYNC_COMMIT = EnvironmentVariable(
+    "MLGRID_STORE_ASYNC_COMMIT",
+    _parse_bool,
+    False,
+    "Tracking and registry services: acknowledge a write before it reaches the disk "
+    "(PostgreSQL synchronous_commit=off, SQLite synchronous=NORMAL). Faster small writes, but a "
+    "crash of the database host can lose the last acknowledged ones (never part of one). "
+    "Default false: every acknowledged write is durable.",
+    fallback=None,
+)
 MLGRID_SOURCE_TYPE = _str("MLGRID_SOURCE_TYPE", "Overrides mlflow.source.type (PROJECT, JOB, …).")
 MLGRID_SOURCE_NAME = _str("MLGRID_SOURCE_NAME", "Overrides mlflow.source.name.")
 MLGRID_STORE_URI = EnvironmentVariable[str | None](

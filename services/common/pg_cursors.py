@@ -53,6 +53,11 @@ class PgCursors:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def database(self) -> str:
+        """Which database these cursors reach ("tracking", "registry"), as errors name it."""
+        return self._database
+
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A new autocommit connection, made as the engine makes its own; ``options`` (libpq
         parameters) apply unless the store URI sets them."""

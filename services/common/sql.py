@@ -20,6 +20,8 @@ from sqlalchemy.engine import make_url
 
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 
+from .durability import pg_session_options, sqlite_synchronous
+
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
 _POSTGRES_ALIASES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
 
@@ -62,7 +64,8 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # Durable by default: the WAL is synced at every commit (durability.py).
+        cursor.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # MLflow's LIKE is case-sensitive (ILIKE is the insensitive one); SQLite's is not by default.
@@ -75,25 +78,25 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _configure_postgres(engine: Engine) -> None:
+def _configure_postgres(engine: Engine, session_options: str) -> None:
+    """Applies ``session_options`` (``-c name=value`` pairs, durability.py) to each new session;
+    set here rather than as the libpq ``options`` argument, which would replace the URI's own."""
+    settings = [part.split("=", 1) for part in session_options.split() if part != "-c"]
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Asynchronous commit: the commit returns before its WAL record reaches the disk. A crash
-        # of the PostgreSQL server (not of mlgrid) can lose the last few hundred milliseconds of
-        # acknowledged writes, but never leaves a partial transaction. Without it every call
-        # waits for an fsync (3+ ms on ordinary disks), the main cost of small tracking writes.
         with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET synchronous_commit TO off")
+            for name, value in settings:
+                cursor.execute(f"SET {name} TO {value}")
         dbapi_connection.commit()
 
 
-def make_engine(uri: str, *, fast_commit: bool = False, **overrides: Any) -> Engine:
+def make_engine(uri: str, **overrides: Any) -> Engine:
     """A SQLAlchemy engine for ``uri`` (``sqlite:///…``, ``postgresql://…``, ``postgres://…``).
 
-    SQLite: parent directories are created, WAL, synchronous=NORMAL, busy_timeout, foreign keys.
-    PostgreSQL: psycopg 3, a pool big enough for a gRPC server's worker threads; with
-    ``fast_commit`` the sessions use ``synchronous_commit=off`` unless the URI sets
-    ``options=-c synchronous_commit=…`` itself.
+    SQLite: parent directories are created, WAL, busy_timeout, foreign keys. PostgreSQL: psycopg
+    3, a pool big enough for a gRPC server's worker threads. Commits are durable unless the
+    deployment opts out (durability.py).
     ``overrides`` go to :func:`sqlalchemy.create_engine` unchanged.
     """
     uri = normalize_db_uri(uri)
@@ -122,8 +125,8 @@ def make_engine(uri: str, *, fast_commit: bool = False, **overrides: Any) -> Eng
     engine = create_engine(url, **options)
     if backend == "sqlite":
         _configure_sqlite(engine)
-    elif backend == "postgresql" and fast_commit and "synchronous_commit" not in uri:
-        _configure_postgres(engine)
+    elif backend == "postgresql" and pg_session_options(uri):
+        _configure_postgres(engine, pg_session_options(uri))
     return engine
 
 

@@ -156,23 +156,3 @@ def test_a_dead_connection_is_reported_as_unavailable_then_replaced(
             failures += 1
     assert failures <= 1
     assert len(history(pg, run_id, "m")) == 10 - failures
-
-
-def _settings(store: SqlTrackingStore, *names: str) -> list[str]:
-    assert store._pg is not None
-    with store._pg.cursor() as cursor:
-        return [cursor.execute(f"SHOW {name}").fetchone()[0] for name in names]  # type: ignore[index]
-
-
-def test_fast_path_connections_commit_asynchronously_and_keep_the_uri_options(
-    postgres_url: str,
-) -> None:
-    sep = "&" if "?" in postgres_url else "?"
-    store = SqlTrackingStore(f"{postgres_url}{sep}options=-c%20work_mem%3D5MB", "file:///tmp/t")
-    assert _settings(store, "synchronous_commit", "work_mem") == ["off", "5MB"]
-    store.close()
-    chosen = SqlTrackingStore(
-        f"{postgres_url}{sep}options=-c%20synchronous_commit%3Don", "file:///tmp/t"
-    )
-    assert _settings(chosen, "synchronous_commit") == ["on"]  # the URI's choice wins
-    chosen.close()

@@ -54,7 +54,7 @@ def test_sqlite_engine_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> N
     assert path.parent.is_dir()
     assert pragmas == {
         "journal_mode": "wal",
-        "synchronous": 1,
+        "synchronous": 2,  # FULL: durable by default
         "busy_timeout": 30000,
         "foreign_keys": 1,
     }
@@ -67,7 +67,7 @@ def test_migrations_create_schema_and_default_experiment_on_sqlite(tmp_path: Pat
     migrations.upgrade(uri)  # idempotent
     engine = make_engine(uri)
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0002_metric_series"
+    assert migrations.revision_of(engine) == "0003_metric_points_once"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM experiments")).scalars().all() == ["Default"]
     engine.dispose()
@@ -80,7 +80,7 @@ def test_migrations_on_a_fresh_postgres_share_the_database(fresh_postgres_url: s
         conn.exec_driver_sql("INSERT INTO alembic_version_registry VALUES ('other')")
     migrations.upgrade(fresh_postgres_url.replace("postgresql+psycopg://", "postgres://"))
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0002_metric_series"
+    assert migrations.revision_of(engine) == "0003_metric_points_once"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT * FROM alembic_version_registry").scalar() == "other"
     engine.dispose()
@@ -134,7 +134,7 @@ def _migrate_metrics_written_before_series(uri: str) -> None:
         )
     engine.dispose()
     store = open_store(uri, "file:///tmp/mlgrid-tracking-tests")
-    assert migrations.revision_of(store.engine) == "0002_metric_series"
+    assert migrations.revision_of(store.engine) == "0003_metric_points_once"
     loss, _ = store.get_metric_history("r1", "loss", 0, "")
     assert [(m.step, m.value) for m in loss][1] == (2, 0.5) and math.isnan(loss[0].value)
     acc, _ = store.get_metric_history("r1", "acc", 0, "")

@@ -22,6 +22,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from mlgrid.api.registry.v1 import registry_pb2
+from mlgrid_services.common.durability import pg_session_options
 from mlgrid_services.common.pg_cursors import PgCursors
 
 from . import queries
@@ -107,6 +108,8 @@ class PgConnections(PgCursors):
             engine,
             max_idle=MAX_IDLE,
             application_name=APPLICATION_NAME,
+            # The engine's durability policy (services/common/durability.py) on these too.
+            session_options=pg_session_options(str(engine.url)),
             database="registry",
         )
 

@@ -2,10 +2,10 @@
 
 Design notes:
 - ``metrics`` is append-only, indexed for history reads by (series, step, timestamp), where
-  ``series`` is a 64-bit hash of (run_uuid, key) (series.py). Exact duplicates within one call
-  are dropped before the insert (as MLflow does); the same point logged again by a later call is
-  kept. NaN is stored as value 0 with ``is_nan`` true (SQLite
-  cannot store NaN).
+  ``series`` is a 64-bit hash of (run_uuid, key) (series.py). That index is unique over the whole
+  point, and points are inserted with insert-ignore semantics: a point (key, value, timestamp,
+  step) is stored once per run however often it is logged, as MLflow does, so client retries are
+  safe. NaN is stored as value 0 with ``is_nan`` true (SQLite cannot store NaN).
 - ``latest_metrics`` holds each key's greatest (step, timestamp, value) point, maintained by the
   same transaction as the insert, so search and get_run read one row per key.
 - Runs carry ``deleted_with_experiment`` so restoring an experiment restores exactly the runs
@@ -95,9 +95,8 @@ tags = sa.Table(
 metrics = sa.Table(
     "metrics",
     metadata,
-    # No primary key and no foreign key: an append-only log written in bulk. A unique key would
-    # force ON CONFLICT checks (speculative insertion costs ~6x a plain insert on PostgreSQL) and
-    # an FK a lookup per row; the write path checks the run once per call instead.
+    # No foreign key: an append-only log written in bulk, and an FK would cost a lookup per row;
+    # the write path checks the run once per call instead.
     sa.Column("run_uuid", sa.String(32), nullable=False),
     sa.Column("key", sa.String(250), nullable=False),
     sa.Column("step", sa.BigInteger, nullable=False),
@@ -106,8 +105,19 @@ metrics = sa.Table(
     sa.Column("is_nan", sa.Boolean, nullable=False),
     # metric_series(run_uuid, key) (series.py): a bigint index key is much cheaper to insert.
     sa.Column("series", sa.BigInteger, nullable=False),
-    # History reads: one series ordered by (step, timestamp), filtered on run_uuid and key too.
-    sa.Index("ix_metrics_series", "series", "step", "timestamp"),
+    # One row per point (insert-ignore); history reads use its prefix: one series ordered by
+    # (step, timestamp), filtered on run_uuid and key too.
+    sa.Index(
+        "uq_metrics_point",
+        "series",
+        "step",
+        "timestamp",
+        "value",
+        "is_nan",
+        "run_uuid",
+        "key",
+        unique=True,
+    ),
 )
 
 latest_metrics = sa.Table(

@@ -21,6 +21,7 @@ from mlgrid.exceptions import (
     InvalidParameterValue,
     ResourceDoesNotExist,
 )
+from mlgrid_services.common.group_commit import GroupCommit
 from mlgrid_services.common.sql import database_unavailable, write_transaction
 
 from . import schema as t
@@ -102,9 +103,7 @@ class SqlStoreBase:
     engine: Engine
     default_artifact_root: str
 
-    def __init__(
-        self, engine: Engine, default_artifact_root: str, *, fast_commit: bool = False
-    ) -> None:
+    def __init__(self, engine: Engine, default_artifact_root: str) -> None:
         self.engine = engine
         self.default_artifact_root = default_artifact_root.rstrip("/")
         self.dialect = engine.dialect.name
@@ -113,8 +112,10 @@ class SqlStoreBase:
         )
         #: PostgreSQL: the hot single-statement paths run here, outside SQLAlchemy.
         self._pg: PgStatements | None = (
-            PgStatements(engine, fast_commit=fast_commit) if self.dialect == "postgresql" else None
+            PgStatements(engine) if self.dialect == "postgresql" else None
         )
+        #: PostgreSQL: those single-statement writes, committed together when callers overlap.
+        self._commits: GroupCommit | None = GroupCommit(self._pg) if self._pg is not None else None
         self._analyze_lock = threading.Lock()
         self._runs_since_analyze = 0
         self._analyzing = False

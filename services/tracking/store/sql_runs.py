@@ -151,20 +151,19 @@ class RunsMixin(RunReadsMixin):
         """The run and its tags in ONE autocommitted statement (one round trip instead of
         BEGIN, lookup, two inserts and COMMIT); nothing is written unless the experiment is
         active."""
-        assert self._pg is not None
-        with self._pg.cursor() as cursor:
-            row = cursor.execute(
-                _PG_CREATE_RUN,
-                {
-                    "experiment_id": number,
-                    "run_id": run_id,
-                    "name": run_name,
-                    "user_id": user_id,
-                    "start_time": start_time,
-                    "tag_keys": list(tags),
-                    "tag_values": list(tags.values()),
-                },
-            ).fetchone()
+        assert self._commits is not None
+        row = self._commits.execute(
+            _PG_CREATE_RUN,
+            {
+                "experiment_id": number,
+                "run_id": run_id,
+                "name": run_name,
+                "user_id": user_id,
+                "start_time": start_time,
+                "tag_keys": list(tags),
+                "tag_values": list(tags.values()),
+            },
+        )
         if row is None:
             return None, ""
         return row[0], row[1] or ""

@@ -21,13 +21,8 @@ class SqlTrackingStore(
     def __init__(
         self, store_uri: str | Engine, default_artifact_root: str, *, migrate: bool = True
     ) -> None:
-        # Tracking writes are small and frequent: commit without waiting for fsync on
-        # PostgreSQL (see make_engine); opt out with ?options=-c%20synchronous_commit%3Don.
-        fast_commit = isinstance(store_uri, str) and "synchronous_commit" not in store_uri
-        engine = (
-            make_engine(store_uri, fast_commit=True) if isinstance(store_uri, str) else store_uri
-        )
-        super().__init__(engine, default_artifact_root, fast_commit=fast_commit)
+        engine = make_engine(store_uri) if isinstance(store_uri, str) else store_uri
+        super().__init__(engine, default_artifact_root)
         if migrate:
             from mlgrid_services.tracking.migrations import upgrade
 

@@ -62,7 +62,8 @@ class WritesMixin(SqlStoreBase):
 
     def _prepare_write_statements(self) -> None:
         self._latest_statement = self._latest_upsert()
-        self._metric_statement = t.metrics.insert()
+        # A point already stored (a retried call) is stored once (uq_metrics_point).
+        self._metric_statement = self._insert(t.metrics).on_conflict_do_nothing()
         self._param_statement = self._insert(t.params).on_conflict_do_nothing()
         tag = self._insert(t.tags)
         self._tag_statement = tag.on_conflict_do_update(
@@ -166,9 +167,8 @@ class WritesMixin(SqlStoreBase):
         self._pg_write_points(run_id, *pg_points_statement(run_id, metrics))
 
     def _pg_write_points(self, run_id: str, statement: str, params: dict[str, Any]) -> None:
-        assert self._pg is not None
-        with self._pg.cursor() as cursor:
-            row = cursor.execute(statement, params).fetchone()
+        assert self._commits is not None
+        row = self._commits.execute(statement, params)
         self._raise_unless_active(run_id, None if row is None else row[0])
 
     @staticmethod
@@ -184,15 +184,14 @@ class WritesMixin(SqlStoreBase):
     def _pg_params_one_shot(self, run_id: str, params: Sequence[tracking_pb2.Param]) -> bool:
         """Writes ``params`` in one autocommitted statement; False when a racing writer got in
         first (nothing was written: the caller retries in a transaction)."""
-        assert self._pg is not None
+        assert self._commits is not None
         bound = {
             "run_id": run_id,
             "keys": [p.key for p in params],
             "vals": [p.value for p in params],
         }
         try:
-            with self._pg.cursor() as cursor:
-                row = cursor.execute(PG_PARAMS_ONE_SHOT, bound).fetchone()
+            row = self._commits.execute(PG_PARAMS_ONE_SHOT, bound)
         except psycopg.errors.UniqueViolation:
             return False
         assert row is not None  # the outer SELECT always returns one row

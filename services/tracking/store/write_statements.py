@@ -32,7 +32,7 @@ _LATEST_ARRAYS = (
 
 def _points_statement(points: str, latest: str = _LATEST_ARRAYS) -> str:
     """Metric points in ONE statement (one round trip, autocommit): check the run, append the
-    points, move each key's latest point forward. The inserts only happen when the run is
+    points not stored yet, move each key's latest point forward. The inserts only happen when the run is
     active; the answer (the run's stage, or no row) tells the caller what to report.
 
     ``points`` is the SELECT giving the rows (key, step, timestamp, value, is_nan, series),
@@ -47,7 +47,9 @@ def _points_statement(points: str, latest: str = _LATEST_ARRAYS) -> str:
         "ins AS ("
         ' INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan, series)'
         " SELECT CAST(%(run_id)s AS varchar), p.k, p.s, p.ts, p.v, p.n, p.h"
-        f" FROM ({points}) AS p(k, s, ts, v, n, h) WHERE EXISTS (SELECT 1 FROM ok)), "
+        f" FROM ({points}) AS p(k, s, ts, v, n, h) WHERE EXISTS (SELECT 1 FROM ok)"
+        # A point already stored (a retried call) is stored once (uq_metrics_point).
+        " ON CONFLICT DO NOTHING), "
         "up AS ("
         ' INSERT INTO latest_metrics (run_uuid, key, step, "timestamp", value, is_nan)'
         " SELECT CAST(%(run_id)s AS varchar), u.k, u.s, u.ts, u.v, u.n"
