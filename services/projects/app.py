@@ -51,6 +51,13 @@ def _download(uri: str, dst: Path, tracking_uri: str) -> str:
     return path
 
 
+def _upload(artifact_uri: str, path: str, data: bytes, tracking_uri: str) -> None:
+    """Stores ``data`` as ``path`` below ``artifact_uri``, as any SDK client would."""
+    from mlgrid.client import Client
+
+    Client(tracking_uri=tracking_uri).log_bytes_at(artifact_uri, data, path)
+
+
 def create_runner(
     config: ServiceConfig,
     *,
@@ -72,6 +79,7 @@ def create_runner(
         RunStateStore(state_dir or default_state_dir(), config.backend_store_uri),
         child_tracking_uri=sdk_uri,
         download=lambda uri, dst: _download(uri, dst, sdk_uri),
+        upload=lambda uri, path, data: _upload(uri, path, data, sdk_uri),
         sdk_tracking_uri=sdk_uri,
         kill_grace=grace,
         artifact_root=config.effective_artifact_root,

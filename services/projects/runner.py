@@ -65,6 +65,7 @@ class ProjectRunner:
         artifact_root: str = "",
         keep_workdirs: bool = False,
         sdk_tracking_uri: str = "",
+        upload: Callable[[str, str, bytes], None] | None = None,
     ) -> None:
         self.tracking = tracking
         self.state = state
@@ -78,7 +79,9 @@ class ProjectRunner:
             artifact_root=artifact_root,
             kill_grace=kill_grace,
             keep_workdirs=keep_workdirs,
+            save_artifact=self._save_artifact if upload is not None else None,
         )
+        self._upload = upload
         #: Every backend by name: the built-ins' table plus ``mlgrid.project_backend`` plugins.
         self.backends = BackendTable(self.host)
         self._runs: OrderedDict[str, SubmittedRun] = OrderedDict()
@@ -96,6 +99,10 @@ class ProjectRunner:
 
     def _end_run(self, run_id: str, status: int, store_uri: str | None) -> None:
         self.tracking.terminate_if_running(run_id, status, store_uri)
+
+    def _save_artifact(self, run_id: str, store_uri: str | None, path: str, data: bytes) -> None:
+        assert self._upload is not None
+        self._upload(self.tracking.artifact_uri(run_id, store_uri), path, data)
 
     def submit(self, sub: Submission) -> SubmittedRun:
         """Validates, creates the tracking run and starts it; returns once it has started."""

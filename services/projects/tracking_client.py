@@ -126,6 +126,11 @@ class TrackingClient:
         )
         self._call("LogBatch", request, store_uri)
 
+    def artifact_uri(self, run_id: str, store_uri: str | None = None) -> str:
+        """The root of the run's artifacts."""
+        answer = self._call("GetRun", tracking_service_pb2.GetRunRequest(run_id=run_id), store_uri)
+        return str(answer.run.info.artifact_uri)
+
     def get_status(self, run_id: str, store_uri: str | None = None) -> int:
         answer = self._call("GetRun", tracking_service_pb2.GetRunRequest(run_id=run_id), store_uri)
         return int(answer.run.info.status)

@@ -143,6 +143,9 @@ class BackendHost:
     log_budget: int = 8 * 1024 * 1024
     #: Keep working copies after runs end (debugging).
     keep_workdirs: bool = False
+    #: Stores bytes as an artifact of a run: (run_id, store_uri, artifact path, data).
+    #: Backends whose output lives elsewhere (a cluster's pods) keep it with the run this way.
+    save_artifact: Callable[[str, str | None, str, bytes], None] | None = None
 
 
 class SubmittedRun(ABC):
