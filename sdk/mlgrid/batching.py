@@ -82,8 +82,28 @@ def batch_requests(
             params=[p.to_proto() for p in chunk_params],
             tags=[t.to_proto() for t in chunk_tags],
         )
-        if len(chunk_metrics) > COLUMNS_ABOVE:
-            add_metric_columns(request.metric_columns, chunk_metrics)
+        linked = [m for m in chunk_metrics if getattr(m, "model_id", None)]
+        plain = [m for m in chunk_metrics if not getattr(m, "model_id", None)] if linked else None
+        columns = chunk_metrics if plain is None else plain
+        if len(columns) > COLUMNS_ABOVE:
+            add_metric_columns(request.metric_columns, columns)
         else:
-            add_metrics(request, chunk_metrics)
+            add_metrics(request, columns)
+        if linked:
+            add_linked_metrics(request, linked)
         yield request, chunk_metrics
+
+
+def add_linked_metrics(request: rpc.LogBatchRequest, metrics: Sequence[Metric]) -> None:
+    """Appends points linked to a logged model (MLflow 3): always as messages, since only
+    messages carry the model id and dataset."""
+    for m in metrics:
+        request.metrics.add(
+            key=m.key,
+            value=float(m.value),
+            timestamp=int(m.timestamp),
+            step=int(m.step),
+            model_id=m.model_id or "",
+            dataset_name=m.dataset_name or "",
+            dataset_digest=m.dataset_digest or "",
+        )

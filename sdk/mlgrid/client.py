@@ -28,6 +28,7 @@ from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from mlgrid.entities import (
     DatasetInput,
     Experiment,
+    LoggedModelInput,
     Metric,
     PagedList,
     Param,
@@ -39,6 +40,7 @@ from mlgrid.entities import (
 )
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_PARAM_VALUE_LENGTH, MAX_RUN_TAG_VALUE_LENGTH, SEARCH_RUNS_DEFAULT
+from mlgrid.logged_model_client import LoggedModelsClientMixin
 from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid.registry.client_mixin import RegistryClientMixin
 from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
@@ -101,7 +103,7 @@ def _remote_metadata(transport: Transport) -> None:
     transport.metadata_providers.append(provider)
 
 
-class Client(ArtifactsClientMixin, RegistryClientMixin):
+class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin):
     """Client of a tracking server (``grpc://``) or an embedded store (``sqlite:///``, ...)."""
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
@@ -311,9 +313,22 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
         timestamp: int | None = None,
         step: int | None = None,
         synchronous: bool | None = None,
+        dataset_name: str | None = None,
+        dataset_digest: str | None = None,
+        model_id: str | None = None,
     ) -> RunOperations | None:
-        """Logs one metric point (timestamp default now, step default 0)."""
-        metric = Metric(key, _metric_value(key, value), timestamp or _now_ms(), step or 0)
+        """Logs one metric point (timestamp default now, step default 0). With ``model_id``
+        (MLflow 3) the point is also linked to that logged model, with the dataset it was
+        computed on."""
+        metric = Metric(
+            key,
+            _metric_value(key, value),
+            timestamp or _now_ms(),
+            step or 0,
+            model_id=model_id or None,
+            dataset_name=dataset_name or None,
+            dataset_digest=dataset_digest or None,
+        )
         if self._async(synchronous):
             return self.async_logger.log(run_id, metrics=[metric])
         request = rpc.LogMetricRequest(
@@ -322,6 +337,9 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
             value=metric.value,
             timestamp=metric.timestamp,
             step=metric.step,
+            model_id=model_id or "",
+            dataset_name=dataset_name or "",
+            dataset_digest=dataset_digest or "",
         )
         self._call(self._stub.LogMetric, request)
         return None
@@ -373,20 +391,20 @@ class Client(ArtifactsClientMixin, RegistryClientMixin):
                 # A server that predates metric_columns ignored them: send messages instead
                 # (its params and tags are written again, with the same values: no change).
                 request.ClearField("metric_columns")
-                add_metrics(request, chunk_metrics)
+                add_metrics(request, [m for m in chunk_metrics if not m.model_id])
                 self._call(self._stub.LogBatch, request)
 
     def log_inputs(
-        self, run_id: str, datasets: Sequence[DatasetInput] | None = None, models: Any = None
+        self,
+        run_id: str,
+        datasets: Sequence[DatasetInput] | None = None,
+        models: Sequence[LoggedModelInput] | None = None,
     ) -> None:
-        """Records datasets the run used. (``models`` is accepted for MLflow 3's signature;
-        logged-model inputs are not part of mlgrid.)"""
-        if models:
-            raise InvalidParameterValue(
-                "log_inputs: 'models' (logged-model inputs) is not supported"
-            )
+        """Records datasets and (MLflow 3) logged models the run used."""
         request = rpc.LogInputsRequest(
-            run_id=run_id, datasets=[d.to_proto() for d in datasets or []]
+            run_id=run_id,
+            datasets=[d.to_proto() for d in datasets or []],
+            models=[m.to_proto() for m in models or []],
         )
         self._call(self._stub.LogInputs, request)
 

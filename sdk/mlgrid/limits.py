@@ -51,6 +51,21 @@ SEARCH_RUNS_PANDAS_DEFAULT = 100_000
 MAX_BULK_INTERVAL_RUNS = 100
 MAX_BULK_INTERVAL_POINTS = 2500
 
+# ---------------------------------------------------------------- tracking: logged models (MLflow 3)
+
+#: A logged model's name and model_type (MLflow's column sizes).
+MAX_LOGGED_MODEL_NAME_LENGTH = 500
+MAX_LOGGED_MODEL_TYPE_LENGTH = 500
+#: A logged model's param and tag values. MLflow stores unbounded text; mlgrid bounds them like
+#: registry tags (model_config params and the mlflow.modelVersions tag can be long).
+MAX_LOGGED_MODEL_VALUE_LENGTH = 100000
+#: The dataset a metric point names (MLflow's column sizes).
+MAX_METRIC_DATASET_NAME_LENGTH = 500
+MAX_METRIC_DATASET_DIGEST_LENGTH = 36
+#: search_logged_models page sizes (0 asks for the default).
+SEARCH_LOGGED_MODELS_DEFAULT = 100
+SEARCH_LOGGED_MODELS_MAX = 50000
+
 # ---------------------------------------------------------------- registry
 
 MAX_MODEL_NAME_LENGTH = 256

@@ -25,6 +25,7 @@ from mlgrid.store.search_filter import (
 from mlgrid.store.tracking_store import AbstractTrackingStore, HistoryPoint, MetricBatch
 from mlgrid_services.common import validation as v
 
+from .logged_models import LoggedModelsDomain, check_metric_links
 from .names import generate_run_name
 
 RUN_NAME_TAG = "mlflow.runName"
@@ -138,7 +139,7 @@ def check_metric(metric: tracking_pb2.Metric) -> None:
         metric.value = v.MAX_DOUBLE if metric.value > 0 else -v.MAX_DOUBLE
 
 
-class TrackingDomain:
+class TrackingDomain(LoggedModelsDomain):
     """The tracking operations with MLflow's semantics, over ``store``."""
 
     def __init__(self, store: AbstractTrackingStore) -> None:
@@ -301,6 +302,8 @@ class TrackingDomain:
     def log_metric(self, run_id: str, metric: tracking_pb2.Metric) -> None:
         v.validate_run_id(run_id)
         check_metric(metric)
+        if metric.model_id:
+            self.store.log_logged_model_metrics(run_id, check_metric_links([metric]))
         self.store.log_metric(run_id, metric)
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
@@ -341,7 +344,11 @@ class TrackingDomain:
                 v.validate_length(
                     tag.value, limits.MAX_RUN_NAME_LENGTH, f"value of tag {RUN_NAME_TAG}"
                 )
-        self.store.log_batch(run_id, check_metrics(metrics, metric_columns), params, tags)
+        batch = check_metrics(metrics, metric_columns)
+        linked = check_metric_links(metrics)
+        if linked:
+            self.store.log_logged_model_metrics(run_id, linked)
+        self.store.log_batch(run_id, batch, params, tags)
 
     def ingest_metrics(self, run_id: str, metrics: Sequence[tracking_pb2.Metric]) -> int:
         """One message of a streaming ingest: any number of points, written in bulk."""
@@ -351,7 +358,12 @@ class TrackingDomain:
             self.store.log_batch(run_id, batch, (), ())
         return len(metrics)
 
-    def log_inputs(self, run_id: str, inputs: Sequence[tracking_pb2.DatasetInput]) -> None:
+    def log_inputs(
+        self,
+        run_id: str,
+        inputs: Sequence[tracking_pb2.DatasetInput],
+        models: Sequence[tracking_pb2.ModelInput] = (),
+    ) -> None:
         v.validate_run_id(run_id)
         for item in inputs:
             if not item.HasField("dataset") or not item.dataset.name:
@@ -363,7 +375,9 @@ class TrackingDomain:
                 v.validate_length(
                     tag.value, limits.MAX_INPUT_TAG_VALUE_LENGTH, f"value of input tag {tag.key!r}"
                 )
-        self.store.log_inputs(run_id, inputs)
+        self.log_model_inputs(run_id, models)
+        if inputs or not models:
+            self.store.log_inputs(run_id, inputs)
 
     # ---------------------------------------------------------------- history
 

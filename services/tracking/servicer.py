@@ -115,7 +115,13 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
 
     def LogMetric(self, request, context):
         metric = tracking_pb2.Metric(
-            key=request.key, value=request.value, timestamp=request.timestamp, step=request.step
+            key=request.key,
+            value=request.value,
+            timestamp=request.timestamp,
+            step=request.step,
+            model_id=request.model_id,
+            dataset_name=request.dataset_name,
+            dataset_digest=request.dataset_digest,
         )
         self.domain.log_metric(request.run_id, metric)
         return pb.LogMetricResponse()
@@ -137,7 +143,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.LogBatchResponse(metrics_received=received)
 
     def LogInputs(self, request, context):
-        self.domain.log_inputs(request.run_id, request.datasets)
+        self.domain.log_inputs(request.run_id, request.datasets, request.models)
         return pb.LogInputsResponse()
 
     def IngestMetrics(self, request_iterator, context):
@@ -175,3 +181,55 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             request.max_results,
         )
         return pb.GetMetricHistoryBulkIntervalResponse(metrics=metrics)
+
+    # ---------------------------------------------------------- logged models
+
+    def LogOutputs(self, request, context):
+        self.domain.log_outputs(request.run_id, request.models)
+        return pb.LogOutputsResponse()
+
+    def CreateLoggedModel(self, request, context):
+        model = self.domain.create_logged_model(
+            request.experiment_id,
+            request.name,
+            request.model_type,
+            request.source_run_id,
+            request.params,
+            request.tags,
+        )
+        return pb.CreateLoggedModelResponse(model=model)
+
+    def FinalizeLoggedModel(self, request, context):
+        model = self.domain.finalize_logged_model(request.model_id, request.status)
+        return pb.FinalizeLoggedModelResponse(model=model)
+
+    def GetLoggedModel(self, request, context):
+        model = self.domain.get_logged_model(request.model_id, request.allow_deleted)
+        return pb.GetLoggedModelResponse(model=model)
+
+    def DeleteLoggedModel(self, request, context):
+        self.domain.delete_logged_model(request.model_id)
+        return pb.DeleteLoggedModelResponse()
+
+    def SearchLoggedModels(self, request, context):
+        models, token = self.domain.search_logged_models(
+            list(request.experiment_ids),
+            request.filter,
+            request.datasets,
+            request.max_results,
+            request.order_by,
+            request.page_token,
+        )
+        return pb.SearchLoggedModelsResponse(models=models, next_page_token=token)
+
+    def SetLoggedModelTags(self, request, context):
+        model = self.domain.set_logged_model_tags(request.model_id, request.tags)
+        return pb.SetLoggedModelTagsResponse(model=model)
+
+    def DeleteLoggedModelTag(self, request, context):
+        self.domain.delete_logged_model_tag(request.model_id, request.tag_key)
+        return pb.DeleteLoggedModelTagResponse()
+
+    def LogLoggedModelParams(self, request, context):
+        self.domain.log_logged_model_params(request.model_id, request.params)
+        return pb.LogLoggedModelParamsResponse()

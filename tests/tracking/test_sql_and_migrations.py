@@ -27,7 +27,15 @@ TABLES = {
     "run_inputs",
     "run_input_tags",
     "alembic_version_tracking",
+    "logged_models",
+    "logged_model_params",
+    "logged_model_tags",
+    "logged_model_metrics",
+    "run_model_outputs",
+    "run_model_inputs",
 }
+#: The newest tracking revision.
+HEAD = "0004_logged_models"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +75,7 @@ def test_migrations_create_schema_and_default_experiment_on_sqlite(tmp_path: Pat
     migrations.upgrade(uri)  # idempotent
     engine = make_engine(uri)
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0003_metric_points_once"
+    assert migrations.revision_of(engine) == HEAD
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name FROM experiments")).scalars().all() == ["Default"]
     engine.dispose()
@@ -80,7 +88,7 @@ def test_migrations_on_a_fresh_postgres_share_the_database(fresh_postgres_url: s
         conn.exec_driver_sql("INSERT INTO alembic_version_registry VALUES ('other')")
     migrations.upgrade(fresh_postgres_url.replace("postgresql+psycopg://", "postgres://"))
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
-    assert migrations.revision_of(engine) == "0003_metric_points_once"
+    assert migrations.revision_of(engine) == HEAD
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT * FROM alembic_version_registry").scalar() == "other"
     engine.dispose()
@@ -134,7 +142,7 @@ def _migrate_metrics_written_before_series(uri: str) -> None:
         )
     engine.dispose()
     store = open_store(uri, "file:///tmp/mlgrid-tracking-tests")
-    assert migrations.revision_of(store.engine) == "0003_metric_points_once"
+    assert migrations.revision_of(store.engine) == HEAD
     loss, _ = store.get_metric_history("r1", "loss", 0, "")
     assert [(m.step, m.value) for m in loss][1] == (2, 0.5) and math.isnan(loss[0].value)
     acc, _ = store.get_metric_history("r1", "acc", 0, "")
@@ -173,4 +181,34 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     migrations.upgrade(uri)
     engine = make_engine(uri)
     assert "series" in {c["name"] for c in sa.inspect(engine).get_columns("metrics")}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_logged_model_tables_come_and_go_with_their_migration(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A database at 0003 gains the logged-model tables; downgrading removes only them."""
+    uri = (
+        f"sqlite:///{tmp_path / 'lm.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("fresh_postgres_url")
+    )
+    logged = {t for t in TABLES if "model" in t}
+    migrations.upgrade(uri, "0003_metric_points_once")
+    engine = make_engine(uri)
+    assert not logged & set(sa.inspect(engine).get_table_names())
+    migrations.upgrade(uri)
+    assert logged <= set(sa.inspect(engine).get_table_names())
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations.SCRIPT_LOCATION))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        config.attributes["version_table"] = migrations.VERSION_TABLE
+        command.downgrade(config, "0003_metric_points_once")
+    remaining = set(sa.inspect(engine).get_table_names())
+    assert not logged & remaining and "metrics" in remaining
     engine.dispose()

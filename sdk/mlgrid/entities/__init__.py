@@ -3,6 +3,8 @@
 from ._enums import LifecycleStage, RunStatus, SourceType, ViewType
 from .dataset import Dataset, DatasetInput, InputTag, RunInputs
 from .experiment import Experiment, ExperimentTag
+from .logged_model import LoggedModel, LoggedModelParameter, LoggedModelStatus, LoggedModelTag
+from .model_io import LoggedModelInput, LoggedModelOutput, RunOutputs
 from .paged_list import PagedList
 from .run import Metric, Param, Run, RunData, RunInfo, RunTag
 
@@ -13,6 +15,12 @@ __all__ = [
     "ExperimentTag",
     "InputTag",
     "LifecycleStage",
+    "LoggedModel",
+    "LoggedModelInput",
+    "LoggedModelOutput",
+    "LoggedModelParameter",
+    "LoggedModelStatus",
+    "LoggedModelTag",
     "Metric",
     "PagedList",
     "Param",
@@ -20,6 +28,7 @@ __all__ = [
     "RunData",
     "RunInfo",
     "RunInputs",
+    "RunOutputs",
     "RunStatus",
     "RunTag",
     "SourceType",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 
+from .model_io import LoggedModelInput
+
 
 @dataclass(frozen=True)
 class InputTag:
@@ -81,10 +83,12 @@ class RunInputs:
     """A run's inputs."""
 
     dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    model_inputs: list[LoggedModelInput] = field(default_factory=list)
 
     def to_proto(self) -> tracking_pb2.RunInputs:
         return tracking_pb2.RunInputs(
-            dataset_inputs=[entry.to_proto() for entry in self.dataset_inputs]
+            dataset_inputs=[entry.to_proto() for entry in self.dataset_inputs],
+            model_inputs=[entry.to_proto() for entry in self.model_inputs],
         )
 
     @classmethod
@@ -93,5 +97,8 @@ class RunInputs:
         inputs = object.__new__(cls)
         inputs.__dict__["dataset_inputs"] = [
             DatasetInput.from_proto(entry) for entry in proto.dataset_inputs
+        ]
+        inputs.__dict__["model_inputs"] = [
+            LoggedModelInput(entry.model_id) for entry in proto.model_inputs
         ]
         return inputs

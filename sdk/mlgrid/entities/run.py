@@ -12,6 +12,7 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 
 from ._enums import LifecycleStage, RunStatus
 from .dataset import RunInputs
+from .model_io import RunOutputs
 
 
 @dataclass(slots=True)
@@ -27,6 +28,10 @@ class Metric:
     timestamp: int
     step: int = 0
     run_id: str | None = None
+    #: MLflow 3: the logged model the value describes, and the dataset it was computed on.
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
     def to_proto(self) -> tracking_pb2.Metric:
         return tracking_pb2.Metric(
@@ -34,11 +39,28 @@ class Metric:
             value=float(self.value),
             timestamp=int(self.timestamp),
             step=int(self.step),
+            model_id=self.model_id or "",
+            dataset_name=self.dataset_name or "",
+            dataset_digest=self.dataset_digest or "",
         )
 
     @classmethod
     def from_proto(cls, proto: tracking_pb2.Metric, run_id: str | None = None) -> Metric:
         return cls(proto.key, proto.value, proto.timestamp, proto.step, run_id)
+
+    @classmethod
+    def from_linked_proto(cls, proto: tracking_pb2.Metric) -> Metric:
+        """A point of a logged model's metrics: with its run, model and dataset."""
+        return cls(
+            proto.key,
+            proto.value,
+            proto.timestamp,
+            proto.step,
+            proto.run_id or None,
+            proto.model_id or None,
+            proto.dataset_name or None,
+            proto.dataset_digest or None,
+        )
 
     def __eq__(self, other: object) -> bool:
         # NaN is a legitimate metric value; two NaN points with the same coordinates are equal.
@@ -205,11 +227,13 @@ class RunData:
 
 @dataclass(frozen=True)
 class Run:
-    """A run: ``info`` (metadata), ``data`` (metrics, params, tags) and ``inputs`` (datasets)."""
+    """A run: ``info`` (metadata), ``data`` (metrics, params, tags), ``inputs`` (datasets and
+    models used) and ``outputs`` (logged models produced)."""
 
     info: RunInfo
     data: RunData = field(default_factory=RunData)
     inputs: RunInputs = field(default_factory=RunInputs)
+    outputs: RunOutputs = field(default_factory=RunOutputs)
 
     def to_proto(self) -> tracking_pb2.Run:
         return tracking_pb2.Run(
@@ -223,6 +247,7 @@ class Run:
             info=RunInfo.from_proto(proto.info),
             data=RunData.from_proto(proto.data),
             inputs=RunInputs.from_proto(proto.inputs),
+            outputs=RunOutputs.from_proto(proto.outputs),
         )
         return run
 

@@ -33,6 +33,7 @@ from typing import overload
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.store.logged_model_filter import LoggedModelOrder
 
 __all__ = ["AbstractTrackingStore", "HistoryPoint", "MetricBatch"]
 
@@ -291,6 +292,93 @@ class AbstractTrackingStore(abc.ABC):
         """Sampled history of one key for each run, steps within [start_step, end_step]: at most
         ``max_results`` steps per run, evenly spread, always keeping the first and last step;
         one point per step (the latest by timestamp). Ordered by run (as given) then step."""
+
+    # --------------------------------------------------------------- logged models
+    #
+    # MLflow 3's LoggedModel. Not abstract, so stores written before it keep loading: a store
+    # without logged models answers these with NotImplementedError (as MLflow's base store does).
+
+    def create_logged_model(
+        self,
+        experiment_id: str,
+        name: str,
+        source_run_id: str,
+        model_type: str,
+        params: Sequence[tracking_pb2.Param],
+        tags: Sequence[common_pb2.Tag],
+    ) -> tracking_pb2.LoggedModel:
+        """Creates a PENDING model with a new id ``m-<32 hex>`` in an active experiment and
+        returns it. ``name`` is final (the domain generated one if needed); ``source_run_id`` and
+        ``model_type`` are "" when not given. ``artifact_uri`` = the experiment's
+        artifact_location + ``/models/<model_id>/artifacts``. ResourceDoesNotExist for an unknown
+        experiment; InvalidParameterValue for a deleted one."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def get_logged_model(self, model_id: str, allow_deleted: bool) -> tracking_pb2.LoggedModel:
+        """The model with its tags, params and linked metrics. ResourceDoesNotExist if none, or
+        if it is deleted and not ``allow_deleted``."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def finalize_logged_model(self, model_id: str, status: int) -> tracking_pb2.LoggedModel:
+        """Sets ``status`` (a LoggedModelStatus number) and last_updated_timestamp_ms; returns
+        the model. ResourceDoesNotExist if none."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def delete_logged_model(self, model_id: str) -> None:
+        """Soft-deletes the model (idempotent). ResourceDoesNotExist if none."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def search_logged_models(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        datasets: Sequence[tuple[str, str]],
+        max_results: int,
+        order_by: Sequence[LoggedModelOrder],
+        page_token: str,
+    ) -> tuple[list[tracking_pb2.LoggedModel], str]:
+        """One page of the active models of ``experiment_ids`` and the next page token.
+
+        ``filter_string`` follows :func:`mlgrid.store.logged_model_filter.check_logged_model_filter`;
+        ``datasets`` are ``(name, digest)`` pairs ("" digest: any) that scope metric comparisons
+        and metric ordering (a value on any of them counts); with no metric comparison they keep
+        only models with a metric on one of them. ``order_by`` comes from
+        :func:`~mlgrid.store.logged_model_filter.parse_logged_model_order_by`; missing values
+        sort last; ties break on ``creation_timestamp DESC, model_id ASC``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def set_logged_model_tags(
+        self, model_id: str, tags: Sequence[common_pb2.Tag]
+    ) -> tracking_pb2.LoggedModel:
+        """Sets (overwrites) tags, a key repeated in ``tags`` keeping its last value; returns
+        the model. ResourceDoesNotExist if none."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        """ResourceDoesNotExist if the model or the tag does not exist."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def log_logged_model_params(self, model_id: str, params: Sequence[tracking_pb2.Param]) -> None:
+        """Write-once per key, like run params: the same value again is a no-op, another value
+        InvalidParameterValue (nothing written). ResourceDoesNotExist if the model is unknown."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def log_logged_model_metrics(self, run_id: str, metrics: Sequence[tracking_pb2.Metric]) -> None:
+        """Links points (each with ``model_id`` set, ``dataset_name``/``dataset_digest``
+        optional) to their models, recording ``run_id`` as the run that logged them. The same
+        point again is stored once. The run must be active; ResourceDoesNotExist for an unknown
+        model. The points are logged to the run itself by log_metric / log_batch."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def log_outputs(self, run_id: str, models: Sequence[tracking_pb2.ModelOutput]) -> None:
+        """Records models as outputs of an active run (again: the step is updated).
+        ResourceDoesNotExist for an unknown run or model."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
+
+    def log_model_inputs(self, run_id: str, models: Sequence[tracking_pb2.ModelInput]) -> None:
+        """Records models (logged model or model version ids) as inputs of an active run."""
+        raise NotImplementedError(f"{type(self).__name__} does not store logged models")
 
     # -------------------------------------------------------------------- lifecycle
 

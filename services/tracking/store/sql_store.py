@@ -9,12 +9,20 @@ from mlgrid_services.common.sql import make_engine
 
 from .sql_experiments import ExperimentsMixin
 from .sql_history import HistoryMixin
+from .sql_logged_model_search import LoggedModelSearchMixin
+from .sql_logged_models import LoggedModelsMixin
 from .sql_runs import RunsMixin
 from .sql_writes import WritesMixin
 
 
 class SqlTrackingStore(
-    ExperimentsMixin, RunsMixin, WritesMixin, HistoryMixin, AbstractTrackingStore
+    LoggedModelsMixin,  # first: it extends get_run with model inputs and outputs
+    LoggedModelSearchMixin,
+    ExperimentsMixin,
+    RunsMixin,
+    WritesMixin,
+    HistoryMixin,
+    AbstractTrackingStore,
 ):
     """Tracking store on a SQL database; migrates the schema to the latest revision on open."""
 

@@ -58,6 +58,34 @@ RUN_STATUS_KILLED: RunStatus.ValueType  # 5
 """The run was cancelled."""
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
+class _LoggedModelStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LoggedModelStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoggedModelStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOGGED_MODEL_STATUS_UNSPECIFIED: _LoggedModelStatus.ValueType  # 0
+    """Not set. In searches and finalize calls it is refused."""
+    LOGGED_MODEL_STATUS_PENDING: _LoggedModelStatus.ValueType  # 1
+    """Created; its files are not completely uploaded yet (every model starts here)."""
+    LOGGED_MODEL_STATUS_READY: _LoggedModelStatus.ValueType  # 2
+    """Its files are completely uploaded: the model is ready for use."""
+    LOGGED_MODEL_STATUS_UPLOAD_FAILED: _LoggedModelStatus.ValueType  # 3
+    """Uploading its files (weights, code) failed."""
+
+class LoggedModelStatus(_LoggedModelStatus, metaclass=_LoggedModelStatusEnumTypeWrapper):
+    """The state of a logged model's files. Numbers match MLflow's LoggedModelStatus."""
+
+LOGGED_MODEL_STATUS_UNSPECIFIED: LoggedModelStatus.ValueType  # 0
+"""Not set. In searches and finalize calls it is refused."""
+LOGGED_MODEL_STATUS_PENDING: LoggedModelStatus.ValueType  # 1
+"""Created; its files are not completely uploaded yet (every model starts here)."""
+LOGGED_MODEL_STATUS_READY: LoggedModelStatus.ValueType  # 2
+"""Its files are completely uploaded: the model is ready for use."""
+LOGGED_MODEL_STATUS_UPLOAD_FAILED: LoggedModelStatus.ValueType  # 3
+"""Uploading its files (weights, code) failed."""
+Global___LoggedModelStatus: _TypeAlias = LoggedModelStatus  # noqa: Y015
+
 @_typing.final
 class Experiment(_message.Message):
     """An experiment: a named group of runs."""
@@ -172,6 +200,10 @@ class Metric(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
+    DATASET_NAME_FIELD_NUMBER: _builtins.int
+    DATASET_DIGEST_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Metric key."""
     value: _builtins.float
@@ -180,6 +212,16 @@ class Metric(_message.Message):
     """Milliseconds since the epoch, >= 0."""
     step: _builtins.int
     """Step, default 0."""
+    dataset_name: _builtins.str
+    """Name of the dataset the value was computed on (e.g. "test-set"); empty when none."""
+    dataset_digest: _builtins.str
+    """Digest of that dataset; empty when none."""
+    model_id: _builtins.str
+    """The logged model (LoggedModelInfo.model_id) the value describes; empty when none. A point
+    with a model id is also recorded among that model's metrics.
+    """
+    run_id: _builtins.str
+    """The run that logged the point. Set on a logged model's metrics; empty in run histories."""
     def __init__(
         self,
         *,
@@ -187,10 +229,14 @@ class Metric(_message.Message):
         value: _builtins.float = ...,
         timestamp: _builtins.int = ...,
         step: _builtins.int = ...,
+        dataset_name: _builtins.str = ...,
+        dataset_digest: _builtins.str = ...,
+        model_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "step", b"step", "timestamp", b"timestamp", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_digest", b"dataset_digest", "dataset_name", b"dataset_name", "key", b"key", "model_id", b"model_id", "run_id", b"run_id", "step", b"step", "timestamp", b"timestamp", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,22 +413,100 @@ class RunInputs(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DATASET_INPUTS_FIELD_NUMBER: _builtins.int
+    MODEL_INPUTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def dataset_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetInput]:
         """Datasets the run used."""
+
+    @_builtins.property
+    def model_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInput]:
+        """Logged models the run used (e.g. a model it evaluated)."""
 
     def __init__(
         self,
         *,
         dataset_inputs: _abc.Iterable[Global___DatasetInput] | None = ...,
+        model_inputs: _abc.Iterable[Global___ModelInput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_inputs", b"dataset_inputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_inputs", b"dataset_inputs", "model_inputs", b"model_inputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunInputs: _TypeAlias = RunInputs  # noqa: Y015
+
+@_typing.final
+class RunOutputs(_message.Message):
+    """A run's outputs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_OUTPUTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_outputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelOutput]:
+        """Logged models the run produced."""
+
+    def __init__(
+        self,
+        *,
+        model_outputs: _abc.Iterable[Global___ModelOutput] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_outputs", b"model_outputs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunOutputs: _TypeAlias = RunOutputs  # noqa: Y015
+
+@_typing.final
+class ModelInput(_message.Message):
+    """A logged model used by a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The logged model's id."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelInput: _TypeAlias = ModelInput  # noqa: Y015
+
+@_typing.final
+class ModelOutput(_message.Message):
+    """A logged model produced by a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The logged model's id."""
+    step: _builtins.int
+    """The step of the run at which the model was produced."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        step: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelOutput: _TypeAlias = ModelOutput  # noqa: Y015
 
 @_typing.final
 class Run(_message.Message):
@@ -393,6 +517,7 @@ class Run(_message.Message):
     INFO_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def info(self) -> Global___RunInfo:
         """Metadata."""
@@ -403,7 +528,11 @@ class Run(_message.Message):
 
     @_builtins.property
     def inputs(self) -> Global___RunInputs:
-        """Datasets."""
+        """Datasets and models the run used."""
+
+    @_builtins.property
+    def outputs(self) -> Global___RunOutputs:
+        """Models the run produced."""
 
     def __init__(
         self,
@@ -411,11 +540,174 @@ class Run(_message.Message):
         info: Global___RunInfo | None = ...,
         data: Global___RunData | None = ...,
         inputs: Global___RunInputs | None = ...,
+        outputs: Global___RunOutputs | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info", "inputs", b"inputs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info", "inputs", b"inputs", "outputs", b"outputs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info", "inputs", b"inputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info", "inputs", b"inputs", "outputs", b"outputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class LoggedModel(_message.Message):
+    """MLflow 3's LoggedModel: a model logged to an experiment, with its own id, artifact location,
+    params, tags and linked metrics, independent of (but usually produced by) a run.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def info(self) -> Global___LoggedModelInfo:
+        """Attributes and tags."""
+
+    @_builtins.property
+    def data(self) -> Global___LoggedModelData:
+        """Params and linked metrics."""
+
+    def __init__(
+        self,
+        *,
+        info: Global___LoggedModelInfo | None = ...,
+        data: Global___LoggedModelData | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "info", b"info"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoggedModel: _TypeAlias = LoggedModel  # noqa: Y015
+
+@_typing.final
+class LoggedModelInfo(_message.Message):
+    """A logged model's attributes and tags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATION_TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    LAST_UPDATED_TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    ARTIFACT_URI_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATOR_ID_FIELD_NUMBER: _builtins.int
+    MODEL_TYPE_FIELD_NUMBER: _builtins.int
+    SOURCE_RUN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    REGISTRATIONS_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Server-made id: "m-" followed by 32 hexadecimal characters."""
+    experiment_id: _builtins.str
+    """The experiment that owns the model."""
+    name: _builtins.str
+    """Name of the model (generated "adjective-noun-NNN" when not given), at most 500 characters."""
+    creation_timestamp_ms: _builtins.int
+    """Creation time, milliseconds since the epoch."""
+    last_updated_timestamp_ms: _builtins.int
+    """Time of the last change (status, tags, params, deletion), milliseconds since the epoch."""
+    artifact_uri: _builtins.str
+    """Where the model's files are: the experiment's artifact_location + "/models/<model_id>/artifacts"."""
+    status: Global___LoggedModelStatus.ValueType
+    """Whether the model's files are ready."""
+    creator_id: _builtins.int
+    """Id of the user who created the model; 0 when unknown (MLflow's field, unused by mlgrid)."""
+    model_type: _builtins.str
+    """The type of model, e.g. "Agent", "Classifier", "LLM"; empty when not given."""
+    source_run_id: _builtins.str
+    """The run that produced the model; empty when none."""
+    status_message: _builtins.str
+    """Details on the status (e.g. why an upload failed); empty when none."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
+        """Mutable key-value pairs set on the model (last writer wins)."""
+
+    @_builtins.property
+    def registrations(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoggedModelRegistrationInfo]:
+        """Registered model versions made from this model."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        creation_timestamp_ms: _builtins.int = ...,
+        last_updated_timestamp_ms: _builtins.int = ...,
+        artifact_uri: _builtins.str = ...,
+        status: Global___LoggedModelStatus.ValueType = ...,
+        creator_id: _builtins.int = ...,
+        model_type: _builtins.str = ...,
+        source_run_id: _builtins.str = ...,
+        status_message: _builtins.str = ...,
+        tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
+        registrations: _abc.Iterable[Global___LoggedModelRegistrationInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_uri", b"artifact_uri", "creation_timestamp_ms", b"creation_timestamp_ms", "creator_id", b"creator_id", "experiment_id", b"experiment_id", "last_updated_timestamp_ms", b"last_updated_timestamp_ms", "model_id", b"model_id", "model_type", b"model_type", "name", b"name", "registrations", b"registrations", "source_run_id", b"source_run_id", "status", b"status", "status_message", b"status_message", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoggedModelInfo: _TypeAlias = LoggedModelInfo  # noqa: Y015
+
+@_typing.final
+class LoggedModelRegistrationInfo(_message.Message):
+    """A registered model version made from a logged model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The registered model's name."""
+    version: _builtins.str
+    """The version number."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoggedModelRegistrationInfo: _TypeAlias = LoggedModelRegistrationInfo  # noqa: Y015
+
+@_typing.final
+class LoggedModelData(_message.Message):
+    """A logged model's params and linked metrics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def params(self) -> _containers.RepeatedCompositeFieldContainer[Global___Param]:
+        """Params of the model (write-once per key, like a run's)."""
+
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___Metric]:
+        """Every metric point linked to the model, each with the run that logged it."""
+
+    def __init__(
+        self,
+        *,
+        params: _abc.Iterable[Global___Param] | None = ...,
+        metrics: _abc.Iterable[Global___Metric] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "params", b"params"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoggedModelData: _TypeAlias = LoggedModelData  # noqa: Y015

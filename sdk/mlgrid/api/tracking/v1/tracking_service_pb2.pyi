@@ -828,6 +828,9 @@ class LogMetricRequest(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    DATASET_NAME_FIELD_NUMBER: _builtins.int
+    DATASET_DIGEST_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     key: _builtins.str
@@ -838,6 +841,12 @@ class LogMetricRequest(_message.Message):
     """Milliseconds since the epoch."""
     step: _builtins.int
     """Step (default 0)."""
+    model_id: _builtins.str
+    """The logged model the value describes; the point is also linked to that model. Empty: none."""
+    dataset_name: _builtins.str
+    """Name of the dataset the value was computed on (kept with the model link); empty: none."""
+    dataset_digest: _builtins.str
+    """Digest of that dataset; empty: none."""
     def __init__(
         self,
         *,
@@ -846,10 +855,13 @@ class LogMetricRequest(_message.Message):
         value: _builtins.float = ...,
         timestamp: _builtins.int = ...,
         step: _builtins.int = ...,
+        model_id: _builtins.str = ...,
+        dataset_name: _builtins.str = ...,
+        dataset_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "run_id", b"run_id", "step", b"step", "timestamp", b"timestamp", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_digest", b"dataset_digest", "dataset_name", b"dataset_name", "key", b"key", "model_id", b"model_id", "run_id", b"run_id", "step", b"step", "timestamp", b"timestamp", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1094,21 +1106,27 @@ class LogInputsRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.DatasetInput]:
         """Dataset inputs."""
 
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.ModelInput]:
+        """Logged models the run used."""
+
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         datasets: _abc.Iterable[_tracking_pb2.DatasetInput] | None = ...,
+        models: _abc.Iterable[_tracking_pb2.ModelInput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "models", b"models", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1363,3 +1381,543 @@ class GetMetricHistoryBulkIntervalResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMetricHistoryBulkIntervalResponse: _TypeAlias = GetMetricHistoryBulkIntervalResponse  # noqa: Y015
+
+@_typing.final
+class LogOutputsRequest(_message.Message):
+    """Request for LogOutputs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Run id."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.ModelOutput]:
+        """Logged models the run produced, each with the step it was produced at."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        models: _abc.Iterable[_tracking_pb2.ModelOutput] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogOutputsRequest: _TypeAlias = LogOutputsRequest  # noqa: Y015
+
+@_typing.final
+class LogOutputsResponse(_message.Message):
+    """Response of LogOutputs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogOutputsResponse: _TypeAlias = LogOutputsResponse  # noqa: Y015
+
+@_typing.final
+class CreateLoggedModelRequest(_message.Message):
+    """Request for CreateLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MODEL_TYPE_FIELD_NUMBER: _builtins.int
+    SOURCE_RUN_ID_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    """The experiment the model belongs to; "0" (Default) when empty."""
+    name: _builtins.str
+    """Name of the model, at most 500 characters, no "/" or ":"; generated when empty."""
+    model_type: _builtins.str
+    """The type of model, e.g. "Agent", "Classifier", "LLM"; at most 500 characters."""
+    source_run_id: _builtins.str
+    """The run that produced the model; empty when none. Must exist when given."""
+    @_builtins.property
+    def params(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]:
+        """Initial params (keys unique within the request)."""
+
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
+        """Initial tags."""
+
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        model_type: _builtins.str = ...,
+        source_run_id: _builtins.str = ...,
+        params: _abc.Iterable[_tracking_pb2.Param] | None = ...,
+        tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "model_type", b"model_type", "name", b"name", "params", b"params", "source_run_id", b"source_run_id", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLoggedModelRequest: _TypeAlias = CreateLoggedModelRequest  # noqa: Y015
+
+@_typing.final
+class CreateLoggedModelResponse(_message.Message):
+    """Response of CreateLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _tracking_pb2.LoggedModel:
+        """The new model (status PENDING)."""
+
+    def __init__(
+        self,
+        *,
+        model: _tracking_pb2.LoggedModel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLoggedModelResponse: _TypeAlias = CreateLoggedModelResponse  # noqa: Y015
+
+@_typing.final
+class FinalizeLoggedModelRequest(_message.Message):
+    """Request for FinalizeLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    status: _tracking_pb2.LoggedModelStatus.ValueType
+    """LOGGED_MODEL_STATUS_READY or LOGGED_MODEL_STATUS_UPLOAD_FAILED."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        status: _tracking_pb2.LoggedModelStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinalizeLoggedModelRequest: _TypeAlias = FinalizeLoggedModelRequest  # noqa: Y015
+
+@_typing.final
+class FinalizeLoggedModelResponse(_message.Message):
+    """Response of FinalizeLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _tracking_pb2.LoggedModel:
+        """The model after the update."""
+
+    def __init__(
+        self,
+        *,
+        model: _tracking_pb2.LoggedModel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinalizeLoggedModelResponse: _TypeAlias = FinalizeLoggedModelResponse  # noqa: Y015
+
+@_typing.final
+class GetLoggedModelRequest(_message.Message):
+    """Request for GetLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    ALLOW_DELETED_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    allow_deleted: _builtins.bool
+    """Also return a deleted model (MLflow's store option; off by default as in its REST API)."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        allow_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_deleted", b"allow_deleted", "model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLoggedModelRequest: _TypeAlias = GetLoggedModelRequest  # noqa: Y015
+
+@_typing.final
+class GetLoggedModelResponse(_message.Message):
+    """Response of GetLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _tracking_pb2.LoggedModel:
+        """The model."""
+
+    def __init__(
+        self,
+        *,
+        model: _tracking_pb2.LoggedModel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLoggedModelResponse: _TypeAlias = GetLoggedModelResponse  # noqa: Y015
+
+@_typing.final
+class DeleteLoggedModelRequest(_message.Message):
+    """Request for DeleteLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLoggedModelRequest: _TypeAlias = DeleteLoggedModelRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLoggedModelResponse(_message.Message):
+    """Response of DeleteLoggedModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLoggedModelResponse: _TypeAlias = DeleteLoggedModelResponse  # noqa: Y015
+
+@_typing.final
+class LoggedModelDatasetFilter(_message.Message):
+    """A dataset that scopes the metrics of a logged-model search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_NAME_FIELD_NUMBER: _builtins.int
+    DATASET_DIGEST_FIELD_NUMBER: _builtins.int
+    dataset_name: _builtins.str
+    """Dataset name (required)."""
+    dataset_digest: _builtins.str
+    """Dataset digest; any digest when empty."""
+    def __init__(
+        self,
+        *,
+        dataset_name: _builtins.str = ...,
+        dataset_digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_digest", b"dataset_digest", "dataset_name", b"dataset_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoggedModelDatasetFilter: _TypeAlias = LoggedModelDatasetFilter  # noqa: Y015
+
+@_typing.final
+class LoggedModelOrderBy(_message.Message):
+    """One ordering clause of a logged-model search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_NAME_FIELD_NUMBER: _builtins.int
+    ASCENDING_FIELD_NUMBER: _builtins.int
+    DATASET_NAME_FIELD_NUMBER: _builtins.int
+    DATASET_DIGEST_FIELD_NUMBER: _builtins.int
+    field_name: _builtins.str
+    """An attribute (name, model_id, model_type, status, source_run_id, creation_timestamp,
+    last_updated_timestamp) or "metrics.<key>" (the model's latest value of that metric).
+    """
+    ascending: _builtins.bool
+    """Ascending when true or absent (MLflow's default), descending when false."""
+    dataset_name: _builtins.str
+    """For a metric: only values computed on this dataset count."""
+    dataset_digest: _builtins.str
+    """For a metric: only values computed on the dataset with this digest count (needs
+    dataset_name).
+    """
+    def __init__(
+        self,
+        *,
+        field_name: _builtins.str = ...,
+        ascending: _builtins.bool | None = ...,
+        dataset_name: _builtins.str = ...,
+        dataset_digest: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ascending", b"_ascending", "ascending", b"ascending"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ascending", b"_ascending", "ascending", b"ascending", "dataset_digest", b"dataset_digest", "dataset_name", b"dataset_name", "field_name", b"field_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ascending: _TypeAlias = _typing.Literal["ascending"]  # noqa: Y015
+    _WhichOneofArgType__ascending: _TypeAlias = _typing.Literal["_ascending", b"_ascending"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ascending) -> _WhichOneofReturnType__ascending | None: ...
+
+Global___LoggedModelOrderBy: _TypeAlias = LoggedModelOrderBy  # noqa: Y015
+
+@_typing.final
+class SearchLoggedModelsRequest(_message.Message):
+    """Request for SearchLoggedModels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_IDS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    DATASETS_FIELD_NUMBER: _builtins.int
+    MAX_RESULTS_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """Filter, e.g. "name = 'clf' AND metrics.accuracy > 0.9 AND params.alpha = '0.1'". A metric
+    comparison uses the model's latest value of that metric (within `datasets` when given).
+    """
+    max_results: _builtins.int
+    """Maximum models per page; default 100, at most 50,000."""
+    page_token: _builtins.str
+    """Opaque token from a previous response; empty for the first page."""
+    @_builtins.property
+    def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Experiments to search (at least one)."""
+
+    @_builtins.property
+    def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoggedModelDatasetFilter]:
+        """Datasets scoping metric comparisons (any of them matches). With no metric comparison, only
+        models with a metric on one of these datasets are returned.
+        """
+
+    @_builtins.property
+    def order_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoggedModelOrderBy]:
+        """Ordering; tie-break creation_timestamp DESC, model_id ASC."""
+
+    def __init__(
+        self,
+        *,
+        experiment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        filter: _builtins.str = ...,
+        datasets: _abc.Iterable[Global___LoggedModelDatasetFilter] | None = ...,
+        max_results: _builtins.int = ...,
+        order_by: _abc.Iterable[Global___LoggedModelOrderBy] | None = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "experiment_ids", b"experiment_ids", "filter", b"filter", "max_results", b"max_results", "order_by", b"order_by", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchLoggedModelsRequest: _TypeAlias = SearchLoggedModelsRequest  # noqa: Y015
+
+@_typing.final
+class SearchLoggedModelsResponse(_message.Message):
+    """Response of SearchLoggedModels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.LoggedModel]:
+        """One page of models."""
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[_tracking_pb2.LoggedModel] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchLoggedModelsResponse: _TypeAlias = SearchLoggedModelsResponse  # noqa: Y015
+
+@_typing.final
+class SetLoggedModelTagsRequest(_message.Message):
+    """Request for SetLoggedModelTags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
+        """Tags to set; a key repeated in one request keeps its last value."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLoggedModelTagsRequest: _TypeAlias = SetLoggedModelTagsRequest  # noqa: Y015
+
+@_typing.final
+class SetLoggedModelTagsResponse(_message.Message):
+    """Response of SetLoggedModelTags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _tracking_pb2.LoggedModel:
+        """The model after the update."""
+
+    def __init__(
+        self,
+        *,
+        model: _tracking_pb2.LoggedModel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLoggedModelTagsResponse: _TypeAlias = SetLoggedModelTagsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteLoggedModelTagRequest(_message.Message):
+    """Request for DeleteLoggedModelTag."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    TAG_KEY_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    tag_key: _builtins.str
+    """The tag key."""
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        tag_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "tag_key", b"tag_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLoggedModelTagRequest: _TypeAlias = DeleteLoggedModelTagRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLoggedModelTagResponse(_message.Message):
+    """Response of DeleteLoggedModelTag."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLoggedModelTagResponse: _TypeAlias = DeleteLoggedModelTagResponse  # noqa: Y015
+
+@_typing.final
+class LogLoggedModelParamsRequest(_message.Message):
+    """Request for LogLoggedModelParams."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """The model's id."""
+    @_builtins.property
+    def params(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Param]:
+        """Params to log (keys unique within the request)."""
+
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        params: _abc.Iterable[_tracking_pb2.Param] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "params", b"params"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLoggedModelParamsRequest: _TypeAlias = LogLoggedModelParamsRequest  # noqa: Y015
+
+@_typing.final
+class LogLoggedModelParamsResponse(_message.Message):
+    """Response of LogLoggedModelParams."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogLoggedModelParamsResponse: _TypeAlias = LogLoggedModelParamsResponse  # noqa: Y015

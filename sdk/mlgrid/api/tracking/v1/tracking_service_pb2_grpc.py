@@ -160,6 +160,51 @@ class TrackingServiceStub:
                 request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalResponse.FromString,
                 _registered_method=True)
+        self.LogOutputs = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/LogOutputs',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsResponse.FromString,
+                _registered_method=True)
+        self.CreateLoggedModel = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/CreateLoggedModel',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.FinalizeLoggedModel = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/FinalizeLoggedModel',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.GetLoggedModel = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/GetLoggedModel',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModel = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/DeleteLoggedModel',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.FromString,
+                _registered_method=True)
+        self.SearchLoggedModels = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/SearchLoggedModels',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
+                _registered_method=True)
+        self.SetLoggedModelTags = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/SetLoggedModelTags',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModelTag = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/DeleteLoggedModelTag',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.FromString,
+                _registered_method=True)
+        self.LogLoggedModelParams = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/LogLoggedModelParams',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -344,6 +389,75 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogOutputs(self, request, context):
+        """Records logged models as outputs of a run (MLflow 3's log_model does this for the run it
+        logs from). Refused for a deleted run; NOT_FOUND for an unknown run or model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLoggedModel(self, request, context):
+        """Creates a logged model (status PENDING) in an active experiment; its artifact_uri is the
+        experiment's artifact_location + "/models/<model_id>/artifacts".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinalizeLoggedModel(self, request, context):
+        """Sets a logged model's final status (READY, or UPLOAD_FAILED) once its files are uploaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoggedModel(self, request, context):
+        """Gets a logged model with its tags, params and linked metrics. NOT_FOUND if there is none
+        (or it is deleted, unless allow_deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModel(self, request, context):
+        """Soft-deletes a logged model: it no longer shows in get or search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchLoggedModels(self, request, context):
+        """Searches the logged models of one or more experiments with MLflow's logged-model filter
+        (attributes, metrics, params, tags; plus OR and parentheses), dataset scoping, ordering and
+        paging.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLoggedModelTags(self, request, context):
+        """Sets (or overwrites) tags of a logged model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModelTag(self, request, context):
+        """Deletes a tag of a logged model. NOT_FOUND if the tag is not set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogLoggedModelParams(self, request, context):
+        """Logs params of a logged model. Same key and value again is a no-op; another value is
+        INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +585,51 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.GetMetricHistoryBulkInterval,
                     request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalRequest.FromString,
                     response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalResponse.SerializeToString,
+            ),
+            'LogOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogOutputs,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsResponse.SerializeToString,
+            ),
+            'CreateLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLoggedModel,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.SerializeToString,
+            ),
+            'FinalizeLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizeLoggedModel,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.SerializeToString,
+            ),
+            'GetLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoggedModel,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.SerializeToString,
+            ),
+            'DeleteLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModel,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.SerializeToString,
+            ),
+            'SearchLoggedModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchLoggedModels,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.SerializeToString,
+            ),
+            'SetLoggedModelTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLoggedModelTags,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.SerializeToString,
+            ),
+            'DeleteLoggedModelTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModelTag,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.SerializeToString,
+            ),
+            'LogLoggedModelParams': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogLoggedModelParams,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1149,6 +1308,249 @@ class TrackingService:
             '/mlgrid.api.tracking.v1.TrackingService/GetMetricHistoryBulkInterval',
             mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalRequest.SerializeToString,
             mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetMetricHistoryBulkIntervalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/LogOutputs',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogOutputsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/CreateLoggedModel',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.CreateLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinalizeLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/FinalizeLoggedModel',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.FinalizeLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/GetLoggedModel',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.GetLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/DeleteLoggedModel',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchLoggedModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/SearchLoggedModels',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchLoggedModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLoggedModelTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/SetLoggedModelTags',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SetLoggedModelTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModelTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/DeleteLoggedModelTag',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.DeleteLoggedModelTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogLoggedModelParams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.api.tracking.v1.TrackingService/LogLoggedModelParams',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogLoggedModelParamsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -91,6 +91,35 @@ class TrackingServiceStub:
     """Streams the whole history of one metric in chunks (no message size ceiling)."""
     GetMetricHistoryBulkInterval: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.GetMetricHistoryBulkIntervalRequest, _tracking_service_pb2.GetMetricHistoryBulkIntervalResponse]
     """Gets sampled histories of one metric for up to 100 runs within a step range."""
+    LogOutputs: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.LogOutputsRequest, _tracking_service_pb2.LogOutputsResponse]
+    """Records logged models as outputs of a run (MLflow 3's log_model does this for the run it
+    logs from). Refused for a deleted run; NOT_FOUND for an unknown run or model.
+    """
+    CreateLoggedModel: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.CreateLoggedModelRequest, _tracking_service_pb2.CreateLoggedModelResponse]
+    """Creates a logged model (status PENDING) in an active experiment; its artifact_uri is the
+    experiment's artifact_location + "/models/<model_id>/artifacts".
+    """
+    FinalizeLoggedModel: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.FinalizeLoggedModelRequest, _tracking_service_pb2.FinalizeLoggedModelResponse]
+    """Sets a logged model's final status (READY, or UPLOAD_FAILED) once its files are uploaded."""
+    GetLoggedModel: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.GetLoggedModelRequest, _tracking_service_pb2.GetLoggedModelResponse]
+    """Gets a logged model with its tags, params and linked metrics. NOT_FOUND if there is none
+    (or it is deleted, unless allow_deleted).
+    """
+    DeleteLoggedModel: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.DeleteLoggedModelRequest, _tracking_service_pb2.DeleteLoggedModelResponse]
+    """Soft-deletes a logged model: it no longer shows in get or search."""
+    SearchLoggedModels: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.SearchLoggedModelsRequest, _tracking_service_pb2.SearchLoggedModelsResponse]
+    """Searches the logged models of one or more experiments with MLflow's logged-model filter
+    (attributes, metrics, params, tags; plus OR and parentheses), dataset scoping, ordering and
+    paging.
+    """
+    SetLoggedModelTags: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.SetLoggedModelTagsRequest, _tracking_service_pb2.SetLoggedModelTagsResponse]
+    """Sets (or overwrites) tags of a logged model."""
+    DeleteLoggedModelTag: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.DeleteLoggedModelTagRequest, _tracking_service_pb2.DeleteLoggedModelTagResponse]
+    """Deletes a tag of a logged model. NOT_FOUND if the tag is not set."""
+    LogLoggedModelParams: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.LogLoggedModelParamsRequest, _tracking_service_pb2.LogLoggedModelParamsResponse]
+    """Logs params of a logged model. Same key and value again is a no-op; another value is
+    INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class TrackingServiceAsyncStub(TrackingServiceStub):
@@ -152,6 +181,35 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     """Streams the whole history of one metric in chunks (no message size ceiling)."""
     GetMetricHistoryBulkInterval: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.GetMetricHistoryBulkIntervalRequest, _tracking_service_pb2.GetMetricHistoryBulkIntervalResponse]  # type: ignore[assignment]
     """Gets sampled histories of one metric for up to 100 runs within a step range."""
+    LogOutputs: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.LogOutputsRequest, _tracking_service_pb2.LogOutputsResponse]  # type: ignore[assignment]
+    """Records logged models as outputs of a run (MLflow 3's log_model does this for the run it
+    logs from). Refused for a deleted run; NOT_FOUND for an unknown run or model.
+    """
+    CreateLoggedModel: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.CreateLoggedModelRequest, _tracking_service_pb2.CreateLoggedModelResponse]  # type: ignore[assignment]
+    """Creates a logged model (status PENDING) in an active experiment; its artifact_uri is the
+    experiment's artifact_location + "/models/<model_id>/artifacts".
+    """
+    FinalizeLoggedModel: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.FinalizeLoggedModelRequest, _tracking_service_pb2.FinalizeLoggedModelResponse]  # type: ignore[assignment]
+    """Sets a logged model's final status (READY, or UPLOAD_FAILED) once its files are uploaded."""
+    GetLoggedModel: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.GetLoggedModelRequest, _tracking_service_pb2.GetLoggedModelResponse]  # type: ignore[assignment]
+    """Gets a logged model with its tags, params and linked metrics. NOT_FOUND if there is none
+    (or it is deleted, unless allow_deleted).
+    """
+    DeleteLoggedModel: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.DeleteLoggedModelRequest, _tracking_service_pb2.DeleteLoggedModelResponse]  # type: ignore[assignment]
+    """Soft-deletes a logged model: it no longer shows in get or search."""
+    SearchLoggedModels: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.SearchLoggedModelsRequest, _tracking_service_pb2.SearchLoggedModelsResponse]  # type: ignore[assignment]
+    """Searches the logged models of one or more experiments with MLflow's logged-model filter
+    (attributes, metrics, params, tags; plus OR and parentheses), dataset scoping, ordering and
+    paging.
+    """
+    SetLoggedModelTags: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.SetLoggedModelTagsRequest, _tracking_service_pb2.SetLoggedModelTagsResponse]  # type: ignore[assignment]
+    """Sets (or overwrites) tags of a logged model."""
+    DeleteLoggedModelTag: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.DeleteLoggedModelTagRequest, _tracking_service_pb2.DeleteLoggedModelTagResponse]  # type: ignore[assignment]
+    """Deletes a tag of a logged model. NOT_FOUND if the tag is not set."""
+    LogLoggedModelParams: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.LogLoggedModelParamsRequest, _tracking_service_pb2.LogLoggedModelParamsResponse]  # type: ignore[assignment]
+    """Logs params of a logged model. Same key and value again is a no-op; another value is
+    INVALID_ARGUMENT.
+    """
 
 class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Experiments, runs, params, metrics, tags and dataset inputs, with MLflow's semantics."""
@@ -360,5 +418,88 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tracking_service_pb2.GetMetricHistoryBulkIntervalResponse, _abc.Awaitable[_tracking_service_pb2.GetMetricHistoryBulkIntervalResponse]]:
         """Gets sampled histories of one metric for up to 100 runs within a step range."""
+
+    @_abc_1.abstractmethod
+    def LogOutputs(
+        self,
+        request: _tracking_service_pb2.LogOutputsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.LogOutputsResponse, _abc.Awaitable[_tracking_service_pb2.LogOutputsResponse]]:
+        """Records logged models as outputs of a run (MLflow 3's log_model does this for the run it
+        logs from). Refused for a deleted run; NOT_FOUND for an unknown run or model.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateLoggedModel(
+        self,
+        request: _tracking_service_pb2.CreateLoggedModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.CreateLoggedModelResponse, _abc.Awaitable[_tracking_service_pb2.CreateLoggedModelResponse]]:
+        """Creates a logged model (status PENDING) in an active experiment; its artifact_uri is the
+        experiment's artifact_location + "/models/<model_id>/artifacts".
+        """
+
+    @_abc_1.abstractmethod
+    def FinalizeLoggedModel(
+        self,
+        request: _tracking_service_pb2.FinalizeLoggedModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.FinalizeLoggedModelResponse, _abc.Awaitable[_tracking_service_pb2.FinalizeLoggedModelResponse]]:
+        """Sets a logged model's final status (READY, or UPLOAD_FAILED) once its files are uploaded."""
+
+    @_abc_1.abstractmethod
+    def GetLoggedModel(
+        self,
+        request: _tracking_service_pb2.GetLoggedModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.GetLoggedModelResponse, _abc.Awaitable[_tracking_service_pb2.GetLoggedModelResponse]]:
+        """Gets a logged model with its tags, params and linked metrics. NOT_FOUND if there is none
+        (or it is deleted, unless allow_deleted).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteLoggedModel(
+        self,
+        request: _tracking_service_pb2.DeleteLoggedModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.DeleteLoggedModelResponse, _abc.Awaitable[_tracking_service_pb2.DeleteLoggedModelResponse]]:
+        """Soft-deletes a logged model: it no longer shows in get or search."""
+
+    @_abc_1.abstractmethod
+    def SearchLoggedModels(
+        self,
+        request: _tracking_service_pb2.SearchLoggedModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.SearchLoggedModelsResponse, _abc.Awaitable[_tracking_service_pb2.SearchLoggedModelsResponse]]:
+        """Searches the logged models of one or more experiments with MLflow's logged-model filter
+        (attributes, metrics, params, tags; plus OR and parentheses), dataset scoping, ordering and
+        paging.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLoggedModelTags(
+        self,
+        request: _tracking_service_pb2.SetLoggedModelTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.SetLoggedModelTagsResponse, _abc.Awaitable[_tracking_service_pb2.SetLoggedModelTagsResponse]]:
+        """Sets (or overwrites) tags of a logged model."""
+
+    @_abc_1.abstractmethod
+    def DeleteLoggedModelTag(
+        self,
+        request: _tracking_service_pb2.DeleteLoggedModelTagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.DeleteLoggedModelTagResponse, _abc.Awaitable[_tracking_service_pb2.DeleteLoggedModelTagResponse]]:
+        """Deletes a tag of a logged model. NOT_FOUND if the tag is not set."""
+
+    @_abc_1.abstractmethod
+    def LogLoggedModelParams(
+        self,
+        request: _tracking_service_pb2.LogLoggedModelParamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.LogLoggedModelParamsResponse, _abc.Awaitable[_tracking_service_pb2.LogLoggedModelParamsResponse]]:
+        """Logs params of a logged model. Same key and value again is a no-op; another value is
+        INVALID_ARGUMENT.
+        """
 
 def add_TrackingServiceServicer_to_server(servicer: TrackingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
