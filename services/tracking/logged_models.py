@@ -58,7 +58,9 @@ def _validate_params(params: Sequence[tracking_pb2.Param]) -> None:
     seen: set[str] = set()
     for p in params:
         v.validate_key(p.key, "param key")
-        v.validate_length(p.value, limits.MAX_LOGGED_MODEL_VALUE_LENGTH, f"value of param {p.key!r}")
+        v.validate_length(
+            p.value, limits.MAX_LOGGED_MODEL_VALUE_LENGTH, f"value of param {p.key!r}"
+        )
         if p.key in seen:
             raise InvalidParameterValue(
                 f"Invalid params: key {p.key!r} appears more than once; give each key once"
@@ -69,7 +71,9 @@ def _validate_params(params: Sequence[tracking_pb2.Param]) -> None:
 def _validate_tags(tags: Sequence[common_pb2.Tag]) -> None:
     for tag in tags:
         v.validate_key(tag.key, "tag key")
-        v.validate_length(tag.value, limits.MAX_LOGGED_MODEL_VALUE_LENGTH, f"value of tag {tag.key!r}")
+        v.validate_length(
+            tag.value, limits.MAX_LOGGED_MODEL_VALUE_LENGTH, f"value of tag {tag.key!r}"
+        )
 
 
 def check_metric_links(metrics: Sequence[tracking_pb2.Metric]) -> list[tracking_pb2.Metric]:
@@ -78,7 +82,9 @@ def check_metric_links(metrics: Sequence[tracking_pb2.Metric]) -> list[tracking_
     for m in linked:
         validate_model_id(m.model_id, f"model_id of metric {m.key!r}")
         v.validate_length(m.dataset_name, limits.MAX_METRIC_DATASET_NAME_LENGTH, "dataset_name")
-        v.validate_length(m.dataset_digest, limits.MAX_METRIC_DATASET_DIGEST_LENGTH, "dataset_digest")
+        v.validate_length(
+            m.dataset_digest, limits.MAX_METRIC_DATASET_DIGEST_LENGTH, "dataset_digest"
+        )
     return linked
 
 
@@ -156,7 +162,9 @@ class LoggedModelsDomain:
                     "optional)"
                 )
             v.validate_length(d.dataset_name, limits.MAX_METRIC_DATASET_NAME_LENGTH, "dataset_name")
-            v.validate_length(d.dataset_digest, limits.MAX_METRIC_DATASET_DIGEST_LENGTH, "dataset_digest")
+            v.validate_length(
+                d.dataset_digest, limits.MAX_METRIC_DATASET_DIGEST_LENGTH, "dataset_digest"
+            )
             scopes.append((d.dataset_name, d.dataset_digest))
         orders = parse_logged_model_order_by(
             [
