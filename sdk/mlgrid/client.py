@@ -204,15 +204,17 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
         start_time: int | None = None,
         tags: Mapping[str, Any] | None = None,
         run_name: str | None = None,
+        user_id: str | None = None,
     ) -> Run:
         """Creates a RUNNING run. ``tags`` are set as given (no context tags are added here;
-        the fluent ``start_run`` adds them, as in MLflow)."""
+        the fluent ``start_run`` adds them, as in MLflow). ``user_id`` defaults to the
+        ``mlflow.user`` tag, else the current user."""
         tags = {
             k: _truncate("tag", k, v, MAX_RUN_TAG_VALUE_LENGTH) for k, v in (tags or {}).items()
         }
         request = rpc.CreateRunRequest(
             experiment_id=str(experiment_id),
-            user_id=tags.get(MLFLOW_USER) or current_user(),
+            user_id=user_id or tags.get(MLFLOW_USER) or current_user(),
             start_time=start_time or _now_ms(),
             tags=[common_pb2.Tag(key=k, value=v) for k, v in tags.items()],
             run_name=run_name or "",
@@ -228,14 +230,21 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
         return self.get_run(parent_id) if parent_id else None
 
     def update_run(
-        self, run_id: str, status: str | None = None, name: str | None = None
+        self,
+        run_id: str,
+        status: str | None = None,
+        name: str | None = None,
+        end_time: int | None = None,
     ) -> RunInfo:
-        """Changes a run's status and/or name. A terminal status also sets the end time."""
+        """Changes a run's status, name and/or end time. A terminal status without an
+        ``end_time`` ends the run now."""
         request = rpc.UpdateRunRequest(run_id=run_id, run_name=name or "")
         if status is not None:
             request.status = RunStatus.to_proto(status)
-            if RunStatus.is_terminated(status):
+            if RunStatus.is_terminated(status) and end_time is None:
                 request.end_time = _now_ms()
+        if end_time is not None:
+            request.end_time = end_time
         response = self._call(self._stub.UpdateRun, request)
         return RunInfo.from_proto(response.run_info)
 

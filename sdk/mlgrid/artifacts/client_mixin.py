@@ -186,7 +186,9 @@ class ArtifactsClientMixin:
         ``keep_root_name``, in ``dst_path/<root name>``); a root that is a single file lands in
         ``dst_path/<its name>``.
         """
-        relative = (path or "").strip("/")
+        # "." (and "./x") name the root as in MLflow's repositories.
+        relative = posixpath.normpath(path).strip("/") if path else ""
+        relative = "" if relative == "." else relative
         base = Path(dst_path) if dst_path is not None else transfer.fresh_download_dir()
         base.mkdir(parents=True, exist_ok=True)
         if relative:

@@ -186,6 +186,11 @@ class RunData:
         return self._metrics
 
     @property
+    def latest_metrics(self) -> list[Metric]:
+        """The point behind each value of ``metrics``, with its timestamp and step."""
+        return self._metric_objs
+
+    @property
     def params(self) -> dict[str, str]:
         return self._params
 

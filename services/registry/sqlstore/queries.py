@@ -68,6 +68,10 @@ def compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return operators[op](value)
 
 
+#: The tag MLflow marks prompts with (prompts share the registry's tables in MLflow).
+PROMPT_TAG_KEY = "mlflow.prompt.is_prompt"
+
+
 def tag_clause(
     tag_table: Any, owner: Sequence[tuple[Any, Any]], cmp: Comparison
 ) -> ColumnElement[bool]:
@@ -78,6 +82,15 @@ def tag_clause(
         return not_(present)
     if cmp.op == "IS NOT NULL":
         return present
+    if cmp.key == PROMPT_TAG_KEY and cmp.op == "!=":
+        # MLflow's client adds "tags.`mlflow.prompt.is_prompt` != 'true'" to every registry
+        # search to leave prompts out; a model without the tag is not a prompt, so it matches
+        # (as in MLflow's own store), unlike other tags, which must exist to match "!=".
+        return not_(
+            exists().where(
+                *joins, tag_table.c.key == cmp.key, compare(tag_table.c.value, "=", cmp.value)
+            )
+        )
     matches = exists().where(
         *joins, tag_table.c.key == cmp.key, compare(tag_table.c.value, cmp.op, cmp.value)
     )
