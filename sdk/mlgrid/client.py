@@ -204,6 +204,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
         start_time: int | None = None,
         tags: Mapping[str, Any] | None = None,
         run_name: str | None = None,
+        *,
         user_id: str | None = None,
     ) -> Run:
         """Creates a RUNNING run. ``tags`` are set as given (no context tags are added here;
@@ -234,6 +235,7 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
         run_id: str,
         status: str | None = None,
         name: str | None = None,
+        *,
         end_time: int | None = None,
     ) -> RunInfo:
         """Changes a run's status, name and/or end time. A terminal status without an

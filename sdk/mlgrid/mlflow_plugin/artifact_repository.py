@@ -24,6 +24,7 @@ from .uris import split_artifact_uri
 class MlgridArtifactRepository(ArtifactRepository):
     """An artifact root stored by mlgrid, reached through its gateway."""
 
+    @mlflow_errors
     def __init__(
         self,
         artifact_uri: str,

@@ -33,6 +33,7 @@ from .uris import parse_store_uri, unwrap_artifact_uri, wrap_artifact_uri
 class MlgridRegistryStore(AbstractStore):
     """MLflow's model-registry store interface over an mlgrid gateway."""
 
+    @mlflow_errors
     def __init__(self, store_uri: str, tracking_uri: str | None = None, **_: Any) -> None:
         super().__init__(store_uri=store_uri, tracking_uri=tracking_uri)
         self._gateway = parse_store_uri(store_uri)

@@ -49,6 +49,7 @@ def _not_in_mlgrid(feature: str) -> MlflowException:
 class MlgridTrackingStore(AbstractStore):
     """MLflow's tracking store interface over an mlgrid gateway."""
 
+    @mlflow_errors
     def __init__(self, store_uri: str, artifact_uri: str | None = None, **_: Any) -> None:
         super().__init__()
         self._gateway = parse_store_uri(store_uri)

@@ -13,7 +13,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from mlgrid.exceptions import InvalidParameterValue
@@ -50,7 +50,8 @@ class UnknownSchemeError(InvalidParameterValue):
 
 
 def _import_object(path: str) -> Any:
-    module_name, _, attribute = path.partition(":")
+    # An entry point's value may end in "[extras]"; they do not change what is imported.
+    module_name, _, attribute = path.split("[", 1)[0].strip().partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in attribute.split(".") if attribute else []:
         obj = getattr(obj, part)
@@ -72,7 +73,7 @@ class SchemeRegistry(Generic[T]):
         self.group = group
         #: What the backends are, for messages ("tracking store").
         self.kind = kind
-        self._targets: dict[str, str | type[T] | EntryPoint] = dict(builtins or {})
+        self._targets: dict[str, str | type[T]] = dict(builtins or {})
         self._loaded: dict[str, type[T]] = {}
         self._plugin_schemes: set[str] = set()
         # discover=False: only what is given or registered (``mlgrid plugin serve`` serves
@@ -95,8 +96,11 @@ class SchemeRegistry(Generic[T]):
         if self._scanned:
             return
         for entry in entry_points(group=self.group):
-            # Later registrations win over built-ins: a plugin may replace "file".
-            self._targets[entry.name] = entry
+            # Later registrations win over built-ins: a plugin may replace "file". Kept as its
+            # "module:attr" value, not the EntryPoint: another metadata finder on sys.path (the
+            # importlib_metadata backport, which mlflow imports) yields EntryPoints of its own
+            # class, and the value imports the same object either way.
+            self._targets[entry.name] = entry.value
             self._loaded.pop(entry.name, None)
             self._plugin_schemes.add(entry.name)
         self._scanned = True
@@ -128,14 +132,9 @@ class SchemeRegistry(Generic[T]):
                     f"{known}{broken}"
                 )
             try:
-                if isinstance(target, EntryPoint):
-                    cls = target.load()
-                elif isinstance(target, str):
-                    cls = _import_object(target)
-                else:
-                    cls = target
+                cls = _import_object(target) if isinstance(target, str) else target
             except Exception as exc:
-                value = target.value if isinstance(target, EntryPoint) else str(target)
+                value = target if isinstance(target, str) else repr(target)
                 failure = PluginLoadFailure(
                     self.group, scheme, value, f"{type(exc).__name__}: {exc}"
                 )
