@@ -7,6 +7,7 @@ everything back afterwards so the rest of the suite never sees it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,10 @@ from pathlib import Path
 import mlflow
 import pytest
 from fixtures.stack import Stack, start_stack
+
+
+#: Variables mlflow exports for its child processes (set_experiment, start_run, projects).
+EXPORTED_BY_MLFLOW = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +32,13 @@ def plugin_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def mlflow_uri(plugin_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``mlgrid://host:port`` of the stack, set as MLflow's tracking and registry URI."""
     uri = f"mlgrid://{plugin_stack.target}"
-    # monkeypatch remembers the variables as they were, also after mlflow writes them.
+    # monkeypatch remembers the variables as they were, also after mlflow writes them
+    # (set_tracking_uri and set_experiment export theirs for child processes; the SDK, which
+    # reads MLFLOW_* names too, must not see them in later tests).
+    saved = {name: os.environ.get(name) for name in EXPORTED_BY_MLFLOW}
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield uri
@@ -37,6 +46,11 @@ def mlflow_uri(plugin_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
 
+# Stages are deprecated in MLflow (aliases replace them) but still served: MLflow warns on use.
+pytestmark = pytest.mark.filterwarnings("ignore:.*stage.*:FutureWarning")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
