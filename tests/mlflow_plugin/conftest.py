@@ -16,7 +16,6 @@ import mlflow
 import pytest
 from fixtures.stack import Stack, start_stack
 
-
 #: Variables mlflow exports for its child processes (set_experiment, start_run, projects).
 EXPORTED_BY_MLFLOW = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 

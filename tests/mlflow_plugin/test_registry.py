@@ -9,7 +9,6 @@ import pytest
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
-
 # Stages are deprecated in MLflow (aliases replace them) but still served: MLflow warns on use.
 pytestmark = pytest.mark.filterwarnings("ignore:.*stage.*:FutureWarning")
 
