@@ -213,3 +213,91 @@ def test_disabled_services_leave_no_trace() -> None:
     config_map = by_kind(docs, "ConfigMap")["demo-mlgrid-gateway-routes"]
     discover = yaml.safe_load(config_map["data"]["routes.yaml"])["discover"]
     assert discover == ["demo-mlgrid-tracking:50052", "demo-mlgrid-artifacts:50053"]
+
+
+def _kubernetes_files(docs: list[dict[str, Any]], root: Path) -> Path:
+    """The projects service's kubernetes ConfigMap as files below ``root`` (as mounted)."""
+    deployment = by_kind(docs, "Deployment")["demo-mlgrid-projects"]["spec"]["template"]["spec"]
+    (mount,) = [m for m in container({"spec": {"template": {"spec": deployment}}})["volumeMounts"]
+                if m["name"] == "kubernetes"]  # fmt: skip
+    (volume,) = [v for v in deployment["volumes"] if v["name"] == "kubernetes"]
+    config_map = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]
+    directory = root / mount["mountPath"].lstrip("/")
+    directory.mkdir(parents=True)
+    for name, text in config_map["data"].items():
+        (directory / name).write_text(text.replace(mount["mountPath"], str(directory)))
+    return directory
+
+
+def test_projects_service_runs_projects_as_jobs_with_in_cluster_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlgrid_services.projects.kubernetes.config import DEFAULTS_ENV, parse_config
+    from mlgrid_services.projects.kubernetes.template import parse_template
+
+    docs = render({"projects": {"kubernetes": {
+        "repositoryUri": "registry.example/ml/projects", "imagePullSecrets": ["pull-creds"]}}})  # fmt: skip
+    projects = container(by_kind(docs, "Deployment")["demo-mlgrid-projects"])
+    env = {e["name"]: e.get("value") for e in projects["env"]}
+    directory = _kubernetes_files(docs, tmp_path)
+    assert env[DEFAULTS_ENV] == f"/{directory.relative_to(tmp_path)}/backend-config.json"
+    # The service reads these defaults with the backend's own parser: no kube context (the
+    # pod's service account), the chart's template, the release's namespace.
+    monkeypatch.setenv(DEFAULTS_ENV, str(directory / "backend-config.json"))
+    config = parse_config({})
+    assert config.context is None
+    assert config.repository_uri == "registry.example/ml/projects"
+    assert config.namespace == "ml"
+    assert config.image_pull_secrets == ("pull-creds",)
+    job = parse_template(config.job_template)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert "DOCKER_HOST" not in env and "DOCKER_CONFIG" not in env
+
+
+def test_projects_role_covers_every_call_of_the_kubernetes_backend_in_the_jobs_namespace() -> None:
+    docs = render({"projects": {"kubernetes": {"namespace": "ml-jobs"}}})
+    role = by_kind(docs, "Role")["demo-mlgrid-projects"]
+    binding = by_kind(docs, "RoleBinding")["demo-mlgrid-projects"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "ml-jobs"
+    assert binding["subjects"][0]["namespace"] == "ml"  # the service account stays home
+    allowed = {
+        (resource, verb)
+        for rule in role["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # create, list+watch, delete the Job; list+watch and delete its pods; follow their logs.
+    needed = {
+        ("jobs", "create"), ("jobs", "list"), ("jobs", "watch"), ("jobs", "delete"),
+        ("pods", "list"), ("pods", "watch"), ("pods", "delete"), ("pods/log", "get"),
+    }  # fmt: skip
+    assert needed <= allowed
+    config_map = by_kind(docs, "ConfigMap")["demo-mlgrid-projects-kubernetes"]
+    assert '"kube-namespace": "ml-jobs"' in config_map["data"]["backend-config.json"]
+
+
+def test_projects_image_builder_and_registry_credentials_are_wired() -> None:
+    docs = render({"projects": {"kubernetes": {
+        "dockerHost": "tcp://image-builder:2375", "pushSecret": "registry-push",
+        "trackingUri": "grpc://mlgrid.example:443"}}})  # fmt: skip
+    deployment = by_kind(docs, "Deployment")["demo-mlgrid-projects"]
+    spec = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+    assert env["DOCKER_HOST"] == "tcp://image-builder:2375"
+    assert env["KUBE_MLFLOW_TRACKING_URI"] == "grpc://mlgrid.example:443"
+    (secret,) = [v["secret"] for v in spec["volumes"] if "secret" in v]
+    assert secret == {
+        "secretName": "registry-push",
+        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    (mount,) = [m for m in container(deployment)["volumeMounts"] if m["name"] == "docker-config"]
+    assert env["DOCKER_CONFIG"] == mount["mountPath"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/kubernetes" in annotations  # a changed template restarts the service
+
+
+def test_the_kubernetes_backend_can_be_left_out() -> None:
+    docs = render({"projects": {"kubernetes": {"enabled": False}}})
+    assert "demo-mlgrid-projects-kubernetes" not in by_kind(docs, "ConfigMap")
+    env = {e["name"] for e in container(by_kind(docs, "Deployment")["demo-mlgrid-projects"])["env"]}
+    assert "MLGRID_KUBE_BACKEND_CONFIG" not in env

@@ -111,3 +111,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- default "default" .Values.projects.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Namespace of the Jobs the projects service's kubernetes backend creates. */}}
+{{- define "mlgrid.projectsJobNamespace" -}}
+{{- default .Release.Namespace .Values.projects.kubernetes.namespace -}}
+{{- end -}}
