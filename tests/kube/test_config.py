@@ -91,3 +91,21 @@ def test_the_services_defaults_apply_and_the_users_keys_win(
     assert config.image_pull_secrets == ("regcred",)
     mine = parse_config({"repository-uri": "mine", "kube-job-template": "kind: Job # mine\n"})
     assert mine.repository_uri == "mine" and mine.job_template.endswith("# mine\n")
+
+
+def test_the_sdk_sends_a_local_template_file_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that a projects service on another machine (a cluster) gets the template itself."""
+    from mlgrid.projects import _backend_config_json
+
+    (tmp_path / "job.yaml").write_text(TEMPLATE)
+    monkeypatch.chdir(tmp_path)
+    sent = json.loads(
+        _backend_config_json({"repository-uri": "r", "kube-job-template-path": "job.yaml"})
+    )
+    assert sent == {"repository-uri": "r", "kube-job-template": TEMPLATE}
+    # A path the client cannot read is left for the service (a file on its machine).
+    remote = {"repository-uri": "r", "kube-job-template-path": "/etc/mlgrid/job.yaml"}
+    assert json.loads(_backend_config_json(remote)) == remote
+    assert parse_config(sent).job_template == TEMPLATE

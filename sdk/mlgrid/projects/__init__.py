@@ -32,11 +32,31 @@ __all__ = [
 ENV_MANAGERS = ("local", "virtualenv", "conda")
 
 
+#: Backend config keys naming a file on the caller's machine -> the key that carries its text.
+#: The file is read here, so a projects service elsewhere (in a cluster) gets what the user
+#: meant, not a path it cannot read.
+_INLINED_FILES = {"kube-job-template-path": "kube-job-template"}
+_MAX_INLINED_BYTES = 1024 * 1024
+
+
+def _inline_files(config: dict[str, Any]) -> dict[str, Any]:
+    config = dict(config)
+    for path_key, text_key in _INLINED_FILES.items():
+        value = config.get(path_key)
+        if not isinstance(value, str) or text_key in config:
+            continue
+        path = Path(value).expanduser()
+        if path.is_file() and path.stat().st_size <= _MAX_INLINED_BYTES:
+            config[text_key] = path.read_text(encoding="utf-8")
+            del config[path_key]
+    return config
+
+
 def _backend_config_json(backend_config: dict[str, Any] | str | None) -> str:
     if backend_config is None:
         return ""
     if isinstance(backend_config, dict):
-        return json.dumps(backend_config)
+        return json.dumps(_inline_files(backend_config))
     text = str(backend_config)
     path = Path(text).expanduser()
     if not text.lstrip().startswith("{") and path.is_file():
@@ -49,7 +69,7 @@ def _backend_config_json(backend_config: dict[str, Any] | str | None) -> str:
         ) from exc
     if not isinstance(parsed, dict):
         raise InvalidParameterValue(f"backend_config must be a JSON object, got {parsed!r}")
-    return json.dumps(parsed)
+    return json.dumps(_inline_files(parsed))
 
 
 def _default_experiment() -> tuple[str, str]:
