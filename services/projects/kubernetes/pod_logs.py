@@ -58,7 +58,7 @@ class PodLogFollower:
         self._on_stuck = on_stuck
         self._selector = selector
         self._watch = ResourceWatch(
-            self._core.list_namespaced_pod, namespace, label_selector=selector
+            api, self._core.list_namespaced_pod, "V1Pod", namespace, label_selector=selector
         )
         self._followed: set[str] = set()
         self._followers: list[threading.Thread] = []

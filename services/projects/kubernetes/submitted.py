@@ -245,7 +245,9 @@ class KubernetesSubmittedRun(SubmittedRun):
             on_stuck=self._stuck,
         ).start()
         jobs = ResourceWatch(
+            self.cluster.api,
             batch.list_namespaced_job,
+            "V1Job",
             handle.namespace,
             field_selector=f"metadata.name={handle.job_name}",
         )
