@@ -224,6 +224,21 @@ MLGRID_GIT_TIMEOUT = EnvironmentVariable(
     "Seconds allowed for git context lookups.",
     fallback=None,
 )
+MLGRID_ARTIFACTS_MAX_TRANSFERS = EnvironmentVariable(
+    "MLGRID_ARTIFACTS_MAX_TRANSFERS",
+    _parse_positive_int,
+    8,
+    "Artifacts service: uploads and downloads one process runs at once; more wait (HTTP/2 flow "
+    "control holds their senders back), so memory stays bounded (docs/limits.md).",
+    fallback=None,
+)
+MLGRID_ARTIFACTS_TRANSFER_WAIT = EnvironmentVariable(
+    "MLGRID_ARTIFACTS_TRANSFER_WAIT",
+    _parse_positive_float,
+    120.0,
+    "Artifacts service: seconds a transfer waits for a free slot before RESOURCE_EXHAUSTED.",
+    fallback=None,
+)
 
 #: Every declared variable, for documentation and diagnostics.
 ALL: tuple[EnvironmentVariable[object], ...] = tuple(

@@ -24,6 +24,15 @@ _M_ARENA_MAX = -8
 _MMAP_THRESHOLD = 16 * 1024 * 1024
 #: Free memory at the top of a heap kept for reuse rather than handed back to the kernel.
 _TRIM_THRESHOLD = 16 * 1024 * 1024
+#: Bytes a stream may have in flight towards the service. gRPC's default grows each stream's
+#: receive window with the measured bandwidth (BDP probing), so uploads waiting for a transfer
+#: slot kept tens of MiB each in the process: 16 concurrent 60 MiB uploads took it to +300 to
+#: +880 MiB. A fixed window bounds that at this much per stream (+80 MiB, docs/hardening.md).
+STREAM_WINDOW_BYTES = 1024 * 1024
+BULK_SERVER_OPTIONS = [
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
+]
 SERVICE_NAME = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
 
 
@@ -77,6 +86,9 @@ def create(config: ServiceConfig) -> ServiceApp:
         artifacts_service_pb2_grpc.add_ArtifactsServiceServicer_to_server(servicer, server)
 
     service = ServedService(
-        name=SERVICE_NAME, register=register, schemes=ARTIFACT_REPOSITORIES.schemes()
+        name=SERVICE_NAME,
+        register=register,
+        schemes=ARTIFACT_REPOSITORIES.schemes(),
+        server_options=BULK_SERVER_OPTIONS,
     )
     return ServiceApp(services=[service])

@@ -11,6 +11,7 @@ from mlgrid.artifacts.repository import FileInfo, UploadedPart
 from mlgrid.exceptions import InvalidParameterValue
 
 from .domain import ArtifactsDomain
+from .transfer_gate import TransferGate
 
 M = TypeVar("M")
 
@@ -63,10 +64,15 @@ class _ClientStream:
 class ArtifactsServicer(pb_grpc.ArtifactsServiceServicer):
     """Serves mlgrid.api.artifacts.v1.ArtifactsService over an :class:`ArtifactsDomain`."""
 
-    def __init__(self, domain: ArtifactsDomain) -> None:
+    def __init__(self, domain: ArtifactsDomain, gate: TransferGate | None = None) -> None:
         self._domain = domain
+        self._gate = gate or TransferGate()
 
     def UploadArtifact(self, request_iterator, context):
+        with self._gate.slot(context):
+            return self._upload_artifact(request_iterator)
+
+    def _upload_artifact(self, request_iterator):
         first = _first(request_iterator, "UploadArtifact")
         stream = _ClientStream(first, request_iterator)
         info, sha256 = self._domain.upload(
@@ -85,6 +91,10 @@ class ArtifactsServicer(pb_grpc.ArtifactsServiceServicer):
         return pb.UploadArtifactsResponse(files=[_file_info(i) for i in infos])
 
     def DownloadArtifacts(self, request, context):
+        with self._gate.slot(context):
+            yield from self._download_artifacts(request)
+
+    def _download_artifacts(self, request):
         for item in self._domain.download(request.artifact_uri, request.path):
             first = next(item.chunks, b"")
             yield pb.DownloadArtifactsResponse(path=item.path, file_size=item.file_size, data=first)
@@ -120,6 +130,10 @@ class ArtifactsServicer(pb_grpc.ArtifactsServiceServicer):
         )
 
     def UploadPart(self, request_iterator, context):
+        with self._gate.slot(context):
+            return self._upload_part(request_iterator)
+
+    def _upload_part(self, request_iterator):
         first = _first(request_iterator, "UploadPart")
         stream = _ClientStream(first, request_iterator)
         part = self._domain.upload_part(

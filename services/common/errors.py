@@ -9,6 +9,7 @@ traceback), so a bug never leaks as a hung or half-answered call.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,9 +18,24 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mlgrid.exceptions import ERROR_DOMAIN, InternalError, MlgridException
+from mlgrid.exceptions import ERROR_DOMAIN, InternalError, InvalidParameterValue, MlgridException
+from mlgrid.request_limits import MAX_ERROR_MESSAGE_CHARS
+
+from . import call_scope
 
 log = logging.getLogger(__name__)
+
+#: Absolute file-system paths (two segments or more) in an unexpected error's text: they describe
+#: the server, not the request, and are kept for its log.
+_SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s'\"/:,;)]+/)+[^\s'\"/:,;)]*")
+
+
+def bounded_message(message: str) -> str:
+    """``message`` cut to :data:`MAX_ERROR_MESSAGE_CHARS`: gRPC sends it in a header, and a
+    header over its limit is dropped, leaving the client with "Stream removed"."""
+    if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+        return message
+    return message[: MAX_ERROR_MESSAGE_CHARS - 40] + f"... ({len(message)} characters in all)"
 
 
 def to_grpc_status(exc: MlgridException) -> grpc.Status:
@@ -29,7 +45,7 @@ def to_grpc_status(exc: MlgridException) -> grpc.Status:
     detail.Pack(info)
     status = status_pb2.Status(
         code=getattr(code_pb2, exc.grpc_status.name),
-        message=exc.message,
+        message=bounded_message(exc.message),
         details=[detail],
     )
     return rpc_status.to_status(status)
@@ -43,8 +59,12 @@ def abort_with(context: grpc.ServicerContext, exc: MlgridException) -> None:
 def _as_domain_error(exc: BaseException, method: str) -> MlgridException:
     if isinstance(exc, MlgridException):
         return exc
+    if isinstance(exc, RecursionError):
+        # A request nested deeper than any limit caught (the limits should catch it first).
+        return InvalidParameterValue(f"the request to {method} is nested too deeply to process")
     log.exception("unexpected error in %s", method, exc_info=exc)
-    return InternalError(f"{type(exc).__name__} in {method}: {exc}")
+    text = _SERVER_PATH.sub("<path>", str(exc))
+    return InternalError(f"{type(exc).__name__} in {method}: {text}")
 
 
 def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
@@ -54,7 +74,8 @@ def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Maps exceptions raised by any handler to gRPC statuses with ErrorInfo."""
+    """Maps exceptions raised by any handler to gRPC statuses with ErrorInfo, and runs every
+    handler inside a :mod:`call_scope` (so its SQL is cancelled when the call ends)."""
 
     def __init__(self) -> None:
         #: method -> (the handler found, its guarded copy). The servers look up the same
@@ -84,7 +105,8 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         def guard_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
-                    return behavior(request, context)
+                    with call_scope.serving(context):
+                        return behavior(request, context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise
@@ -95,7 +117,8 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         def guard_stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
             def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
-                    yield from behavior(request, context)
+                    with call_scope.serving(context):
+                        yield from behavior(request, context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.request_limits import MAX_PATH_CHARS, MAX_PATH_SEGMENT_BYTES, shown
 
 #: Decoding rounds before a value that keeps changing is refused outright.
 MAX_DECODE_ROUNDS = 8
@@ -31,7 +32,7 @@ _RELATIVE_HINT = "use a relative path such as 'dir/file.txt'"
 
 
 def _refuse(field: str, value: str, why: str, hint: str = _RELATIVE_HINT) -> InvalidParameterValue:
-    return InvalidParameterValue(f"{field} {value!r} is not allowed: {why}; {hint}")
+    return InvalidParameterValue(f"{field} {shown(value)} is not allowed: {why}; {hint}")
 
 
 def decode_fully(value: str, field: str = "path") -> str:
@@ -66,6 +67,10 @@ def check_relative_path(path: str, field: str = "path", *, allow_empty: bool = T
 
     Single ``.`` segments and one trailing ``/`` are dropped; everything hostile is refused.
     """
+    if len(path) > MAX_PATH_CHARS:
+        raise _refuse(
+            field, path, f"it is longer than the limit (MAX_PATH_CHARS) of {MAX_PATH_CHARS}"
+        )
     decoded = decode_fully(path, field)
     _check_characters(path, decoded, field)
     if decoded.startswith("/"):
@@ -82,6 +87,13 @@ def check_relative_path(path: str, field: str = "path", *, allow_empty: bool = T
             raise _refuse(field, path, "it climbs out with '..'")
         if segment == "":
             raise _refuse(field, path, "it has an empty segment ('//')")
+        if len(segment.encode()) > MAX_PATH_SEGMENT_BYTES:
+            raise _refuse(
+                field,
+                path,
+                f"a segment is longer than the limit (MAX_PATH_SEGMENT_BYTES) of "
+                f"{MAX_PATH_SEGMENT_BYTES} bytes",
+            )
         if segment != ".":
             kept.append(segment)
     normalised = "/".join(kept)
@@ -108,9 +120,7 @@ def resolve_inside(
     candidate = real_root.joinpath(*relative.split("/")) if relative else real_root
     resolved = Path(os.path.realpath(candidate))
     if resolved != real_root and real_root not in resolved.parents:
-        raise _refuse(
-            field, relative, f"it resolves through a symlink to {str(resolved)!r}, outside the root"
-        )
+        raise _refuse(field, relative, "it resolves through a symlink to a place outside the root")
     return candidate
 
 
@@ -140,6 +150,10 @@ def check_uri(uri: str, field: str = "artifact_uri") -> ParsedUri:
     hint = "use an absolute URI such as 'file:///data/artifacts' or 's3://bucket/prefix'"
     if not uri:
         raise _refuse(field, uri, "it is empty", hint)
+    if len(uri) > MAX_PATH_CHARS:
+        raise _refuse(
+            field, uri, f"it is longer than the limit (MAX_PATH_CHARS) of {MAX_PATH_CHARS}", hint
+        )
     decoded = decode_fully(uri, field)
     _check_characters(uri, decoded, field, hint)
     if _DRIVE.match(decoded):
@@ -195,7 +209,7 @@ def check_inside_root(location: str, root: str, field: str = "source") -> Parsed
     root_parsed = check_uri(root, "root")
     if not is_inside(parsed, root_parsed):
         raise InvalidParameterValue(
-            f"{field} {location!r} is not allowed: it lies outside {root!r}; "
+            f"{field} {shown(location)} is not allowed: it lies outside {root!r}; "
             f"use a location inside {root!r}"
         )
     return parsed
@@ -211,7 +225,7 @@ def check_inside_any_root(
             return parsed
     allowed = ", ".join(repr(r) for r in roots) or "none configured"
     raise InvalidParameterValue(
-        f"{field} {location!r} is not allowed: it lies outside the allowed roots; "
+        f"{field} {shown(location)} is not allowed: it lies outside the allowed roots; "
         f"allowed: {allowed}"
     )
 

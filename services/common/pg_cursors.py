@@ -15,6 +15,7 @@ statement leaves it mid-protocol), is closed rather than handed to another call.
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
+from .call_scope import cancellable
 from .sql import database_unavailable
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -67,9 +69,14 @@ class PgCursors:
     def take(self) -> tuple[psycopg.Cursor[Any], bool]:
         """An idle cursor, and whether it was reused (False: freshly connected); a database that
         cannot be reached raises TemporarilyUnavailable."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                cursor = self._idle.pop()
+            if connection_alive(cursor.connection):
+                return cursor, True
+            cursor.connection.close()  # the server ended it (a restart): try the next one
         try:
             return self.connect().cursor(), False
         except psycopg.OperationalError as exc:
@@ -89,7 +96,9 @@ class PgCursors:
         """A cursor for the block; connection errors become TemporarilyUnavailable."""
         cursor, _ = self.take()
         try:
-            yield cursor
+            # A call that ends (client gone, deadline passed) cancels its statement.
+            with cancellable(cursor.connection.cancel):
+                yield cursor
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if cursor.connection.broken:
                 self.drop_idle()  # they most likely died with this one (a server restart)
@@ -107,3 +116,18 @@ class PgCursors:
         with self._lock:
             self._closed = True
         self.drop_idle()
+
+
+def connection_alive(conn: Any) -> bool:
+    """False for an idle connection the server has ended: PostgreSQL says nothing unasked to an
+    idle connection except that it is terminating it, so anything readable (or a closed socket)
+    means the connection is gone. One poll, no round trip; after a server restart it keeps the
+    first call from failing on a stale connection."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        poller = select.poll()  # not select.select: it fails for descriptors past 1023
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return not poller.poll(0)
+    except (OSError, ValueError):
+        return False

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 import mlgrid
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.protocol import SERVER_OPTIONS
+from mlgrid.request_limits import MAX_CONCURRENT_CALLS
 
 from .errors import ErrorMappingInterceptor
 
@@ -37,6 +38,8 @@ class ServedService:
     register: Callable[[grpc.Server], None]
     #: URI schemes (or project backend names) this process handles for the service.
     schemes: list[str] = field(default_factory=list)
+    #: gRPC server options the service needs beyond SERVER_OPTIONS (they override them).
+    server_options: list[tuple[str, int]] = field(default_factory=list)
 
 
 class _BackendInfoServicer(common_pb2_grpc.BackendInfoServiceServicer):
@@ -68,6 +71,13 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
+def _merged_options(services: Sequence[ServedService]) -> list[tuple[str, int]]:
+    merged = dict(SERVER_OPTIONS)
+    for service in services:
+        merged.update(service.server_options)
+    return list(merged.items())
+
+
 def start_server(
     services: Sequence[ServedService],
     *,
@@ -86,7 +96,8 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[ErrorMappingInterceptor(), *interceptors],
-        options=SERVER_OPTIONS,
+        options=_merged_options(services),
+        maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
     for service in services:
         service.register(server)

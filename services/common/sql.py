@@ -91,6 +91,30 @@ def _configure_postgres(engine: Engine, session_options: str) -> None:
         dbapi_connection.commit()
 
 
+def _tie_connections_to_calls(engine: Engine, backend: str) -> None:
+    """Each checked-out connection is tied to the gRPC call being served (see call_scope): when
+    the call ends early its statement is cancelled (PostgreSQL) or interrupted (SQLite). On
+    PostgreSQL a pooled connection the server has closed (a restart) is replaced at checkout
+    instead of failing the call."""
+    from sqlalchemy.exc import DisconnectionError
+
+    from .call_scope import register_for_call
+    from .pg_cursors import connection_alive
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if backend == "postgresql" and not connection_alive(dbapi_connection):
+            raise DisconnectionError("the server closed this pooled connection")
+        cancel = dbapi_connection.cancel if backend == "postgresql" else dbapi_connection.interrupt
+        record.info["mlgrid_release_call"] = register_for_call(cancel)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        release = record.info.pop("mlgrid_release_call", None)
+        if release is not None:
+            release()
+
+
 def make_engine(uri: str, **overrides: Any) -> Engine:
     """A SQLAlchemy engine for ``uri`` (``sqlite:///…``, ``postgresql://…``, ``postgres://…``).
 
@@ -123,6 +147,8 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
         options.update(pool_size=10, max_overflow=22, pool_recycle=1800, pool_timeout=30)
     options.update(overrides)
     engine = create_engine(url, **options)
+    if backend in ("sqlite", "postgresql"):
+        _tie_connections_to_calls(engine, backend)
     if backend == "sqlite":
         _configure_sqlite(engine)
     elif backend == "postgresql" and pg_session_options(uri):

@@ -18,6 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.request_limits import (
+    MAX_FILTER_COMPARISONS,
+    check_filter_size,
+    check_order_by_count,
+    shown,
+)
 
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 NUMBER_OPS = ("=", "!=", ">", ">=", "<", "<=", "IN", "NOT IN")
@@ -91,7 +97,8 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
             raise InvalidParameterValue(
-                f"invalid filter {text!r}: unexpected text at position {pos}: {text[pos : pos + 20]!r}"
+                f"invalid filter {shown(text)}: unexpected text at position {pos}: "
+                f"{text[pos : pos + 20]!r}"
             )
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind)))
@@ -108,7 +115,7 @@ class _Parser:
 
     def error(self, why: str) -> InvalidParameterValue:
         return InvalidParameterValue(
-            f"invalid filter for {self.grammar.entity} {self.text!r}: {why}"
+            f"invalid filter for {self.grammar.entity} {shown(self.text)}: {why}"
         )
 
     def peek(self) -> tuple[str, str] | None:
@@ -132,7 +139,14 @@ class _Parser:
         comparisons = [self.comparison()]
         while self.peek() is not None:
             if not self.take_word("AND"):
-                raise self.error(f"expected AND, found {self.take()[1]!r} (only AND joins terms)")
+                raise self.error(
+                    f"expected AND, found {shown(self.take()[1], 80)} (only AND joins terms)"
+                )
+            if len(comparisons) >= MAX_FILTER_COMPARISONS:
+                raise self.error(
+                    f"it has more than {MAX_FILTER_COMPARISONS} comparisons, the limit "
+                    "(MAX_FILTER_COMPARISONS)"
+                )
             comparisons.append(self.comparison())
         return comparisons
 
@@ -141,7 +155,7 @@ class _Parser:
         if kind == "quoted":
             text = text[1:-1]
         elif kind != "word":
-            raise self.error(f"expected an attribute or tags.<key>, found {text!r}")
+            raise self.error(f"expected an attribute or tags.<key>, found {shown(text, 80)}")
         nxt = self.peek()
         if nxt == ("punct", "."):
             self.pos += 1
@@ -149,20 +163,20 @@ class _Parser:
             if key_kind == "quoted":
                 key = key[1:-1]
             elif key_kind not in ("word", "number"):
-                raise self.error(f"expected a key after {text!r}., found {key!r}")
+                raise self.error(f"expected a key after {shown(text, 80)}., found {shown(key, 80)}")
             prefix = text.lower()
             if prefix in ("tag", "tags"):
                 return "tag", key
             if prefix in ("attribute", "attributes", "attr"):
                 return "attribute", self.attribute(key)
-            raise self.error(f"unknown prefix {text!r}; use tags.<key> or an attribute")
+            raise self.error(f"unknown prefix {shown(text, 80)}; use tags.<key> or an attribute")
         return "attribute", self.attribute(text)
 
     def attribute(self, name: str) -> str:
         name = self.grammar.synonyms.get(name.lower(), name.lower())
         if name not in self.grammar.attributes:
             allowed = ", ".join([*self.grammar.attributes, "tags.<key>"])
-            raise self.error(f"unknown attribute {name!r}; allowed: {allowed}")
+            raise self.error(f"unknown attribute {shown(name, 80)}; allowed: {allowed}")
         return name
 
     def operator(self) -> str:
@@ -180,21 +194,23 @@ class _Parser:
                     return "IS NOT NULL"
             elif self.take_word("NULL"):
                 return "IS NULL"
-        raise self.error(f"expected a comparison operator, found {text!r}")
+        raise self.error(f"expected a comparison operator, found {shown(text, 80)}")
 
     def scalar(self, expected: str) -> str | int:
         kind, text = self.take()
         if kind == "string":
             if expected == "number":
-                raise self.error(f"expected a number, found the string {text}")
+                raise self.error(f"expected a number, found the string {shown(text, 80)}")
             return text[1:-1].replace("''", "'")
         if kind == "number":
             if expected == "string":
-                raise self.error(f"expected a quoted string, found {text} (quote it: '{text}')")
+                raise self.error(
+                    f"expected a quoted string, found {shown(text, 80)} (quote it: '{text}')"
+                )
             if "." in text:
                 raise self.error(f"expected a whole number, found {text}")
             return int(text)
-        raise self.error(f"expected a value, found {text!r}")
+        raise self.error(f"expected a value, found {shown(text, 80)}")
 
     def comparison(self) -> Comparison:
         kind, key = self.identifier()
@@ -205,7 +221,7 @@ class _Parser:
         )
         if op not in allowed:
             raise self.error(
-                f"operator {op} is not allowed on {key!r}; allowed: {', '.join(allowed)}"
+                f"operator {op} is not allowed on {shown(key, 80)}; allowed: {', '.join(allowed)}"
             )
         value: object
         if op in ("IS NULL", "IS NOT NULL"):
@@ -227,6 +243,7 @@ class _Parser:
 
 def parse_filter(text: str, grammar: Grammar) -> list[Comparison]:
     """The comparisons of ``text`` (empty for a blank filter)."""
+    check_filter_size(text)
     if not text or not text.strip():
         return []
     return _Parser(text, grammar).parse()
@@ -234,26 +251,28 @@ def parse_filter(text: str, grammar: Grammar) -> list[Comparison]:
 
 def parse_order_by(clauses: Sequence[str], grammar: Grammar) -> list[OrderBy]:
     """``["name ASC", "version_number DESC"]`` -> OrderBy list; unknown keys are refused."""
+    check_order_by_count(clauses)
     result: list[OrderBy] = []
     for clause in clauses:
+        check_filter_size(clause, "order_by clause")
         parts = clause.split()
         if not parts or len(parts) > 2:
             raise InvalidParameterValue(
-                f"invalid order_by clause {clause!r}: use '<key> [ASC|DESC]'"
+                f"invalid order_by clause {shown(clause)}: use '<key> [ASC|DESC]'"
             )
         key = parts[0].lower()
         key = grammar.synonyms.get(key, key)
         if key not in grammar.order_keys:
             raise InvalidParameterValue(
-                f"invalid order_by key {parts[0]!r} for {grammar.entity}; "
+                f"invalid order_by key {shown(parts[0], 80)} for {grammar.entity}; "
                 f"allowed: {', '.join(grammar.order_keys)}"
             )
         direction = parts[1].upper() if len(parts) == 2 else "ASC"
         if direction not in ("ASC", "DESC"):
             raise InvalidParameterValue(
-                f"invalid order_by direction {parts[1]!r} in {clause!r}: use ASC or DESC"
+                f"invalid order_by direction {shown(parts[1], 80)} in {shown(clause)}: use ASC or DESC"
             )
         if any(existing.key == key for existing in result):
-            raise InvalidParameterValue(f"order_by names {key!r} twice")
+            raise InvalidParameterValue(f"order_by names {shown(key, 80)} twice")
         result.append(OrderBy(key, direction == "ASC"))
     return result

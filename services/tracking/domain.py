@@ -16,6 +16,7 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.request_limits import check_id_count
 from mlgrid.store.search_filter import (
     check_experiment_filter,
     check_run_filter,
@@ -278,6 +279,7 @@ class TrackingDomain(LoggedModelsDomain):
         order_by: Sequence[str],
         page_token: str,
     ) -> tuple[list[tracking_pb2.Run], str]:
+        check_id_count(experiment_ids, "experiment_ids")
         for experiment_id in experiment_ids:
             v.validate_experiment_id(experiment_id, "experiment_ids")
         size = v.validate_max_results(max_results)

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.request_limits import (
+    MAX_FILTER_COMPARISONS,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LIST_VALUES,
+    check_filter_size,
+    shown,
+)
 
 #: Identifier prefixes and the entity kind each names.
 TYPE_ALIASES = {
@@ -74,15 +81,16 @@ class Token:
     position: int  # 1-based character position
 
     def describe(self) -> str:
-        return "the end of the filter" if self.kind == "eof" else f"{self.text!r}"
+        return "the end of the filter" if self.kind == "eof" else shown(self.text, 40)
 
 
 def filter_error(text: str, token: Token, why: str) -> InvalidParameterValue:
-    shown = text if len(text) <= 200 else text[:200] + "..."
     where = (
-        "at the end" if token.kind == "eof" else f"at character {token.position} ({token.text!r})"
+        "at the end"
+        if token.kind == "eof"
+        else f"at character {token.position} ({shown(token.text, 40)})"
     )
-    return InvalidParameterValue(f"Invalid filter {shown!r} {where}: {why}")
+    return InvalidParameterValue(f"Invalid filter {shown(text)} {where}: {why}")
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -118,6 +126,11 @@ class Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.index = 0
+        #: Parentheses open at the current token, comparisons and IN-list values so far: the
+        #: limits of request_limits, checked as the parser goes so that no input costs more.
+        self.depth = 0
+        self.comparisons = 0
+        self.list_values = 0
 
     @property
     def current(self) -> Token:
@@ -157,7 +170,15 @@ class Parser:
     def primary(self) -> FilterNode:
         if self.current.kind == "lparen":
             opening = self.advance()
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise self.fail(
+                    f"parentheses nest deeper than the limit (MAX_FILTER_DEPTH) of "
+                    f"{MAX_FILTER_DEPTH}",
+                    opening,
+                )
             node = self.or_expr()
+            self.depth -= 1
             if self.current.kind != "rparen":
                 raise self.fail(f"expected ')' to close the '(' at character {opening.position}")
             self.advance()
@@ -194,7 +215,7 @@ class Parser:
         kind = TYPE_ALIASES.get(head.lower())
         if kind is None:
             raise self.fail(
-                f"unknown identifier type {head!r}; expected one of metrics, params, tags, "
+                f"unknown identifier type {shown(head, 80)}; expected one of metrics, params, tags, "
                 "attributes, datasets",
                 token,
             )
@@ -211,6 +232,12 @@ class Parser:
         raise self.fail("expected a value (a number, or a string in single quotes)")
 
     def comparison(self) -> Comparison:
+        self.comparisons += 1
+        if self.comparisons > MAX_FILTER_COMPARISONS:
+            raise self.fail(
+                f"the filter has more than {MAX_FILTER_COMPARISONS} comparisons, the limit "
+                "(MAX_FILTER_COMPARISONS); split the search"
+            )
         kind, key, position = self.identifier()
         shown = f"{kind}s.{key}" if kind != "attribute" else f"attributes.{key}"
         if self.at_keyword("IS"):
@@ -237,6 +264,12 @@ class Parser:
                 if token.kind != "string":
                     raise self.fail(f"expected a quoted string in the {op} list")
                 values.append(_unquote(self.advance()))
+                self.list_values += 1
+                if self.list_values > MAX_FILTER_LIST_VALUES:
+                    raise self.fail(
+                        f"the filter's IN lists have more than {MAX_FILTER_LIST_VALUES} values, "
+                        "the limit (MAX_FILTER_LIST_VALUES)"
+                    )
                 if self.current.kind == "comma":
                     self.advance()
                     continue
@@ -261,7 +294,9 @@ class Parser:
 
 @lru_cache(maxsize=512)
 def parse_filter(text: str) -> FilterNode | None:
-    """The tree of ``text``; None for an empty filter. Raises InvalidParameterValue."""
+    """The tree of ``text``; None for an empty filter. Raises InvalidParameterValue, also for a
+    filter over the limits of :mod:`mlgrid.request_limits` (length, comparisons, nesting)."""
+    check_filter_size(text)
     if not text or not text.strip():
         return None
     return Parser(text).parse()

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.request_limits import check_filter_size, check_order_by_count, shown
 
 from .filter_parser import (
     BoolOp,
@@ -89,10 +90,14 @@ def _check(text: str, comp: Comparison, ops: frozenset[str], what: str, numeric:
     if comp.op in _NULL_OPS or comp.op in _SET_OPS:
         return
     if numeric and not isinstance(comp.value, float):
-        raise filter_error(text, token, f"{what} is compared with a number, got {comp.value!r}")
+        raise filter_error(
+            text, token, f"{what} is compared with a number, got {shown(str(comp.value), 80)}"
+        )
     if not numeric and not isinstance(comp.value, str):
         raise filter_error(
-            text, token, f"{what} is compared with a string in single quotes, got {comp.value!r}"
+            text,
+            token,
+            f"{what} is compared with a string in single quotes, got {shown(str(comp.value), 80)}",
         )
 
 
@@ -101,15 +106,15 @@ def check_run_filter(text: str) -> FilterNode | None:
     tree = parse_filter(text)
     for comp in _comparisons(tree):
         if comp.kind == "metric":
-            _check(text, comp, _NUMERIC_OPS, f"metric {comp.key!r}", True)
+            _check(text, comp, _NUMERIC_OPS, f"metric {shown(comp.key, 80)}", True)
         elif comp.kind in ("param", "tag"):
-            _check(text, comp, _STRING_OPS | _NULL_OPS, f"{comp.kind} {comp.key!r}", False)
+            _check(text, comp, _STRING_OPS | _NULL_OPS, f"{comp.kind} {shown(comp.key, 80)}", False)
         elif comp.kind == "dataset":
             if comp.key not in DATASET_FIELDS:
                 raise filter_error(
                     text,
                     Token("word", comp.key, comp.position),
-                    f"unknown dataset field {comp.key!r}; expected name, digest or context",
+                    f"unknown dataset field {shown(comp.key, 80)}; expected name, digest or context",
                 )
             _check(text, comp, _STRING_OPS | _SET_OPS, f"dataset {comp.key}", False)
         elif comp.key in RUN_NUMERIC_ATTRIBUTES:
@@ -122,7 +127,7 @@ def check_run_filter(text: str) -> FilterNode | None:
             raise filter_error(
                 text,
                 Token("word", comp.key, comp.position),
-                f"unknown attribute {comp.key!r}; expected one of {allowed} (or prefix the key "
+                f"unknown attribute {shown(comp.key, 80)}; expected one of {allowed} (or prefix the key "
                 "with metrics., params. or tags.)",
             )
     return tree
@@ -133,7 +138,7 @@ def check_experiment_filter(text: str) -> FilterNode | None:
     tree = parse_filter(text)
     for comp in _comparisons(tree):
         if comp.kind == "tag":
-            _check(text, comp, _STRING_OPS | _NULL_OPS, f"tag {comp.key!r}", False)
+            _check(text, comp, _STRING_OPS | _NULL_OPS, f"tag {shown(comp.key, 80)}", False)
         elif comp.kind == "attribute" and comp.key in EXPERIMENT_NUMERIC_ATTRIBUTES:
             _check(text, comp, _NUMERIC_OPS, f"attribute {comp.key}", True)
         elif comp.kind == "attribute" and comp.key in EXPERIMENT_STRING_ATTRIBUTES:
@@ -144,13 +149,14 @@ def check_experiment_filter(text: str) -> FilterNode | None:
             raise filter_error(
                 text,
                 Token("word", comp.key, comp.position),
-                f"cannot filter experiments on {comp.kind} {comp.key!r}; expected name, "
+                f"cannot filter experiments on {comp.kind} {shown(comp.key, 80)}; expected name, "
                 "experiment_id, creation_time, last_update_time or tags.<key>",
             )
     return tree
 
 
 def _parse_order_clause(clause: str) -> tuple[str, str, bool]:
+    check_filter_size(clause, "order_by clause")
     parser = Parser(clause)
     kind, key, _ = parser.identifier()
     ascending = True
@@ -158,7 +164,7 @@ def _parse_order_clause(clause: str) -> tuple[str, str, bool]:
         ascending = parser.advance().text.upper() == "ASC"
     if parser.current.kind != "eof":
         raise InvalidParameterValue(
-            f"Invalid order_by clause {clause!r} at character {parser.current.position}: "
+            f"Invalid order_by clause {shown(clause)} at character {parser.current.position}: "
             "expected '<identifier> [ASC|DESC]'"
         )
     return kind, key, ascending
@@ -166,17 +172,18 @@ def _parse_order_clause(clause: str) -> tuple[str, str, bool]:
 
 def parse_run_order_by(clauses: list[str] | tuple[str, ...]) -> list[OrderBy]:
     """Runs order_by clauses (metrics, params, tags, attributes)."""
+    check_order_by_count(clauses)
     result = []
     for clause in clauses:
         kind, key, ascending = _parse_order_clause(clause)
         if kind == "attribute" and key not in RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES:
             raise InvalidParameterValue(
-                f"Invalid order_by clause {clause!r}: unknown attribute {key!r}; expected one of "
+                f"Invalid order_by clause {shown(clause)}: unknown attribute {shown(key, 80)}; expected one of "
                 f"{', '.join(sorted(RUN_STRING_ATTRIBUTES | RUN_NUMERIC_ATTRIBUTES))}"
             )
         if kind == "dataset":
             raise InvalidParameterValue(
-                f"Invalid order_by clause {clause!r}: runs cannot be ordered by datasets"
+                f"Invalid order_by clause {shown(clause)}: runs cannot be ordered by datasets"
             )
         result.append(OrderBy(kind, "start_time" if key == "created" else key, ascending))
     return result
@@ -184,13 +191,14 @@ def parse_run_order_by(clauses: list[str] | tuple[str, ...]) -> list[OrderBy]:
 
 def parse_experiment_order_by(clauses: list[str] | tuple[str, ...]) -> list[OrderBy]:
     """Experiments order_by clauses (name, experiment_id, creation_time, last_update_time)."""
+    check_order_by_count(clauses)
     allowed = {"name", "experiment_id", "creation_time", "last_update_time"}
     result = []
     for clause in clauses:
         kind, key, ascending = _parse_order_clause(clause)
         if kind != "attribute" or key not in allowed:
             raise InvalidParameterValue(
-                f"Invalid order_by clause {clause!r}: experiments are ordered by "
+                f"Invalid order_by clause {shown(clause)}: experiments are ordered by "
                 f"{', '.join(sorted(allowed))}"
             )
         result.append(OrderBy(kind, key, ascending))
