@@ -1,4 +1,5 @@
-"""MLflow's size limits, defined once (REFERENCE.md, "Limits").
+"""MLflow's size limits, and mlgrid's request limits, defined once (REFERENCE.md, "Limits";
+docs/limits.md).
 
 The services validate against these and the SDK uses the same numbers to split batches and
 truncate values before it sends them, so the two can never disagree. Plain constants only: this
@@ -84,3 +85,51 @@ SEARCH_VERSIONS_MAX = 200_000
 
 #: Files named in one batch call (BatchGetUrls and the like).
 MAX_BATCH_FILES = 10_000
+
+# ================================================================ request limits (mlgrid's policy)
+# What one request, and one service, may cost (docs/limits.md): exceeding one is refused with
+# INVALID_ARGUMENT or RESOURCE_EXHAUSTED naming it (the checks are in mlgrid.request_limits).
+
+# ---------------------------------------------------------------- search filters
+
+#: Characters in one search filter. 64 KiB holds an ``IN`` list of ~1,800 run ids; a 10 MB filter
+#: took a tracking process to 4 GB of memory before this limit.
+MAX_FILTER_CHARS = 65_536
+#: Comparisons in one filter (each becomes SQL; 20,000 ``OR``ed ones ran for over a minute).
+MAX_FILTER_COMPARISONS = 500
+#: Parentheses nested in one filter (5,000 overflowed the parser's stack).
+MAX_FILTER_DEPTH = 32
+#: Values in one filter's ``IN (...)`` lists, all lists together.
+MAX_FILTER_LIST_VALUES = 10_000
+#: ``order_by`` clauses in one search.
+MAX_ORDER_BY_CLAUSES = 20
+
+# ---------------------------------------------------------------- id lists, paths, tokens
+
+#: Ids one request may name in a list (SearchRuns' experiment_ids; 100k gave a database error).
+MAX_IDS_PER_REQUEST = 10_000
+#: Characters of a path a client names (artifact paths, model-version sources).
+MAX_PATH_CHARS = 4_096
+#: Bytes (UTF-8) of one segment of such a path: what file systems allow (NAME_MAX).
+MAX_PATH_SEGMENT_BYTES = 255
+#: Characters of a page token (tokens the services make are far shorter).
+MAX_PAGE_TOKEN_CHARS = 4_096
+
+# ---------------------------------------------------------------- errors
+
+#: Characters of client input an error message quotes; the rest is cut with "...".
+MAX_ECHOED_CHARS = 200
+#: Characters of an error message sent to a client. gRPC carries the message in a header whose
+#: size is capped (8 KiB by default): a longer one is dropped and the client sees "Stream
+#: removed" instead of the error.
+MAX_ERROR_MESSAGE_CHARS = 2_000
+
+# ---------------------------------------------------------------- messages, calls, transfers
+
+#: The largest single gRPC message is ``mlgrid.protocol.MAX_MESSAGE_BYTES`` (64 MiB).
+#: Calls one service process holds at once (running or queued for a worker thread); beyond it
+#: gRPC answers RESOURCE_EXHAUSTED at once instead of queueing without bound.
+MAX_CONCURRENT_CALLS = 1_024
+#: Artifact transfers one artifacts process runs at once, and how long one waits for a slot:
+#: settings (``MLGRID_ARTIFACTS_MAX_TRANSFERS``, default 8, and ``MLGRID_ARTIFACTS_TRANSFER_WAIT``,
+#: default 120 s) in :mod:`mlgrid.environment`, applied by the service's transfer gate.

@@ -26,6 +26,9 @@ class TransferGate:
         self.limit = limit or MLGRID_ARTIFACTS_MAX_TRANSFERS.get()
         self.wait_seconds = wait_seconds or MLGRID_ARTIFACTS_TRANSFER_WAIT.get()
         self._slots = threading.BoundedSemaphore(self.limit)
+        self._lock = threading.Lock()
+        #: Transfers holding a slot now.
+        self.in_use = 0
 
     @contextmanager
     def slot(self, context: grpc.ServicerContext | None) -> Iterator[None]:
@@ -40,7 +43,11 @@ class TransferGate:
                 f"(MLGRID_ARTIFACTS_MAX_TRANSFERS), and none ended within {wait:.0f} s; "
                 "retry later"
             )
+        with self._lock:
+            self.in_use += 1
         try:
             yield
         finally:
+            with self._lock:
+                self.in_use -= 1
             self._slots.release()

@@ -19,7 +19,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from mlgrid.exceptions import ERROR_DOMAIN, InternalError, InvalidParameterValue, MlgridException
-from mlgrid.request_limits import MAX_ERROR_MESSAGE_CHARS
+from mlgrid.limits import MAX_ERROR_MESSAGE_CHARS
 
 from . import call_scope
 

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.request_limits import MAX_PATH_CHARS, MAX_PATH_SEGMENT_BYTES, shown
+from mlgrid.limits import MAX_PATH_CHARS, MAX_PATH_SEGMENT_BYTES
+from mlgrid.request_limits import shown
 
 #: Decoding rounds before a value that keeps changing is refused outright.
 MAX_DECODE_ROUNDS = 8

@@ -20,8 +20,8 @@ from grpc_reflection.v1alpha import reflection
 
 import mlgrid
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.limits import MAX_CONCURRENT_CALLS
 from mlgrid.protocol import SERVER_OPTIONS
-from mlgrid.request_limits import MAX_CONCURRENT_CALLS
 
 from .errors import ErrorMappingInterceptor
 

@@ -18,12 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.request_limits import (
-    MAX_FILTER_COMPARISONS,
-    check_filter_size,
-    check_order_by_count,
-    shown,
-)
+from mlgrid.limits import MAX_FILTER_COMPARISONS
+from mlgrid.request_limits import check_filter_size, check_order_by_count, shown
 
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 NUMBER_OPS = ("=", "!=", ">", ">=", "<", "<=", "IN", "NOT IN")

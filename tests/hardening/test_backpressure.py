@@ -5,6 +5,7 @@ RESOURCE_EXHAUSTED naming the setting."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -12,22 +13,34 @@ import pytest
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc as pb_grpc
-from mlgrid_services.artifacts.app import create
+from mlgrid_services.artifacts.app import BULK_SERVER_OPTIONS, SERVICE_NAME, allowed_file_roots
+from mlgrid_services.artifacts.domain import ArtifactsDomain
+from mlgrid_services.artifacts.servicer import ArtifactsServicer
+from mlgrid_services.artifacts.transfer_gate import TransferGate
 from mlgrid_services.common.config import ServiceConfig
-from mlgrid_services.common.server import start_server
+from mlgrid_services.common.server import ServedService, start_server
 
 from .measure_backpressure import measure
 
 
 @pytest.fixture
 def one_slot_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The artifacts service with MLGRID_ARTIFACTS_MAX_TRANSFERS=1 and a 0.5 s wait."""
     monkeypatch.setenv("MLGRID_ARTIFACTS_MAX_TRANSFERS", "1")
     monkeypatch.setenv("MLGRID_ARTIFACTS_TRANSFER_WAIT", "0.5")
     root = tmp_path / "root"
     root.mkdir()
-    running = start_server(create(ServiceConfig(default_artifact_root=root.as_uri())).services)
+    config = ServiceConfig(default_artifact_root=root.as_uri())
+    gate = TransferGate()
+    servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config)), gate)
+    service = ServedService(
+        name=SERVICE_NAME,
+        register=lambda server: pb_grpc.add_ArtifactsServiceServicer_to_server(servicer, server),
+        server_options=BULK_SERVER_OPTIONS,
+    )
+    running = start_server([service])
     channel = grpc.insecure_channel(running.address)
-    yield pb_grpc.ArtifactsServiceStub(channel), root
+    yield pb_grpc.ArtifactsServiceStub(channel), root, gate
     channel.close()
     running.stop(0)
 
@@ -35,7 +48,7 @@ def one_slot_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_a_transfer_past_the_limit_waits_then_is_refused_naming_the_setting(
     one_slot_service,
 ) -> None:
-    stub, root = one_slot_service
+    stub, root, gate = one_slot_service
     uri = (root / "run").as_uri()
     release = threading.Event()
 
@@ -47,6 +60,10 @@ def test_a_transfer_past_the_limit_waits_then_is_refused_naming_the_setting(
     holder = stub.UploadArtifact.future(slow_upload(), timeout=20)
     try:
         # The slot is taken (the first upload is inside the service, waiting for its bytes).
+        deadline = time.monotonic() + 5
+        while gate.in_use == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gate.in_use == 1
         with pytest.raises(grpc.RpcError) as info:
             stub.UploadArtifact(
                 iter(

@@ -17,7 +17,7 @@ from mlgrid.api.registry.v1 import registry_service_pb2 as rpb
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc as rpb_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as tpb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as tpb_grpc
-from mlgrid.request_limits import MAX_ERROR_MESSAGE_CHARS
+from mlgrid.limits import MAX_ERROR_MESSAGE_CHARS
 
 #: Seconds any refusal may take (the payloads below once took 60 s of CPU).
 QUICK = 5.0

@@ -7,13 +7,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.request_limits import (
-    MAX_FILTER_COMPARISONS,
-    MAX_FILTER_DEPTH,
-    MAX_FILTER_LIST_VALUES,
-    check_filter_size,
-    shown,
-)
+from mlgrid.limits import MAX_FILTER_COMPARISONS, MAX_FILTER_DEPTH, MAX_FILTER_LIST_VALUES
+from mlgrid.request_limits import check_filter_size, shown
 
 #: Identifier prefixes and the entity kind each names.
 TYPE_ALIASES = {
