@@ -43,3 +43,11 @@ def store(request: pytest.FixtureRequest) -> SqlTrackingStore:
 @pytest.fixture
 def domain(store: SqlTrackingStore) -> TrackingDomain:
     return TrackingDomain(store)
+
+
+@pytest.fixture
+def fast_and_plain(
+    postgres_store: SqlTrackingStore, sqlite_store: SqlTrackingStore
+) -> tuple[TrackingDomain, TrackingDomain]:
+    """The PostgreSQL store with its fast paths, and a store taking the plain path."""
+    return TrackingDomain(postgres_store), TrackingDomain(sqlite_store)
