@@ -45,9 +45,17 @@ def domain(store: SqlTrackingStore) -> TrackingDomain:
     return TrackingDomain(store)
 
 
+@pytest.fixture(scope="session")
+def postgres_plain_store(postgres_url: str) -> Iterator[SqlTrackingStore]:
+    """The PostgreSQL store without its fast paths: every call takes the plain path."""
+    store = SqlTrackingStore(postgres_url, ARTIFACT_ROOT, fast_paths=False)
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def fast_and_plain(
-    postgres_store: SqlTrackingStore, sqlite_store: SqlTrackingStore
+    postgres_store: SqlTrackingStore, postgres_plain_store: SqlTrackingStore
 ) -> tuple[TrackingDomain, TrackingDomain]:
-    """The PostgreSQL store with its fast paths, and a store taking the plain path."""
-    return TrackingDomain(postgres_store), TrackingDomain(sqlite_store)
+    """The PostgreSQL store with its fast paths, and the same database through the plain path."""
+    return TrackingDomain(postgres_store), TrackingDomain(postgres_plain_store)

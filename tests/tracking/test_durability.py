@@ -36,8 +36,8 @@ def _pg_settings(cursor: psycopg.Cursor, name: str) -> str:
 
 def _tracking_settings(store: SqlTrackingStore, name: str) -> tuple[str, str]:
     """The setting on the store's fast-path connections and on its engine's connections."""
-    assert store._pg is not None
-    with store._pg.cursor() as cursor:
+    assert store._fast is not None
+    with store._fast.cursors.cursor() as cursor:
         fast = _pg_settings(cursor, name)
     with store.engine.connect() as conn:
         engine = str(conn.exec_driver_sql(f"SHOW {name}").scalar())
@@ -209,7 +209,8 @@ def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
     run_id = new_run(domain).info.run_id
     domain.log_metric(run_id, metric("m", 0.0, 1, 0))
     domain.log_param(run_id, "p", "first")
-    commits = postgres_store._commits
+    assert postgres_store._fast is not None
+    commits = postgres_store._fast.commits
     assert isinstance(commits, GroupCommit)
     before = commits.transactions
     blocker = _hold_latest_row(postgres_url, run_id)
@@ -251,8 +252,8 @@ def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
 
 
 def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTrackingStore) -> None:
-    assert postgres_store._pg is not None
-    cursors = postgres_store._pg
+    assert postgres_store._fast is not None
+    cursors = postgres_store._fast.cursors
     table = f"group_commit_{uuid.uuid4().hex[:8]}"
     with cursors.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {table} (n int PRIMARY KEY)")

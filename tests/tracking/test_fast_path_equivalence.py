@@ -10,6 +10,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid_services.tracking.domain import TrackingDomain
 
@@ -98,4 +99,61 @@ def test_metric_writes_agree_with_the_plain_path(
         experiment_id = new_experiment(domain)
         run_id = _apply(domain, experiment_id, run_writes)
         observed.append(_observed(domain, experiment_id, run_id))
+    assert observed[0] == observed[1]
+
+
+param_batches = st.lists(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["1", "2"])),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda kv: kv[0],
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _log_params(domain: TrackingDomain, run_id: str, batches: list) -> list[str]:
+    """Logs each batch (one pair: log_param); what each call answered."""
+    outcomes = []
+    for batch in batches:
+        try:
+            if len(batch) == 1:
+                domain.log_param(run_id, *batch[0])
+            else:
+                params = [tracking_pb2.Param(key=k, value=v) for k, v in batch]
+                domain.log_batch(run_id, [], params, [])
+            outcomes.append("ok")
+        except Exception as exc:
+            outcomes.append(f"{type(exc).__name__}: {exc}".replace(run_id, "<run>"))
+    return outcomes
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=param_batches, tags=st.dictionaries(st.sampled_from(["t", "u"]), st.just("v")))
+def test_params_and_created_runs_agree_with_the_plain_path(
+    fast_and_plain: tuple[TrackingDomain, TrackingDomain], batches: list, tags: dict
+) -> None:
+    observed = []
+    for domain in fast_and_plain:
+        experiment_id = new_experiment(domain)
+        run = domain.create_run(
+            experiment_id, "u", 7, [common_pb2.Tag(key=k, value=v) for k, v in tags.items()], "r"
+        )
+        outcomes = _log_params(domain, run.info.run_id, batches)
+        got = domain.get_run(run.info.run_id)
+        found = domain.search_runs([experiment_id], "params.a = '1'", 1, 10, [], "")[0]
+        observed.append(
+            (
+                outcomes,
+                sorted((p.key, p.value) for p in got.data.params),
+                sorted((t.key, t.value) for t in got.data.tags),
+                sorted((t.key, t.value) for t in run.data.tags),
+                run.info.artifact_uri.rsplit("/", 3)[-2:] == [run.info.run_id, "artifacts"],
+                len(found),
+            )
+        )
     assert observed[0] == observed[1]

@@ -139,8 +139,8 @@ def test_a_dead_connection_is_reported_as_unavailable_then_replaced(
     pg: TrackingDomain, postgres_store: SqlTrackingStore
 ) -> None:
     run_id = new_run(pg).info.run_id
-    assert postgres_store._pg is not None
-    with postgres_store._pg.cursor() as cursor:
+    assert postgres_store._fast is not None
+    with postgres_store._fast.cursors.cursor() as cursor:
         pid = cursor.connection.info.backend_pid
     url = postgres_store.engine.url.render_as_string(hide_password=False)
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:

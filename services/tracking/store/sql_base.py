@@ -6,14 +6,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from mlgrid.api.tracking.v1 import tracking_pb2
@@ -21,11 +20,11 @@ from mlgrid.exceptions import (
     InvalidParameterValue,
     ResourceDoesNotExist,
 )
-from mlgrid_services.common.group_commit import GroupCommit
 from mlgrid_services.common.sql import database_unavailable, write_transaction
+from mlgrid_services.common.sql_dialect import POSTGRESQL, insert_ignore, upsert
 
 from . import schema as t
-from .pg_conn import PgStatements
+from .pg_fast import PgFastPaths
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +102,16 @@ class SqlStoreBase:
     engine: Engine
     default_artifact_root: str
 
-    def __init__(self, engine: Engine, default_artifact_root: str) -> None:
+    def __init__(
+        self, engine: Engine, default_artifact_root: str, *, fast_paths: bool = True
+    ) -> None:
         self.engine = engine
         self.default_artifact_root = default_artifact_root.rstrip("/")
         self.dialect = engine.dialect.name
-        self._insert: Callable[..., Any] = (
-            postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        #: PostgreSQL: the fast paths that bench/ shows pay (pg_fast.py); None: the plain path.
+        self._fast: PgFastPaths | None = (
+            PgFastPaths(engine) if fast_paths and self.dialect == POSTGRESQL else None
         )
-        #: PostgreSQL: the hot single-statement paths run here, outside SQLAlchemy.
-        self._pg: PgStatements | None = (
-            PgStatements(engine) if self.dialect == "postgresql" else None
-        )
-        #: PostgreSQL: those single-statement writes, committed together when callers overlap.
-        self._commits: GroupCommit | None = GroupCommit(self._pg) if self._pg is not None else None
         self._analyze_lock = threading.Lock()
         self._runs_since_analyze = 0
         self._analyzing = False
@@ -131,7 +127,7 @@ class SqlStoreBase:
         later; until then the planner believes a fresh experiment holds a handful of runs and
         picks nested loops that make search over thousands of just-created runs several times
         slower than the hash joins it picks with fresh statistics."""
-        if self.dialect != "postgresql":
+        if self.dialect != POSTGRESQL:
             return
         with self._analyze_lock:
             self._runs_since_analyze += 1
@@ -168,13 +164,19 @@ class SqlStoreBase:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        return insert_ignore(self.dialect, table)
+
+    def _upsert(self, table: sa.Table, key: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+        return upsert(self.dialect, table, key, columns)
+
     def _insert_rows(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
         """Inserts ``rows`` with ``statement``: on PostgreSQL as ONE multi-row statement (the
         driver's executemany pipelines one statement per row, several round trips), on SQLite
         with executemany (in-process, already cheap)."""
         if not rows:
             return
-        if self.dialect == "postgresql" and len(rows) > 1:
+        if self.dialect == POSTGRESQL and len(rows) > 1:
             conn.execute(statement.values(rows))
         else:
             conn.execute(statement, rows if len(rows) > 1 else rows[0])

@@ -251,14 +251,9 @@ class ExperimentsMixin(SqlStoreBase):
         number = parse_experiment_id(experiment_id)
         with self._write() as conn:
             self._require_active_experiment(conn, number)
-            statement = self._insert(t.experiment_tags).values(
-                experiment_id=number, key=tag.key, value=tag.value
-            )
             conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["experiment_id", "key"],
-                    set_={"value": statement.excluded.value},
-                )
+                self._upsert(t.experiment_tags, ("experiment_id", "key"), ("value",)),
+                {"experiment_id": number, "key": tag.key, "value": tag.value},
             )
             conn.execute(
                 t.experiments.update()

@@ -239,14 +239,10 @@ class LoggedModelsMixin(SqlStoreBase):
         self, model_id: str, tags: Sequence[common_pb2.Tag]
     ) -> tracking_pb2.LoggedModel:
         latest = {tag.key: tag.value for tag in tags}
-        c = lm.logged_model_tags.c
         with self._write() as conn:
             self._model_stage(conn, model_id)
             if latest:
-                statement = self._insert(lm.logged_model_tags)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[c.model_id, c.key], set_={"value": statement.excluded.value}
-                )
+                statement = self._upsert(lm.logged_model_tags, ("model_id", "key"), ("value",))
                 self._insert_rows(
                     conn,
                     statement,
@@ -285,7 +281,7 @@ class LoggedModelsMixin(SqlStoreBase):
                         f"already logged with value={stored[key][:200]!r} for logged model "
                         f"{model_id!r}. Attempted logging new value {value[:200]!r}."
                     )
-            statement = self._insert(lm.logged_model_params).on_conflict_do_nothing()
+            statement = self._insert_ignore(lm.logged_model_params)
             self._insert_rows(
                 conn,
                 statement,
@@ -321,21 +317,17 @@ class LoggedModelsMixin(SqlStoreBase):
         with self._write() as conn:
             self._check_run_writable(conn, run_id)
             self._check_models_exist(conn, {m.model_id for m in metrics})
-            statement = self._insert(lm.logged_model_metrics).on_conflict_do_nothing()
+            statement = self._insert_ignore(lm.logged_model_metrics)
             self._insert_rows(conn, statement, list(rows.values()))
 
     def log_outputs(self, run_id: str, models: Sequence[tracking_pb2.ModelOutput]) -> None:
         if not models:
             return
         steps = {m.model_id: m.step for m in models}
-        c = lm.run_model_outputs.c
         with self._write() as conn:
             self._check_run_writable(conn, run_id)
             self._check_models_exist(conn, set(steps))
-            statement = self._insert(lm.run_model_outputs)
-            statement = statement.on_conflict_do_update(
-                index_elements=[c.run_uuid, c.model_id], set_={"step": statement.excluded.step}
-            )
+            statement = self._upsert(lm.run_model_outputs, ("run_uuid", "model_id"), ("step",))
             self._insert_rows(
                 conn,
                 statement,
@@ -347,7 +339,7 @@ class LoggedModelsMixin(SqlStoreBase):
             return
         with self._write() as conn:
             self._check_run_writable(conn, run_id)
-            statement = self._insert(lm.run_model_inputs).on_conflict_do_nothing()
+            statement = self._insert_ignore(lm.run_model_inputs)
             self._insert_rows(
                 conn,
                 statement,

@@ -5,7 +5,6 @@ Pages are fetched with their params, tags and latest metrics in one statement (n
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_value
 
 from . import schema as t
 from .sql_base import RUN_INFO_COLUMNS, STATUS_NUMBERS, SqlStoreBase, run_info_from_row
@@ -25,18 +25,11 @@ class RunReadsMixin(SqlStoreBase):
     # --------------------------------------------------------------- bulk reads
 
     def _in_ids(self, column: Any) -> Any:
-        """``column IN <the ids bound as one parameter "ids">``: PostgreSQL takes an array
-        literal, SQLite a JSON list. One parameter instead of one per id keeps statement
-        building cheap and lifts SQLite's limit on bound parameters (pages hold up to 50,000)."""
-        ids = sa.bindparam("ids", type_=sa.String)
-        if self.dialect == "postgresql":
-            return column == sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
-        return column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(ids)))
+        """``column IN <the ids bound as parameter "ids">`` (see sql_dialect.ids_condition)."""
+        return ids_condition(self.dialect, column)
 
-    def _ids_value(self, ids: list[str]) -> str:
-        if self.dialect == "postgresql":
-            return "{" + ",".join(ids) + "}"  # run ids are [A-Za-z0-9_-]: nothing to quote
-        return json.dumps(ids)
+    def _ids_value(self, ids: list[str]) -> Any:
+        return ids_value(self.dialect, ids)
 
     def _run_data(self, conn: Connection, run_ids: list[str]) -> dict[str, tracking_pb2.Run]:
         """Runs (info, params, tags, latest metrics) of ``run_ids`` in two queries."""
@@ -120,7 +113,7 @@ class RunReadsMixin(SqlStoreBase):
             .cte("page")
         )
         pc = page.c
-        if self.dialect == "postgresql":
+        if self.dialect == POSTGRESQL:
             ids = sa.select(sa.func.array_agg(pc.run_uuid)).scalar_subquery()
             page_ids = sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
 

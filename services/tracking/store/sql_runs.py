@@ -34,25 +34,6 @@ from .sql_reads import RunReadsMixin
 RUN_NAME_TAG = "mlflow.runName"
 
 _R = t.runs.c
-_PG_CREATE_RUN = (
-    "WITH e AS (SELECT experiment_id, lifecycle_stage, artifact_location FROM experiments"
-    " WHERE experiment_id = %(experiment_id)s), "
-    "r AS (INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time,"
-    " end_time, artifact_uri, lifecycle_stage, deleted_with_experiment)"
-    " SELECT CAST(%(run_id)s AS varchar), %(name)s, e.experiment_id, %(user_id)s, 'RUNNING',"
-    " %(start_time)s, NULL,"
-    " rtrim(e.artifact_location, '/') || '/' || CAST(%(run_id)s AS varchar) || '/artifacts',"
-    " 'active', false"
-    " FROM e WHERE e.lifecycle_stage = 'active' RETURNING artifact_uri), "
-    "g AS (INSERT INTO tags (run_uuid, key, value)"
-    " SELECT CAST(%(run_id)s AS varchar), u.k, u.v FROM unnest(CAST(%(tag_keys)s AS varchar[]),"
-    " CAST(%(tag_values)s AS varchar[])) AS u(k, v) WHERE EXISTS (SELECT 1 FROM r)) "
-    "SELECT e.lifecycle_stage, (SELECT artifact_uri FROM r) FROM e"
-)
-
-#: Distinct search requests whose compiled SQL is kept (the cache starts over when full).
-SEARCH_SQL_CACHE_SIZE = 256
-
 _KEY_TABLES = {"metric": t.latest_metrics, "param": t.params, "tag": t.tags}
 
 
@@ -68,8 +49,8 @@ class RunsMixin(RunReadsMixin):
         number = parse_experiment_id(experiment_id)
         run_id = uuid.uuid4().hex
         unique_tags = {tag.key: tag.value for tag in tags}
-        if self._pg is not None:
-            stage, artifact_uri = self._pg_create_run_one_shot(
+        if self._fast is not None:
+            stage, artifact_uri = self._fast.create_run(
                 number, run_id, run_name, user_id, start_time, unique_tags
             )
         else:
@@ -139,35 +120,6 @@ class RunsMixin(RunReadsMixin):
             )
         return t.ACTIVE, artifact_uri
 
-    def _pg_create_run_one_shot(
-        self,
-        number: int,
-        run_id: str,
-        run_name: str,
-        user_id: str,
-        start_time: int,
-        tags: dict[str, str],
-    ) -> tuple[str | None, str]:
-        """The run and its tags in ONE autocommitted statement (one round trip instead of
-        BEGIN, lookup, two inserts and COMMIT); nothing is written unless the experiment is
-        active."""
-        assert self._commits is not None
-        row = self._commits.execute(
-            _PG_CREATE_RUN,
-            {
-                "experiment_id": number,
-                "run_id": run_id,
-                "name": run_name,
-                "user_id": user_id,
-                "start_time": start_time,
-                "tag_keys": list(tags),
-                "tag_values": list(tags.values()),
-            },
-        )
-        if row is None:
-            return None, ""
-        return row[0], row[1] or ""
-
     def get_run(self, run_id: str) -> tracking_pb2.Run:
         with self._read() as conn:
             found = self._run_data(conn, [run_id])
@@ -182,11 +134,9 @@ class RunsMixin(RunReadsMixin):
         return run_info_from_row(row)
 
     def _set_run_name_tag(self, conn: Any, run_id: str, run_name: str) -> None:
-        statement = self._insert(t.tags).values(run_uuid=run_id, key=RUN_NAME_TAG, value=run_name)
         conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["run_uuid", "key"], set_={"value": statement.excluded.value}
-            )
+            self._upsert(t.tags, ("run_uuid", "key"), ("value",)),
+            {"run_uuid": run_id, "key": RUN_NAME_TAG, "value": run_name},
         )
 
     def update_run(
@@ -237,9 +187,6 @@ class RunsMixin(RunReadsMixin):
 
     # -------------------------------------------------------------------- search
 
-    #: PostgreSQL search statements compiled to SQL text, by request (see search_runs).
-    _search_sql: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] | None = None
-
     def search_runs(
         self,
         experiment_ids: Sequence[str],
@@ -251,39 +198,20 @@ class RunsMixin(RunReadsMixin):
     ) -> tuple[list[tracking_pb2.Run], str]:
         offset = decode_page_token(page_token, "runs")
         limit = max_results + 1
-        if self._pg is not None:
-            # Building, cache-keying and compiling this statement costs more CPU than the
-            # database spends running it, and dashboards repeat the same search: the SQL text
-            # (with its bound values) is kept per request, and run again as is.
-            key = (tuple(experiment_ids), filter_string, view_type, tuple(order_by), offset, limit)
-            cache = self._search_sql
-            if cache is None:
-                cache = self._search_sql = {}
-            sql = cache.get(key)
-            if sql is None:
-                compiled = self._search_statement(
-                    experiment_ids, filter_string, view_type, order_by, offset, limit
-                ).compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
-                sql = (compiled.string, dict(compiled.params))
-                if len(cache) >= SEARCH_SQL_CACHE_SIZE:
-                    cache.clear()
-                cache[key] = sql
-            # One statement: autocommit spares the BEGIN and ROLLBACK round trips of a read
-            # transaction, and READ COMMITTED gives it the same snapshot either way. Never
-            # prepared: a generic plan cannot see the bound experiment, filter values and limit,
-            # and measured ~2 ms slower than the plan made for them (planning costs ~0.5 ms).
-            assert self._pg is not None
-            with self._pg.cursor() as cursor:
-                rows = cursor.execute(sql[0], sql[1], prepare=False).fetchall()
-            runs, with_inputs = self._runs_from_page_rows(rows)
-        else:
-            statement = self._search_statement(
+
+        def statement() -> Any:
+            return self._search_statement(
                 experiment_ids, filter_string, view_type, order_by, offset, limit
             )
+
+        rows: Sequence[Any]
+        if self._fast is not None:
+            key = (tuple(experiment_ids), filter_string, view_type, tuple(order_by), offset, limit)
+            rows = self._fast.search_rows(key, statement)
+        else:
             with self._read() as conn:
-                runs, with_inputs = self._runs_from_page_rows(
-                    conn.execute(statement).cursor.fetchall()
-                )
+                rows = conn.execute(statement()).cursor.fetchall()
+        runs, with_inputs = self._runs_from_page_rows(rows)
         more = len(runs) > max_results
         runs = runs[:max_results]
         # Dataset inputs, as MLflow's search returns them: only runs that have some cost a read.

@@ -27,10 +27,16 @@ class SqlTrackingStore(
     """Tracking store on a SQL database; migrates the schema to the latest revision on open."""
 
     def __init__(
-        self, store_uri: str | Engine, default_artifact_root: str, *, migrate: bool = True
+        self,
+        store_uri: str | Engine,
+        default_artifact_root: str,
+        *,
+        migrate: bool = True,
+        fast_paths: bool = True,
     ) -> None:
+        """``fast_paths=False``: the plain path only, also on PostgreSQL (pg_fast.py)."""
         engine = make_engine(store_uri) if isinstance(store_uri, str) else store_uri
-        super().__init__(engine, default_artifact_root)
+        super().__init__(engine, default_artifact_root, fast_paths=fast_paths)
         if migrate:
             from mlgrid_services.tracking.migrations import upgrade
 
@@ -39,6 +45,6 @@ class SqlTrackingStore(
         self._fix_default_location()
 
     def close(self) -> None:
-        if self._pg is not None:
-            self._pg.close()
+        if self._fast is not None:
+            self._fast.close()
         self.engine.dispose()

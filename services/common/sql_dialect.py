@@ -1,0 +1,69 @@
+"""What differs between the SQL databases the stores run on, in one place: each store operation
+has one statement, built here where a database spells it its own way.
+
+- :func:`insert_ignore`: insert rows, skipping those whose key is already stored
+  (``ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite, ``INSERT IGNORE`` on MySQL/MariaDB).
+- :func:`upsert`: insert rows, or overwrite the named columns of a row with the same key
+  (``ON CONFLICT … DO UPDATE`` / ``ON DUPLICATE KEY UPDATE``).
+- :func:`ids_condition` / :func:`ids_value`: ``column IN <many ids>``, bound as ONE parameter
+  where the database allows (a PostgreSQL array, a JSON list on SQLite), so statements over a
+  page of up to 50,000 runs stay cheap to build and within SQLite's limit on bound parameters;
+  MySQL/MariaDB take an expanded list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+POSTGRESQL = "postgresql"
+SQLITE = "sqlite"
+#: SQLAlchemy names MariaDB's dialect "mysql" too (its is_mariadb flag tells them apart).
+MYSQL = "mysql"
+
+
+def insert_ignore(dialect: str, table: sa.Table) -> Any:
+    """An INSERT into ``table`` that skips rows whose primary or unique key is stored already."""
+    if dialect == MYSQL:
+        return mysql.insert(table).prefix_with("IGNORE")
+    module = postgresql if dialect == POSTGRESQL else sqlite
+    return module.insert(table).on_conflict_do_nothing()
+
+
+def upsert(dialect: str, table: sa.Table, key: Sequence[str], columns: Sequence[str]) -> Any:
+    """An INSERT into ``table`` that, for a row whose key ``key`` exists, sets ``columns`` to
+    the new row's values instead (last writer wins)."""
+    if dialect == MYSQL:
+        statement = mysql.insert(table)
+        return statement.on_duplicate_key_update(
+            {name: statement.inserted[name] for name in columns}
+        )
+    module = postgresql if dialect == POSTGRESQL else sqlite
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(key), set_={name: statement.excluded[name] for name in columns}
+    )
+
+
+def ids_condition(dialect: str, column: Any, name: str = "ids") -> Any:
+    """``column IN`` the ids bound as the one parameter ``name`` (see :func:`ids_value`)."""
+    if dialect == MYSQL:
+        return column.in_(sa.bindparam(name, expanding=True))  # 65,535 parameters allowed
+    ids = sa.bindparam(name, type_=sa.String)
+    if dialect == POSTGRESQL:
+        return column == sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
+    return column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(ids)))
+
+
+def ids_value(dialect: str, ids: Sequence[str]) -> Any:
+    """The parameter of :func:`ids_condition` for ``ids`` (run ids: [A-Za-z0-9_-], nothing to
+    quote in PostgreSQL's array literal)."""
+    if dialect == MYSQL:
+        return list(ids)
+    if dialect == POSTGRESQL:
+        return "{" + ",".join(ids) + "}"
+    return json.dumps(list(ids))
