@@ -58,6 +58,8 @@ class Submission:
     build_image: bool = False
     #: Store named by the caller's metadata (forwarded on tracking calls and to the child).
     store_uri: str | None = None
+    #: An existing active run to execute in (None: create one).
+    run_id: str | None = None
 
     @property
     def base_dir(self) -> Path:

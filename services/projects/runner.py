@@ -111,12 +111,19 @@ class ProjectRunner:
         loaded = load_submission(sub, sub.tracking_uri or self.child_tracking_uri)
         try:
             backend.check(loaded.request)
-            experiment_id = self.tracking.resolve_experiment(
-                sub.experiment_id, sub.experiment_name, sub.store_uri
-            )
-            run = self.tracking.create_run(
-                experiment_id, sub.user_id, sub.run_name, run_tags(sub, loaded), sub.store_uri
-            )
+            if sub.run_id:
+                run = self._requested_run(sub)
+                experiment_id = run.info.experiment_id
+                self.tracking.set_tags(
+                    run.info.run_id, run_tags(sub, loaded).items(), sub.store_uri
+                )
+            else:
+                experiment_id = self.tracking.resolve_experiment(
+                    sub.experiment_id, sub.experiment_name, sub.store_uri
+                )
+                run = self.tracking.create_run(
+                    experiment_id, sub.user_id, sub.run_name, run_tags(sub, loaded), sub.store_uri
+                )
         except BaseException:
             loaded.discard()
             raise
@@ -136,6 +143,29 @@ class ProjectRunner:
             raise InvalidParameterValue(f"run {run_id} could not start: {exc}") from exc
         self._remember(run_id, submitted)
         return submitted
+
+    def _requested_run(self, sub: Submission) -> tracking_pb2.Run:
+        """The existing run a submission names (MLflow's ``run_id``): it must still be active,
+        and in the experiment the submission names, if it names one."""
+        assert sub.run_id is not None
+        run = self.tracking.get_run(sub.run_id, sub.store_uri)
+        if run.info.lifecycle_stage == "deleted":
+            raise InvalidParameterValue(f"run_id {sub.run_id!r} names a deleted run")
+        if run.info.status not in (
+            tracking_pb2.RUN_STATUS_RUNNING,
+            tracking_pb2.RUN_STATUS_SCHEDULED,
+        ):
+            status = _STATUS_NAMES.get(run.info.status, str(run.info.status))
+            raise InvalidParameterValue(
+                f"run_id {sub.run_id!r} names a run that has ended ({status}); give a run that "
+                "is still active, or no run_id to create one"
+            )
+        if sub.experiment_id and sub.experiment_id != run.info.experiment_id:
+            raise InvalidParameterValue(
+                f"run_id {sub.run_id!r} belongs to experiment {run.info.experiment_id}, not to "
+                f"experiment_id {sub.experiment_id!r}"
+            )
+        return run
 
     def _remember(self, run_id: str, submitted: SubmittedRun) -> None:
         with self._lock:

@@ -87,6 +87,7 @@ class ProjectsServicer(pb_grpc.ProjectsServiceServicer):
             working_directory=request.working_directory,
             build_image=request.build_image,
             store_uri=_store_uri(context),
+            run_id=request.run_id or None,
         )
         submitted = self.runner.submit(submission)
         return pb.SubmitRunResponse(run_id=submitted.run_id, status=_STATUS[submitted.get_status()])

@@ -126,6 +126,10 @@ class TrackingClient:
         )
         self._call("LogBatch", request, store_uri)
 
+    def get_run(self, run_id: str, store_uri: str | None = None) -> tracking_pb2.Run:
+        answer = self._call("GetRun", tracking_service_pb2.GetRunRequest(run_id=run_id), store_uri)
+        return answer.run
+
     def artifact_uri(self, run_id: str, store_uri: str | None = None) -> str:
         """The root of the run's artifacts."""
         answer = self._call("GetRun", tracking_service_pb2.GetRunRequest(run_id=run_id), store_uri)

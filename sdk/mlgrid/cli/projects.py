@@ -49,6 +49,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--run-name", default=None, help="Name of the tracking run.")
 @click.option("--build-image", is_flag=True, help="Docker projects: build an image with the code.")
 @click.option("--no-wait", is_flag=True, help="Return once the run has started.")
+@click.option("--run-id", default=None, help="An existing active run to execute in.")
 def run(
     uri: str,
     entry_point: str,
@@ -62,6 +63,7 @@ def run(
     run_name: str | None,
     build_image: bool,
     no_wait: bool,
+    run_id: str | None,
 ) -> None:
     """Run the project at URI (a directory, git URI, or zip), following its output."""
     from mlgrid import projects
@@ -81,6 +83,7 @@ def run(
             synchronous=not no_wait,
             run_name=run_name,
             build_image=build_image,
+            run_id=run_id,
         )
     except ExecutionException as exc:
         click.echo(f"mlgrid run: {exc.message}", err=True)

@@ -106,11 +106,14 @@ def run(
     synchronous: bool = True,
     run_name: str | None = None,
     build_image: bool = False,
+    run_id: str | None = None,
 ) -> RemoteSubmittedRun:
     """Runs a project (directory, git repository or zip) and returns the submitted run.
 
     Synchronous runs print the run's output live and raise :class:`ExecutionException` when
     the run does not finish successfully; asynchronous runs return once the run has started.
+    ``run_id`` names an existing, still active run to execute in (its experiment is used), on
+    every backend; by default a new run is created.
     """
     from mlgrid.tracking_uri import get_tracking_transport
 
@@ -145,6 +148,7 @@ def run(
         build_image=build_image,
         user_id=user,
         working_directory=os.getcwd(),
+        run_id=run_id or "",
     )
     answer = transport.call(transport.projects.SubmitRun, request)
     submitted = RemoteSubmittedRun(transport, backend, answer.run_id)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mlgrid/api/projects/v1/projects_service.proto\x12\x16mlgrid.api.projects.v1\"\xa2\x03\n\x10SubmitRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12L\n\nparameters\x18\x05 \x03(\x0b\x32\x38.mlgrid.api.projects.v1.SubmitRunRequest.ParametersEntry\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\x12\x17\n\x0f\x65xperiment_name\x18\x07 \x01(\t\x12\x1b\n\x13\x62\x61\x63kend_config_json\x18\x08 \x01(\t\x12\x13\n\x0b\x65nv_manager\x18\t \x01(\t\x12\x10\n\x08run_name\x18\n \x01(\t\x12\x14\n\x0ctracking_uri\x18\x0b \x01(\t\x12\x13\n\x0b\x62uild_image\x18\x0c \x01(\x08\x12\x0f\n\x07user_id\x18\r \x01(\t\x12\x19\n\x11working_directory\x18\x0e \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x11SubmitRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x38\n\x06status\x18\x02 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\"6\n\x13GetRunStatusRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"\x87\x01\n\x14GetRunStatusResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0c\n\n_exit_code\"J\n\x0eWaitRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"\x82\x01\n\x0fWaitRunResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0c\n\n_exit_code\"3\n\x10\x43\x61ncelRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"M\n\x11\x43\x61ncelRunResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\"G\n\x14StreamRunLogsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"k\n\x15StreamRunLogsResponse\x12\x31\n\x06stream\x18\x01 \x01(\x0e\x32!.mlgrid.api.projects.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03*\xd7\x01\n\x10ProjectRunStatus\x12\"\n\x1ePROJECT_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPROJECT_RUN_STATUS_RUNNING\x10\x01\x12 \n\x1cPROJECT_RUN_STATUS_SCHEDULED\x10\x02\x12\x1f\n\x1bPROJECT_RUN_STATUS_FINISHED\x10\x03\x12\x1d\n\x19PROJECT_RUN_STATUS_FAILED\x10\x04\x12\x1d\n\x19PROJECT_RUN_STATUS_KILLED\x10\x05*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\x8c\x04\n\x0fProjectsService\x12`\n\tSubmitRun\x12(.mlgrid.api.projects.v1.SubmitRunRequest\x1a).mlgrid.api.projects.v1.SubmitRunResponse\x12i\n\x0cGetRunStatus\x12+.mlgrid.api.projects.v1.GetRunStatusRequest\x1a,.mlgrid.api.projects.v1.GetRunStatusResponse\x12Z\n\x07WaitRun\x12&.mlgrid.api.projects.v1.WaitRunRequest\x1a\'.mlgrid.api.projects.v1.WaitRunResponse\x12`\n\tCancelRun\x12(.mlgrid.api.projects.v1.CancelRunRequest\x1a).mlgrid.api.projects.v1.CancelRunResponse\x12n\n\rStreamRunLogs\x12,.mlgrid.api.projects.v1.StreamRunLogsRequest\x1a-.mlgrid.api.projects.v1.StreamRunLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mlgrid/api/projects/v1/projects_service.proto\x12\x16mlgrid.api.projects.v1\"\xb2\x03\n\x10SubmitRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12L\n\nparameters\x18\x05 \x03(\x0b\x32\x38.mlgrid.api.projects.v1.SubmitRunRequest.ParametersEntry\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\x12\x17\n\x0f\x65xperiment_name\x18\x07 \x01(\t\x12\x1b\n\x13\x62\x61\x63kend_config_json\x18\x08 \x01(\t\x12\x13\n\x0b\x65nv_manager\x18\t \x01(\t\x12\x10\n\x08run_name\x18\n \x01(\t\x12\x14\n\x0ctracking_uri\x18\x0b \x01(\t\x12\x13\n\x0b\x62uild_image\x18\x0c \x01(\x08\x12\x0f\n\x07user_id\x18\r \x01(\t\x12\x19\n\x11working_directory\x18\x0e \x01(\t\x12\x0e\n\x06run_id\x18\x0f \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x11SubmitRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x38\n\x06status\x18\x02 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\"6\n\x13GetRunStatusRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"\x87\x01\n\x14GetRunStatusResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0c\n\n_exit_code\"J\n\x0eWaitRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\"\x82\x01\n\x0fWaitRunResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x03 \x01(\tB\x0c\n\n_exit_code\"3\n\x10\x43\x61ncelRunRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"M\n\x11\x43\x61ncelRunResponse\x12\x38\n\x06status\x18\x01 \x01(\x0e\x32(.mlgrid.api.projects.v1.ProjectRunStatus\"G\n\x14StreamRunLogsRequest\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"k\n\x15StreamRunLogsResponse\x12\x31\n\x06stream\x18\x01 \x01(\x0e\x32!.mlgrid.api.projects.v1.LogStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\ttimestamp\x18\x03 \x01(\x03*\xd7\x01\n\x10ProjectRunStatus\x12\"\n\x1ePROJECT_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPROJECT_RUN_STATUS_RUNNING\x10\x01\x12 \n\x1cPROJECT_RUN_STATUS_SCHEDULED\x10\x02\x12\x1f\n\x1bPROJECT_RUN_STATUS_FINISHED\x10\x03\x12\x1d\n\x19PROJECT_RUN_STATUS_FAILED\x10\x04\x12\x1d\n\x19PROJECT_RUN_STATUS_KILLED\x10\x05*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\x8c\x04\n\x0fProjectsService\x12`\n\tSubmitRun\x12(.mlgrid.api.projects.v1.SubmitRunRequest\x1a).mlgrid.api.projects.v1.SubmitRunResponse\x12i\n\x0cGetRunStatus\x12+.mlgrid.api.projects.v1.GetRunStatusRequest\x1a,.mlgrid.api.projects.v1.GetRunStatusResponse\x12Z\n\x07WaitRun\x12&.mlgrid.api.projects.v1.WaitRunRequest\x1a\'.mlgrid.api.projects.v1.WaitRunResponse\x12`\n\tCancelRun\x12(.mlgrid.api.projects.v1.CancelRunRequest\x1a).mlgrid.api.projects.v1.CancelRunResponse\x12n\n\rStreamRunLogs\x12,.mlgrid.api.projects.v1.StreamRunLogsRequest\x1a-.mlgrid.api.projects.v1.StreamRunLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_PROJECTRUNSTATUS']._serialized_start=1307
-  _globals['_PROJECTRUNSTATUS']._serialized_end=1522
-  _globals['_LOGSTREAM']._serialized_start=1524
-  _globals['_LOGSTREAM']._serialized_end=1632
+  _globals['_PROJECTRUNSTATUS']._serialized_start=1323
+  _globals['_PROJECTRUNSTATUS']._serialized_end=1538
+  _globals['_LOGSTREAM']._serialized_start=1540
+  _globals['_LOGSTREAM']._serialized_end=1648
   _globals['_SUBMITRUNREQUEST']._serialized_start=74
-  _globals['_SUBMITRUNREQUEST']._serialized_end=492
-  _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._serialized_start=443
-  _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._serialized_end=492
-  _globals['_SUBMITRUNRESPONSE']._serialized_start=494
-  _globals['_SUBMITRUNRESPONSE']._serialized_end=587
-  _globals['_GETRUNSTATUSREQUEST']._serialized_start=589
-  _globals['_GETRUNSTATUSREQUEST']._serialized_end=643
-  _globals['_GETRUNSTATUSRESPONSE']._serialized_start=646
-  _globals['_GETRUNSTATUSRESPONSE']._serialized_end=781
-  _globals['_WAITRUNREQUEST']._serialized_start=783
-  _globals['_WAITRUNREQUEST']._serialized_end=857
-  _globals['_WAITRUNRESPONSE']._serialized_start=860
-  _globals['_WAITRUNRESPONSE']._serialized_end=990
-  _globals['_CANCELRUNREQUEST']._serialized_start=992
-  _globals['_CANCELRUNREQUEST']._serialized_end=1043
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1045
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1122
-  _globals['_STREAMRUNLOGSREQUEST']._serialized_start=1124
-  _globals['_STREAMRUNLOGSREQUEST']._serialized_end=1195
-  _globals['_STREAMRUNLOGSRESPONSE']._serialized_start=1197
-  _globals['_STREAMRUNLOGSRESPONSE']._serialized_end=1304
-  _globals['_PROJECTSSERVICE']._serialized_start=1635
-  _globals['_PROJECTSSERVICE']._serialized_end=2159
+  _globals['_SUBMITRUNREQUEST']._serialized_end=508
+  _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._serialized_start=459
+  _globals['_SUBMITRUNREQUEST_PARAMETERSENTRY']._serialized_end=508
+  _globals['_SUBMITRUNRESPONSE']._serialized_start=510
+  _globals['_SUBMITRUNRESPONSE']._serialized_end=603
+  _globals['_GETRUNSTATUSREQUEST']._serialized_start=605
+  _globals['_GETRUNSTATUSREQUEST']._serialized_end=659
+  _globals['_GETRUNSTATUSRESPONSE']._serialized_start=662
+  _globals['_GETRUNSTATUSRESPONSE']._serialized_end=797
+  _globals['_WAITRUNREQUEST']._serialized_start=799
+  _globals['_WAITRUNREQUEST']._serialized_end=873
+  _globals['_WAITRUNRESPONSE']._serialized_start=876
+  _globals['_WAITRUNRESPONSE']._serialized_end=1006
+  _globals['_CANCELRUNREQUEST']._serialized_start=1008
+  _globals['_CANCELRUNREQUEST']._serialized_end=1059
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1061
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1138
+  _globals['_STREAMRUNLOGSREQUEST']._serialized_start=1140
+  _globals['_STREAMRUNLOGSREQUEST']._serialized_end=1211
+  _globals['_STREAMRUNLOGSRESPONSE']._serialized_start=1213
+  _globals['_STREAMRUNLOGSRESPONSE']._serialized_end=1320
+  _globals['_PROJECTSSERVICE']._serialized_start=1651
+  _globals['_PROJECTSSERVICE']._serialized_end=2175
 # @@protoc_insertion_point(module_scope)

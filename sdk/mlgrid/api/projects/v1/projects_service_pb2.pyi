@@ -126,6 +126,7 @@ class SubmitRunRequest(_message.Message):
     BUILD_IMAGE_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     WORKING_DIRECTORY_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     backend: _builtins.str
     """Backend name: "local" (default), "docker", "kubernetes", or a plugin's."""
     uri: _builtins.str
@@ -156,6 +157,10 @@ class SubmitRunRequest(_message.Message):
     """The client's working directory: relative local project paths and relative `path`/`uri`
     parameter values resolve against it (the service's own when empty).
     """
+    run_id: _builtins.str
+    """An existing, still active tracking run to run the project in (MLflow's run_id argument);
+    its experiment is used. Empty: a new run is created.
+    """
     @_builtins.property
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Parameter values by name; undeclared ones are appended as --key value."""
@@ -177,10 +182,11 @@ class SubmitRunRequest(_message.Message):
         build_image: _builtins.bool = ...,
         user_id: _builtins.str = ...,
         working_directory: _builtins.str = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "backend_config_json", b"backend_config_json", "build_image", b"build_image", "entry_point", b"entry_point", "env_manager", b"env_manager", "experiment_id", b"experiment_id", "experiment_name", b"experiment_name", "parameters", b"parameters", "run_name", b"run_name", "tracking_uri", b"tracking_uri", "uri", b"uri", "user_id", b"user_id", "version", b"version", "working_directory", b"working_directory"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "backend_config_json", b"backend_config_json", "build_image", b"build_image", "entry_point", b"entry_point", "env_manager", b"env_manager", "experiment_id", b"experiment_id", "experiment_name", b"experiment_name", "parameters", b"parameters", "run_id", b"run_id", "run_name", b"run_name", "tracking_uri", b"tracking_uri", "uri", b"uri", "user_id", b"user_id", "version", b"version", "working_directory", b"working_directory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
