@@ -224,6 +224,23 @@ MLGRID_GIT_TIMEOUT = EnvironmentVariable(
     "Seconds allowed for git context lookups.",
     fallback=None,
 )
+MLGRID_ARTIFACTS_ALLOWED_ROOTS = EnvironmentVariable[str | None](
+    "MLGRID_ARTIFACTS_ALLOWED_ROOTS",
+    _parse_str,
+    None,
+    "Artifact locations clients may name besides the default artifact root, comma-separated: "
+    "root URIs of any scheme (file:///data, /data, s3://bucket/prefix, a plugin's), "
+    "'<scheme>:*' for every location of a scheme, '*' for any (docs/limits.md).",
+    fallback=None,
+)
+MLGRID_ARTIFACTS_SWEEP_INTERVAL = EnvironmentVariable(
+    "MLGRID_ARTIFACTS_SWEEP_INTERVAL",
+    _parse_positive_float,
+    3600.0,
+    "Artifacts service: seconds between sweeps for temp files that killed uploads left behind "
+    "(one sweep also runs at start).",
+    fallback=None,
+)
 MLGRID_ARTIFACTS_MAX_TRANSFERS = EnvironmentVariable(
     "MLGRID_ARTIFACTS_MAX_TRANSFERS",
     _parse_positive_int,

@@ -5,15 +5,21 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from pathlib import Path
 
 import grpc
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2, artifacts_service_pb2_grpc
+from mlgrid.environment import MLGRID_ARTIFACTS_ALLOWED_ROOTS, MLGRID_ARTIFACTS_SWEEP_INTERVAL
+from mlgrid.exceptions import InvalidParameterValue
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.location_policy import policy_for
+from mlgrid_services.common.paths import check_uri
 from mlgrid_services.common.server import ServedService
 
-from .domain import ArtifactsDomain, allowed_roots_from_env
+from .domain import ArtifactsDomain
+from .orphans import OrphanSweeper
 from .repositories import ARTIFACT_REPOSITORIES
 from .servicer import ArtifactsServicer
 
@@ -36,18 +42,18 @@ BULK_SERVER_OPTIONS = [
 SERVICE_NAME = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
 
 
-def allowed_file_roots(config: ServiceConfig) -> list[str] | None:
-    """Local roots clients may use: the default artifact root (when local) and the env list.
-
-    None (any local root) when ``MLGRID_ARTIFACTS_ALLOWED_ROOTS`` is ``*``, or in embedded mode
-    (the stack talks over a private unix socket, so its only client is the process that owns
-    the files anyway, and MLflow users expect experiments to put artifacts anywhere).
-    """
-    extra = allowed_roots_from_env()
-    if extra == ["*"] or (config.gateway_target or "").startswith("unix:"):
-        return None
-    roots = [config.effective_artifact_root, *extra]
-    return [r for r in roots if r.startswith("file:") or r.startswith("/")]
+def local_roots(config: ServiceConfig) -> list[Path]:
+    """The local directories the service writes below (for the orphaned temp file sweeper)."""
+    entries = [config.effective_artifact_root]
+    entries += [e.strip() for e in (MLGRID_ARTIFACTS_ALLOWED_ROOTS.get() or "").split(",")]
+    roots = []
+    for entry in entries:
+        if entry.startswith("file:") or entry.startswith("/"):
+            try:
+                roots.append(check_uri(entry, "allowed root").local_path())
+            except InvalidParameterValue:
+                continue
+    return roots
 
 
 def _keep_memory_flat() -> None:
@@ -80,7 +86,9 @@ def create(config: ServiceConfig) -> ServiceApp:
     if not (config.gateway_target or "").startswith("unix:"):
         # A process of its own (not embedded in a user's program, whose allocator we leave be).
         _keep_memory_flat()
-    servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config)))
+    servicer = ArtifactsServicer(ArtifactsDomain(policy_for(config)))
+    # Temp files of uploads a killed process left behind: removed now and on a timer.
+    sweeper = OrphanSweeper(local_roots(config), MLGRID_ARTIFACTS_SWEEP_INTERVAL.get()).start()
 
     def register(server: grpc.Server) -> None:
         artifacts_service_pb2_grpc.add_ArtifactsServiceServicer_to_server(servicer, server)
@@ -91,4 +99,4 @@ def create(config: ServiceConfig) -> ServiceApp:
         schemes=ARTIFACT_REPOSITORIES.schemes(),
         server_options=BULK_SERVER_OPTIONS,
     )
-    return ServiceApp(services=[service])
+    return ServiceApp(services=[service], close=sweeper.close)

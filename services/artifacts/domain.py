@@ -1,18 +1,20 @@
 """Artifacts domain logic: check what clients name, pick the repository, verify what arrives.
 
 Every artifact URI and path is checked here (``mlgrid_services.common.paths``) before any
-repository sees it, so a hostile request is refused before anything is written or read. Local
-(``file``) roots must also lie inside an allowed root (the deployment's default artifact root and
-``MLGRID_ARTIFACTS_ALLOWED_ROOTS``), so a client cannot point the service at ``file:///etc``.
+repository sees it, so a hostile request is refused before anything is written or read. Every
+root, of any scheme, must also be allowed by the deployment's location policy
+(``mlgrid_services.common.location_policy``: the default artifact root and
+``MLGRID_ARTIFACTS_ALLOWED_ROOTS``), so a client cannot point the service at ``file:///etc``, at
+someone else's bucket, or at local files through a plugin's repository.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlgrid.artifacts.repository import (
     ArtifactRepository,
@@ -25,15 +27,13 @@ from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_BATCH_FILES
 from mlgrid.plugins import SchemeRegistry
 from mlgrid.store.paging import decode_page_key, encode_page_key
-from mlgrid_services.common.paths import check_inside_any_root, check_relative_path, check_uri
+from mlgrid_services.common.location_policy import DeploymentPolicy, LocationPolicy
+from mlgrid_services.common.paths import check_relative_path
 
 from .hashing import StreamDigest
 from .repositories import ARTIFACT_REPOSITORIES
 from .repositories.file import RESERVED_PREFIX
 
-#: Extra local roots (URIs or absolute paths) the service may use, separated by commas;
-#: ``*`` allows any local root.
-ALLOWED_ROOTS_ENV = "MLGRID_ARTIFACTS_ALLOWED_ROOTS"
 _CACHE_SIZE = 256
 _MAX_EXPIRY = 7 * 24 * 3600
 
@@ -47,25 +47,16 @@ class DownloadItem:
     chunks: Iterator[bytes]
 
 
-def allowed_roots_from_env() -> list[str]:
-    raw = os.environ.get(ALLOWED_ROOTS_ENV, "")
-    return [r.strip() for r in raw.split(",") if r.strip()]
-
-
 class ArtifactsDomain:
     """What the ArtifactsService does, independent of gRPC."""
 
     def __init__(
         self,
-        allowed_file_roots: list[str] | None,
+        policy: DeploymentPolicy | None,
         registry: SchemeRegistry[ArtifactRepository] = ARTIFACT_REPOSITORIES,
     ) -> None:
-        #: Local roots clients may name (None: any); keeps file:///etc out of reach.
-        self._allowed_file_roots = (
-            None
-            if allowed_file_roots is None
-            else [check_uri(r, "allowed root").path for r in allowed_file_roots]
-        )
+        #: Which roots clients may name (None: any); keeps file:///etc out of reach.
+        self._policy = policy
         self._registry = registry
         self._repositories: OrderedDict[str, ArtifactRepository] = OrderedDict()
         self._lock = threading.Lock()
@@ -79,11 +70,13 @@ class ArtifactsDomain:
             if cached is not None:
                 self._repositories.move_to_end(artifact_uri)
                 return cached
-        parsed = check_uri(artifact_uri, "artifact_uri")
-        if parsed.is_local and self._allowed_file_roots is not None:
-            roots = [f"file://{r}" for r in self._allowed_file_roots]
-            check_inside_any_root(artifact_uri, roots, "artifact_uri")
+        policy = self._policy.current() if self._policy is not None else None
+        parsed = (policy or LocationPolicy.unrestricted()).check(artifact_uri, "artifact_uri")
         repository = self._registry.get(parsed.scheme)(artifact_uri)
+        local = getattr(repository, "root", None)
+        if policy is not None and not parsed.is_local and isinstance(local, Path):
+            # A plugin's repository that keeps files locally: those files must be allowed too.
+            policy.check_local_mapping(artifact_uri, local, "artifact_uri")
         with self._lock:
             self._repositories[artifact_uri] = repository
             if len(self._repositories) > _CACHE_SIZE:

@@ -200,9 +200,10 @@ def _registry(cls: type, scheme: str, config: ServiceConfig, store_uri: str | No
 
 def _artifacts(cls: type, scheme: str, config: ServiceConfig, store_uri: str | None) -> ServiceApp:
     from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
-    from mlgrid_services.artifacts.app import SERVICE_NAME, allowed_file_roots
+    from mlgrid_services.artifacts.app import SERVICE_NAME
     from mlgrid_services.artifacts.domain import ArtifactsDomain
     from mlgrid_services.artifacts.servicer import ArtifactsServicer
+    from mlgrid_services.common.location_policy import policy_for
 
     # Only the plugin's scheme: a URI of any other scheme is refused naming this one.
     repositories: SchemeRegistry[Any] = SchemeRegistry(
@@ -211,7 +212,7 @@ def _artifacts(cls: type, scheme: str, config: ServiceConfig, store_uri: str | N
         {scheme: cls},
         discover=False,
     )
-    servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config), repositories))
+    servicer = ArtifactsServicer(ArtifactsDomain(policy_for(config), repositories))
 
     def register(server: grpc.Server) -> None:
         artifacts_service_pb2_grpc.add_ArtifactsServiceServicer_to_server(servicer, server)

@@ -7,6 +7,7 @@ import grpc
 from mlgrid.api.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.server import ServedService
 
 from .servicer import RegistryServicer
@@ -21,7 +22,7 @@ def create(config: ServiceConfig) -> ServiceApp:
     returns the servicer; runs are looked up through ``config.gateway_target``."""
     stores = StoreSet(config.effective_registry_store_uri)
     runs = TrackingRunLookup(config.gateway_target)
-    servicer = RegistryServicer(stores, runs)
+    servicer = RegistryServicer(stores, runs, policy_for(config))
 
     def register(server: grpc.Server) -> None:
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server)

@@ -23,6 +23,7 @@ from mlgrid.registry.store import (
     AbstractRegistryStore,
     Page,
 )
+from mlgrid_services.common.location_policy import DeploymentPolicy
 from mlgrid_services.common.validation import (
     shorten,
     validate_length,
@@ -113,7 +114,14 @@ def page_size(requested: int, default: int, limit: int) -> int:
 class Registry:
     """The registry's operations, with MLflow's rules, over any AbstractRegistryStore."""
 
-    def __init__(self, store: AbstractRegistryStore, run_artifact_uri: RunArtifactLookup) -> None:
+    def __init__(
+        self,
+        store: AbstractRegistryStore,
+        run_artifact_uri: RunArtifactLookup,
+        location_policy: DeploymentPolicy | None = None,
+    ) -> None:
+        #: Which locations a version's source may name (None: any).
+        self.location_policy = location_policy
         self.store = store
         self.run_artifact_uri = run_artifact_uri
 
@@ -176,7 +184,8 @@ class Registry:
         checked_tags = validate_tags(tags)
         validate_length(description, MAX_DESCRIPTION_LENGTH, "description")
         validate_length(user_id, MAX_USER_ID_LENGTH, "user_id")
-        checked = check_source(source, run_id, self.run_artifact_uri)
+        policy = self.location_policy.current() if self.location_policy is not None else None
+        checked = check_source(source, run_id, self.run_artifact_uri, policy)
         storage = checked.storage_location
         if checked.model_version is not None:
             storage = self.store.get_model_version_download_uri(*checked.model_version)

@@ -25,6 +25,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_gr
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.limits import MAX_SOURCE_LENGTH
 from mlgrid_services.common import paths
+from mlgrid_services.common.location_policy import LocationPolicy
 from mlgrid_services.common.validation import shorten, validate_run_id
 
 _MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)/?$")
@@ -51,8 +52,14 @@ class CheckedSource:
 RunArtifactLookup = Callable[[str], str]
 
 
-def check_source(source: str, run_id: str, run_artifact_uri: RunArtifactLookup) -> CheckedSource:
-    """The checked form of ``source`` (InvalidParameterValue naming it when refused)."""
+def check_source(
+    source: str,
+    run_id: str,
+    run_artifact_uri: RunArtifactLookup,
+    policy: LocationPolicy | None = None,
+) -> CheckedSource:
+    """The checked form of ``source`` (InvalidParameterValue naming it when refused). A URI of
+    any other scheme must lie inside the deployment's allowed artifact locations (``policy``)."""
     if not source:
         raise InvalidParameterValue("source is required: the runs:/ URI or location of the model")
     if len(source) > MAX_SOURCE_LENGTH:
@@ -74,6 +81,8 @@ def check_source(source: str, run_id: str, run_artifact_uri: RunArtifactLookup) 
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
         return _check_local_source(source, run_id, run_artifact_uri)
     paths.check_uri(source, "source")  # climbing, encoded climbing, control characters
+    if policy is not None:
+        policy.check(source, "source")
     return CheckedSource(source)
 
 

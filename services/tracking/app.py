@@ -9,6 +9,7 @@ import grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.server import ServedService
 from mlgrid_services.common.store_dispatch import with_plugin_stores
 
@@ -22,15 +23,16 @@ SERVICE_NAME = tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService
 def create(config: ServiceConfig) -> ServiceApp:
     """Opens (and migrates) the store at ``config.backend_store_uri`` and serves it."""
     store = open_store(config.backend_store_uri, config.effective_artifact_root)
+    policy = policy_for(config)
 
     def open_plugin_store(uri: str) -> tuple[TrackingServicer, Callable[[], None]]:
         plugin_store = open_store(uri, config.effective_artifact_root)
-        return TrackingServicer(TrackingDomain(plugin_store)), plugin_store.close
+        return TrackingServicer(TrackingDomain(plugin_store, policy)), plugin_store.close
 
     # Calls naming a store of an installed plugin (metadata mlgrid-store-uri, e.g.
     # file-plugin:///x) are served by that store; every other call by the configured store.
     servicer, close_plugin_stores = with_plugin_stores(
-        TrackingServicer(TrackingDomain(store)),
+        TrackingServicer(TrackingDomain(store, policy)),
         TRACKING_STORES.plugin_schemes(),
         open_plugin_store,
         default_uri=config.backend_store_uri,

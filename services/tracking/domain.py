@@ -25,6 +25,7 @@ from mlgrid.store.search_filter import (
 )
 from mlgrid.store.tracking_store import AbstractTrackingStore, HistoryPoint, MetricBatch
 from mlgrid_services.common import validation as v
+from mlgrid_services.common.location_policy import DeploymentPolicy
 
 from .logged_models import LoggedModelsDomain, check_metric_links
 from .names import generate_run_name
@@ -143,8 +144,13 @@ def check_metric(metric: tracking_pb2.Metric) -> None:
 class TrackingDomain(LoggedModelsDomain):
     """The tracking operations with MLflow's semantics, over ``store``."""
 
-    def __init__(self, store: AbstractTrackingStore) -> None:
+    def __init__(
+        self, store: AbstractTrackingStore, location_policy: DeploymentPolicy | None = None
+    ) -> None:
         self.store = store
+        #: Which artifact locations experiments may name (None: any). The store's own default
+        #: root is always allowed (a plugin store keeps artifacts under its own scheme).
+        self.location_policy = location_policy
 
     # ------------------------------------------------------------ experiments
 
@@ -158,6 +164,11 @@ class TrackingDomain(LoggedModelsDomain):
                 raise InvalidParameterValue(
                     "Invalid artifact_location: it must not contain NUL characters"
                 )
+            if self.location_policy is not None:
+                # Checked now, not at the first upload: the error names the setting to change.
+                own_root = getattr(self.store, "default_artifact_root", "")
+                policy = self.location_policy.current().with_root(own_root)
+                policy.check(artifact_location, "artifact_location")
         for tag in tags:
             v.validate_experiment_tag(tag.key, tag.value)
         return self.store.create_experiment(name, artifact_location or None, tags)

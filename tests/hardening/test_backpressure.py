@@ -13,11 +13,12 @@ import pytest
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc as pb_grpc
-from mlgrid_services.artifacts.app import BULK_SERVER_OPTIONS, SERVICE_NAME, allowed_file_roots
+from mlgrid_services.artifacts.app import BULK_SERVER_OPTIONS, SERVICE_NAME
 from mlgrid_services.artifacts.domain import ArtifactsDomain
 from mlgrid_services.artifacts.servicer import ArtifactsServicer
 from mlgrid_services.artifacts.transfer_gate import TransferGate
 from mlgrid_services.common.config import ServiceConfig
+from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.server import ServedService, start_server
 
 from .measure_backpressure import measure
@@ -32,7 +33,7 @@ def one_slot_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root.mkdir()
     config = ServiceConfig(default_artifact_root=root.as_uri())
     gate = TransferGate()
-    servicer = ArtifactsServicer(ArtifactsDomain(allowed_file_roots(config)), gate)
+    servicer = ArtifactsServicer(ArtifactsDomain(policy_for(config)), gate)
     service = ServedService(
         name=SERVICE_NAME,
         register=lambda server: pb_grpc.add_ArtifactsServiceServicer_to_server(servicer, server),

@@ -10,7 +10,8 @@ has little left to flush; or, where it is switched on, they are written with dir
 What a crash can lose: nothing that was acknowledged. The file's bytes are fsynced before the
 rename, so its name never points at a partial file; the directory is fsynced after the rename,
 so once the upload has returned the name survives a power loss too. A crash before that leaves
-at most a hidden ``.mlgrid-tmp-*`` file, never a half-written artifact.
+at most a hidden ``.mlgrid-tmp-*`` file, never a half-written artifact; the service removes such
+files at start and on a timer (``orphans.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import os
 import queue
 import secrets
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -63,10 +67,27 @@ def start_writeback(fd: int) -> None:
     _start_writeback(fd, 0, 0)
 
 
+@lru_cache(maxsize=1)
+def this_host() -> str:
+    """A short, name-safe tag of this host, put in temp names with the writer's pid so that
+    the sweeper (``orphans.py``) can tell a dead writer's file from a live one's."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def parse_temp_name(name: str) -> tuple[str, int] | None:
+    """(host tag, pid) of a temp file's writer; None for a name in another form."""
+    parts = name[len(TEMP_PREFIX) :].split("-") if name.startswith(TEMP_PREFIX) else []
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
 def create_temp(directory: Path | str) -> tuple[int, str]:
-    """A new, empty hidden temp file in ``directory``: (fd open for writing, its path)."""
+    """A new, empty hidden temp file in ``directory``: (fd open for writing, its path). Its name
+    is ``.mlgrid-tmp-<host>-<pid>-<random>``."""
+    writer = f"{this_host()}-{os.getpid()}"
     for _ in range(100):
-        name = os.path.join(directory, TEMP_PREFIX + secrets.token_hex(8))
+        name = os.path.join(directory, f"{TEMP_PREFIX}{writer}-{secrets.token_hex(8)}")
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
