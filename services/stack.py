@@ -12,12 +12,19 @@ gateway is up, and so does the first database service, which migrates the schema
 database services go once it is ready, so concurrent processes never race on Alembic. Once a
 service is ready, the gateway is told to ask it what it serves.
 
+Faults: a child that dies is started again (after 0.5 s, doubling up to 30 s while it keeps
+dying young) and the parent says so; a restarted service is announced to the gateway again, a
+restarted gateway binds the same port and is told every service's address. Stopping goes in the
+order that lets each process finish and report: projects first (it marks its runs through the
+gateway), then the gateway (its calls in flight finish), then the other services.
+
 This module is also imported by the children for the line protocol; it keeps the services'
 code (SQLAlchemy, cloud clients) out of the parent process, which only supervises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -31,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 #: Line a child prints once it serves: ``mlgrid-ready {"name": ..., "address": ..., "pid": ...}``.
 READY = "mlgrid-ready"
@@ -40,6 +47,13 @@ ROUTED = "mlgrid-routed"
 
 #: Services that use the SQL store; they start after the migrations.
 DATABASE_SERVICES = frozenset({"tracking", "registry"})
+#: Services stopped before the gateway: they report through it while they stop (projects marks
+#: the runs it supervises as ended in tracking).
+STOP_BEFORE_GATEWAY = ("projects",)
+#: Restart delays: the first, the cap, and how long a child must live to count as healthy again.
+RESTART_FIRST_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+RESTART_HEALTHY_AFTER = 60.0
 
 
 def announce(kind: str, **payload: Any) -> None:
@@ -109,8 +123,16 @@ class Child:
 
     name: str
     proc: subprocess.Popen[str]
+    args: list[str] = field(default_factory=list)
     address: str | None = None
     reader: threading.Thread | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    #: Restarts in a row while it kept dying young (sets the backoff).
+    restarts: int = 0
+    #: When a dead child is due to start again (None: it is running).
+    restart_at: float | None = None
+    #: The port it served on: a restarted child binds it again, so every route stays valid.
+    port: int = 0
 
     def send(self, line: str) -> None:
         stdin = self.proc.stdin
@@ -133,10 +155,13 @@ class Stack:
     events: queue.Queue[tuple[str, str | None]] = field(default_factory=queue.Queue)
     started_at: float = field(default_factory=time.monotonic)
     ready_after: float = 0.0
+    #: The port the gateway bound (a restarted gateway binds it again).
+    gateway_port: int = 0
 
     # -- children ------------------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> Child:
+        previous = self.children.get(name)
         command = [sys.executable, "-m", "mlgrid.cli.main", *args]
         proc = subprocess.Popen(
             command,
@@ -149,23 +174,31 @@ class Stack:
             # children in order (gateway first) instead of all at once.
             start_new_session=True,
         )
-        child = Child(name, proc)
+        child = Child(name, proc, args)
+        if previous is not None:
+            child.restarts = previous.restarts
+            child.port = previous.port
+        self.children[name] = child
         child.reader = threading.Thread(
-            target=self._read, args=(name, proc.stdout), name=f"read-{name}", daemon=True
+            target=self._read, args=(name, proc), name=f"read-{name}", daemon=True
         )
         child.reader.start()
-        self.children[name] = child
         return child
 
-    def _read(self, name: str, stream: IO[str] | None) -> None:
-        assert stream is not None
-        for line in stream:
+    def _read(self, name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             if parse_line(line) is not None:
                 self.events.put((name, line))
             else:
                 sys.stdout.write(f"[{name}] {line}")
                 sys.stdout.flush()
-        self.events.put((name, None))  # EOF: the child exited
+        # EOF: the child exited (or is about to). Reported once it has, and only while it is
+        # still the current process of that name (not one already replaced).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if self.children.get(name) is not None and self.children[name].proc is proc:
+            self.events.put((name, None))
 
     def _environment(self) -> dict[str, str]:
         """Store URIs go to the children in their environment, not on their command lines,
@@ -253,6 +286,7 @@ class Stack:
             kind = event["kind"]
             if kind == READY and name == "gateway":
                 gateway.address = event["address"]
+                self.gateway_port = int(event["address"].rsplit(":", 1)[1])
                 self.endpoint = f"grpc://{client_host(o.host)}:{event['address'].rsplit(':', 1)[1]}"
                 for service in first_wave:
                     self.children[service].send(f"go {gateway.address} {self.endpoint}")
@@ -271,13 +305,12 @@ class Stack:
         self.ready_after = time.monotonic() - self.started_at
 
     def stop(self, log: Callable[[str], None]) -> None:
-        """Gateway first (its calls in flight finish), then the services; SIGKILL after grace."""
+        """Projects first (it reports through the gateway), then the gateway (its calls in
+        flight finish), then the other services; SIGKILL after the grace period."""
         gateway = self.children.get("gateway")
-        order = [
-            [gateway] if gateway else [],
-            [c for c in self.children.values() if c is not gateway],
-        ]
-        for group in order:
+        first = [c for n, c in self.children.items() if n in STOP_BEFORE_GATEWAY]
+        rest = [c for c in self.children.values() if c is not gateway and c not in first]
+        for group in (first, [gateway] if gateway else [], rest):
             for child in group:
                 if child.proc.poll() is None:
                     child.proc.send_signal(signal.SIGTERM)
@@ -292,16 +325,67 @@ class Stack:
                 if child.proc.stdin is not None:
                     child.proc.stdin.close()
 
-    def supervise(self, stop: threading.Event) -> str | None:
-        """Waits for a stop request (None) or a child's death (its message)."""
+    def supervise(self, stop: threading.Event, log: Callable[[str], None]) -> None:
+        """Until a stop request: restarts children that die, with backoff, saying so."""
         while not stop.is_set():
+            self._restart_due(log)
             try:
                 name, line = self.events.get(timeout=0.2)
             except queue.Empty:
                 continue
+            child = self.children[name]
             if line is None:
-                return self._exit_message(name)
-        return None
+                if child.restart_at is not None:
+                    continue  # already scheduled
+                if not stop.is_set():
+                    self._schedule_restart(child, log)
+                continue
+            parsed = parse_line(line)
+            if parsed is not None and parsed[0] == READY:
+                self._back(child, parsed[1]["address"], log)
+
+    def _schedule_restart(self, child: Child, log: Callable[[str], None]) -> None:
+        code = child.proc.poll()
+        if time.monotonic() - child.started_at > RESTART_HEALTHY_AFTER:
+            child.restarts = 0
+        delay = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2**child.restarts)
+        child.restarts += 1
+        child.restart_at = time.monotonic() + delay
+        if child.address:
+            child.port = int(child.address.rsplit(":", 1)[1])
+        child.address = None
+        log(
+            f"mlgrid up: the {child.name} process (pid {child.proc.pid}) exited with code {code}; "
+            f"restarting it in {delay:.1f} s (restart {child.restarts})"
+        )
+
+    def _restart_due(self, log: Callable[[str], None]) -> None:
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            if child.restart_at is None or child.restart_at > now:
+                continue
+            args = [*child.args]
+            port = self.gateway_port if name == "gateway" else child.port
+            if port:
+                # The same port: clients, the services and the gateway's routes keep it.
+                args[args.index("--port") + 1] = str(port)
+            replacement = self._spawn(name, args)
+            replacement.args = child.args
+            gateway = self.children.get("gateway")
+            if name != "gateway" and gateway is not None and gateway.address:
+                replacement.send(f"go {gateway.address} {self.endpoint}")
+
+    def _back(self, child: Child, address: str, log: Callable[[str], None]) -> None:
+        child.address = address
+        if child.name == "gateway":
+            for other in self.children.values():
+                if other is not child and other.address:
+                    child.send(f"discover {other.address}")
+        else:
+            gateway = self.children.get("gateway")
+            if gateway is not None:
+                gateway.send(f"discover {address}")
+        log(f"mlgrid up: {child.name} is serving again (pid {child.proc.pid}, {address})")
 
 
 def without_password(uri: str) -> str:
@@ -354,12 +438,8 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
             f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
             "Ctrl-C stops it."
         )
-        died = stack.supervise(stop)
-        if died:
-            echo(f"mlgrid up: {died}; stopping the stack")
-            code = 1
-        else:
-            echo("mlgrid up: stopping")
+        stack.supervise(stop, echo)
+        echo("mlgrid up: stopping")
     finally:
         stack.stop(echo)
         for sig, handler in previous.items():

@@ -7,8 +7,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,15 +141,63 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     transport.close()
 
 
-def test_a_child_that_dies_takes_the_stack_down_with_a_message(stack: UpProcess) -> None:
+def _read_until(stack: UpProcess, text: str, timeout: float) -> str:
+    """Reads the stack's output until a line containing ``text``; returns what was read."""
+    assert stack.proc.stdout is not None
+    seen: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        assert stack.proc.stdout is not None
+        for line in stack.proc.stdout:
+            seen.append(line)
+            if text in line:
+                done.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert done.wait(timeout), f"no {text!r} in:\n{''.join(seen)}"
+    return "".join(seen)
+
+
+def _eventually(call: Callable[[], object], seconds: float = 15.0) -> None:
+    """Retries ``call`` while it fails with a gRPC error (a channel reconnecting after a
+    restart backs off for a moment)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            call()
+            return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _tracking_answers(target: str) -> str:
+    with grpc.insecure_channel(target) as channel:
+        tracking = trk_grpc.TrackingServiceStub(channel)
+        created = tracking.CreateExperiment(
+            trk.CreateExperimentRequest(name=f"after-{time.time_ns()}"), timeout=10
+        )
+    return created.experiment_id
+
+
+def test_a_child_that_dies_is_restarted_and_the_stack_says_so(stack: UpProcess) -> None:
     processes = stack.processes()
-    victim = next(p for p in processes[1:] if "server gateway" not in " ".join(p.cmdline()))
-    victim_name = " ".join(victim.cmdline()).split("server ", 1)[1].split()[0]
+    victim = next(p for p in processes[1:] if "server tracking" in " ".join(p.cmdline()))
     victim.kill()
-    out, _ = stack.proc.communicate(timeout=30)
-    assert stack.proc.returncode == 1
-    assert f"the {victim_name} process (pid {victim.pid}) exited with code -9" in out
-    assert wait_gone(processes, timeout=5) == []
+    out = _read_until(stack, "tracking is serving again", timeout=30)
+    assert f"the tracking process (pid {victim.pid}) exited with code -9; restarting it" in out
+    assert stack.proc.poll() is None, "the stack stopped"
+    _eventually(lambda: _tracking_answers(stack.target))
+    # The gateway too: it comes back on the same port, and routes to every service again.
+    gateway = next(p for p in stack.processes()[1:] if "server gateway" in " ".join(p.cmdline()))
+    gateway.kill()
+    _read_until(stack, "gateway is serving again", timeout=30)
+    _eventually(lambda: _tracking_answers(stack.target))
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.proc.wait(timeout=30) == 0
 
 
 def test_children_stop_when_the_parent_is_killed(stack: UpProcess) -> None:

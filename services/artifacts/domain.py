@@ -27,8 +27,8 @@ from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_BATCH_FILES
 from mlgrid.plugins import SchemeRegistry
 from mlgrid.store.paging import decode_page_key, encode_page_key
-from mlgrid_services.common.location_policy import DeploymentPolicy, LocationPolicy
-from mlgrid_services.common.paths import check_relative_path
+from mlgrid_services.common.location_policy import DeploymentPolicy
+from mlgrid_services.common.paths import check_relative_path, check_uri
 
 from .hashing import StreamDigest
 from .repositories import ARTIFACT_REPOSITORIES
@@ -71,8 +71,11 @@ class ArtifactsDomain:
                 self._repositories.move_to_end(artifact_uri)
                 return cached
         policy = self._policy.current() if self._policy is not None else None
-        parsed = (policy or LocationPolicy.unrestricted()).check(artifact_uri, "artifact_uri")
-        repository = self._registry.get(parsed.scheme)(artifact_uri)
+        parsed = check_uri(artifact_uri, "artifact_uri")
+        repository_class = self._registry.get(parsed.scheme)  # an unknown scheme says so first
+        if policy is not None:
+            policy.check(artifact_uri, "artifact_uri")
+        repository = repository_class(artifact_uri)
         local = getattr(repository, "root", None)
         if policy is not None and not parsed.is_local and isinstance(local, Path):
             # A plugin's repository that keeps files locally: those files must be allowed too.

@@ -19,7 +19,9 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def s3_root(s3_env, s3_bucket: str) -> str:
+def s3_root(s3_env, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    # The service's default root is local: the bucket is allowed as an extra root.
+    monkeypatch.setenv("MLGRID_ARTIFACTS_ALLOWED_ROOTS", f"s3://{s3_bucket}")
     return f"s3://{s3_bucket}/experiments/1/run-a/artifacts"
 
 

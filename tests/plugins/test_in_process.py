@@ -86,6 +86,8 @@ def test_gateway_stack_serves_a_plugin_store_in_process(
 ) -> None:
     store = tmp_path / "remote-plugin"
     monkeypatch.setenv("MLGRID_STORE_URI", f"file-plugin://{store}")
+    # The plugin store keeps artifacts under its own scheme: the deployment allows it.
+    monkeypatch.setenv("MLGRID_ARTIFACTS_ALLOWED_ROOTS", f"file-plugin://{store}")
     client = Client(grpc_stack.tracking_uri)
     experiment_id = client.create_experiment("in-process-plugin")
     run = client.create_run(experiment_id)

@@ -21,7 +21,11 @@ def test_plugin_served_out_of_process_is_routed_by_the_gateway(
     store_dir = tmp_path / "plugin-store"
     store_uri = f"file-plugin://{store_dir}"
     tracking = PluginProcess("mlgrid_test_plugin:PluginFileStore", "file-plugin")
-    artifacts = PluginProcess("mlgrid_test_plugin:PluginLocalArtifactRepository", "file-plugin")
+    artifacts = PluginProcess(
+        "mlgrid_test_plugin:PluginLocalArtifactRepository",
+        "file-plugin",
+        env={"MLGRID_ARTIFACTS_ALLOWED_ROOTS": store_uri},  # the deployment allows the store
+    )
     registry = PluginProcess("mlgrid_test_plugin:PluginRegistrySqlStore", "file-plugin")
     projects: PluginProcess | None = None
     try:

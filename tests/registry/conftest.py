@@ -59,3 +59,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistr
     with pg_store.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY"))
     yield pg_store
+
+
+@pytest.fixture(autouse=True)
+def _s3_sources_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests register versions from made-up buckets (s3://bucket/...); the deployment's
+    location policy (tests/hardening/test_artifact_locations.py) allows them only when told."""
+    monkeypatch.setenv("MLGRID_ARTIFACTS_ALLOWED_ROOTS", "s3:*")
