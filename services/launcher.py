@@ -180,6 +180,8 @@ def serve_gateway(
     parent_pipe: bool = False,
     grace: float = 10.0,
     tunnel_port: int | None = None,
+    rest_port: int | None = None,
+    rest_artifacts_root: str | None = None,
 ) -> None:
     """Runs the gateway until SIGTERM/SIGINT (``mlgrid server gateway``).
 
@@ -191,10 +193,27 @@ def serve_gateway(
 
     _configure_logging("gateway")
     config = load_config(config_path) if config_path else None
+    if rest_port is not None and not rest_artifacts_root:
+        from mlgrid_services.common.config import ServiceConfig
+
+        # The root the services give experiments that name none: what the proxy serves.
+        rest_artifacts_root = ServiceConfig.from_env().effective_artifact_root
     gateway = start_gateway(
-        host=host, port=port, config=config, backends=backends or (), tunnel_port=tunnel_port
+        host=host,
+        port=port,
+        config=config,
+        backends=backends or (),
+        tunnel_port=tunnel_port,
+        rest_port=rest_port,
+        rest_artifacts_root=rest_artifacts_root,
     )
-    announce(READY, name="gateway", address=f"{client_host(host)}:{gateway.port}", pid=os.getpid())
+    announce(
+        READY,
+        name="gateway",
+        address=f"{client_host(host)}:{gateway.port}",
+        pid=os.getpid(),
+        rest=gateway.rest.url if gateway.rest is not None else None,
+    )
 
     def on_line(line: str) -> None:
         command, _, address = line.partition(" ")

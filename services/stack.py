@@ -111,6 +111,8 @@ class StackOptions:
     #: Let clients open tunnels to the tracking and registry backends (services/gateway/tunnel.py)
     #: on a free port the gateway announces; False serves every call through the gateway port.
     tunnels: bool = True
+    #: Port of MLflow's REST API on the gateway (0: any free port); None serves none.
+    rest_port: int | None = None
     #: Seconds children get to finish in-flight calls after SIGTERM before SIGKILL.
     grace: float = 10.0
     #: Seconds to wait for the whole stack to become ready.
@@ -151,6 +153,8 @@ class Stack:
 
     options: StackOptions
     endpoint: str = ""
+    #: ``http://host:port`` of the gateway's MLflow REST API, "" when it serves none.
+    rest_url: str = ""
     children: dict[str, Child] = field(default_factory=dict)
     events: queue.Queue[tuple[str, str | None]] = field(default_factory=queue.Queue)
     started_at: float = field(default_factory=time.monotonic)
@@ -270,6 +274,7 @@ class Stack:
         if o.config_path:
             gateway_args += ["--config", o.config_path]
         gateway_args += ["--tunnel-port", "0"] if o.tunnels else ["--no-tunnel"]
+        gateway_args += ["--no-rest"] if o.rest_port is None else ["--rest-port", str(o.rest_port)]
         gateway = self._spawn("gateway", gateway_args)
         # Every service starts importing at once; each waits for its "go" line (which carries
         # the gateway's address) before it opens stores and binds.
@@ -287,6 +292,7 @@ class Stack:
             if kind == READY and name == "gateway":
                 gateway.address = event["address"]
                 self.gateway_port = int(event["address"].rsplit(":", 1)[1])
+                self.rest_url = event.get("rest") or ""
                 self.endpoint = f"grpc://{client_host(o.host)}:{event['address'].rsplit(':', 1)[1]}"
                 for service in first_wave:
                     self.children[service].send(f"go {gateway.address} {self.endpoint}")
@@ -369,6 +375,9 @@ class Stack:
             if port:
                 # The same port: clients, the services and the gateway's routes keep it.
                 args[args.index("--port") + 1] = str(port)
+            if name == "gateway" and self.rest_url and "--rest-port" in args:
+                # MLflow clients keep the REST URL printed at start: the same port again.
+                args[args.index("--rest-port") + 1] = self.rest_url.rsplit(":", 1)[1]
             replacement = self._spawn(name, args)
             replacement.args = child.args
             gateway = self.children.get("gateway")
@@ -436,7 +445,13 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
             f"  backend store: {without_password(options.backend_store_uri)}\n"
             f"  artifact root: {options.default_artifact_root}\n"
             f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
-            "Ctrl-C stops it."
+            + (
+                f"  MLflow REST API: {stack.rest_url} "
+                f"(export MLFLOW_TRACKING_URI={stack.rest_url})\n"
+                if stack.rest_url
+                else ""
+            )
+            + "Ctrl-C stops it."
         )
         stack.supervise(stop, echo)
         echo("mlgrid up: stopping")

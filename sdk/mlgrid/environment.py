@@ -40,6 +40,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_port(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return value
+
+
 def _parse_positive_float(raw: str) -> float:
     value = float(raw.strip())
     if not value > 0:
@@ -52,6 +59,7 @@ _TYPE_NAMES: dict[Callable[[str], object], str] = {
     _parse_str: "a string",
     _parse_positive_int: "a positive integer",
     _parse_positive_float: "a positive number",
+    _parse_port: "a port number (0: any free port)",
 }
 
 
@@ -206,6 +214,14 @@ MLGRID_STORE_ASYNC_COMMIT = EnvironmentVariable(
     "(PostgreSQL synchronous_commit=off, SQLite synchronous=NORMAL). Faster small writes, but a "
     "crash of the database host can lose the last acknowledged ones (never part of one). "
     "Default false: every acknowledged write is durable.",
+    fallback=None,
+)
+MLGRID_REST_PORT = EnvironmentVariable[int | None](
+    "MLGRID_REST_PORT",
+    _parse_port,
+    None,
+    "Port of the gateway's MLflow REST API (mlgrid up, mlgrid server gateway); default 5000, "
+    "any free port when the gateway's own port is 0.",
     fallback=None,
 )
 MLGRID_SOURCE_TYPE = _str("MLGRID_SOURCE_TYPE", "Overrides mlflow.source.type (PROJECT, JOB, …).")

@@ -29,6 +29,7 @@ from .config import GatewayConfig
 from .discovery import Discovery
 from .forwarder import Forwarder
 from .methods import ForwardedService, builtin_services
+from .rest import RestServer, start_rest_server
 from .routing import DEFAULT, Route, RoutingTable
 from .tunnel import TunnelListener
 
@@ -49,6 +50,8 @@ class Gateway:
     pool: ChannelPool
     #: The tunnel listener (see .tunnel), None when tunnels are off.
     tunnel: TunnelListener | None = None
+    #: MLflow's REST API (see .rest), None when it is off.
+    rest: RestServer | None = None
 
     @property
     def port(self) -> int:
@@ -72,6 +75,8 @@ class Gateway:
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Stops taking calls; calls in flight finish within ``grace`` seconds."""
+        if self.rest is not None:
+            self.rest.stop()
         if self.tunnel is not None:
             self.tunnel.stop()
         self.running.stop(grace)
@@ -159,12 +164,16 @@ def start_gateway(
     extra_services: Sequence[ForwardedService] = (),
     max_workers: int | None = None,
     tunnel_port: int | None = None,
+    rest_port: int | None = None,
+    rest_artifacts_root: str | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
     ``backends`` and ``config.discover`` are asked what they serve; ``config.backends`` and
     ``config.defaults`` are explicit routes. ``extra_services`` forwards more contracts (tests).
     ``tunnel_port`` (0: any free port) opens the tunnel listener on ``host``; None: no tunnels.
+    ``rest_port`` (0: any free port) serves MLflow's REST API on ``host``, with the proxied
+    ``mlflow-artifacts:/`` root ``rest_artifacts_root``; None: no REST port.
     """
     config = config or GatewayConfig()
     forwarded = [*builtin_services(), *extra_services]
@@ -194,7 +203,25 @@ def start_gateway(
         if tunnel is not None:
             tunnel.stop()
         raise
-    gateway = Gateway(running=running, table=table, discovery=discovery, pool=pool, tunnel=tunnel)
+    rest = None
+    if rest_port is not None:
+        try:
+            rest = start_rest_server(
+                table,
+                pool,
+                discovery.retry_pending,
+                host=host,
+                port=rest_port,
+                artifacts_root=rest_artifacts_root,
+            )
+        except BaseException:
+            running.stop(0)
+            if tunnel is not None:
+                tunnel.stop()
+            raise
+    gateway = Gateway(
+        running=running, table=table, discovery=discovery, pool=pool, tunnel=tunnel, rest=rest
+    )
     for backend in [*config.discover, *backends]:
         gateway.add_backend(backend, discover_timeout)
     return gateway

@@ -17,6 +17,9 @@ DEFAULT_PORTS = {
 }
 #: The gateway's tunnel listener (services/gateway/tunnel.py), announced to clients.
 DEFAULT_TUNNEL_PORT = 50050
+#: The gateway's MLflow REST API (services/gateway/rest): the port `mlflow server` uses, so MLflow
+#: clients set up for a local MLflow server work unchanged.
+DEFAULT_REST_PORT = 5000
 
 
 def _require_server() -> None:
@@ -63,6 +66,14 @@ def _require_server() -> None:
     help="Let clients tunnel tracking and registry calls to their backend through the gateway "
     "(fewer gRPC hops; the gateway announces the port).",
 )
+@click.option(
+    "--rest-port",
+    default=None,
+    type=int,
+    help=f"Port of MLflow's REST API on the gateway (default {DEFAULT_REST_PORT}, or any free "
+    "port with --port 0) [env MLGRID_REST_PORT].",
+)
+@click.option("--no-rest", is_flag=True, help="Do not serve MLflow's REST API.")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
 def up(
     host: str,
@@ -72,6 +83,8 @@ def up(
     default_artifact_root: str,
     config_path: str | None,
     tunnels: bool,
+    rest_port: int | None,
+    no_rest: bool,
     grace: float,
 ) -> None:
     """Start the gateway and every service as local processes; Ctrl-C stops them."""
@@ -86,9 +99,23 @@ def up(
         default_artifact_root=default_artifact_root,
         config_path=os.path.abspath(config_path) if config_path else None,
         tunnels=tunnels,
+        rest_port=None if no_rest else _rest_port(rest_port, port),
         grace=grace,
     )
     sys.exit(run_stack(options, present_services(), lambda text: click.echo(text, err=False)))
+
+
+def _rest_port(asked: int | None, gateway_port: int) -> int:
+    """The REST port: as asked (flag, then MLGRID_REST_PORT), else the default, else any free
+    one beside a gateway on any free port."""
+    from mlgrid.environment import MLGRID_REST_PORT
+
+    if asked is not None:
+        return asked
+    from_env = MLGRID_REST_PORT.get()
+    if from_env is not None:
+        return from_env
+    return 0 if gateway_port == 0 else DEFAULT_REST_PORT
 
 
 def _tunnel_port(asked: int | None, gateway_port: int) -> int:
@@ -143,6 +170,20 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
     "--no-tunnel", is_flag=True, help="Gateway only: no tunnel listener; every call is forwarded."
 )
 @click.option(
+    "--rest-port",
+    default=None,
+    type=int,
+    help=f"Gateway only: port of MLflow's REST API (default {DEFAULT_REST_PORT}, or any free "
+    "port with --port 0) [env MLGRID_REST_PORT].",
+)
+@click.option("--no-rest", is_flag=True, help="Gateway only: do not serve MLflow's REST API.")
+@click.option(
+    "--rest-artifacts-root",
+    default=None,
+    help="Gateway only: the artifact root the REST API proxies as mlflow-artifacts:/ (default: "
+    "the services' default artifact root) [env MLGRID_DEFAULT_ARTIFACT_ROOT].",
+)
+@click.option(
     "--grace", default=10.0, show_default=True, help="Seconds to finish calls on SIGTERM."
 )
 @click.option("--parent-pipe", is_flag=True, hidden=True, help="Run under `mlgrid up`.")
@@ -158,6 +199,9 @@ def server(
     backends: tuple[str, ...],
     tunnel_port: int | None,
     no_tunnel: bool,
+    rest_port: int | None,
+    no_rest: bool,
+    rest_artifacts_root: str | None,
     grace: float,
     parent_pipe: bool,
 ) -> None:
@@ -184,6 +228,8 @@ def server(
                 parent_pipe=parent_pipe,
                 grace=grace,
                 tunnel_port=None if no_tunnel else _tunnel_port(tunnel_port, bind_port),
+                rest_port=None if no_rest else _rest_port(rest_port, bind_port),
+                rest_artifacts_root=rest_artifacts_root,
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None

@@ -1,0 +1,30 @@
+"""A stack with MLflow's REST API, and the real ``mlflow`` client pointed at it over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import mlflow
+import pytest
+from fixtures.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def rest_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Gateway (with its REST port) and every service on SQLite and a file artifact root."""
+    with start_stack(tmp_path_factory.mktemp("rest_stack"), rest=True) as stack:
+        yield stack
+
+
+@pytest.fixture
+def rest_url(rest_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The REST URL, also set as MLFLOW_TRACKING_URI for the fluent API."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", rest_stack.rest_url)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    return rest_stack.rest_url
+
+
+@pytest.fixture
+def client(rest_url: str) -> mlflow.MlflowClient:
+    """MLflow's own client on the REST port."""
+    return mlflow.MlflowClient(tracking_uri=rest_url, registry_uri=rest_url)
