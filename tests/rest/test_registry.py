@@ -3,6 +3,8 @@ behaviours: CRUD, versions, stages, aliases, tags, search with paging, error cod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
@@ -154,3 +156,19 @@ def test_registry_errors_have_mlflows_shape(rest_url: str) -> None:
     status, code, message = error_of(missing)
     assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
     assert "Missing value for required parameter 'name'" in message
+
+
+def test_register_model_through_the_fluent_api(
+    rest_url: str, client: mlflow.MlflowClient, run_id: str, tmp_path: Path
+) -> None:
+    mlflow.set_tracking_uri(rest_url)
+    mlflow.set_registry_uri(rest_url)
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifact(run_id, str(tmp_path / "MLmodel"), "model")
+    name = unique("registered")
+    version = mlflow.register_model(f"runs:/{run_id}/model", name)
+    assert version.version == "1"
+    stored = client.get_model_version(name, "1")
+    assert stored.run_id == run_id
+    # The source is the run's model directory, shown as the proxy's URI.
+    assert stored.source == f"{client.get_run(run_id).info.artifact_uri}/model"

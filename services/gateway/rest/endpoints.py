@@ -8,12 +8,14 @@ own ``NOT_IMPLEMENTED`` (501), so a client can tell "not here" from "no such end
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import mlgrid
 
-from . import artifacts, registry, tracking
+from . import artifacts, logged_models, registry, tracking
 from .context import JsonEndpoint, RestContext
 from .errors import RestError, not_implemented
 from .exchange import Exchange
@@ -30,21 +32,24 @@ NOT_SERVED_FAMILIES = frozenset(
         "prompt-optimization",
         "webhooks",
         "workspaces",
-        "logged-models",
         "prompts",
     }
 )
 #: Single MLflow endpoints (below ``mlflow/``) that mlgrid does not serve.
-NOT_SERVED_PATHS = frozenset(
-    {"runs/outputs", "experiments/search-datasets", "artifacts/presigned-upload-url"}
-)
+NOT_SERVED_PATHS = frozenset({"experiments/search-datasets", "artifacts/presigned-upload-url"})
 _API_PREFIXES = ("/api/", "/ajax-api/")
 
 StreamHandler = Callable[[RestContext, Exchange], None]
 
 
 def all_json_endpoints() -> list[JsonEndpoint]:
-    return [*tracking.ENDPOINTS, *registry.ENDPOINTS]
+    return [*tracking.ENDPOINTS, *registry.ENDPOINTS, *logged_models.ENDPOINTS]
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """A regex for a path with ``{field}`` segments (one path segment each)."""
+    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+    return re.compile(f"^{pattern}$")
 
 
 class Router:
@@ -53,10 +58,15 @@ class Router:
     def __init__(self, ctx: RestContext, endpoints: list[JsonEndpoint] | None = None) -> None:
         self.ctx = ctx
         self._json: dict[str, dict[str, JsonEndpoint]] = {}
+        #: Paths with ``{field}`` segments, tried (in order) when no exact path matches.
+        self._templated: dict[str, tuple[re.Pattern[str], dict[str, JsonEndpoint]]] = {}
         for endpoint in endpoints if endpoints is not None else all_json_endpoints():
             for prefix in _API_PREFIXES:
                 path = f"{prefix}{endpoint.version}/mlflow/{endpoint.path}"
-                by_method = self._json.setdefault(path, {})
+                if "{" in path:
+                    by_method = self._templated.setdefault(path, (_template(path), {}))[1]
+                else:
+                    by_method = self._json.setdefault(path, {})
                 for method in endpoint.methods:
                     by_method[method] = endpoint
         self._plain: dict[str, StreamHandler] = {
@@ -70,10 +80,22 @@ class Router:
             ),
         }
 
+    def _find(self, path: str) -> tuple[dict[str, JsonEndpoint], dict[str, str]] | None:
+        """The JSON endpoints of ``path`` by method, and the fields its path carries."""
+        by_method = self._json.get(path)
+        if by_method is not None:
+            return by_method, {}
+        for pattern, templated in self._templated.values():
+            match = pattern.match(path)
+            if match:
+                return templated, {k: unquote(v) for k, v in match.groupdict().items()}
+        return None
+
     def serve(self, ex: Exchange) -> None:
         ctx = self.ctx
-        by_method = self._json.get(ex.path)
-        if by_method is not None:
+        found = self._find(ex.path)
+        if found is not None:
+            by_method, from_path = found
             endpoint = by_method.get(ex.method)
             if endpoint is None:
                 allowed = ", ".join(sorted(by_method))
@@ -83,9 +105,14 @@ class Router:
                     status=405,
                 )
             if ex.method == "GET":
-                req = endpoint.spec.read_query(parse_qs(ex.query, keep_blank_values=True))
+                query = parse_qs(ex.query, keep_blank_values=True)
+                query.update({k: [v] for k, v in from_path.items()})
+                req = endpoint.spec.read_query(query)
             else:
-                req = endpoint.spec.read_json(ex.read_json())
+                data: Any = ex.read_json()
+                if from_path and isinstance(data, dict):
+                    data.update(from_path)
+                req = endpoint.spec.read_json(data)
             ex.send_json(endpoint.handler(ctx, req))
             return
         plain = self._plain.get(ex.path)

@@ -24,6 +24,13 @@ RUN_STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5:
 RUN_STATUS_VALUES = {name: number for number, name in RUN_STATUS_NAMES.items()}
 #: MLflow's ViewType.
 VIEW_TYPE_VALUES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+#: MLflow's LoggedModelStatus names by number.
+LOGGED_MODEL_STATUS_NAMES = {
+    0: "LOGGED_MODEL_STATUS_UNSPECIFIED",
+    1: "LOGGED_MODEL_PENDING",
+    2: "LOGGED_MODEL_READY",
+    3: "LOGGED_MODEL_UPLOAD_FAILED",
+}
 #: MLflow's ModelVersionStatus names by number.
 VERSION_STATUS_NAMES = {1: "PENDING_REGISTRATION", 2: "FAILED_REGISTRATION", 3: "READY"}
 
@@ -50,6 +57,9 @@ def metric_in(item: dict[str, Any]) -> tracking_pb2.Metric:
         value=item.get("value", 0.0),
         timestamp=item.get("timestamp", 0),
         step=item.get("step", 0),
+        model_id=item.get("model_id", ""),
+        dataset_name=item.get("dataset_name", ""),
+        dataset_digest=item.get("dataset_digest", ""),
     )
 
 
@@ -81,7 +91,16 @@ def tags_out(tags: Iterable[common_pb2.Tag]) -> list[dict[str, str]]:
 
 
 def metric_out(m: tracking_pb2.Metric) -> dict[str, Any]:
-    return {"key": m.key, "value": json_float(m.value), "timestamp": m.timestamp, "step": m.step}
+    out = {"key": m.key, "value": json_float(m.value), "timestamp": m.timestamp, "step": m.step}
+    # MLflow 3's links of a point to a logged model and a dataset, written only when set.
+    if m.model_id:
+        out["model_id"] = m.model_id
+    if m.dataset_name:
+        out["dataset_name"] = m.dataset_name
+        out["dataset_digest"] = m.dataset_digest
+    if m.run_id:
+        out["run_id"] = m.run_id
+    return out
 
 
 def experiment_out(e: tracking_pb2.Experiment, uris: ArtifactUris) -> dict[str, Any]:
@@ -139,7 +158,15 @@ def run_out(r: tracking_pb2.Run, uris: ArtifactUris) -> dict[str, Any]:
             "params": [{"key": p.key, "value": p.value} for p in data.params],
             "tags": tags_out(data.tags),
         },
-        "inputs": {"dataset_inputs": [dataset_input_out(d) for d in r.inputs.dataset_inputs]},
+        "inputs": {
+            "dataset_inputs": [dataset_input_out(d) for d in r.inputs.dataset_inputs],
+            "model_inputs": [{"model_id": m.model_id} for m in r.inputs.model_inputs],
+        },
+        "outputs": {
+            "model_outputs": [
+                {"model_id": m.model_id, "step": m.step} for m in r.outputs.model_outputs
+            ]
+        },
     }
 
 
@@ -182,3 +209,31 @@ def registered_model_out(m: registry_pb2.RegisteredModel, uris: ArtifactUris) ->
     if m.aliases:
         out["aliases"] = [{"alias": a.alias, "version": a.version} for a in m.aliases]
     return out
+
+
+def logged_model_out(m: tracking_pb2.LoggedModel, uris: ArtifactUris) -> dict[str, Any]:
+    i = m.info
+    info: dict[str, Any] = {
+        "model_id": i.model_id,
+        "experiment_id": i.experiment_id,
+        "name": i.name,
+        "creation_timestamp_ms": i.creation_timestamp_ms,
+        "last_updated_timestamp_ms": i.last_updated_timestamp_ms,
+        "artifact_uri": uris.to_client(i.artifact_uri),
+        "status": LOGGED_MODEL_STATUS_NAMES.get(i.status, "LOGGED_MODEL_STATUS_UNSPECIFIED"),
+        "model_type": i.model_type,
+        "source_run_id": i.source_run_id,
+        "tags": tags_out(i.tags),
+        "registrations": [{"name": r.name, "version": r.version} for r in i.registrations],
+    }
+    if i.creator_id:
+        info["creator_id"] = i.creator_id
+    if i.status_message:
+        info["status_message"] = i.status_message
+    return {
+        "info": info,
+        "data": {
+            "params": [{"key": p.key, "value": p.value} for p in m.data.params],
+            "metrics": [metric_out(x) for x in m.data.metrics],
+        },
+    }

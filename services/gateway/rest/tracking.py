@@ -24,7 +24,7 @@ _METRIC = Spec(
     Field("value", Kind.FLOAT, required=True),
     int_field("timestamp"),
     int_field("step"),
-    # MLflow 3 links metric points to a logged model and a dataset; accepted, not stored yet.
+    # MLflow 3 links metric points to a logged model and a dataset.
     str_field("model_id"),
     str_field("dataset_name"),
     str_field("dataset_digest"),
@@ -232,6 +232,9 @@ def log_metric(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
             value=req["value"],
             timestamp=req.get("timestamp", 0),
             step=req.get("step", 0),
+            model_id=req.get("model_id", ""),
+            dataset_name=req.get("dataset_name", ""),
+            dataset_digest=req.get("dataset_digest", ""),
         ),
         timeout=_time(ctx),
     )
@@ -280,7 +283,9 @@ def log_batch(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
 def log_inputs(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
     ctx.backends.tracking().LogInputs(
         pb.LogInputsRequest(
-            run_id=req["run_id"], datasets=ent.dataset_inputs_in(req.get("datasets"))
+            run_id=req["run_id"],
+            datasets=ent.dataset_inputs_in(req.get("datasets")),
+            models=[tracking_pb2.ModelInput(model_id=m["model_id"]) for m in req.get("models", ())],
         ),
         timeout=_time(ctx),
     )
