@@ -130,6 +130,8 @@ def _command(
             str(mlgrid), "up", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", db_url,
             "--default-artifact-root", (workdir / "mlgrid-artifacts").as_uri(),
+            # MLflow's REST API on any free port, not the default 5000 (which may be taken).
+            "--rest-port", "0",
         ]  # fmt: skip
         return command, env
     command = [
