@@ -225,6 +225,8 @@ def serve_gateway(
         _watch_parent(on_line)
 
     def on_stop() -> None:
+        if gateway.rest is not None:
+            gateway.rest.stop()
         if gateway.tunnel is not None:
             gateway.tunnel.stop()
         gateway.pool.close()

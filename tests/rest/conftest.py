@@ -17,11 +17,16 @@ def rest_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def rest_url(rest_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The REST URL, also set as MLFLOW_TRACKING_URI for the fluent API."""
+def rest_url(rest_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The REST URL, also the tracking and registry URI of MLflow's fluent API (for this test
+    only: MLflow keeps both in module globals and in os.environ, which later tests share)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", rest_stack.rest_url)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    return rest_stack.rest_url
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", rest_stack.rest_url)
+    yield rest_stack.rest_url
+    while mlflow.active_run() is not None:
+        mlflow.end_run("FAILED")
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 @pytest.fixture

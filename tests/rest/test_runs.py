@@ -171,10 +171,9 @@ def test_search_runs_filter_order_and_pages(
     assert seen == ids
 
 
-def test_fluent_api_with_nested_runs(rest_url: str) -> None:
+def test_fluent_api_with_nested_runs(rest_url: str, experiment_id: str) -> None:
     mlflow.set_tracking_uri(rest_url)
-    mlflow.set_experiment(unique("fluent"))
-    with mlflow.start_run() as parent:
+    with mlflow.start_run(experiment_id=experiment_id) as parent:
         mlflow.log_params({"alpha": 0.5})
         mlflow.log_metrics({"rmse": 0.7}, step=1)
         with mlflow.start_run(nested=True) as child:
