@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.postgres",
+    "fixtures.mysql",
     "fixtures.stack",
     "fixtures.s3",
 ]

@@ -9,7 +9,9 @@ writers together (group_commit.py), not by skipping the disk.
 ``MLGRID_STORE_ASYNC_COMMIT=true`` is the explicit opt-out: commits return before their log
 record is flushed (PostgreSQL ``synchronous_commit=off``, SQLite ``synchronous=NORMAL``); a crash
 of the database host can then lose the last acknowledged writes, never part of one. A PostgreSQL
-URI that sets ``options=-c synchronous_commit=…`` itself always wins.
+URI that sets ``options=-c synchronous_commit=…`` itself always wins. MySQL/MariaDB: InnoDB's
+``innodb_flush_log_at_trx_commit`` is a server-wide setting (1, durable, is its default); the
+stores neither change it nor can choose it per session.
 """
 
 from __future__ import annotations

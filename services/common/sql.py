@@ -24,6 +24,9 @@ from .durability import pg_session_options, sqlite_synchronous
 
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
 _POSTGRES_ALIASES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
+#: Schemes accepted for MySQL and MariaDB; all become SQLAlchemy's MySQL dialect over PyMySQL
+#: (one dialect name, "mysql", for both; MariaDB is told apart by the server's version).
+_MYSQL_ALIASES = ("mysql://", "mariadb://", "mysql+pymysql://", "mariadb+pymysql://")
 
 #: Milliseconds a SQLite connection waits for a lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -46,6 +49,9 @@ def normalize_db_uri(uri: str) -> str:
     for alias in _POSTGRES_ALIASES:
         if uri.startswith(alias):
             return "postgresql+psycopg://" + uri[len(alias) :]
+    for alias in _MYSQL_ALIASES:
+        if uri.startswith(alias):
+            return "mysql+pymysql://" + uri[len(alias) :]
     return uri
 
 
@@ -115,11 +121,22 @@ def _tie_connections_to_calls(engine: Engine, backend: str) -> None:
             release()
 
 
+def _configure_mysql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            # The Default experiment has id 0: without this mode MySQL reads an inserted 0 in an
+            # AUTO_INCREMENT column as "the next number".
+            cursor.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
+
+
 def make_engine(uri: str, **overrides: Any) -> Engine:
     """A SQLAlchemy engine for ``uri`` (``sqlite:///…``, ``postgresql://…``, ``postgres://…``).
 
     SQLite: parent directories are created, WAL, busy_timeout, foreign keys. PostgreSQL: psycopg
-    3, a pool big enough for a gRPC server's worker threads. Commits are durable unless the
+    3, a pool big enough for a gRPC server's worker threads. MySQL/MariaDB: PyMySQL, utf8mb4,
+    READ COMMITTED (as PostgreSQL: a write transaction sees what others committed before each
+    statement, which the stores' write-once checks rely on). Commits are durable unless the
     deployment opts out (durability.py).
     ``overrides`` go to :func:`sqlalchemy.create_engine` unchanged.
     """
@@ -128,8 +145,8 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
         url = make_url(uri)
     except Exception as exc:
         raise InvalidParameterValue(
-            f"store URI {uri[:200]!r} is not a database URL ({exc}); expected sqlite:///path or "
-            "postgresql://user@host/db"
+            f"store URI {uri[:200]!r} is not a database URL ({exc}); expected sqlite:///path, "
+            "postgresql://user@host/db or mysql://user@host/db"
         ) from exc
     backend = url.get_backend_name()
     options: dict[str, Any] = {}
@@ -145,6 +162,15 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
             options = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     elif backend == "postgresql":
         options.update(pool_size=10, max_overflow=22, pool_recycle=1800, pool_timeout=30)
+    elif backend == "mysql":
+        options.update(
+            pool_size=10,
+            max_overflow=22,
+            pool_recycle=1800,
+            pool_timeout=30,
+            isolation_level="READ COMMITTED",
+            connect_args={"charset": "utf8mb4"},
+        )
     options.update(overrides)
     engine = create_engine(url, **options)
     if backend in ("sqlite", "postgresql"):
@@ -153,6 +179,8 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
         _configure_sqlite(engine)
     elif backend == "postgresql" and pg_session_options(uri):
         _configure_postgres(engine, pg_session_options(uri))
+    elif backend == "mysql":
+        _configure_mysql(engine)
     return engine
 
 
@@ -192,9 +220,17 @@ def upgrade_database(
         if conn.dialect.name == "postgresql":
             # Several processes may start at once on one database: migrate one at a time.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")
+        mysql_lock = f"mlgrid_{version_table}" if conn.dialect.name == "mysql" else None
+        if mysql_lock:
+            # The same with MySQL's named lock, held by the session until released.
+            conn.exec_driver_sql(f"SELECT GET_LOCK('{mysql_lock}', 300)")
         config.attributes["connection"] = conn
         config.attributes["version_table"] = version_table
-        command.upgrade(config, revision)
+        try:
+            command.upgrade(config, revision)
+        finally:
+            if mysql_lock:
+                conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{mysql_lock}')")
     if isinstance(uri_or_engine, str):
         engine.dispose()
 

@@ -26,6 +26,33 @@ SQLITE = "sqlite"
 MYSQL = "mysql"
 
 
+def table_options(conn: Any) -> dict[str, Any]:
+    """Options of the tables a migration creates on ``conn``'s database: on MySQL/MariaDB,
+    InnoDB with a binary, no-pad collation, so names, keys and LIKE compare exactly as on
+    PostgreSQL and SQLite (MySQL's default collations ignore case and trailing spaces)."""
+    if conn.dialect.name != MYSQL:
+        return {}
+    collation = "utf8mb4_nopad_bin" if conn.dialect.is_mariadb else "utf8mb4_0900_bin"
+    return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": collation}
+
+
+def typed_null(dialect: str, type_: Any) -> Any:
+    """NULL of ``type_`` for a slot of a UNION arm (PostgreSQL wants each arm's types known);
+    MySQL/MariaDB cannot CAST to every type and type a UNION by all its arms: a bare NULL."""
+    if dialect == MYSQL:
+        return sa.null()
+    return sa.null().cast(type_)
+
+
+def ascii_key(length: int) -> Any:
+    """A key column's type: on MySQL/MariaDB stored as ASCII (keys are validated to
+    [A-Za-z0-9_ ./:-]), so composite keys fit InnoDB's 3,072-byte limit (4 bytes per utf8mb4
+    character otherwise)."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), MYSQL
+    )
+
+
 def insert_ignore(dialect: str, table: sa.Table) -> Any:
     """An INSERT into ``table`` that skips rows whose primary or unique key is stored already."""
     if dialect == MYSQL:

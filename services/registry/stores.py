@@ -22,7 +22,7 @@ from mlgrid.uris import uri_scheme
 from mlgrid_services.common.sql import normalize_db_uri
 
 _SQL_STORE = "mlgrid_services.registry.sqlstore.store:SqlRegistryStore"
-SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 
 
 def registry_stores() -> SchemeRegistry[AbstractRegistryStore]:

@@ -1,4 +1,5 @@
-"""Registry fixtures: the SQL registry store on SQLite (a file per test) and PostgreSQL."""
+"""Registry fixtures: the SQL registry store on SQLite (a file per test), PostgreSQL and
+MySQL/MariaDB."""
 
 from __future__ import annotations
 
@@ -47,13 +48,29 @@ def _pg_registry_store(registry_postgres_url: str) -> Iterator[SqlRegistryStore]
     store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def _mysql_registry_store(mysql_url: str) -> Iterator[SqlRegistryStore]:
+    store = SqlRegistryStore(mysql_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRegistryStore]:
     """A registry store with empty tables, on each backend."""
     if request.param == "sqlite":
         sqlite_store = SqlRegistryStore(f"sqlite:///{tmp_path / 'registry.db'}")
         yield sqlite_store
         sqlite_store.close()
+        return
+    if request.param == "mysql":
+        my_store: SqlRegistryStore = request.getfixturevalue("_mysql_registry_store")
+        with my_store.engine.begin() as conn:
+            conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+            for table in REGISTRY_TABLES:
+                conn.execute(text(f"TRUNCATE {table}"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+        yield my_store
         return
     pg_store: SqlRegistryStore = request.getfixturevalue("_pg_registry_store")
     with pg_store.engine.begin() as conn:

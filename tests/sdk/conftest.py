@@ -1,7 +1,8 @@
 """SDK test fixtures: a clean client environment per test, and a tracking URI per mode.
 
 ``tracking_uri`` is parametrised: "embedded" (a SQLite file in a tmp dir, served in-process by
-the SDK itself) and "remote" (the session's ``grpc_stack`` gateway). One embedded store per
+the SDK itself), "remote" (the session's ``grpc_stack`` gateway) and "embedded-mysql" (the
+session's MySQL/MariaDB database, served in-process). One embedded store per
 session keeps the suite fast; tests use unique experiment names instead of fresh databases.
 """
 
@@ -51,11 +52,13 @@ def embedded_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'mlgrid.db'}"
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "remote", "embedded-mysql"])
 def tracking_uri_for_mode(request: pytest.FixtureRequest, embedded_uri: str) -> str:
     if request.param == "remote":
         stack = request.getfixturevalue("grpc_stack")
         return str(stack.tracking_uri)
+    if request.param == "embedded-mysql":  # the SDK serving a MySQL/MariaDB store itself
+        return str(request.getfixturevalue("mysql_url"))
     return embedded_uri
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the tracking suite: one store per backend (SQLite file, PostgreSQL).
+"""Fixtures of the tracking suite: one store per backend (SQLite file, PostgreSQL, MySQL/MariaDB).
 
 Every store test runs on both backends through the parametrised ``domain`` fixture. The stores
 are opened once per session (migrations run once); each test isolates itself by creating its own
@@ -33,11 +33,18 @@ def postgres_store(postgres_url: str) -> Iterator[SqlTrackingStore]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def mysql_store(mysql_url: str) -> Iterator[SqlTrackingStore]:
+    store = SqlTrackingStore(mysql_url, ARTIFACT_ROOT)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def store(request: pytest.FixtureRequest) -> SqlTrackingStore:
     """The SQL tracking store on each backend."""
-    fixture = "sqlite_store" if request.param == "sqlite" else "postgres_store"
-    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+    fixture = {"sqlite": "sqlite_store", "postgresql": "postgres_store", "mysql": "mysql_store"}
+    return request.getfixturevalue(fixture[request.param])  # type: ignore[no-any-return]
 
 
 @pytest.fixture

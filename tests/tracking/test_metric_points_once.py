@@ -71,16 +71,20 @@ def _migrate_duplicates_away(uri: str) -> None:
             {"false": False},
         )
         conn.execute(
-            sa.text(
-                'INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan, series) '
-                "VALUES ('r1', :key, :step, 5, :value, :nan, :series)"
-            ),
+            # Core, not SQL text: quoting differs between the databases ("key", "timestamp").
+            sa.table(
+                "metrics",
+                *(sa.column(c) for c in ("run_uuid", "key", "step", "timestamp", "value")),
+                *(sa.column(c) for c in ("is_nan", "series")),
+            ).insert(),
             [
                 {
+                    "run_uuid": "r1",
+                    "timestamp": 5,
                     "key": key,
                     "step": step,
                     "value": value,
-                    "nan": nan,
+                    "is_nan": nan,
                     "series": metric_series("r1", key),
                 }
                 for key, step, value, nan, copies in [
@@ -110,3 +114,7 @@ def test_migration_removes_stored_duplicates_on_sqlite(tmp_path: Path) -> None:
 
 def test_migration_removes_stored_duplicates_on_postgres(fresh_postgres_url: str) -> None:
     _migrate_duplicates_away(fresh_postgres_url)
+
+
+def test_migration_removes_stored_duplicates_on_mysql(fresh_mysql_url: str) -> None:
+    _migrate_duplicates_away(fresh_mysql_url)

@@ -94,6 +94,30 @@ def test_migrations_on_a_fresh_postgres_share_the_database(fresh_postgres_url: s
     engine.dispose()
 
 
+def test_migrations_on_a_fresh_mysql_compare_names_exactly(fresh_mysql_url: str) -> None:
+    """MySQL's default collations ignore case and trailing spaces; mlgrid's tables do not."""
+    migrations.upgrade(fresh_mysql_url)
+    store = SqlTrackingStore(fresh_mysql_url, "file:///tmp/mlgrid-tracking-tests")
+    try:
+        assert set(sa.inspect(store.engine).get_table_names()) >= TABLES
+        assert migrations.revision_of(store.engine) == _head()
+        assert store.get_experiment("0").name == "Default"  # id 0, not the next number
+        ids = {name: store.create_experiment(name, None, []) for name in ("Case", "case", "case ")}
+        assert len(set(ids.values())) == 3
+        assert store.get_experiment_by_name("case ").experiment_id == ids["case "]  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations.SCRIPT_LOCATION))
+    return str(ScriptDirectory.from_config(config).get_current_head())
+
+
 def test_store_opens_and_migrates_on_start(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'fresh.db'}", "s3://bucket/root/")
     assert isinstance(store, SqlTrackingStore)
@@ -104,8 +128,9 @@ def test_store_opens_and_migrates_on_start(tmp_path: Path) -> None:
 def test_scheme_table_and_unknown_scheme() -> None:
     assert {"sqlite", "postgresql", "postgresql+psycopg"} <= set(STORE_CLASSES)
     assert store_class("postgresql://x/y") is SqlTrackingStore
-    with pytest.raises(InvalidParameterValue, match=r"unknown scheme 'mysql'.*sqlite"):
-        store_class("mysql://x/y")
+    assert store_class("mysql://x/y") is store_class("mariadb://x/y") is SqlTrackingStore
+    with pytest.raises(InvalidParameterValue, match=r"unknown scheme 'oracle'.*sqlite"):
+        store_class("oracle://x/y")
 
 
 def test_an_unreachable_database_is_temporarily_unavailable() -> None:

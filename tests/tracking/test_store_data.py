@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-import sqlalchemy as sa
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid_services.common.validation import MAX_DOUBLE
 from mlgrid_services.tracking.domain import TrackingDomain
+from mlgrid_services.tracking.store import schema
 from mlgrid_services.tracking.store.series import metric_series
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
 
@@ -224,11 +224,15 @@ def test_a_colliding_series_number_never_mixes_histories(
     domain.log_batch(run_id, [metric("m", 1.0, 1, 1)], [], [])
     with store.engine.begin() as conn:  # a point of another run and key, forged onto m's series
         conn.execute(
-            sa.text(
-                'INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan, series) '
-                "VALUES (:run, 'z', 0, 1, 9.0, :false, :series)"
-            ),
-            {"run": other, "false": False, "series": metric_series(run_id, "m")},
+            schema.metrics.insert().values(
+                run_uuid=other,
+                key="z",
+                step=0,
+                timestamp=1,
+                value=9.0,
+                is_nan=False,
+                series=metric_series(run_id, "m"),
+            )
         )
     points, _ = domain.get_metric_history(run_id, "m", 0, "")
     assert [(p.step, p.value) for p in points] == [(1, 1.0)]

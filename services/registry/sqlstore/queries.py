@@ -246,13 +246,29 @@ MODEL_ID_BY_NAME = select(registered_models.c.id).where(
     registered_models.c.name == bindparam("name")
 )
 
-#: Takes the model's next version number (and its id); the row stays locked until commit.
-TAKE_NEXT_VERSION = (
+#: Bumps the model's version counter; the row stays locked until commit.
+BUMP_VERSION = (
     update(registered_models)
     .where(registered_models.c.name == bindparam("model_name"))
     .values(last_version=registered_models.c.last_version + 1, last_updated_time=bindparam("when"))
-    .returning(registered_models.c.id, registered_models.c.last_version)
 )
+#: The same, answering the model's id and new number (databases with UPDATE … RETURNING).
+TAKE_NEXT_VERSION = BUMP_VERSION.returning(registered_models.c.id, registered_models.c.last_version)
+#: The model's id and number, read after BUMP_VERSION in its transaction (the others).
+BUMPED_VERSION = select(registered_models.c.id, registered_models.c.last_version).where(
+    registered_models.c.name == bindparam("model_name")
+)
+
+
+def take_next_version(conn: Connection, name: str, when: int) -> Row | None:
+    """Takes model ``name``'s next version number: (model id, number), None for no such model.
+    The model's row stays locked until the transaction ends, so creators queue there."""
+    params = {"model_name": name, "when": when}
+    if conn.dialect.update_returning:
+        return conn.execute(TAKE_NEXT_VERSION, params).first()
+    if not conn.execute(BUMP_VERSION, params).rowcount:  # MySQL/MariaDB: no UPDATE … RETURNING
+        return None
+    return conn.execute(BUMPED_VERSION, params).first()
 
 
 def load_versions(conn: Connection, rows: Sequence[Row]) -> list[registry_pb2.ModelVersion]:

@@ -87,7 +87,7 @@ class VersionOperations(SqlStoreBase):
     def _create_version_sql(self, name: str, columns: dict[str, Any], tags: dict[str, str]) -> int:
         with self._write() as conn:
             when = columns["last_updated_time"]
-            bumped = conn.execute(q.TAKE_NEXT_VERSION, {"model_name": name, "when": when}).first()
+            bumped = q.take_next_version(conn, name, when)
             if bumped is None:
                 raise model_not_found(name)
             model_id, version = bumped

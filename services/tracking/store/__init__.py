@@ -20,6 +20,8 @@ STORE_CLASSES: dict[str, str] = {
     "postgresql": _SQL,
     "postgresql+psycopg": _SQL,
     "postgres": _SQL,
+    "mysql": _SQL,
+    "mariadb": _SQL,
 }
 
 #: Store classes by scheme: the built-ins, with installed plugins over them (a plugin may

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
-from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_value
+from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_value, typed_null
 
 from . import schema as t
 from .sql_base import RUN_INFO_COLUMNS, STATUS_NUMBERS, SqlStoreBase, run_info_from_row
@@ -49,10 +49,10 @@ class RunReadsMixin(SqlStoreBase):
         if not runs:
             return
         p, g, lm = t.params.c, t.tags.c, t.latest_metrics.c
-        null_float = sa.null().cast(sa.Float(53))
-        null_int = sa.null().cast(sa.BigInteger)
-        null_bool = sa.null().cast(sa.Boolean)
-        null_text = sa.null().cast(sa.String)
+        null_float = typed_null(self.dialect, sa.Float(53))
+        null_int = typed_null(self.dialect, sa.BigInteger)
+        null_bool = typed_null(self.dialect, sa.Boolean)
+        null_text = typed_null(self.dialect, sa.String)
         union = sa.union_all(
             sa.select(
                 sa.literal(0), p.run_uuid, p.key, p.value, null_float, null_bool, null_int, null_int
@@ -125,8 +125,10 @@ class RunReadsMixin(SqlStoreBase):
             def in_page(column: Any) -> Any:
                 return column.in_(sa.select(pc.run_uuid))
 
-        null_text = sa.null().cast(sa.String)
-        null_int = sa.null().cast(sa.BigInteger)
+        null_text = typed_null(self.dialect, sa.String)
+        null_int = typed_null(self.dialect, sa.BigInteger)
+        null_float = typed_null(self.dialect, sa.Float(53))
+        null_bool = typed_null(self.dialect, sa.Boolean)
 
         def arm(
             kind: int,
@@ -146,8 +148,8 @@ class RunReadsMixin(SqlStoreBase):
                 run_uuid,
                 *texts,
                 *[null_text] * (5 - len(texts)),
-                sa.null().cast(sa.Float(53)) if number is None else number,
-                sa.null().cast(sa.Boolean) if flag is None else flag,
+                null_float if number is None else number,
+                null_bool if flag is None else flag,
                 *ints,
                 *[null_int] * (3 - len(ints)),
             )

@@ -39,10 +39,20 @@ class WritesMixin(SqlStoreBase):
         self._metric_statement = self._insert_ignore(t.metrics)
         self._param_statement = self._insert_ignore(t.params)
         self._tag_statement = self._upsert(t.tags, ("run_uuid", "key"), ("value",))
-        # Each key's latest point: created if missing, then moved forward only to a greater
-        # (step, timestamp, value). Two plain statements rather than one guarded upsert, so every
-        # database runs the same ones; the row lock the first takes keeps concurrent writers of
-        # a key in line, so the latest point never moves backwards.
+        # Each key's latest point: its stored row locked, created if missing, then moved forward
+        # only to a greater (step, timestamp, value). Plain statements rather than one guarded
+        # upsert, so every database runs the same ones. Locking first keeps concurrent writers of
+        # a key in line (on MySQL two writers that both found the row through INSERT IGNORE would
+        # hold shared locks and deadlock on the update), so the latest point never moves back.
+        self._latest_lock = (
+            sa.select(lm.c.key)
+            .where(
+                lm.c.run_uuid == sa.bindparam("run_id"),
+                lm.c.key.in_(sa.bindparam("keys", expanding=True)),
+            )
+            .order_by(lm.c.key)
+            .with_for_update()
+        )
         self._latest_insert = self._insert_ignore(lm)
         self._latest_forward = (
             lm.update()
@@ -82,7 +92,8 @@ class WritesMixin(SqlStoreBase):
                 )
             ],
         )
-        latest = latest_per_key(points)
+        latest = sorted(latest_per_key(points))  # one lock order for every writer
+        conn.execute(self._latest_lock, {"run_id": run_id, "keys": [p[0] for p in latest]})
         rows = [
             {"run_uuid": run_id, "key": k, "step": s, "timestamp": ts, "value": v, "is_nan": n}
             for k, s, ts, v, n in latest

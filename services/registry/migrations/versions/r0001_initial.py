@@ -8,6 +8,8 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
+from mlgrid_services.common.sql_dialect import table_options
+
 revision = "r0001_initial"
 down_revision = None
 branch_labels = None
@@ -24,6 +26,7 @@ def upgrade() -> None:
         sa.Column("last_updated_time", sa.BigInteger, nullable=False),
         sa.Column("last_version", sa.Integer, nullable=False),
         sa.UniqueConstraint("name", name="uq_registered_models_name"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "registered_model_tags",
@@ -33,6 +36,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["model_id"], ["registered_models.id"], ondelete="CASCADE", name="fk_rm_tags_model"
         ),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "model_versions",
@@ -52,6 +56,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["model_id"], ["registered_models.id"], ondelete="CASCADE", name="fk_mv_model"
         ),
+        **table_options(op.get_bind()),
     )
     op.create_index("ix_model_versions_run_id", "model_versions", ["run_id"])
     op.create_table(
@@ -66,6 +71,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
             name="fk_mv_tags_version",
         ),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "registered_model_aliases",
@@ -78,6 +84,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
             name="fk_rm_aliases_version",
         ),
+        **table_options(op.get_bind()),
     )
 
 

@@ -10,6 +10,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
+from mlgrid_services.common.sql_dialect import table_options
+
 revision = "0001_initial"
 down_revision = None
 branch_labels = None
@@ -27,6 +29,7 @@ def upgrade() -> None:
         sa.Column("last_update_time", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("experiment_id"),
         sa.UniqueConstraint("name"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "metrics",
@@ -36,6 +39,7 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("value", sa.Float(precision=53), nullable=False),
         sa.Column("is_nan", sa.Boolean(), nullable=False),
+        **table_options(op.get_bind()),
     )
     op.create_index(
         "ix_metrics_history", "metrics", ["run_uuid", "key", "step", "timestamp"], unique=False
@@ -57,6 +61,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "experiment_id", "name", "digest", name="uq_datasets_experiment_name_digest"
         ),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "experiment_tags",
@@ -67,6 +72,7 @@ def upgrade() -> None:
             ["experiment_id"], ["experiments.experiment_id"], ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("experiment_id", "key"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "runs",
@@ -84,6 +90,7 @@ def upgrade() -> None:
             ["experiment_id"], ["experiments.experiment_id"], ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_uuid"),
+        **table_options(op.get_bind()),
     )
     op.create_index(
         "ix_runs_experiment_start",
@@ -101,6 +108,7 @@ def upgrade() -> None:
         sa.Column("is_nan", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["run_uuid"], ["runs.run_uuid"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_uuid", "key"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "params",
@@ -109,6 +117,7 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=6000), nullable=False),
         sa.ForeignKeyConstraint(["run_uuid"], ["runs.run_uuid"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_uuid", "key"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "run_inputs",
@@ -117,6 +126,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["dataset_uuid"], ["datasets.dataset_uuid"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["run_uuid"], ["runs.run_uuid"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_uuid", "dataset_uuid"),
+        **table_options(op.get_bind()),
     )
     op.create_index("ix_run_inputs_dataset", "run_inputs", ["dataset_uuid"], unique=False)
     op.create_table(
@@ -126,6 +136,7 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=8000), nullable=False),
         sa.ForeignKeyConstraint(["run_uuid"], ["runs.run_uuid"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_uuid", "key"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "run_input_tags",
@@ -139,6 +150,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_uuid", "dataset_uuid", "key"),
+        **table_options(op.get_bind()),
     )
     # The Default experiment. Its artifact_location is filled in by the store on start, from the
     # service's configured artifact root (unknown here).

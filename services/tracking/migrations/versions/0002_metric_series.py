@@ -22,11 +22,15 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("metrics", sa.Column("series", sa.BigInteger(), nullable=True))
     conn = op.get_bind()
-    pairs = conn.execute(sa.text("SELECT DISTINCT run_uuid, key FROM metrics")).all()
+    # Core statements, not SQL text: "key" must be quoted on MySQL, where it is a reserved word.
+    metrics = sa.table("metrics", sa.column("run_uuid"), sa.column("key"), sa.column("series"))
+    pairs = conn.execute(sa.select(metrics.c.run_uuid, metrics.c.key).distinct()).all()
     if pairs:
         conn.execute(
-            sa.text("UPDATE metrics SET series = :series WHERE run_uuid = :run AND key = :key"),
-            [{"series": metric_series(run, key), "run": run, "key": key} for run, key in pairs],
+            metrics.update()
+            .where(metrics.c.run_uuid == sa.bindparam("run"), metrics.c.key == sa.bindparam("k"))
+            .values(series=sa.bindparam("s")),
+            [{"s": metric_series(run, key), "run": run, "k": key} for run, key in pairs],
         )
     op.drop_index("ix_metrics_history", table_name="metrics")
     with op.batch_alter_table("metrics") as batch:

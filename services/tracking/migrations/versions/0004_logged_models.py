@@ -9,6 +9,8 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from mlgrid_services.common.sql_dialect import ascii_key, table_options
+
 revision = "0004_logged_models"
 down_revision = "0003_metric_points_once"
 branch_labels = None
@@ -41,6 +43,7 @@ def upgrade() -> None:
             ["experiment_id"], ["experiments.experiment_id"], ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("model_id"),
+        **table_options(op.get_bind()),
     )
     op.create_index(
         "ix_logged_models_experiment_created",
@@ -55,11 +58,13 @@ def upgrade() -> None:
             sa.Column("value", sa.Text(), nullable=False),
             _model_fk(),
             sa.PrimaryKeyConstraint("model_id", "key"),
+            **table_options(op.get_bind()),
         )
     op.create_table(
         "logged_model_metrics",
         sa.Column("model_id", sa.String(length=36), nullable=False),
-        sa.Column("key", sa.String(length=250), nullable=False),
+        # ASCII on MySQL: this primary key is too long for InnoDB in utf8mb4.
+        sa.Column("key", ascii_key(250), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=False),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("run_uuid", sa.String(length=32), nullable=False),
@@ -72,6 +77,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "model_id", "key", "step", "timestamp", "run_uuid", "dataset_name", "dataset_digest"
         ),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "run_model_outputs",
@@ -81,6 +87,7 @@ def upgrade() -> None:
         _run_fk(),
         _model_fk(),
         sa.PrimaryKeyConstraint("run_uuid", "model_id"),
+        **table_options(op.get_bind()),
     )
     op.create_table(
         "run_model_inputs",
@@ -88,6 +95,7 @@ def upgrade() -> None:
         sa.Column("model_id", sa.String(length=36), nullable=False),
         _run_fk(),
         sa.PrimaryKeyConstraint("run_uuid", "model_id"),
+        **table_options(op.get_bind()),
     )
 
 
