@@ -211,6 +211,9 @@ class Stack:
         env = dict(os.environ)
         env["MLGRID_BACKEND_STORE_URI"] = o.backend_store_uri
         env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = o.default_artifact_root
+        # A local stack serves its own machine: `mlgrid run ./project` names local directories
+        # (the projects service refuses server-local paths in deployments; source_policy.py).
+        env.setdefault("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
         if o.registry_store_uri:
             env["MLGRID_REGISTRY_STORE_URI"] = o.registry_store_uri
         else:

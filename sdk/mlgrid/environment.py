@@ -257,6 +257,36 @@ MLGRID_ARTIFACTS_SWEEP_INTERVAL = EnvironmentVariable(
     "(one sweep also runs at start).",
     fallback=None,
 )
+MLGRID_PROJECTS_ALLOW_LOCAL_PATHS = EnvironmentVariable(
+    "MLGRID_PROJECTS_ALLOW_LOCAL_PATHS",
+    _parse_bool,
+    False,
+    "Projects service: accept project URIs that name server-local paths (mlgrid up and embedded "
+    "mode turn it on; off in deployments).",
+    fallback=None,
+)
+MLGRID_PROJECTS_ALLOWED_HOSTS = EnvironmentVariable[str | None](
+    "MLGRID_PROJECTS_ALLOWED_HOSTS",
+    _parse_str,
+    "github.com,gitlab.com,bitbucket.org",
+    "Projects service: hosts git and zip project URIs may name, comma-separated "
+    "('*.example.com' for subdomains, '*' for any).",
+    fallback=None,
+)
+MLGRID_PROJECTS_ALLOW_PRIVATE_ADDRESSES = EnvironmentVariable(
+    "MLGRID_PROJECTS_ALLOW_PRIVATE_ADDRESSES",
+    _parse_bool,
+    False,
+    "Projects service: fetch from hosts that resolve to loopback, link-local or private addresses.",
+    fallback=None,
+)
+MLGRID_PROJECTS_MAX_SOURCE_BYTES = EnvironmentVariable(
+    "MLGRID_PROJECTS_MAX_SOURCE_BYTES",
+    _parse_positive_int,
+    1024**3,
+    "Projects service: the largest project (bytes of its working copy) a run may fetch.",
+    fallback=None,
+)
 MLGRID_ARTIFACTS_MAX_TRANSFERS = EnvironmentVariable(
     "MLGRID_ARTIFACTS_MAX_TRANSFERS",
     _parse_positive_int,

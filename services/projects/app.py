@@ -16,6 +16,7 @@ import grpc
 
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
+from mlgrid.environment import MLGRID_PROJECTS_ALLOW_LOCAL_PATHS
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
@@ -89,6 +90,10 @@ def create_runner(
 
 def create(config: ServiceConfig) -> ServiceApp:
     """The projects service: the built-in backends plus installed backend plugins."""
+    if (config.gateway_target or "").startswith("unix:"):
+        # Embedded in the user's own process: its projects are the user's local directories
+        # (source_policy.py; a deployment keeps server-local paths off).
+        MLGRID_PROJECTS_ALLOW_LOCAL_PATHS.set(MLGRID_PROJECTS_ALLOW_LOCAL_PATHS.get_raw() or "true")
     runner = create_runner(config)
     runner.start_reconciling()
     servicer = ProjectsServicer(runner)

@@ -22,6 +22,8 @@ from mlgrid.projects.fetch import FetchedProject, fetch_project
 from mlgrid.projects.params import build_command, resolve_parameters
 from mlgrid.projects.spec import Project, load_project
 
+from .source_policy import check_project_source, check_source_size
+
 __all__ = ["LoadedProject", "Submission", "load_submission", "run_tags"]
 
 #: Tag keys (MLflow's names, which users and tools rely on).
@@ -98,7 +100,9 @@ def load_submission(sub: Submission, tracking_uri: str) -> LoadedProject:
         )
     workdir = Path(tempfile.mkdtemp(prefix="mlgrid-run-", dir=work_root()))
     try:
+        check_project_source(sub.uri)  # the deployment's policy, before anything is fetched
         fetched = fetch_project(sub.uri, sub.version, workdir / "project", sub.base_dir)
+        check_source_size(workdir / "project", sub.uri)
         project = load_project(fetched.directory)
         entry = project.get_entry_point(sub.entry_point or "main")
         params = resolve_parameters(entry, sub.parameters, sub.base_dir)
