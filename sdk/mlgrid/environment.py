@@ -287,6 +287,18 @@ MLGRID_PROJECTS_MAX_SOURCE_BYTES = EnvironmentVariable(
     "Projects service: the largest project (bytes of its working copy) a run may fetch.",
     fallback=None,
 )
+MLGRID_ENABLE_SYSTEM_METRICS_LOGGING = EnvironmentVariable(
+    "MLGRID_ENABLE_SYSTEM_METRICS_LOGGING",
+    _parse_bool,
+    False,
+    "start_run() logs system metrics (CPU, memory, disk, network, GPU) unless told otherwise.",
+)
+MLGRID_SYSTEM_METRICS_SAMPLING_INTERVAL = EnvironmentVariable(
+    "MLGRID_SYSTEM_METRICS_SAMPLING_INTERVAL",
+    _parse_positive_float,
+    10.0,
+    "Seconds between two samples of system metrics.",
+)
 MLGRID_ARTIFACTS_MAX_TRANSFERS = EnvironmentVariable(
     "MLGRID_ARTIFACTS_MAX_TRANSFERS",
     _parse_positive_int,

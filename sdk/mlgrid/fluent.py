@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from mlgrid import async_logging
+from mlgrid import async_logging, system_metrics
 from mlgrid import environment as env
 from mlgrid.async_logging import RunOperations
 from mlgrid.client import Client, _metric_value
@@ -38,6 +38,8 @@ from mlgrid.tracking_uri import get_registry_uri, get_tracking_uri
 DEFAULT_EXPERIMENT_ID = "0"
 
 _state = threading.local()
+#: Run id -> its system metrics sampler (start_run(log_system_metrics=True)); ended by end_run.
+_system_monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}
 _active_experiment_id: str | None = None
 _clients: dict[tuple[str, str], Client] = {}
 _clients_lock = threading.Lock()
@@ -157,7 +159,9 @@ def start_run(
 
     Use as a context manager to end it automatically. ``nested=True`` starts a child of the
     active run (tag ``mlflow.parentRunId``). New runs get context tags (user, source, git);
-    explicit ``tags`` win over them. ``log_system_metrics`` is accepted for MLflow's signature.
+    explicit ``tags`` win over them. ``log_system_metrics=True`` (or
+    ``MLGRID_ENABLE_SYSTEM_METRICS_LOGGING``) logs CPU, memory, disk, network and GPU usage as
+    ``system/…`` metrics until the run ends (mlgrid.system_metrics; needs psutil).
     """
     stack = _stack()
     if stack and not nested:
@@ -165,6 +169,10 @@ def start_run(
             f"run {stack[-1].info.run_id} is already active; end it with end_run() first, or "
             "pass nested=True to start a child run"
         )
+    if log_system_metrics is None:
+        log_system_metrics = env.MLGRID_ENABLE_SYSTEM_METRICS_LOGGING.get()
+    if log_system_metrics:
+        system_metrics.require_psutil()  # refused before a run is created
     _install_exit_hooks()
     client = _client()
     existing = run_id
@@ -196,6 +204,10 @@ def start_run(
         run = client.create_run(experiment, tags=resolve_tags(user_tags), run_name=run_name)
     active = ActiveRun(run)
     stack.append(active)
+    if log_system_metrics:
+        _system_monitors[run.info.run_id] = system_metrics.SystemMetricsMonitor(
+            client, run.info.run_id
+        ).start()
     return active
 
 
@@ -227,6 +239,9 @@ def end_run(status: str = "FINISHED") -> None:
     except BaseException as exc:
         flush_error = exc
     _state.last_run_id = run.info.run_id
+    monitor = _system_monitors.pop(run.info.run_id, None)
+    if monitor is not None:
+        monitor.stop()
     try:
         _client().set_terminated(
             run.info.run_id, RunStatus.to_string(RunStatus.from_string(status))

@@ -104,3 +104,10 @@ def clean_client_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(_PREFIXES):
             del os.environ[name]
+
+
+@pytest.fixture(autouse=True)
+def _local_projects_allowed(clean_client_state: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Project backend plugins here run local project directories, which a deployment's source
+    policy refuses unless MLGRID_PROJECTS_ALLOW_LOCAL_PATHS (services/projects/source_policy.py)."""
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
