@@ -216,7 +216,7 @@ def upgrade_database(
     config.set_main_option("version_table", version_table)
     # BEGIN IMMEDIATE on SQLite / an advisory lock on PostgreSQL: processes starting together on
     # one database migrate one after the other, and the later ones find the schema current.
-    with _migration_lock, write_transaction(engine) as conn:
+    with _migration_lock, _first_contact(engine), write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             # Several processes may start at once on one database: migrate one at a time.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")
@@ -233,6 +233,32 @@ def upgrade_database(
                 conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{mysql_lock}')")
     if isinstance(uri_or_engine, str):
         engine.dispose()
+
+
+@contextmanager
+def _first_contact(engine: Engine) -> Iterator[None]:
+    """The first connection of a service to its database: a database that does not exist, or a
+    server that cannot be reached, becomes one line naming it and what to do, instead of a
+    driver traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except OperationalError as exc:
+        url = engine.url
+        where = f"{url.host or 'localhost'}:{url.port or 5432}" if url.host else str(url.database)
+        first = (str(exc.orig or exc).splitlines() or [""])[0][:300]
+        if "does not exist" in first and url.get_backend_name() == "postgresql":
+            raise InvalidParameterValue(
+                f"the database {url.database!r} does not exist on {where}: create it "
+                f"(createdb -h {url.host or 'localhost'} -U {url.username or 'postgres'} "
+                f"{url.database}) or fix the store URI (--backend-store-uri, "
+                "MLGRID_BACKEND_STORE_URI)"
+            ) from None
+        raise TemporarilyUnavailable(
+            f"cannot open the database at {where}: {first}; check that it is running and that "
+            "the store URI (--backend-store-uri, MLGRID_BACKEND_STORE_URI) is right"
+        ) from None
 
 
 def _lock_id(name: str) -> int:

@@ -39,6 +39,16 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(target[0]), target[1])
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """A domain error from any command is one line naming what to change, not a
+        traceback (the message says which setting or value is at fault)."""
+        from mlgrid.exceptions import MlgridException
+
+        try:
+            return super().invoke(ctx)
+        except MlgridException as exc:
+            raise click.ClickException(exc.message) from None
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(mlgrid.__version__, prog_name="mlgrid")

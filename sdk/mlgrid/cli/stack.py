@@ -246,6 +246,11 @@ def server(
         default_artifact_root=default_artifact_root,
         gateway_target=gateway_target,
     )
-    launcher.serve_service(
-        name, config, host=host, port=bind_port, parent_pipe=parent_pipe, grace=grace
-    )
+    from mlgrid.exceptions import MlgridException
+
+    try:
+        launcher.serve_service(
+            name, config, host=host, port=bind_port, parent_pipe=parent_pipe, grace=grace
+        )
+    except MlgridException as exc:  # bad settings: one line that says what to change
+        raise click.ClickException(exc.message) from None
