@@ -301,3 +301,18 @@ def test_the_kubernetes_backend_can_be_left_out() -> None:
     assert "demo-mlgrid-projects-kubernetes" not in by_kind(docs, "ConfigMap")
     env = {e["name"] for e in container(by_kind(docs, "Deployment")["demo-mlgrid-projects"])["env"]}
     assert "MLGRID_KUBE_BACKEND_CONFIG" not in env
+
+
+def test_the_projects_state_directory_can_outlive_the_pod() -> None:
+    """Runs' records (their Jobs) survive a new projects pod only on a persistent volume."""
+
+    def work_volume(values: dict[str, Any] | None) -> dict[str, Any]:
+        spec = by_kind(render(values), "Deployment")["demo-mlgrid-projects"]["spec"]["template"]
+        (volume,) = [v for v in spec["spec"]["volumes"] if v["name"] == "work"]
+        return volume
+
+    assert work_volume(None) == {"name": "work", "emptyDir": {}}
+    assert work_volume({"projects": {"stateClaim": "projects-state"}}) == {
+        "name": "work",
+        "persistentVolumeClaim": {"claimName": "projects-state"},
+    }
