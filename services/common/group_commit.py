@@ -6,10 +6,13 @@ arrive together run in ONE transaction (pipelined: one round trip for BEGIN, the
 COMMIT) and every caller is answered only after that COMMIT returned, so nothing is acknowledged
 before it is on disk.
 
-Who commits: the first writer that finds no commit under way leads; it takes up to ``max_batch``
-waiting statements (its own among them) and commits them; writers that arrive meanwhile wait and
-go in the next batch, led by one of them. A lone writer runs its statement on its own, exactly as
-without this class (no extra thread, no added latency).
+Who commits: a writer that finds fewer than ``max_in_flight`` commits under way leads: it takes
+up to ``max_batch`` waiting statements (its own among them) and commits them on its own
+connection. When that many commits are under way, writers that arrive wait and go in the next
+batch, led by one of them. So up to ``max_in_flight`` writers run side by side exactly as without
+this class (PostgreSQL already lets concurrent commits share a WAL flush; serialising them on one
+connection measured slower), and beyond that they share transactions instead of queueing for
+connections one by one. No extra thread, no added latency for a lone writer.
 
 Failures: a statement error aborts the shared transaction, and nothing of it is kept; each of its
 statements then runs again on its own, so only the faulty one fails, with its own error. A lost
@@ -32,36 +35,42 @@ Row = tuple[Any, ...]
 
 #: Statements committed together at most (bounds one transaction's locks and latency).
 MAX_BATCH = 64
+#: Commits under way at once, each on its own pooled connection (the stores keep 8 idle).
+MAX_IN_FLIGHT = 8
 
 
 class _Write:
     """One caller's statement and, once committed, its first row or its error."""
 
-    __slots__ = ("done", "error", "params", "row", "sql")
+    __slots__ = ("done", "error", "params", "row", "sql", "taken")
 
     def __init__(self, sql: str, params: Mapping[str, Any]) -> None:
         self.sql = sql
         self.params = params
         self.row: Row | None = None
         self.error: BaseException | None = None
+        self.taken = False  # in a batch being committed
         self.done = False
 
 
 class GroupCommit:
     """Runs single-statement writes of concurrent callers in shared transactions."""
 
-    def __init__(self, cursors: PgCursors, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, cursors: PgCursors, *, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT
+    ) -> None:
         self._cursors = cursors
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._cond = threading.Condition()
         self._waiting: list[_Write] = []
-        self._committing = False
+        self._in_flight = 0
         #: Transactions run so far (committed or rolled back), for tests and diagnostics.
         self.transactions = 0
 
     @property
     def waiting(self) -> int:
-        """Writes queued behind the commit under way."""
+        """Writes queued behind the commits under way."""
         with self._cond:
             return len(self._waiting)
 
@@ -73,18 +82,20 @@ class GroupCommit:
             self._waiting.append(write)
         while True:
             with self._cond:
-                while self._committing and not write.done:
+                while not write.done and (write.taken or self._in_flight >= self._max_in_flight):
                     self._cond.wait()
                 if write.done:
                     break
-                self._committing = True
+                self._in_flight += 1
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
+                for taken in batch:
+                    taken.taken = True
             try:
                 self._commit(batch)
             finally:
                 with self._cond:
-                    self._committing = False
+                    self._in_flight -= 1
                     self._cond.notify_all()
         if write.error is not None:
             raise write.error

@@ -210,8 +210,11 @@ def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
     domain.log_metric(run_id, metric("m", 0.0, 1, 0))
     domain.log_param(run_id, "p", "first")
     assert postgres_store._fast is not None
-    commits = postgres_store._fast.commits
-    assert isinstance(commits, GroupCommit)
+    # One commit at a time, so that every writer arriving while the first is held queues.
+    own = postgres_store._fast.commits
+    commits = postgres_store._fast.commits = GroupCommit(
+        postgres_store._fast.cursors, max_in_flight=1
+    )
     before = commits.transactions
     blocker = _hold_latest_row(postgres_url, run_id)
     errors: dict[int, Exception] = {}
@@ -249,6 +252,7 @@ def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
     assert {m.key: m.step for m in domain.get_run(run_id).data.metrics} == {"m": 21}
     # The first writer committed alone, the twenty that queued meanwhile in one transaction.
     assert commits.transactions - before == 2
+    postgres_store._fast.commits = own
 
 
 def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTrackingStore) -> None:
@@ -257,7 +261,7 @@ def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTracki
     table = f"group_commit_{uuid.uuid4().hex[:8]}"
     with cursors.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {table} (n int PRIMARY KEY)")
-    commits = GroupCommit(cursors)
+    commits = GroupCommit(cursors, max_in_flight=1)
     holder = cursors.connect()
     holder.execute("SELECT pg_advisory_lock(4242)")
     outcomes: dict[int, object] = {}
@@ -297,3 +301,31 @@ def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTracki
     assert stored == [n for n in range(1, 11) if n != 7]
     # The lone first statement, the batch of ten (rolled back by the failure), each alone.
     assert commits.transactions == 1 + 1 + 10
+
+
+def test_a_held_write_does_not_hold_up_writers_of_other_runs(
+    postgres_store: SqlTrackingStore, postgres_url: str
+) -> None:
+    """Commits run side by side (up to MAX_IN_FLIGHT): a write waiting on a lock is no queue
+    for everyone else."""
+    domain = TrackingDomain(postgres_store)
+    held_run = new_run(domain).info.run_id
+    free_run = new_run(domain).info.run_id
+    domain.log_metric(held_run, metric("m", 0.0, 1, 0))
+    blocker = _hold_latest_row(postgres_url, held_run)
+    held = threading.Thread(target=domain.log_metric, args=(held_run, metric("m", 1.0, 1, 1)))
+    held.start()
+    try:
+        deadline = time.monotonic() + 10
+        while _waiting_writers(postgres_url) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for step in range(5):  # each returns while the other write is still held
+            domain.log_metric(free_run, metric("m", float(step), 1, step))
+        assert held.is_alive()
+    finally:
+        blocker.rollback()
+        blocker.close()
+        held.join()
+    assert len(domain.get_metric_history(free_run, "m", 0, "")[0]) == 5
+    assert [p.step for p in domain.get_metric_history(held_run, "m", 0, "")[0]] == [0, 1]
