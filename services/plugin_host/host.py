@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from mlgrid_services.common.server import (
     serve_until_signalled,
     start_server,
 )
-from mlgrid_services.common.store_dispatch import StoreServicers, dispatching_servicer
+from mlgrid_services.common.store_router import StoreRouter
 
 log = logging.getLogger(__name__)
 
@@ -129,70 +128,56 @@ def check_scheme(scheme: str) -> str:
 
 
 def _tracking(cls: type, scheme: str, config: ServiceConfig, store_uri: str | None) -> ServiceApp:
-    from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
+    from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
     from mlgrid_services.tracking.app import SERVICE_NAME
     from mlgrid_services.tracking.domain import TrackingDomain
     from mlgrid_services.tracking.servicer import TrackingServicer
 
-    def open_store(uri: str) -> tuple[Any, Callable[[], None]]:
+    def open_domain(uri: str) -> tuple[Any, Callable[[], None]]:
         # The built-in convention (services/tracking/store): cls(store_uri, default_root).
         store = cls(uri, config.effective_artifact_root)
-        return TrackingServicer(TrackingDomain(store)), getattr(store, "close", lambda: None)
+        return TrackingDomain(store), getattr(store, "close", lambda: None)
 
-    stores = StoreServicers([scheme], open_store, store_uri, what="tracking plugin service")
-    servicer = dispatching_servicer(
-        tracking_service_pb2_grpc.TrackingServiceServicer,
-        tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"],
-        stores.for_call,
+    domains = StoreRouter(
+        open_domain,
+        default_uri=store_uri,
+        opened_on_request=[scheme],
+        what="tracking plugin service",
     )
+    servicer = TrackingServicer(domains)
 
     def register(server: grpc.Server) -> None:
         tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server(servicer, server)
 
-    return ServiceApp([ServedService(SERVICE_NAME, register, [scheme])], close=stores.close)
+    return ServiceApp([ServedService(SERVICE_NAME, register, [scheme])], close=domains.close)
 
 
 def _registry(cls: type, scheme: str, config: ServiceConfig, store_uri: str | None) -> ServiceApp:
-    from mlgrid.api.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+    from mlgrid.api.registry.v1 import registry_service_pb2_grpc
     from mlgrid_services.registry.app import SERVICE_NAME
+    from mlgrid_services.registry.domain import Registry
     from mlgrid_services.registry.servicer import RegistryServicer
     from mlgrid_services.registry.sources import TrackingRunLookup
-    from mlgrid_services.registry.stores import StoreSet
-
-    class PluginStoreSet(StoreSet):
-        """The registry's StoreSet holding just the plugin store at one URI (the registry's
-        own constructor would also discover every other installed plugin)."""
-
-        def __init__(self, uri: str) -> None:
-            self.default_uri = uri
-            self.registry = SchemeRegistry(
-                ENTRY_POINT_GROUPS["model_registry_store"],
-                "model registry store",
-                {scheme: cls},
-                discover=False,
-            )
-            self.default = cls(uri)
-            self._others = {}
-            self._lock = threading.Lock()
 
     runs = TrackingRunLookup(config.gateway_target)
 
-    def open_store(uri: str) -> tuple[Any, Callable[[], None]]:
-        store_set = PluginStoreSet(uri)
-        return RegistryServicer(store_set, runs), store_set.close
+    def open_registry(uri: str) -> tuple[Any, Callable[[], None]]:
+        store = cls(uri)
+        return Registry(store, runs), getattr(store, "close", lambda: None)
 
-    stores = StoreServicers([scheme], open_store, store_uri, what="registry plugin service")
-    servicer = dispatching_servicer(
-        registry_service_pb2_grpc.RegistryServiceServicer,
-        registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"],
-        stores.for_call,
+    registries = StoreRouter(
+        open_registry,
+        default_uri=store_uri,
+        opened_on_request=[scheme],
+        what="registry plugin service",
     )
+    servicer = RegistryServicer(registries)
 
     def register(server: grpc.Server) -> None:
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(servicer, server)
 
     def close() -> None:
-        stores.close()
+        registries.close()
         runs.close()
 
     return ServiceApp([ServedService(SERVICE_NAME, register, [scheme])], close=close)

@@ -6,12 +6,9 @@ import grpc
 
 from mlgrid.api.registry.v1 import registry_service_pb2 as pb
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
-from mlgrid.protocol import STORE_URI_METADATA
-from mlgrid_services.common.location_policy import DeploymentPolicy
+from mlgrid_services.common.store_router import StoreRouter
 
 from .domain import Registry
-from .sources import RunArtifactLookup
-from .stores import StoreSet
 
 
 def _tags(tags) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -19,24 +16,14 @@ def _tags(tags) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 
 class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
-    def __init__(
-        self,
-        stores: StoreSet,
-        run_artifact_uri: RunArtifactLookup,
-        location_policy: DeploymentPolicy | None = None,
-    ) -> None:
-        self.stores = stores
-        self.run_artifact_uri = run_artifact_uri
-        self.location_policy = location_policy
-        self._default = Registry(stores.default, run_artifact_uri, location_policy)
+    """Each call is served by the registry over the store it names (services/common/
+    store_router)."""
+
+    def __init__(self, registries: StoreRouter[Registry]) -> None:
+        self.registries = registries
 
     def _registry(self, context: grpc.ServicerContext) -> Registry:
-        for key, value in context.invocation_metadata() or ():
-            if key == STORE_URI_METADATA:
-                store = self.stores.for_uri(str(value))
-                if store is not self.stores.default:
-                    return Registry(store, self.run_artifact_uri, self.location_policy)
-        return self._default
+        return self.registries.for_call(context)
 
     # registered models
     def CreateRegisteredModel(self, request, context):

@@ -11,7 +11,7 @@ from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.server import ServedService
-from mlgrid_services.common.store_dispatch import with_plugin_stores
+from mlgrid_services.common.store_router import StoreRouter
 
 from .domain import TrackingDomain
 from .servicer import TrackingServicer
@@ -21,32 +21,24 @@ SERVICE_NAME = tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService
 
 
 def create(config: ServiceConfig) -> ServiceApp:
-    """Opens (and migrates) the store at ``config.backend_store_uri`` and serves it."""
-    store = open_store(config.backend_store_uri, config.effective_artifact_root)
+    """Opens (and migrates) the store at ``config.backend_store_uri`` and serves it, and the
+    stores of installed plugins that calls name (metadata mlgrid-store-uri)."""
     policy = policy_for(config)
 
-    def open_plugin_store(uri: str) -> tuple[TrackingServicer, Callable[[], None]]:
-        plugin_store = open_store(uri, config.effective_artifact_root)
-        return TrackingServicer(TrackingDomain(plugin_store, policy)), plugin_store.close
+    def open_domain(uri: str) -> tuple[TrackingDomain, Callable[[], None]]:
+        store = open_store(uri, config.effective_artifact_root)
+        return TrackingDomain(store, policy), store.close
 
-    # Calls naming a store of an installed plugin (metadata mlgrid-store-uri, e.g.
-    # file-plugin:///x) are served by that store; every other call by the configured store.
-    servicer, close_plugin_stores = with_plugin_stores(
-        TrackingServicer(TrackingDomain(store, policy)),
-        TRACKING_STORES.plugin_schemes(),
-        open_plugin_store,
+    domains = StoreRouter(
+        open_domain,
         default_uri=config.backend_store_uri,
-        base=tracking_service_pb2_grpc.TrackingServiceServicer,
-        descriptor=tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"],
+        opened_on_request=TRACKING_STORES.plugin_schemes(),
         what="tracking service",
     )
+    servicer = TrackingServicer(domains)
 
     def register(server: grpc.Server) -> None:
         tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server(servicer, server)
 
-    def close() -> None:
-        close_plugin_stores()
-        store.close()
-
     served = ServedService(name=SERVICE_NAME, register=register, schemes=TRACKING_STORES.schemes())
-    return ServiceApp(services=[served], close=close)
+    return ServiceApp(services=[served], close=domains.close)

@@ -12,34 +12,39 @@ import grpc
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
+from mlgrid_services.common.store_router import StoreRouter
 
 from .domain import TrackingDomain
 
 
 class TrackingServicer(pb_grpc.TrackingServiceServicer):
-    def __init__(self, domain: TrackingDomain) -> None:
-        self.domain = domain
+    """Each call is served by the domain over the store it names (services/common/store_router)."""
+
+    def __init__(self, domains: StoreRouter[TrackingDomain]) -> None:
+        self.domains = domains
 
     # ------------------------------------------------------------ experiments
 
     def CreateExperiment(self, request, context):
-        experiment_id = self.domain.create_experiment(
+        experiment_id = self.domains.for_call(context).create_experiment(
             request.name, request.artifact_location, request.tags
         )
         return pb.CreateExperimentResponse(experiment_id=experiment_id)
 
     def GetExperiment(self, request, context):
         return pb.GetExperimentResponse(
-            experiment=self.domain.get_experiment(request.experiment_id)
+            experiment=self.domains.for_call(context).get_experiment(request.experiment_id)
         )
 
     def GetExperimentByName(self, request, context):
         return pb.GetExperimentByNameResponse(
-            experiment=self.domain.get_experiment_by_name(request.experiment_name)
+            experiment=self.domains.for_call(context).get_experiment_by_name(
+                request.experiment_name
+            )
         )
 
     def SearchExperiments(self, request, context):
-        experiments, token = self.domain.search_experiments(
+        experiments, token = self.domains.for_call(context).search_experiments(
             request.view_type,
             request.max_results,
             request.filter,
@@ -49,29 +54,31 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.SearchExperimentsResponse(experiments=experiments, next_page_token=token)
 
     def UpdateExperiment(self, request, context):
-        self.domain.rename_experiment(request.experiment_id, request.new_name)
+        self.domains.for_call(context).rename_experiment(request.experiment_id, request.new_name)
         return pb.UpdateExperimentResponse()
 
     def DeleteExperiment(self, request, context):
-        self.domain.delete_experiment(request.experiment_id)
+        self.domains.for_call(context).delete_experiment(request.experiment_id)
         return pb.DeleteExperimentResponse()
 
     def RestoreExperiment(self, request, context):
-        self.domain.restore_experiment(request.experiment_id)
+        self.domains.for_call(context).restore_experiment(request.experiment_id)
         return pb.RestoreExperimentResponse()
 
     def SetExperimentTag(self, request, context):
-        self.domain.set_experiment_tag(request.experiment_id, request.key, request.value)
+        self.domains.for_call(context).set_experiment_tag(
+            request.experiment_id, request.key, request.value
+        )
         return pb.SetExperimentTagResponse()
 
     def DeleteExperimentTag(self, request, context):
-        self.domain.delete_experiment_tag(request.experiment_id, request.key)
+        self.domains.for_call(context).delete_experiment_tag(request.experiment_id, request.key)
         return pb.DeleteExperimentTagResponse()
 
     # ------------------------------------------------------------------- runs
 
     def CreateRun(self, request, context):
-        run = self.domain.create_run(
+        run = self.domains.for_call(context).create_run(
             request.experiment_id,
             request.user_id,
             request.start_time,
@@ -81,23 +88,25 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.CreateRunResponse(run=run)
 
     def GetRun(self, request, context):
-        return pb.GetRunResponse(run=self.domain.get_run(request.run_id))
+        return pb.GetRunResponse(run=self.domains.for_call(context).get_run(request.run_id))
 
     def UpdateRun(self, request, context):
         end_time = request.end_time if request.HasField("end_time") else None
-        info = self.domain.update_run(request.run_id, request.status, end_time, request.run_name)
+        info = self.domains.for_call(context).update_run(
+            request.run_id, request.status, end_time, request.run_name
+        )
         return pb.UpdateRunResponse(run_info=info)
 
     def DeleteRun(self, request, context):
-        self.domain.delete_run(request.run_id)
+        self.domains.for_call(context).delete_run(request.run_id)
         return pb.DeleteRunResponse()
 
     def RestoreRun(self, request, context):
-        self.domain.restore_run(request.run_id)
+        self.domains.for_call(context).restore_run(request.run_id)
         return pb.RestoreRunResponse()
 
     def SearchRuns(self, request, context):
-        runs, token = self.domain.search_runs(
+        runs, token = self.domains.for_call(context).search_runs(
             list(request.experiment_ids),
             request.filter,
             request.run_view_type,
@@ -110,7 +119,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     # --------------------------------------------------------------- run data
 
     def LogParam(self, request, context):
-        self.domain.log_param(request.run_id, request.key, request.value)
+        self.domains.for_call(context).log_param(request.run_id, request.key, request.value)
         return pb.LogParamResponse()
 
     def LogMetric(self, request, context):
@@ -123,39 +132,41 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             dataset_name=request.dataset_name,
             dataset_digest=request.dataset_digest,
         )
-        self.domain.log_metric(request.run_id, metric)
+        self.domains.for_call(context).log_metric(request.run_id, metric)
         return pb.LogMetricResponse()
 
     def SetTag(self, request, context):
-        self.domain.set_tag(request.run_id, request.key, request.value)
+        self.domains.for_call(context).set_tag(request.run_id, request.key, request.value)
         return pb.SetTagResponse()
 
     def DeleteTag(self, request, context):
-        self.domain.delete_tag(request.run_id, request.key)
+        self.domains.for_call(context).delete_tag(request.run_id, request.key)
         return pb.DeleteTagResponse()
 
     def LogBatch(self, request, context):
         columns = request.metric_columns if request.HasField("metric_columns") else None
-        self.domain.log_batch(
+        self.domains.for_call(context).log_batch(
             request.run_id, request.metrics, request.params, request.tags, columns
         )
         received = len(request.metrics) + (len(columns.values) if columns is not None else 0)
         return pb.LogBatchResponse(metrics_received=received)
 
     def LogInputs(self, request, context):
-        self.domain.log_inputs(request.run_id, request.datasets, request.models)
+        self.domains.for_call(context).log_inputs(request.run_id, request.datasets, request.models)
         return pb.LogInputsResponse()
 
     def IngestMetrics(self, request_iterator, context):
         written = 0
         for message in request_iterator:
-            written += self.domain.ingest_metrics(message.run_id, message.metrics)
+            written += self.domains.for_call(context).ingest_metrics(
+                message.run_id, message.metrics
+            )
         return pb.IngestMetricsResponse(metrics_written=written)
 
     # ---------------------------------------------------------------- history
 
     def GetMetricHistory(self, request, context):
-        metrics, token = self.domain.get_metric_history(
+        metrics, token = self.domains.for_call(context).get_metric_history(
             request.run_id, request.metric_key, request.max_results, request.page_token
         )
         return pb.GetMetricHistoryResponse(metrics=metrics, next_page_token=token)
@@ -164,7 +175,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self, request: pb.StreamMetricHistoryRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.StreamMetricHistoryResponse]:
         key = request.metric_key
-        chunks = self.domain.iter_metric_history(request.run_id, key)
+        chunks = self.domains.for_call(context).iter_metric_history(request.run_id, key)
         for chunk in chunks:
             response = pb.StreamMetricHistoryResponse()
             add = response.metrics.add  # cheapest way to build many small messages
@@ -173,7 +184,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             yield response
 
     def GetMetricHistoryBulkInterval(self, request, context):
-        metrics = self.domain.get_metric_history_bulk_interval(
+        metrics = self.domains.for_call(context).get_metric_history_bulk_interval(
             list(request.run_ids),
             request.metric_key,
             request.start_step if request.HasField("start_step") else None,
@@ -185,11 +196,11 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     # ---------------------------------------------------------- logged models
 
     def LogOutputs(self, request, context):
-        self.domain.log_outputs(request.run_id, request.models)
+        self.domains.for_call(context).log_outputs(request.run_id, request.models)
         return pb.LogOutputsResponse()
 
     def CreateLoggedModel(self, request, context):
-        model = self.domain.create_logged_model(
+        model = self.domains.for_call(context).create_logged_model(
             request.experiment_id,
             request.name,
             request.model_type,
@@ -200,19 +211,23 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.CreateLoggedModelResponse(model=model)
 
     def FinalizeLoggedModel(self, request, context):
-        model = self.domain.finalize_logged_model(request.model_id, request.status)
+        model = self.domains.for_call(context).finalize_logged_model(
+            request.model_id, request.status
+        )
         return pb.FinalizeLoggedModelResponse(model=model)
 
     def GetLoggedModel(self, request, context):
-        model = self.domain.get_logged_model(request.model_id, request.allow_deleted)
+        model = self.domains.for_call(context).get_logged_model(
+            request.model_id, request.allow_deleted
+        )
         return pb.GetLoggedModelResponse(model=model)
 
     def DeleteLoggedModel(self, request, context):
-        self.domain.delete_logged_model(request.model_id)
+        self.domains.for_call(context).delete_logged_model(request.model_id)
         return pb.DeleteLoggedModelResponse()
 
     def SearchLoggedModels(self, request, context):
-        models, token = self.domain.search_logged_models(
+        models, token = self.domains.for_call(context).search_logged_models(
             list(request.experiment_ids),
             request.filter,
             request.datasets,
@@ -223,13 +238,13 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return pb.SearchLoggedModelsResponse(models=models, next_page_token=token)
 
     def SetLoggedModelTags(self, request, context):
-        model = self.domain.set_logged_model_tags(request.model_id, request.tags)
+        model = self.domains.for_call(context).set_logged_model_tags(request.model_id, request.tags)
         return pb.SetLoggedModelTagsResponse(model=model)
 
     def DeleteLoggedModelTag(self, request, context):
-        self.domain.delete_logged_model_tag(request.model_id, request.tag_key)
+        self.domains.for_call(context).delete_logged_model_tag(request.model_id, request.tag_key)
         return pb.DeleteLoggedModelTagResponse()
 
     def LogLoggedModelParams(self, request, context):
-        self.domain.log_logged_model_params(request.model_id, request.params)
+        self.domains.for_call(context).log_logged_model_params(request.model_id, request.params)
         return pb.LogLoggedModelParamsResponse()
