@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.mysql",
     "fixtures.stack",
     "fixtures.s3",
+    "fixtures.containers",
 ]
