@@ -233,6 +233,15 @@ MLGRID_STORE_URI = EnvironmentVariable[str | None](
     "With a grpc:// tracking URI: the store the gateway should route to (else its default).",
     fallback=None,
 )
+MLGRID_DOCKER_VOLUME_ROOTS = EnvironmentVariable[str | None](
+    "MLGRID_DOCKER_VOLUME_ROOTS",
+    _parse_str,
+    None,
+    "Projects service, docker backend: host directories (separated by ':') under which a "
+    "project's docker_env volumes may mount host paths. Unset: the service user's home "
+    "directory and the system's temporary directory.",
+    fallback=None,
+)
 MLGRID_GIT_TIMEOUT = EnvironmentVariable(
     "MLGRID_GIT_TIMEOUT",
     _parse_positive_float,

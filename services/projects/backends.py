@@ -20,6 +20,7 @@ __all__ = ["BUILTIN_BACKENDS", "DEFAULT_BACKEND", "BackendTable"]
 #: Name -> "module:class" of the backends that ship with mlgrid.
 BUILTIN_BACKENDS: dict[str, str] = {
     "local": "mlgrid_services.projects.local_backend:LocalBackend",
+    "docker": "mlgrid_services.projects.docker_backend.backend:DockerBackend",
     "kubernetes": "mlgrid_services.projects.kubernetes.backend:KubernetesBackend",
 }
 #: What a submission without a backend runs on.

@@ -85,9 +85,9 @@ def _default_manager(project: Project) -> str:
         return "conda"
     if isinstance(project.env, DockerEnv):
         raise InvalidParameterValue(
-            f"project {project.name!r} declares docker_env (image {project.env.image!r}), which "
-            "runs on the docker backend; that backend is not installed here. Run with "
-            "env_manager 'local' or 'virtualenv' to use this machine's Python instead"
+            f"project {project.name!r} declares docker_env (image {project.env.image!r}): run "
+            "it with backend 'docker' (mlgrid run ... -b docker), or with env_manager 'local' "
+            "or 'virtualenv' to use this machine's Python instead"
         )
     return "local"
 

@@ -33,6 +33,7 @@ from .envcache import BuildOutput
 from .environments import EnvironmentPlan, build_environment, plan_environment
 from .logbuffer import LogBuffer
 from .process import ChildProcess
+from .run_variables import run_variables
 from .state import kill_leftover_group
 
 log = logging.getLogger(__name__)
@@ -58,19 +59,6 @@ TRACKING_STATUS = {
     "FAILED": tracking_pb2.RUN_STATUS_FAILED,
     "KILLED": tracking_pb2.RUN_STATUS_KILLED,
 }
-
-
-def run_variables(request: RunRequest) -> dict[str, str]:
-    """What tells a run's code where to log: run id, tracking URI, experiment (both prefixes)."""
-    env: dict[str, str] = {}
-    for prefix in ("MLFLOW", "MLGRID"):
-        env[f"{prefix}_RUN_ID"] = request.run_id
-        env[f"{prefix}_TRACKING_URI"] = request.tracking_uri
-        env[f"{prefix}_EXPERIMENT_ID"] = request.experiment_id
-    if request.store_uri:
-        env["MLGRID_STORE_URI"] = request.store_uri
-    env["PYTHONUNBUFFERED"] = "1"  # so output streams live, line by line
-    return env
 
 
 def child_environment(

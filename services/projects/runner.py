@@ -75,6 +75,7 @@ class ProjectRunner:
             download=download,
             record=state.record,
             forget=state.forget,
+            set_tags=tracking.set_tags,
             sdk_tracking_uri=sdk_tracking_uri or child_tracking_uri,
             artifact_root=artifact_root,
             kill_grace=kill_grace,
@@ -130,7 +131,9 @@ class ProjectRunner:
         run_id = run.info.run_id
         try:
             self.tracking.log_params(run_id, loaded.request.params.all(), sub.store_uri)
-            submitted = backend.submit(loaded.request.for_run(run_id, experiment_id))
+            submitted = backend.submit(
+                loaded.request.for_run(run_id, experiment_id, run.info.artifact_uri)
+            )
         except BaseException as exc:
             self.state.forget(run_id)
             loaded.discard()

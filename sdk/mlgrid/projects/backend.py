@@ -75,6 +75,8 @@ class RunRequest:
     tracking_uri: str
     run_id: str = ""
     experiment_id: str = ""
+    #: The tracking run's artifact URI (where what the run logs as artifacts goes).
+    artifact_uri: str = ""
     #: The parameters exactly as the user gave them (what MLflow-style plugins receive).
     user_params: dict[str, str] = field(default_factory=dict)
     #: Git commit the working copy was taken from, if any.
@@ -99,9 +101,11 @@ class RunRequest:
     def entry_point(self) -> str:
         return self.entry.name
 
-    def for_run(self, run_id: str, experiment_id: str) -> RunRequest:
+    def for_run(self, run_id: str, experiment_id: str, artifact_uri: str = "") -> RunRequest:
         """This request for the tracking run created for it."""
-        return dataclasses.replace(self, run_id=run_id, experiment_id=experiment_id)
+        return dataclasses.replace(
+            self, run_id=run_id, experiment_id=experiment_id, artifact_uri=artifact_uri
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class BackendHost:
     record: Callable[[OwnedHandle], None]
     #: Drops the record of a run that has ended.
     forget: Callable[[str], None]
+    #: Sets tags on a tracking run: (run_id, [(key, value), ...], store_uri).
+    set_tags: Callable[[str, list[tuple[str, str]], str | None], None] = lambda _r, _t, _s: None
     #: Tracking URI through which the service itself reaches the stack as an SDK client.
     sdk_tracking_uri: str = ""
     #: Default artifact root of the deployment (handed to runs that serve an embedded store).

@@ -150,8 +150,9 @@ def _content_tag(base_id: str, files: list[tuple[str, Path]], sdk_hash: str | No
     return digest.hexdigest()[:24]
 
 
-def _dockerfile(base_image: str, install_sdk: bool) -> str:
+def _dockerfile(base_image: str, install_sdk: bool, sdk_extras: tuple[str, ...]) -> str:
     lines = []
+    extras = f"[{','.join(sdk_extras)}]" if sdk_extras else ""
     if install_sdk:
         lines += [
             f"FROM {base_image} AS mlgrid-sdk",
@@ -161,7 +162,8 @@ def _dockerfile(base_image: str, install_sdk: bool) -> str:
             "RUN if [ -s /tmp/mlgrid-build/ca.pem ]; then export PIP_CERT=/tmp/mlgrid-build/ca.pem; fi"
             f" && PIP_CONFIG_FILE=/tmp/mlgrid-build/pip.conf python3 -m venv --system-site-packages {SDK_PREFIX}"
             f" && PIP_CONFIG_FILE=/tmp/mlgrid-build/pip.conf {SDK_PREFIX}/bin/python -m pip install"
-            " --disable-pip-version-check --no-input --no-cache-dir /tmp/mlgrid-build/*.whl",
+            " --disable-pip-version-check --no-input --no-cache-dir"
+            f" /tmp/mlgrid-build/{sdk_wheel().path.name}{extras}",
         ]
     lines.append(f"FROM {base_image}")
     if install_sdk:
@@ -181,10 +183,15 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _build_context(
-    out: IO[bytes], base_image: str, files: list[tuple[str, Path]], install_sdk: bool
+    out: IO[bytes],
+    base_image: str,
+    files: list[tuple[str, Path]],
+    install_sdk: bool,
+    sdk_extras: tuple[str, ...],
 ) -> None:
     with tarfile.open(fileobj=out, mode="w") as archive:
-        _add_bytes(archive, "Dockerfile", _dockerfile(base_image, install_sdk).encode())
+        dockerfile = _dockerfile(base_image, install_sdk, sdk_extras)
+        _add_bytes(archive, "Dockerfile", dockerfile.encode())
         for name, path in files:
             archive.add(str(path), arcname=f"code/{name}", recursive=False)
         if install_sdk:
@@ -227,19 +234,22 @@ def build_project_image(
     repository: str,
     *,
     install_sdk: bool = True,
+    sdk_extras: tuple[str, ...] = (),
     log: Log = lambda _text: None,
     field: str = "docker_env.image",
 ) -> ProjectImage:
     """Builds (or reuses) ``repository:<content tag>`` FROM ``base_image`` with the project.
 
     ``base_image`` is pulled if the engine does not have it; an image that cannot be found is
-    an InvalidParameterValue naming ``field``. Build output goes to ``log`` line by line.
+    an InvalidParameterValue naming ``field``. ``sdk_extras`` (e.g. ``("server",)``, for runs
+    that open a local store themselves) are installed with the SDK. Build output goes to
+    ``log`` line by line.
     """
     import docker
 
     base = ensure_image(client, base_image, field, log)
     files = _project_files(project_dir)
-    sdk_hash = sdk_wheel().content_hash if install_sdk else None
+    sdk_hash = f"{sdk_wheel().content_hash}{sorted(sdk_extras)}" if install_sdk else None
     tag = f"{repository}:{_content_tag(base.id, files, sdk_hash)}"
     try:
         existing = client.images.get(tag)
@@ -249,7 +259,7 @@ def build_project_image(
         pass
     log(f"building image {tag} from {base_image}\n")
     with tempfile.TemporaryFile() as context:
-        _build_context(context, base_image, files, install_sdk)
+        _build_context(context, base_image, files, install_sdk, sdk_extras)
         _stream_build(client, context, tag, log)
     image = client.images.get(tag)
     return ProjectImage(tag=tag, image_id=image.id, built=True)
