@@ -4,6 +4,10 @@ Each step is ``mlgrid.projects.run`` on an entry point of this same project. The
 each finished step through the client (status, artifacts) and passes the output on to the next
 step as a ``runs:/<run_id>/<path>`` URI for a ``path`` parameter, which the projects service
 downloads for the step before it starts.
+
+With ``--backend docker --image <python image>`` each step runs in a container instead: an image
+built FROM ``<python image>`` with this project (and mlgrid) inside (``build_image``); the
+downloaded inputs are mounted into the step's container.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ from mlgrid.client import Client
 HERE = str(Path(__file__).resolve().parent)
 
 
-def run_step(entry_point: str, parameters: dict[str, object]) -> str:
-    submitted = projects.run(HERE, entry_point=entry_point, parameters=parameters)
+def run_step(entry_point: str, parameters: dict[str, object], backend: str, image: str) -> str:
+    if backend == "docker":
+        submitted = projects.run(
+            HERE,
+            entry_point=entry_point,
+            parameters=parameters,
+            backend="docker",
+            backend_config={"image": image},
+            build_image=True,
+        )
+    else:
+        submitted = projects.run(HERE, entry_point=entry_point, parameters=parameters)
     print(f"step {entry_point}: run {submitted.run_id} {submitted.get_status()}")
     return submitted.run_id
 
@@ -36,14 +50,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=float, required=True)
     parser.add_argument("--learning-rate", type=float, required=True)
+    parser.add_argument("--backend", choices=("local", "docker"), default="local")
+    parser.add_argument("--image", default="python:3.11-slim")
     args = parser.parse_args()
+    backend, image = args.backend, args.image
     client = Client()
     with mlgrid.start_run() as driver:
-        prepare_id = run_step("prepare", {"rows": args.rows})
+        prepare_id = run_step("prepare", {"rows": args.rows}, backend, image)
         data = output(client, prepare_id, "data")
-        train_id = run_step("train", {"data": data, "learning_rate": args.learning_rate})
+        train_id = run_step(
+            "train", {"data": data, "learning_rate": args.learning_rate}, backend, image
+        )
         model = output(client, train_id, "model")
-        evaluate_id = run_step("evaluate", {"data": data, "model": model})
+        evaluate_id = run_step("evaluate", {"data": data, "model": model}, backend, image)
         rmse = client.get_run(evaluate_id).data.metrics["rmse"]
         mlgrid.log_metric("rmse", rmse)
         for key, value in (("prepare", prepare_id), ("train", train_id), ("evaluate", evaluate_id)):

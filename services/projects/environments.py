@@ -3,7 +3,8 @@
 ``local`` runs in the service's own interpreter; ``virtualenv`` builds a venv from
 python_env.yaml (or a conda project's pip dependencies) with the requested Python; ``conda``
 builds from conda.yaml with the conda binary from ``MLGRID_CONDA_HOME`` / ``MLFLOW_CONDA_HOME``
-or PATH. Built environments are cached by content hash (see envcache) and reused.
+or PATH. Built environments are cached by content hash (see envcache) and reused. Both get the
+running mlgrid SDK (see sdk_site), as MLflow puts itself into the environments it builds.
 
 Planning (choosing the manager, finding the interpreter or conda binary) happens when the run
 is submitted, so a missing Python or conda is reported to the caller at once; building happens
@@ -36,6 +37,7 @@ from .envcache import (
     scratch_dir,
 )
 from .python_versions import Interpreter, find_python
+from .sdk_site import link_sdk
 
 __all__ = ["ENV_MANAGERS", "EnvironmentPlan", "build_environment", "find_conda", "plan_environment"]
 
@@ -138,9 +140,11 @@ def build_environment(plan: EnvironmentPlan, log: Log) -> dict[str, str]:
     if plan.manager == "virtualenv":
         assert plan.python_env is not None and plan.interpreter is not None
         venv = _ensure_virtualenv(plan.interpreter, plan.python_env, log)
+        link_sdk(venv / "bin" / "python", log)  # so the project can log with mlgrid
         return {"PATH": _prepend(venv / "bin"), "VIRTUAL_ENV": str(venv)}
     assert plan.conda is not None and plan.conda_spec is not None
     prefix = _ensure_conda_env(plan.conda, plan.conda_spec, log)
+    link_sdk(prefix / "bin" / "python", log)
     return {
         "PATH": _prepend(prefix / "bin"),
         "CONDA_PREFIX": str(prefix),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,7 +98,7 @@ def test_an_image_as_is_gets_volumes_environment_and_the_run_variables(
     )
     command = (
         'cat /data/input.txt; echo; echo "$NEW_VAR|$COPIED_FROM_HOST|$NOT_SET_ANYWHERE"; '
-        'echo "$MLFLOW_RUN_ID|$MLFLOW_EXPERIMENT_ID|$MLFLOW_TRACKING_URI"'
+        'echo "$MLFLOW_RUN_ID|$MLFLOW_EXPERIMENT_ID|$MLGRID_TRACKING_URI|$MLFLOW_TRACKING_URI"'
     )
     project = write(
         tmp_path / "p", {"MLproject": _mlproject(container_engine.tiny_image, command, extra)}
@@ -106,7 +110,9 @@ def test_an_image_as_is_gets_volumes_environment_and_the_run_variables(
         system = _output(submitted, "system")
     assert lines[0] == "from the host"
     assert lines[1] == "new value|copied|"
-    assert lines[2] == f"{submitted.run_id}|0|{grpc_stack.tracking_uri}"
+    # MLflow's client gets the same gateway in the scheme of mlgrid's MLflow plugin.
+    gateway = grpc_stack.tracking_uri.removeprefix("grpc://")
+    assert lines[2] == f"{submitted.run_id}|0|grpc://{gateway}|mlgrid://{gateway}"
     assert "NOT_SET_ANYWHERE is not set on the host; not passed" in system
     assert Client(grpc_stack.tracking_uri).get_run(submitted.run_id).info.status == "FINISHED"
 
@@ -226,3 +232,64 @@ def test_a_project_without_docker_env_is_refused_before_any_run(grpc_stack, tmp_
     assert caught.value.message.startswith(
         "backend 'docker' runs projects that declare docker_env in their MLproject"
     )
+
+
+def _mlgrid_run(tracking_uri: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLGRID_TRACKING_URI": tracking_uri}
+    return subprocess.run(
+        [sys.executable, "-m", "mlgrid.cli.main", "run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def _logging_project(directory: Path, image: str) -> Path:
+    return write(
+        directory,
+        {
+            "MLproject": _mlproject(image, "python log.py {n}").replace(
+                "    command:", "    parameters: {n: float}\n    command:"
+            ),
+            "log.py": (
+                "import sys, mlgrid\n"
+                "with mlgrid.start_run():\n"
+                "    mlgrid.log_metric('n', float(sys.argv[1]))\n"
+                "    mlgrid.log_dict({'n': sys.argv[1]}, 'out/n.json')\n"
+                "print('logged', sys.argv[1])\n"
+            ),
+        },
+    )
+
+
+def test_mlgrid_run_with_the_docker_backend_from_the_command_line(
+    container_engine, grpc_stack, tmp_path: Path
+) -> None:
+    _logging_project(tmp_path / "proj", container_engine.python_image)
+    result = _mlgrid_run(
+        grpc_stack.tracking_uri, "proj", "-b", "docker", "--build-image", "-P", "n=4", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "logged 4.0\n" in result.stdout
+    (run,) = Client(grpc_stack.tracking_uri).search_runs(["0"], "params.n = '4'")
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["n"] == 4.0
+
+
+def test_a_local_store_is_mounted_so_what_the_run_logs_is_there_afterwards(
+    container_engine, tmp_path: Path
+) -> None:
+    """Embedded mode (no server): the container opens the same SQLite store and artifact root."""
+    store = f"sqlite:///{tmp_path / 'store' / 'mlgrid.db'}"
+    _logging_project(tmp_path / "proj", container_engine.python_image)
+    result = _mlgrid_run(store, "proj", "-b", "docker", "--build-image", "-P", "n=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "logged 7.0\n" in result.stdout
+    client = Client(store)
+    (run,) = client.search_runs(["0"], "params.n = '7'")
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["n"] == 7.0
+    path = client.download_artifacts(run.info.run_id, "out/n.json", str(tmp_path / "dl"))
+    assert json.loads(Path(path).read_text()) == {"n": "7.0"}

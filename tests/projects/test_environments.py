@@ -151,7 +151,7 @@ def test_docker_project_on_the_local_backend(tmp_path: Path) -> None:
     project = load_project(
         write(tmp_path / "d", {"MLproject": "name: d\ndocker_env: {image: python:3.11}\n"})
     )
-    with pytest.raises(InvalidParameterValue, match=r"docker_env .* runs on the docker backend"):
+    with pytest.raises(InvalidParameterValue, match=r"docker_env .*: run it with backend 'docker'"):
         plan_environment(project, None)
     assert plan_environment(project, "local").manager == "local"
 

@@ -23,10 +23,9 @@ from mlgrid.projects.backend import (
     RunRequest,
     SubmittedRun,
 )
-from mlgrid.projects.env_files import DockerEnv
 
 from ..containers.engine import connect
-from .container_spec import container_spec
+from .container_spec import container_spec, docker_env_of
 from .run import Adopted, DockerSubmittedRun
 
 log = logging.getLogger(__name__)
@@ -45,14 +44,7 @@ class DockerBackend(ProjectBackend):
         return cls(host)
 
     def check(self, request: RunRequest) -> None:
-        env = request.project.env
-        if not isinstance(env, DockerEnv):
-            declared = request.project.env_type or "no environment"
-            raise InvalidParameterValue(
-                f"backend 'docker' runs projects that declare docker_env in their MLproject; "
-                f"project {request.project.name!r} declares {declared}. Add a docker_env "
-                "(image: ...) or run it with backend 'local'"
-            )
+        docker_env_of(request)
         if request.env_manager not in (None, "", "docker"):
             raise InvalidParameterValue(
                 f"env_manager {request.env_manager!r} does not apply to docker_env projects: "

@@ -17,6 +17,7 @@ From the project's ``docker_env`` (as MLflow reads it) plus what the run needs t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from mlgrid.uris import is_gateway_uri, uri_scheme
 
 from ..run_variables import run_variables
 
-__all__ = ["ContainerSpec", "allowed_volume_roots", "container_spec"]
+__all__ = ["ContainerSpec", "allowed_volume_roots", "container_spec", "docker_env_of"]
 
 _MODES = ("ro", "rw")
 #: Names never copied from the service's environment (its own configuration and secrets).
@@ -57,6 +58,31 @@ class ContainerSpec:
     working_dir: str | None = None
     #: Notes for the run's log (e.g. a host variable that was not set).
     notes: list[str] = field(default_factory=list)
+
+
+def docker_env_of(request: RunRequest) -> DockerEnv:
+    """The project's docker_env, with ``backend_config["image"]`` (when given) as its image.
+
+    The image in the backend configuration lets a project that declares no environment (or
+    another image) run in a container without editing its MLproject.
+    """
+    env = request.project.env
+    override = request.backend_config.get("image")
+    if override is not None and (not isinstance(override, str) or not override.strip()):
+        raise InvalidParameterValue(
+            f"backend_config 'image' must be a non-empty image name, got {override!r}"
+        )
+    if isinstance(env, DockerEnv):
+        return dataclasses.replace(env, image=override) if override else env
+    if override:
+        return DockerEnv(image=override)
+    declared = request.project.env_type or "no environment"
+    raise InvalidParameterValue(
+        f"backend 'docker' runs projects that declare docker_env in their MLproject; project "
+        f"{request.project.name!r} declares {declared}. Add a docker_env (image: ...), give "
+        'the image in the backend configuration ({"image": ...}), or run it with backend '
+        "'local'"
+    )
 
 
 def allowed_volume_roots() -> list[Path]:
@@ -160,8 +186,7 @@ def container_spec(
     artifact_root: str,
 ) -> ContainerSpec:
     """The container of ``request``'s run; InvalidParameterValue names a bad docker_env field."""
-    env = request.project.env
-    assert isinstance(env, DockerEnv)
+    env = docker_env_of(request)
     notes: list[str] = []
     roots = allowed_volume_roots()
     volumes: dict[str, dict[str, str]] = {}

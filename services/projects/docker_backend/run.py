@@ -21,7 +21,6 @@ from typing import Any
 
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import BackendHost, LogChunk, OwnedHandle, RunRequest, SubmittedRun
-from mlgrid.projects.env_files import DockerEnv
 from mlgrid.projects.params import build_command, needs_download
 from mlgrid.uris import is_gateway_uri
 
@@ -34,7 +33,7 @@ from ..containers.images import (
 )
 from ..local_backend import TRACKING_STATUS
 from ..logbuffer import LogBuffer
-from .container_spec import container_spec
+from .container_spec import container_spec, docker_env_of
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +164,7 @@ class DockerSubmittedRun(SubmittedRun):
     def _create(self, client: Any) -> Any:
         request = self._request
         assert request is not None
-        env = request.project.env
-        assert isinstance(env, DockerEnv)
+        env = docker_env_of(request)
         if request.build_image:
             local_store = not is_gateway_uri(request.tracking_uri)
             built = build_project_image(
