@@ -11,9 +11,11 @@ mlgrid reaches existing environments without rebuilding them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from mlgrid.exceptions import InvalidParameterValue
@@ -93,7 +95,7 @@ def link_sdk(python: Path, log: Log) -> Path:
     text = f"{site}\n"
     if not pth.exists() or pth.read_text() != text:
         pth.parent.mkdir(parents=True, exist_ok=True)
-        scratch = pth.with_suffix(".tmp")
+        scratch = pth.with_name(f".{PTH_NAME}.{os.getpid()}.{threading.get_ident()}")
         scratch.write_text(text)
         scratch.replace(pth)  # concurrent runs of one environment write the same line
     return site

@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import io
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -117,7 +118,7 @@ def sdk_wheel() -> SdkWheel:
     path = directory / f"{DISTRIBUTION}-{version}-py3-none-any.whl"
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_suffix(f".{os.getpid()}.tmp")
+        scratch = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         scratch.write_bytes(data)
         os.replace(scratch, path)  # concurrent builders write the same bytes
     return SdkWheel(path=path, version=version, content_hash=content_hash)

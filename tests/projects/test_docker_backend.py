@@ -272,7 +272,7 @@ def test_mlgrid_run_with_the_docker_backend_from_the_command_line(
         grpc_stack.tracking_uri, "proj", "-b", "docker", "--build-image", "-P", "n=4", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "logged 4.0\n" in result.stdout
+    assert "logged 4\n" in result.stdout
     (run,) = Client(grpc_stack.tracking_uri).search_runs(["0"], "params.n = '4'")
     assert run.info.status == "FINISHED"
     assert run.data.metrics["n"] == 4.0
@@ -286,10 +286,10 @@ def test_a_local_store_is_mounted_so_what_the_run_logs_is_there_afterwards(
     _logging_project(tmp_path / "proj", container_engine.python_image)
     result = _mlgrid_run(store, "proj", "-b", "docker", "--build-image", "-P", "n=7", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "logged 7.0\n" in result.stdout
+    assert "logged 7\n" in result.stdout
     client = Client(store)
     (run,) = client.search_runs(["0"], "params.n = '7'")
     assert run.info.status == "FINISHED"
     assert run.data.metrics["n"] == 7.0
     path = client.download_artifacts(run.info.run_id, "out/n.json", str(tmp_path / "dl"))
-    assert json.loads(Path(path).read_text()) == {"n": "7.0"}
+    assert json.loads(Path(path).read_text()) == {"n": "7"}
