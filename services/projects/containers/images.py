@@ -241,7 +241,7 @@ def build_project_image(
     """Builds (or reuses) ``repository:<content tag>`` FROM ``base_image`` with the project.
 
     ``base_image`` is pulled if the engine does not have it; an image that cannot be found is
-    an InvalidParameterValue naming ``field``. ``sdk_extras`` (e.g. ``("server",)``, for runs
+    an InvalidParameterValue naming ``field``. ``sdk_extras`` (e.g. ``("embedded",)``, for runs
     that open a local store themselves) are installed with the SDK. Build output goes to
     ``log`` line by line.
     """

@@ -22,7 +22,6 @@ from typing import Any
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import BackendHost, LogChunk, OwnedHandle, RunRequest, SubmittedRun
 from mlgrid.projects.params import build_command, needs_download
-from mlgrid.uris import is_gateway_uri
 
 from ..containers.engine import connect
 from ..containers.images import (
@@ -166,13 +165,14 @@ class DockerSubmittedRun(SubmittedRun):
         assert request is not None
         env = docker_env_of(request)
         if request.build_image:
-            local_store = not is_gateway_uri(request.tracking_uri)
             built = build_project_image(
                 client,
                 env.image,
                 request.project_dir,
                 image_repository(request.project.name),
-                sdk_extras=("server",) if local_store else (),
+                # With the store drivers, so one image serves a gateway and a local store alike
+                # (and every project on this base shares one SDK layer).
+                sdk_extras=("embedded",),
                 log=self.log.system,
             )
             image, image_id = built.tag, built.image_id
