@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,8 @@ from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.client import Client
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.submitted import RemoteSubmittedRun
+from mlgrid.transport import Transport
+from mlgrid_services.projects.app import create_runner
 from mlgrid_services.projects.docker_backend.run import RUN_ID_LABEL
 
 from .helpers import write
@@ -293,3 +297,45 @@ def test_a_local_store_is_mounted_so_what_the_run_logs_is_there_afterwards(
     assert run.data.metrics["n"] == 7.0
     path = client.download_artifacts(run.info.run_id, "out/n.json", str(tmp_path / "dl"))
     assert json.loads(Path(path).read_text()) == {"n": "7"}
+
+
+def test_a_restarted_service_takes_over_the_containers_of_a_dead_one(
+    container_engine, grpc_stack, tmp_path: Path
+) -> None:
+    project = write(
+        tmp_path / "p",
+        {"MLproject": _mlproject(container_engine.tiny_image, "echo before; sleep 4; echo after")},
+    )
+    state = tmp_path / "state"
+    config = json.dumps(dataclasses.asdict(grpc_stack.config))
+    server = Path(__file__).with_name("serve_projects.py")
+    service = subprocess.Popen(
+        [sys.executable, str(server), config, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert service.stdout is not None
+        transport = Transport(f"grpc://127.0.0.1:{int(service.stdout.readline())}")
+        answer = transport.call(
+            transport.projects.SubmitRun, pb.SubmitRunRequest(backend="docker", uri=str(project))
+        )
+        deadline = time.monotonic() + 60
+        while [c.status for c in _containers_of(container_engine, answer.run_id)] != ["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        transport.close()
+    finally:
+        service.send_signal(signal.SIGKILL)  # no chance to clean up
+        service.wait()
+    assert len(_containers_of(container_engine, answer.run_id)) == 1  # the container goes on
+
+    runner = create_runner(grpc_stack.config, state_dir=state)
+    try:
+        assert runner.reconcile(attempts=3, delay=0.2) == []  # taken over, not failed
+        assert runner.wait(answer.run_id, timeout=60).status == "FINISHED"
+        logs = b"".join(c.data for c in runner.logs(answer.run_id, follow=False))
+        assert b"before\n" in logs and b"after\n" in logs
+    finally:
+        runner.close()
+    assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "FINISHED"
+    assert _containers_of(container_engine, answer.run_id) == []
+    assert list(state.glob("*.json")) == []

@@ -153,6 +153,12 @@ class DockerSubmittedRun(SubmittedRun):
         client = connect()
         if self._adopted is not None:
             self._container = client.containers.get(self._adopted.container_id)
+            if self._container.status == "created":
+                # The previous instance died between creating and starting it: the run never
+                # ran, and nobody can say what it should have been given.
+                raise InvalidParameterValue(
+                    "the projects service stopped before the run's container started"
+                )
             self.log.system(f"[mlgrid] following container {self._container.short_id} again\n")
         else:
             container = self._create(client)
