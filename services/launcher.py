@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from mlgrid import environment as env
 from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
 from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
@@ -109,7 +110,7 @@ def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> Embedd
 
 def _configure_logging(name: str) -> None:
     logging.basicConfig(
-        level=os.environ.get("MLGRID_LOG_LEVEL", "INFO").upper(),
+        level=env.MLGRID_LOG_LEVEL.get().upper(),
         format=f"%(asctime)s [{name}] %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step

@@ -1,4 +1,8 @@
-"""Environment variables the SDK reads, declared once, typed.
+"""Environment variables mlgrid reads (the SDK, the CLI and the services), declared once, typed.
+
+Nothing else reads ``MLGRID_*`` or ``MLFLOW_*`` from ``os.environ``: code asks the variable
+declared here (``env.MLGRID_X.get()``), so each setting has one name, one parser, one default
+and one docstring.
 
 Every ``MLGRID_X`` falls back to MLflow's ``MLFLOW_X`` so that jobs configured for MLflow (for
 example by a project runner or a Kubernetes template) work unchanged. A value that does not
@@ -54,12 +58,20 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_non_negative_float(raw: str) -> float:
+    value = float(raw.strip())
+    if not value >= 0:
+        raise ValueError("expected a number >= 0")
+    return value
+
+
 _TYPE_NAMES: dict[Callable[[str], object], str] = {
     _parse_bool: "a boolean (true/false/1/0)",
     _parse_str: "a string",
     _parse_positive_int: "a positive integer",
     _parse_positive_float: "a positive number",
     _parse_port: "a port number (0: any free port)",
+    _parse_non_negative_float: "a number >= 0",
 }
 
 
@@ -137,6 +149,11 @@ class EnvironmentVariable(Generic[T]):
 
 def _str(name: str, doc: str) -> EnvironmentVariable[str | None]:
     return EnvironmentVariable[str | None](name, _parse_str, None, doc)
+
+
+def _own_str(name: str, doc: str) -> EnvironmentVariable[str | None]:
+    """A string setting of mlgrid's own, without an MLflow name to fall back to."""
+    return EnvironmentVariable[str | None](name, _parse_str, None, doc, fallback=None)
 
 
 MLGRID_TRACKING_URI = _str(
@@ -323,6 +340,118 @@ MLGRID_ARTIFACTS_TRANSFER_WAIT = EnvironmentVariable(
     "Artifacts service: seconds a transfer waits for a free slot before RESOURCE_EXHAUSTED.",
     fallback=None,
 )
+
+MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE = EnvironmentVariable(
+    "MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE",
+    _parse_positive_int,
+    100 * 1024 * 1024,
+    "Bytes from which a file goes straight to an object store with presigned multipart URLs "
+    "(when the artifact backend offers them).",
+)
+MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE = EnvironmentVariable(
+    "MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE",
+    _parse_positive_int,
+    16 * 1024 * 1024,
+    "Part size in bytes of direct multipart uploads (raised to S3's minimum of 5 MiB).",
+)
+MLGRID_ARTIFACT_TRANSFER_WORKERS = EnvironmentVariable(
+    "MLGRID_ARTIFACT_TRANSFER_WORKERS",
+    _parse_positive_int,
+    8,
+    "Files (or multipart parts) the SDK transfers in parallel.",
+)
+MLGRID_PROJECT_FETCH_TIMEOUT = EnvironmentVariable(
+    "MLGRID_PROJECT_FETCH_TIMEOUT",
+    _parse_positive_float,
+    300.0,
+    "Seconds allowed for each git command or download while fetching a project.",
+    fallback=None,
+)
+
+# ---------------------------------------------------------------- servers and the CLI
+
+MLGRID_BACKEND_STORE_URI = EnvironmentVariable[str](
+    "MLGRID_BACKEND_STORE_URI",
+    _parse_str,
+    "sqlite:///mlgrid.db",
+    "Services: the default tracking store (sqlite:///path or postgresql://user@host/db).",
+    fallback=None,
+)
+MLGRID_REGISTRY_STORE_URI = _own_str(
+    "MLGRID_REGISTRY_STORE_URI",
+    "Services: the default registry store (the tracking store's when unset).",
+)
+MLGRID_DEFAULT_ARTIFACT_ROOT = _own_str(
+    "MLGRID_DEFAULT_ARTIFACT_ROOT",
+    "Services: artifact root of experiments that name none (./mlgrid-artifacts when unset).",
+)
+MLGRID_GATEWAY_TARGET = _own_str(
+    "MLGRID_GATEWAY_TARGET",
+    "Services: host:port of the gateway, through which a service reaches the others.",
+)
+MLGRID_PUBLIC_TRACKING_URI = _own_str(
+    "MLGRID_PUBLIC_TRACKING_URI",
+    "Services: the tracking URI that project runs are given (grpc://<gateway> when unset).",
+)
+MLGRID_GATEWAY_CONFIG = _own_str("MLGRID_GATEWAY_CONFIG", "Gateway: the routes file (YAML).")
+MLGRID_GATEWAY_BACKENDS = _own_str(
+    "MLGRID_GATEWAY_BACKENDS", "Gateway: backend addresses to ask what they serve, comma-separated."
+)
+MLGRID_GATEWAY_TUNNEL_PORT = EnvironmentVariable[int | None](
+    "MLGRID_GATEWAY_TUNNEL_PORT",
+    int,
+    None,
+    "Gateway: port of the tunnel listener announced to clients.",
+    fallback=None,
+)
+MLGRID_GATEWAY_WORKERS = EnvironmentVariable(
+    "MLGRID_GATEWAY_WORKERS",
+    _parse_positive_int,
+    256,
+    "Gateway: calls forwarded at once (a streaming call holds one for its whole length).",
+    fallback=None,
+)
+MLGRID_LOG_LEVEL = EnvironmentVariable[str](
+    "MLGRID_LOG_LEVEL", _parse_str, "INFO", "Services: logging level.", fallback=None
+)
+MLGRID_ARTIFACTS_DIRECT_IO = EnvironmentVariable(
+    "MLGRID_ARTIFACTS_DIRECT_IO",
+    _parse_bool,
+    False,
+    "Artifacts service: write large local files with O_DIRECT (bypassing the page cache).",
+    fallback=None,
+)
+MLGRID_PROJECTS_WORK_DIR = _own_str(
+    "MLGRID_PROJECTS_WORK_DIR", "Projects service: where runs' working directories are made."
+)
+MLGRID_PROJECTS_STATE_DIR = _own_str(
+    "MLGRID_PROJECTS_STATE_DIR", "Projects service: where it keeps the state of submitted runs."
+)
+MLGRID_PROJECTS_KILL_GRACE = EnvironmentVariable(
+    "MLGRID_PROJECTS_KILL_GRACE",
+    _parse_non_negative_float,
+    10.0,
+    "Projects service: seconds a cancelled run has between SIGTERM and SIGKILL.",
+    fallback=None,
+)
+MLGRID_PROJECTS_KEEP_WORKDIRS = EnvironmentVariable(
+    "MLGRID_PROJECTS_KEEP_WORKDIRS",
+    _parse_bool,
+    False,
+    "Projects service: keep runs' working directories after they end (for debugging).",
+    fallback=None,
+)
+MLGRID_ENV_ROOT = _own_str(
+    "MLGRID_ENV_ROOT", "Projects: where built Python environments are cached (~/.mlgrid/envs)."
+)
+MLGRID_ENV_INSTALL_TIMEOUT = EnvironmentVariable(
+    "MLGRID_ENV_INSTALL_TIMEOUT",
+    _parse_positive_float,
+    1800.0,
+    "Projects: seconds allowed to build one environment.",
+    fallback=None,
+)
+MLGRID_CONDA_HOME = _str("MLGRID_CONDA_HOME", "Projects: the conda installation (bin/conda).")
 
 #: Every declared variable, for documentation and diagnostics.
 ALL: tuple[EnvironmentVariable[object], ...] = tuple(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mlgrid import environment as env
+
 #: The embedded defaults, as in MLflow: a SQLite file and an artifact folder in the working dir.
-DEFAULT_STORE_URI = "sqlite:///mlgrid.db"
+DEFAULT_STORE_URI = env.MLGRID_BACKEND_STORE_URI.default
 DEFAULT_ARTIFACT_DIR = "mlgrid-artifacts"
 
 
@@ -52,11 +53,11 @@ class ServiceConfig:
     def from_env(cls, **overrides: str | None) -> ServiceConfig:
         """Defaults, then MLGRID_* environment variables, then explicit non-None overrides."""
         values: dict[str, str | None] = {
-            "backend_store_uri": os.environ.get("MLGRID_BACKEND_STORE_URI", DEFAULT_STORE_URI),
-            "registry_store_uri": os.environ.get("MLGRID_REGISTRY_STORE_URI"),
-            "default_artifact_root": os.environ.get("MLGRID_DEFAULT_ARTIFACT_ROOT", ""),
-            "gateway_target": os.environ.get("MLGRID_GATEWAY_TARGET"),
-            "public_tracking_uri": os.environ.get("MLGRID_PUBLIC_TRACKING_URI"),
+            "backend_store_uri": env.MLGRID_BACKEND_STORE_URI.get(),
+            "registry_store_uri": env.MLGRID_REGISTRY_STORE_URI.get(),
+            "default_artifact_root": env.MLGRID_DEFAULT_ARTIFACT_ROOT.get() or "",
+            "gateway_target": env.MLGRID_GATEWAY_TARGET.get(),
+            "public_tracking_uri": env.MLGRID_PUBLIC_TRACKING_URI.get(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

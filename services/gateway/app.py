@@ -9,7 +9,6 @@ forwarded by :class:`.forwarder.Forwarder`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import mlgrid
+from mlgrid import environment as env
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.protocol import SERVER_OPTIONS
 from mlgrid_services.common.server import RunningServer
@@ -195,8 +195,7 @@ def start_gateway(
             forwarder,
             bind=address or f"{host}:{port}",
             shown_host=None if address else host,
-            max_workers=max_workers
-            or int(os.environ.get("MLGRID_GATEWAY_WORKERS", DEFAULT_WORKERS)),
+            max_workers=max_workers or env.MLGRID_GATEWAY_WORKERS.get(),
             tunnel_port=tunnel.port if tunnel is not None else 0,
         )
     except BaseException:

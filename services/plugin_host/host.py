@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry
 from mlgrid.uris import uri_scheme
@@ -321,7 +322,7 @@ def serve_plugin(
     from mlgrid_services.stack import READY, announce, client_host
 
     logging.basicConfig(
-        level=os.environ.get("MLGRID_LOG_LEVEL", "INFO").upper(),
+        level=env.MLGRID_LOG_LEVEL.get().upper(),
         format=f"%(asctime)s [plugin {scheme}] %(levelname)s %(name)s: %(message)s",
     )
     plugin = start_plugin_service(

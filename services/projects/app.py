@@ -9,11 +9,11 @@ Knobs beyond ServiceConfig, read from the environment:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import grpc
 
+from mlgrid import environment as env
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
 from mlgrid.environment import MLGRID_PROJECTS_ALLOW_LOCAL_PATHS
@@ -73,7 +73,7 @@ def create_runner(
         )
     grace = kill_grace
     if grace is None:
-        grace = float(os.environ.get("MLGRID_PROJECTS_KILL_GRACE", "10"))
+        grace = env.MLGRID_PROJECTS_KILL_GRACE.get()
     sdk_uri = _sdk_tracking_uri(config)
     return ProjectRunner(
         TrackingClient(config.gateway_target),
@@ -84,7 +84,7 @@ def create_runner(
         sdk_tracking_uri=sdk_uri,
         kill_grace=grace,
         artifact_root=config.effective_artifact_root,
-        keep_workdirs=os.environ.get("MLGRID_PROJECTS_KEEP_WORKDIRS", "") not in ("", "0", "false"),
+        keep_workdirs=env.MLGRID_PROJECTS_KEEP_WORKDIRS.get(),
     )
 
 

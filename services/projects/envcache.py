@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlgrid import environment
 from mlgrid.exceptions import InvalidParameterValue
 
 __all__ = [
@@ -35,15 +36,13 @@ __all__ = [
 
 #: Written last into a finished environment.
 COMPLETE_MARKER = ".mlgrid-env-complete"
-#: Seconds one installer command may take.
-INSTALL_TIMEOUT = float(os.environ.get("MLGRID_ENV_INSTALL_TIMEOUT", "1800"))
 
 Log = Callable[[str], None]
 
 
 def env_root() -> Path:
     """``MLGRID_ENV_ROOT``, else ``~/.mlgrid/envs``."""
-    return Path(os.environ.get("MLGRID_ENV_ROOT") or Path.home() / ".mlgrid" / "envs").expanduser()
+    return Path(environment.MLGRID_ENV_ROOT.get() or Path.home() / ".mlgrid" / "envs").expanduser()
 
 
 def content_key(description: dict[str, Any]) -> str:
@@ -163,11 +162,14 @@ def run_logged(
         assert proc.stdout is not None
         for line in proc.stdout:
             log(line.decode("utf-8", errors="replace"))
+        limit = environment.MLGRID_ENV_INSTALL_TIMEOUT
         try:
-            code = proc.wait(timeout=INSTALL_TIMEOUT)
+            code = proc.wait(timeout=limit.get())
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise InvalidParameterValue(f"{what} took longer than {INSTALL_TIMEOUT:.0f}s") from None
+            raise InvalidParameterValue(
+                f"{what} took longer than {limit.get():.0f}s ({limit.name})"
+            ) from None
     finally:
         if output is not None:
             output.started(None)

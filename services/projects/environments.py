@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from mlgrid import environment
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.env_files import CondaEnv, DockerEnv, PythonEnv
 from mlgrid.projects.spec import Project
@@ -61,15 +62,15 @@ class EnvironmentPlan:
 
 def find_conda() -> str:
     """The conda binary: $MLGRID_CONDA_HOME/bin/conda, $MLFLOW_CONDA_HOME/bin/conda, or PATH."""
-    for var in ("MLGRID_CONDA_HOME", "MLFLOW_CONDA_HOME"):
-        home = os.environ.get(var)
-        if home:
-            binary = Path(home) / "bin" / "conda"
-            if not binary.exists():
-                raise InvalidParameterValue(
-                    f"{var}={home} has no bin/conda; point it at a conda installation"
-                )
-            return str(binary)
+    home = environment.MLGRID_CONDA_HOME.get()
+    if home:
+        binary = Path(home) / "bin" / "conda"
+        if not binary.exists():
+            raise InvalidParameterValue(
+                f"{environment.MLGRID_CONDA_HOME.source()}={home} has no bin/conda; point it at a "
+                "conda installation"
+            )
+        return str(binary)
     found = shutil.which("conda")
     if found:
         return found

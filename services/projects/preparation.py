@@ -8,13 +8,13 @@ created; both are reported to the caller as InvalidParameterValue.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.limits import MAX_RUN_TAG_VALUE_LENGTH
 from mlgrid.projects.backend import RunRequest
@@ -85,7 +85,7 @@ class LoadedProject:
 
 def work_root() -> Path | None:
     """``MLGRID_PROJECTS_WORK_DIR`` (else the system's temporary directory)."""
-    raw = os.environ.get("MLGRID_PROJECTS_WORK_DIR")
+    raw = env.MLGRID_PROJECTS_WORK_DIR.get()
     if raw:
         Path(raw).mkdir(parents=True, exist_ok=True)
         return Path(raw)

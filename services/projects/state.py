@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mlgrid import environment as env
 from mlgrid.projects.backend import OwnedHandle
 
 from .process import process_start_time
@@ -33,7 +34,7 @@ _LIVE_INSTANCES: set[str] = set()
 
 def default_state_dir() -> Path:
     """``MLGRID_PROJECTS_STATE_DIR``, else ``~/.mlgrid/projects``."""
-    raw = os.environ.get("MLGRID_PROJECTS_STATE_DIR")
+    raw = env.MLGRID_PROJECTS_STATE_DIR.get()
     return Path(raw).expanduser() if raw else Path.home() / ".mlgrid" / "projects"
 
 

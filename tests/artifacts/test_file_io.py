@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid_services.artifacts.repositories import _batch, _direct
 from mlgrid_services.artifacts.repositories._atomic import TEMP_PREFIX
@@ -46,7 +47,7 @@ def repository(tmp_path: Path) -> FileArtifactRepository:
 def direct_io_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Switches direct I/O on; skips where the test directory's file system refuses O_DIRECT
     (then writes are buffered anyway, which the other tests cover)."""
-    monkeypatch.setenv(_direct.DIRECT_IO_ENV, "1")
+    monkeypatch.setenv(env.MLGRID_ARTIFACTS_DIRECT_IO.name, "1")
     fd = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         writer = _direct.DirectWriter(fd)
@@ -61,7 +62,7 @@ def direct_io_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_large_unaligned_streams_round_trip_byte_for_byte(
     repository: FileArtifactRepository, monkeypatch: pytest.MonkeyPatch, direct: str
 ) -> None:
-    monkeypatch.setenv(_direct.DIRECT_IO_ENV, direct)
+    monkeypatch.setenv(env.MLGRID_ARTIFACTS_DIRECT_IO.name, direct)
     data = os.urandom(13 * MiB + 12345)  # neither the size nor the chunks are aligned
     info = repository.write_file("model/weights.bin", _odd_chunks(data))
     assert info.file_size == len(data)
@@ -137,16 +138,16 @@ def test_a_reader_that_stops_early_releases_the_file(tmp_path: Path, direct_io_w
 
 
 def test_direct_io_is_off_unless_switched_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(_direct.DIRECT_IO_ENV, raising=False)
+    monkeypatch.delenv(env.MLGRID_ARTIFACTS_DIRECT_IO.name, raising=False)
     assert not _direct.direct_io_enabled()
-    monkeypatch.setenv(_direct.DIRECT_IO_ENV, "1")
+    monkeypatch.setenv(env.MLGRID_ARTIFACTS_DIRECT_IO.name, "1")
     assert _direct.direct_io_enabled() == hasattr(os, "O_DIRECT")
 
 
 def test_without_direct_io_uncached_files_are_read_buffered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(_direct.DIRECT_IO_ENV, raising=False)
+    monkeypatch.delenv(env.MLGRID_ARTIFACTS_DIRECT_IO.name, raising=False)
     data = os.urandom(_direct.DIRECT_READ_MIN + 1)
     _write_uncached(tmp_path / "big.bin", data)
     assert not _reads_directly(tmp_path / "big.bin", data)

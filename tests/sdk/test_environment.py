@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,23 @@ def test_every_variable_is_declared_once() -> None:
     names = [v.name for v in env.ALL]
     assert len(names) == len(set(names))
     assert all(name.startswith("MLGRID_") for name in names)
+
+
+def test_nothing_else_reads_mlgrid_or_mlflow_variables() -> None:
+    # Every setting has one name, parser and default: code asks mlgrid.environment, never
+    # os.environ, for MLGRID_*/MLFLOW_* (copying the environment for a child is fine).
+    root = Path(__file__).resolve().parents[2]
+    # A read names its variable literally, and that name is not one of ours.
+    direct = re.compile(
+        r"(os\.environ|os\.getenv)[^\n]*(MLGRID_|MLFLOW_)"
+        r"|(os\.environ\.get\(|os\.getenv\(|os\.environ\[)(?![\"'])"
+    )
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for base in (root / "sdk" / "mlgrid", root / "services")
+        for path in sorted(base.rglob("*.py"))
+        if "api" not in path.relative_to(base).parts[:1] and path.name != "environment.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if direct.search(line)
+    ]
+    assert offenders == []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlgrid import environment as env
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
 from mlgrid.artifacts.repository import CHUNK_SIZE, FileInfo
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
@@ -29,31 +30,19 @@ from mlgrid.transport import Transport
 Progress = Callable[[int], None]
 
 
-def _env_int(name: str, default: int) -> int:
-    """``MLGRID_<name>``, else MLflow's ``MLFLOW_<name>``, else ``default``."""
-    for key in (f"MLGRID_{name}", f"MLFLOW_{name}"):
-        value = os.environ.get(key)
-        if value:
-            try:
-                return int(value)
-            except ValueError:
-                raise InvalidParameterValue(f"{key}={value!r} is not an integer") from None
-    return default
-
-
 def multipart_threshold() -> int:
     """Files at least this large go direct to an object store when it offers presigned URLs."""
-    return _env_int("MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", 100 * 1024 * 1024)
+    return env.MLGRID_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE.get()
 
 
 def multipart_chunk_size() -> int:
     """Part size of direct multipart uploads (S3 needs at least 5 MiB except the last)."""
-    return max(5 * 1024 * 1024, _env_int("MULTIPART_UPLOAD_CHUNK_SIZE", 16 * 1024 * 1024))
+    return max(5 * 1024 * 1024, env.MLGRID_MULTIPART_UPLOAD_CHUNK_SIZE.get())
 
 
 def max_workers() -> int:
     """Parallel transfers for directories and multipart parts."""
-    return max(1, _env_int("ARTIFACT_TRANSFER_WORKERS", 8))
+    return env.MLGRID_ARTIFACT_TRANSFER_WORKERS.get()
 
 
 def join_path(*parts: str | None) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 
 import click
+
+from mlgrid import environment as env
 
 
 @click.group()
@@ -16,13 +17,13 @@ def db() -> None:
 @db.command()
 @click.option(
     "--backend-store-uri",
-    default=lambda: os.environ.get("MLGRID_BACKEND_STORE_URI", "sqlite:///mlgrid.db"),
-    show_default="sqlite:///mlgrid.db",
+    default=lambda: env.MLGRID_BACKEND_STORE_URI.get(),
+    show_default=env.MLGRID_BACKEND_STORE_URI.default,
     help="Tracking store to migrate [env MLGRID_BACKEND_STORE_URI].",
 )
 @click.option(
     "--registry-store-uri",
-    default=lambda: os.environ.get("MLGRID_REGISTRY_STORE_URI"),
+    default=lambda: env.MLGRID_REGISTRY_STORE_URI.get(),
     help="Registry store to migrate (default: the tracking store) [env MLGRID_REGISTRY_STORE_URI].",
 )
 def upgrade(backend_store_uri: str, registry_store_uri: str | None) -> None:

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from mlgrid import environment as env
+
 #: Ports ``mlgrid server`` binds by default, one per process kind (``--port 0`` picks a free one).
 DEFAULT_PORTS = {
     "gateway": 50051,
@@ -39,8 +41,8 @@ def _require_server() -> None:
 )
 @click.option(
     "--backend-store-uri",
-    default=lambda: os.environ.get("MLGRID_BACKEND_STORE_URI", "sqlite:///mlgrid.db"),
-    show_default="sqlite:///mlgrid.db",
+    default=lambda: env.MLGRID_BACKEND_STORE_URI.get(),
+    show_default=env.MLGRID_BACKEND_STORE_URI.default,
     help="Tracking store: sqlite:///path or postgresql://user@host/db.",
 )
 @click.option(
@@ -48,7 +50,7 @@ def _require_server() -> None:
 )
 @click.option(
     "--default-artifact-root",
-    default=lambda: os.environ.get("MLGRID_DEFAULT_ARTIFACT_ROOT", ""),
+    default=lambda: env.MLGRID_DEFAULT_ARTIFACT_ROOT.get() or "",
     show_default="./mlgrid-artifacts",
     help="Artifact root of experiments that name none (file:///… or s3://…).",
 )
@@ -149,7 +151,7 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
-    default=lambda: os.environ.get("MLGRID_GATEWAY_CONFIG"),
+    default=lambda: env.MLGRID_GATEWAY_CONFIG.get(),
     help="Gateway only: routes file (YAML) [env MLGRID_GATEWAY_CONFIG].",
 )
 @click.option(
@@ -161,7 +163,7 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
 )
 @click.option(
     "--tunnel-port",
-    default=lambda: os.environ.get("MLGRID_GATEWAY_TUNNEL_PORT"),
+    default=lambda: env.MLGRID_GATEWAY_TUNNEL_PORT.get(),
     type=int,
     help=f"Gateway only: port of the tunnel listener, announced to clients (default "
     f"{DEFAULT_TUNNEL_PORT}, or any free port with --port 0) [env MLGRID_GATEWAY_TUNNEL_PORT].",
@@ -218,7 +220,7 @@ def server(
     if name == "gateway":
         from mlgrid_services.gateway.config import GatewayConfigError
 
-        env_backends = [b.strip() for b in os.environ.get("MLGRID_GATEWAY_BACKENDS", "").split(",")]
+        env_backends = [b.strip() for b in (env.MLGRID_GATEWAY_BACKENDS.get() or "").split(",")]
         try:
             launcher.serve_gateway(
                 host=host,

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlgrid import environment as env
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import LogChunk, ProjectBackend, SubmittedRun
@@ -74,14 +75,8 @@ def _backend_config_json(backend_config: dict[str, Any] | str | None) -> str:
 
 def _default_experiment() -> tuple[str, str]:
     """Experiment id / name from the environment, as the fluent API reads them."""
-    exp_id = os.environ.get("MLGRID_EXPERIMENT_ID") or os.environ.get("MLFLOW_EXPERIMENT_ID") or ""
-    name = ""
-    if not exp_id:
-        name = (
-            os.environ.get("MLGRID_EXPERIMENT_NAME")
-            or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-            or ""
-        )
+    exp_id = env.MLGRID_EXPERIMENT_ID.get() or ""
+    name = "" if exp_id else env.MLGRID_EXPERIMENT_NAME.get() or ""
     return exp_id, name
 
 

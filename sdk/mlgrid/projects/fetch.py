@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects import git
 from mlgrid.projects.archive import extract_zip
@@ -181,7 +182,9 @@ def _fetch_zip(base: str, dest: Path, base_dir: Path | None) -> None:
     if scheme in ("http", "https"):
         with tempfile.NamedTemporaryFile(suffix=".zip", dir=dest) as tmp:
             try:
-                with urllib.request.urlopen(base, timeout=git.GIT_TIMEOUT) as response:
+                with urllib.request.urlopen(
+                    base, timeout=env.MLGRID_PROJECT_FETCH_TIMEOUT.get()
+                ) as response:
                     shutil.copyfileobj(response, tmp)
             except OSError as exc:
                 raise InvalidParameterValue(f"cannot download {base!r}: {exc}") from exc

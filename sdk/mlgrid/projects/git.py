@@ -12,21 +12,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 
 __all__ = ["clone", "head_commit", "is_git_repo_root", "remote_url", "toplevel"]
 
-#: Seconds a clone or checkout may take.
-GIT_TIMEOUT = float(os.environ.get("MLGRID_GIT_TIMEOUT", "300"))
-
 
 def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
+    child = dict(os.environ)
+    child["GIT_TERMINAL_PROMPT"] = "0"
     # Only transports that fetch data; "ext::" and friends would run commands.
-    env["GIT_ALLOW_PROTOCOL"] = "file:git:http:https:ssh"
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-    return env
+    child["GIT_ALLOW_PROTOCOL"] = "file:git:http:https:ssh"
+    child.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    return child
 
 
 def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,12 +37,13 @@ def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
             env=_git_env(),
             capture_output=True,
             text=True,
-            timeout=GIT_TIMEOUT,
+            timeout=env.MLGRID_PROJECT_FETCH_TIMEOUT.get(),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise InvalidParameterValue(
-            f"git {args[0]} took longer than {GIT_TIMEOUT:.0f}s (MLGRID_GIT_TIMEOUT)"
+            f"git {args[0]} took longer than {env.MLGRID_PROJECT_FETCH_TIMEOUT.get():.0f}s "
+            f"({env.MLGRID_PROJECT_FETCH_TIMEOUT.name})"
         ) from exc
 
 

@@ -36,12 +36,12 @@ import queue
 import threading
 from collections.abc import Generator, Iterator
 
+from mlgrid import environment as env
+
 #: Alignment of offsets and lengths (covers 512-byte and 4 KiB logical blocks).
 ALIGN = 4096
 #: Size of the staging buffer, and so of each direct write (a multiple of ALIGN).
 BUFFER_BYTES = 4 * 1024 * 1024
-#: Set to ``1`` to write large uploads, and read large uncached files, with ``O_DIRECT``.
-DIRECT_IO_ENV = "MLGRID_ARTIFACTS_DIRECT_IO"
 #: Files at least this large, and not cached, are read with direct I/O.
 DIRECT_READ_MIN = 8 * 1024 * 1024
 #: Reads (of BUFFER_BYTES each) a direct read may run ahead of the sender.
@@ -55,7 +55,7 @@ _spare_lock = threading.Lock()
 
 
 def direct_io_enabled() -> bool:
-    return bool(_O_DIRECT) and os.environ.get(DIRECT_IO_ENV, "0") == "1"
+    return bool(_O_DIRECT) and env.MLGRID_ARTIFACTS_DIRECT_IO.get()
 
 
 def _set_direct(fd: int, direct: bool) -> bool:

@@ -23,6 +23,7 @@ from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
+from mlgrid import environment
 from mlgrid.artifacts.repository import (
     CHUNK_SIZE,
     ArtifactRepository,
@@ -57,7 +58,7 @@ class S3Settings:
     def from_env(cls) -> S3Settings:
         env = os.environ
         return cls(
-            endpoint_url=env.get("MLGRID_S3_ENDPOINT_URL") or env.get("MLFLOW_S3_ENDPOINT_URL"),
+            endpoint_url=environment.MLGRID_S3_ENDPOINT_URL.get() or None,
             access_key=env.get("AWS_ACCESS_KEY_ID"),
             secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
             session_token=env.get("AWS_SESSION_TOKEN"),
