@@ -1,15 +1,15 @@
 """The fluent API: ``mlgrid.start_run()``, ``mlgrid.log_metric(...)``, ... with MLflow's names,
 signatures and behaviour, so that ``import mlgrid as mlflow`` runs MLflow tracking scripts.
 
-State kept here, as in MLflow: a per-thread stack of active runs (nested runs push onto it),
-the last ended run, and the experiment chosen by ``set_experiment``. The experiment functions
-live in mlgrid.fluent_experiments, the searches in mlgrid.fluent_search.
+What the API remembers between calls (the chosen experiment, the active runs, the last run,
+the shared clients) is one object, :data:`state` (:class:`mlgrid.fluent_state.FluentState`); the
+other fluent modules (experiments, searches, artifacts, models, the registry) use it and
+:func:`get_or_start_run` / :func:`current_experiment_id`, never this module's private names.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -33,34 +33,14 @@ from mlgrid.entities import (
     RunTag,
 )
 from mlgrid.exceptions import InvalidParameterValue, MlgridException
-from mlgrid.tracking_uri import get_registry_uri, get_tracking_uri
+from mlgrid.fluent_state import FluentState
 
 DEFAULT_EXPERIMENT_ID = "0"
 
-_state = threading.local()
+#: Everything the fluent API remembers between calls (see mlgrid.fluent_state).
+state = FluentState()
 #: Run id -> its system metrics sampler (start_run(log_system_metrics=True)); ended by end_run.
 _system_monitors: dict[str, system_metrics.SystemMetricsMonitor] = {}
-_active_experiment_id: str | None = None
-_clients: dict[tuple[str, str], Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _client() -> Client:
-    """One client per (tracking, registry) URI, so its background logger is shared."""
-    key = (get_tracking_uri(), get_registry_uri())
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = Client(key[0], key[1] if key[1] != key[0] else None)
-            _clients[key] = client
-        return client
-
-
-def _stack() -> list[ActiveRun]:
-    stack: list[ActiveRun] | None = getattr(_state, "stack", None)
-    if stack is None:
-        stack = _state.stack = []
-    return stack
 
 
 class ActiveRun(Run):
@@ -87,7 +67,7 @@ class ActiveRun(Run):
             status = "KILLED"
         else:
             status = "FAILED"
-        stack = _stack()
+        stack = state.runs
         if any(run.info.run_id == self.info.run_id for run in stack):
             # End runs nested inside this one that were left open, then this one.
             while stack and stack[-1].info.run_id != self.info.run_id:
@@ -114,7 +94,7 @@ def set_registry_uri(uri: Any) -> None:
 def _experiment_id_from_env() -> str | None:
     name = env.MLGRID_EXPERIMENT_NAME.get()
     experiment_id = env.MLGRID_EXPERIMENT_ID.get()
-    client = _client()
+    client = state.client()
     if name:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -137,9 +117,9 @@ def _experiment_id_from_env() -> str | None:
     return None
 
 
-def _get_experiment_id() -> str:
+def current_experiment_id() -> str:
     """The experiment new runs go to: set_experiment's, else the environment's, else "0"."""
-    return _active_experiment_id or _experiment_id_from_env() or DEFAULT_EXPERIMENT_ID
+    return state.experiment_id or _experiment_id_from_env() or DEFAULT_EXPERIMENT_ID
 
 
 # -- runs ----------------------------------------------------------------------------------
@@ -163,7 +143,7 @@ def start_run(
     ``MLGRID_ENABLE_SYSTEM_METRICS_LOGGING``) logs CPU, memory, disk, network and GPU usage as
     ``system/…`` metrics until the run ends (mlgrid.system_metrics; needs psutil).
     """
-    stack = _stack()
+    stack = state.runs
     if stack and not nested:
         raise InvalidParameterValue(
             f"run {stack[-1].info.run_id} is already active; end it with end_run() first, or "
@@ -174,7 +154,7 @@ def start_run(
     if log_system_metrics:
         system_metrics.require_psutil()  # refused before a run is created
     _install_exit_hooks()
-    client = _client()
+    client = state.client()
     existing = run_id
     if existing is None and env.MLGRID_RUN_ID.get():
         existing = env.MLGRID_RUN_ID.get()
@@ -200,7 +180,7 @@ def start_run(
             user_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         if run_name:
             user_tags[MLFLOW_RUN_NAME] = run_name
-        experiment = str(experiment_id) if experiment_id is not None else _get_experiment_id()
+        experiment = str(experiment_id) if experiment_id is not None else current_experiment_id()
         run = client.create_run(experiment, tags=resolve_tags(user_tags), run_name=run_name)
     active = ActiveRun(run)
     stack.append(active)
@@ -213,10 +193,10 @@ def start_run(
 
 def _resume(client: Client, run_id: str, run_name: str | None, tags: dict[str, str]) -> Run:
     run = client.get_run(run_id)
-    if _active_experiment_id is not None and _active_experiment_id != run.info.experiment_id:
+    if state.experiment_id is not None and state.experiment_id != run.info.experiment_id:
         raise InvalidParameterValue(
             f"cannot resume run {run_id}: it belongs to experiment {run.info.experiment_id}, "
-            f"but set_experiment() chose {_active_experiment_id}"
+            f"but set_experiment() chose {state.experiment_id}"
         )
     if run.info.lifecycle_stage == LifecycleStage.DELETED:
         raise InvalidParameterValue(f"cannot resume run {run_id}: it is deleted")
@@ -229,7 +209,7 @@ def _resume(client: Client, run_id: str, run_name: str | None, tags: dict[str, s
 def end_run(status: str = "FINISHED") -> None:
     """Ends the active run (if any) with ``status``. Queued asynchronous logging is written
     first; its failures are raised here, after the run has been ended."""
-    stack = _stack()
+    stack = state.runs
     if not stack:
         return
     run = stack[-1]
@@ -238,12 +218,12 @@ def end_run(status: str = "FINISHED") -> None:
         async_logging.flush_all()
     except BaseException as exc:
         flush_error = exc
-    _state.last_run_id = run.info.run_id
+    state.last_run_id = run.info.run_id
     monitor = _system_monitors.pop(run.info.run_id, None)
     if monitor is not None:
         monitor.stop()
     try:
-        _client().set_terminated(
+        state.client().set_terminated(
             run.info.run_id, RunStatus.to_string(RunStatus.from_string(status))
         )
     finally:
@@ -253,7 +233,7 @@ def end_run(status: str = "FINISHED") -> None:
 
 
 def active_run() -> ActiveRun | None:
-    stack = _stack()
+    stack = state.runs
     return stack[-1] if stack else None
 
 
@@ -261,29 +241,29 @@ def last_active_run() -> Run | None:
     """The active run, else the run most recently ended in this thread (fresh from the
     server, with everything logged to it), else None."""
     current = active_run()
-    run_id = current.info.run_id if current else getattr(_state, "last_run_id", None)
-    return _client().get_run(run_id) if run_id else None
+    run_id = current.info.run_id if current else state.last_run_id
+    return state.client().get_run(run_id) if run_id else None
 
 
-def _get_or_start_run() -> ActiveRun:
+def get_or_start_run() -> ActiveRun:
     """The active run, starting one (as MLflow's logging functions do) when there is none."""
     return active_run() or start_run()
 
 
 def _run_id(run_id: str | None) -> str:
-    return run_id or _get_or_start_run().info.run_id
+    return run_id or get_or_start_run().info.run_id
 
 
 def get_run(run_id: str) -> Run:
-    return _client().get_run(run_id)
+    return state.client().get_run(run_id)
 
 
 def get_parent_run(run_id: str) -> Run | None:
-    return _client().get_parent_run(run_id)
+    return state.client().get_parent_run(run_id)
 
 
 def delete_run(run_id: str) -> None:
-    _client().delete_run(run_id)
+    state.client().delete_run(run_id)
 
 
 # -- logging -------------------------------------------------------------------------------
@@ -291,14 +271,14 @@ def delete_run(run_id: str) -> None:
 
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     """Logs a param to the active run and returns ``value``."""
-    return _client().log_param(_run_id(None), key, value, synchronous=synchronous)
+    return state.client().log_param(_run_id(None), key, value, synchronous=synchronous)
 
 
 def log_params(
     params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None
 ) -> RunOperations | None:
     batch = [Param(str(k), str(v)) for k, v in params.items()]
-    return _client().log_batch(_run_id(run_id), params=batch, synchronous=synchronous)
+    return state.client().log_batch(_run_id(run_id), params=batch, synchronous=synchronous)
 
 
 def log_metric(
@@ -310,7 +290,7 @@ def log_metric(
     run_id: str | None = None,
 ) -> RunOperations | None:
     """Logs one metric point to the active run (or ``run_id``)."""
-    return _client().log_metric(
+    return state.client().log_metric(
         _run_id(run_id), key, value, timestamp=timestamp, step=step, synchronous=synchronous
     )
 
@@ -325,20 +305,20 @@ def log_metrics(
     """Logs several metrics at one step and timestamp, in one batch."""
     when = timestamp or int(time.time() * 1000)
     batch = [Metric(k, _metric_value(k, v), when, step or 0) for k, v in metrics.items()]
-    return _client().log_batch(_run_id(run_id), metrics=batch, synchronous=synchronous)
+    return state.client().log_batch(_run_id(run_id), metrics=batch, synchronous=synchronous)
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> RunOperations | None:
-    return _client().set_tag(_run_id(None), key, value, synchronous=synchronous)
+    return state.client().set_tag(_run_id(None), key, value, synchronous=synchronous)
 
 
 def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> RunOperations | None:
     batch = [RunTag(str(k), str(v)) for k, v in tags.items()]
-    return _client().log_batch(_run_id(None), tags=batch, synchronous=synchronous)
+    return state.client().log_batch(_run_id(None), tags=batch, synchronous=synchronous)
 
 
 def delete_tag(key: str) -> None:
-    _client().delete_tag(_run_id(None), key)
+    state.client().delete_tag(_run_id(None), key)
 
 
 def log_input(
@@ -363,7 +343,7 @@ def log_input(
     input_tags = [InputTag(k, str(v)) for k, v in (tags or {}).items()]
     if context:
         input_tags.append(InputTag("mlflow.data.context", context))
-    _client().log_inputs(_run_id(None), [DatasetInput(entity, input_tags)])
+    state.client().log_inputs(_run_id(None), [DatasetInput(entity, input_tags)])
 
 
 def flush_async_logging() -> None:
@@ -372,7 +352,7 @@ def flush_async_logging() -> None:
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
-    return _client().get_metric_history(run_id, key)
+    return state.client().get_metric_history(run_id, key)
 
 
 # -- process exit --------------------------------------------------------------------------
@@ -403,7 +383,7 @@ def _install_exit_hooks() -> None:
 
 def _end_runs_at_exit() -> None:
     status = "FAILED" if _uncaught_exception else "FINISHED"
-    while _stack():
+    while state.runs:
         try:
             end_run(status)
         except Exception as exc:  # the run is ended; report the flush failure, don't hide it

@@ -22,7 +22,7 @@ def set_experiment(
         raise InvalidParameterValue(
             "set_experiment needs exactly one of experiment_name or experiment_id"
         )
-    client = fluent._client()
+    client = fluent.state.client()
     if experiment_id is not None:
         experiment = client.get_experiment(str(experiment_id))
     else:
@@ -37,7 +37,7 @@ def set_experiment(
             f"cannot set the deleted experiment {experiment.name!r} (id {experiment.experiment_id})"
             " as the active experiment; restore it first"
         )
-    fluent._active_experiment_id = experiment.experiment_id
+    fluent.state.experiment_id = experiment.experiment_id
     # Child processes (subprocesses of the script) start their runs in the same experiment.
     env.MLGRID_EXPERIMENT_ID.set(experiment.experiment_id)
     return experiment
@@ -46,23 +46,23 @@ def set_experiment(
 def create_experiment(
     name: str, artifact_location: str | None = None, tags: Mapping[str, Any] | None = None
 ) -> str:
-    return fluent._client().create_experiment(name, artifact_location, tags)
+    return fluent.state.client().create_experiment(name, artifact_location, tags)
 
 
 def get_experiment(experiment_id: str) -> Experiment:
-    return fluent._client().get_experiment(experiment_id)
+    return fluent.state.client().get_experiment(experiment_id)
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
-    return fluent._client().get_experiment_by_name(name)
+    return fluent.state.client().get_experiment_by_name(name)
 
 
 def delete_experiment(experiment_id: str) -> None:
-    fluent._client().delete_experiment(experiment_id)
+    fluent.state.client().delete_experiment(experiment_id)
 
 
 def set_experiment_tag(key: str, value: Any) -> None:
-    fluent._client().set_experiment_tag(fluent._get_experiment_id(), key, value)
+    fluent.state.client().set_experiment_tag(fluent.current_experiment_id(), key, value)
 
 
 def set_experiment_tags(tags: Mapping[str, Any]) -> None:

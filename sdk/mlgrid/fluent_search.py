@@ -23,7 +23,7 @@ def search_experiments(
     order_by: list[str] | None = None,
 ) -> list[Experiment]:
     """Every matching experiment (all pages), or at most ``max_results``."""
-    client = fluent._client()
+    client = fluent.state.client()
     found: list[Experiment] = []
     token: str | None = None
     while True:
@@ -56,7 +56,7 @@ def search_runs(
         )
     if output_format == "pandas":
         import_pandas()  # fail before searching when pandas is missing
-    client = fluent._client()
+    client = fluent.state.client()
     ids = [str(e) for e in experiment_ids] if experiment_ids else []
     for name in experiment_names or []:
         experiment = client.get_experiment_by_name(name)
@@ -66,7 +66,7 @@ def search_runs(
         if search_all_experiments:
             ids = [e.experiment_id for e in search_experiments(view_type=ViewType.ALL)]
         else:
-            ids = [fluent._get_experiment_id()]
+            ids = [fluent.current_experiment_id()]
     runs: list[Run] = []
     token: str | None = None
     while ids and len(runs) < max_results:

@@ -29,16 +29,14 @@ def clean_client_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(name)
     tracking_uri.set_tracking_uri(None)
     tracking_uri.set_registry_uri(None)
-    fluent._active_experiment_id = None
+    fluent.state.forget()
     yield
     while fluent.active_run() is not None:
         try:
             fluent.end_run()
         except Exception:
             break
-    fluent._stack().clear()
-    fluent._state.last_run_id = None
-    fluent._active_experiment_id = None
+    fluent.state.forget()
     tracking_uri.set_tracking_uri(None)
     tracking_uri.set_registry_uri(None)
     for name in list(os.environ):  # e.g. set_experiment() exports MLGRID_EXPERIMENT_ID

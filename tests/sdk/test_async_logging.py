@@ -14,7 +14,7 @@ from mlgrid import MlflowClient
 from mlgrid.async_logging import AsyncLogger, RunOperations
 from mlgrid.entities import Metric, Param, RunTag
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.fluent import _client
+from mlgrid.fluent import state
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def rpc_count(uri: str) -> Iterator[list[int]]:
         calls[0] += 1
         return []
 
-    providers = _client()._transport.metadata_providers
+    providers = state.client()._transport.metadata_providers
     providers.append(count)
     yield calls
     providers.remove(count)

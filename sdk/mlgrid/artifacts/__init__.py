@@ -34,7 +34,7 @@ def _client(tracking_uri: str | None) -> Client:
     if tracking_uri is None:
         from mlgrid import fluent
 
-        return fluent._client()
+        return fluent.state.client()
     from mlgrid.client import Client
 
     return Client(tracking_uri)

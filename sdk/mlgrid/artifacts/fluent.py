@@ -25,7 +25,7 @@ __all__ = [
 def _run_and_client() -> tuple[str, Any]:
     from mlgrid import fluent
 
-    return fluent._get_or_start_run().info.run_id, fluent._client()
+    return fluent.get_or_start_run().info.run_id, fluent.state.client()
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
@@ -70,6 +70,6 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
     """The active run's artifact URI, or that of ``artifact_path`` inside it."""
     from mlgrid import fluent
 
-    root = str(fluent._get_or_start_run().info.artifact_uri)
+    root = str(fluent.get_or_start_run().info.artifact_uri)
     path = join_path(artifact_path)
     return f"{root.rstrip('/')}/{path}" if path else root

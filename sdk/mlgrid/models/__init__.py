@@ -91,9 +91,9 @@ def _client(client: RegistryClientMixin | None, tracking_uri: str | None, regist
     if client is not None:
         return client
     if tracking_uri is None and registry_uri is None:
-        from mlgrid.fluent import _client  # the process's shared client for the current URIs
+        from mlgrid.fluent import state  # the process's shared client for the current URIs
 
-        return _client()
+        return state.client()
     from mlgrid.client import Client
 
     return Client(tracking_uri=tracking_uri, registry_uri=registry_uri)

@@ -84,8 +84,8 @@ def log_model(
         raise InvalidParameterValue(
             f"artifact_path {path!r} must be a relative path inside the run"
         )
-    client = fluent._client()
-    run_id = run_id or fluent._get_or_start_run().info.run_id
+    client = fluent.state.client()
+    run_id = run_id or fluent.get_or_start_run().info.run_id
     with tempfile.TemporaryDirectory(prefix="mlgrid-model-") as tmp:
         local = Path(tmp) / "model"
         descriptor = save_model(
@@ -140,14 +140,14 @@ def _artifact_location(model_uri: str) -> str:
     if model_uri.startswith("models:/"):
         from mlgrid.models import resolve_model_uri
 
-        return resolve_model_uri(model_uri, fluent._client())
+        return resolve_model_uri(model_uri, fluent.state.client())
     if model_uri.startswith("runs:/"):
         run_id, _, path = model_uri[len("runs:/") :].lstrip("/").partition("/")
         if not run_id:
             raise InvalidParameterValue(
                 f"model URI {model_uri!r} names no run: use runs:/<run_id>/<path>"
             )
-        root = str(fluent._client().get_run(run_id).info.artifact_uri or "").rstrip("/")
+        root = str(fluent.state.client().get_run(run_id).info.artifact_uri or "").rstrip("/")
         return f"{root}/{path.strip('/')}" if path.strip("/") else root
     return model_uri
 

@@ -36,9 +36,9 @@ def register_model(
         # MLflow's positional order is (model_uri, name, await_registration_for): accept it.
         await_registration_for, tags = tags, None
     if client is None:
-        from mlgrid.fluent import _client
+        from mlgrid.fluent import state
 
-        client = _client()
+        client = state.client()
     with contextlib.suppress(ResourceAlreadyExists):
         client.create_registered_model(name)
     source = model_uri
