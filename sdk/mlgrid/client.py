@@ -7,7 +7,6 @@ back as typed exceptions from :mod:`mlgrid.exceptions`) and returns domain objec
 
 from __future__ import annotations
 
-import base64
 import numbers
 import time
 import warnings
@@ -41,9 +40,8 @@ from mlgrid.entities import (
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_PARAM_VALUE_LENGTH, MAX_RUN_TAG_VALUE_LENGTH, SEARCH_RUNS_DEFAULT
 from mlgrid.logged_model_client import LoggedModelsClientMixin
-from mlgrid.protocol import STORE_URI_METADATA
 from mlgrid.registry.client_mixin import RegistryClientMixin
-from mlgrid.tracking_uri import get_store_uri, get_tracking_transport
+from mlgrid.tracking_uri import get_tracking_transport
 from mlgrid.transport import Transport
 
 __all__ = ["Client", "MlflowClient", "split_batch"]  # split_batch: from mlgrid.batching
@@ -76,33 +74,6 @@ def _truncate(kind: str, key: str, value: Any, limit: int) -> str:
     return text
 
 
-def _remote_metadata(transport: Transport) -> None:
-    """Adds auth and store-routing metadata to a gateway transport (once per transport)."""
-    if not transport.tracking_uri.startswith(("grpc://", "grpcs://")):
-        return
-    if any(getattr(p, "_mlgrid_client", False) for p in transport.metadata_providers):
-        return
-    tracking_uri = transport.tracking_uri
-
-    def provider() -> list[tuple[str, str]]:
-        # Read per call, so credentials rotated in the environment take effect at once.
-        metadata: list[tuple[str, str]] = []
-        token = env.MLGRID_TRACKING_TOKEN.get()
-        user, password = env.MLGRID_TRACKING_USERNAME.get(), env.MLGRID_TRACKING_PASSWORD.get()
-        if token:
-            metadata.append(("authorization", f"Bearer {token}"))
-        elif user and password:
-            basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-            metadata.append(("authorization", f"Basic {basic}"))
-        store = get_store_uri(tracking_uri)
-        if store:
-            metadata.append((STORE_URI_METADATA, store))
-        return metadata
-
-    provider._mlgrid_client = True  # type: ignore[attr-defined]
-    transport.metadata_providers.append(provider)
-
-
 class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin):
     """Client of a tracking server (``grpc://``) or an embedded store (``sqlite:///``, ...)."""
 
@@ -111,7 +82,6 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
         self._tracking_uri = self._transport.tracking_uri
         self._registry_uri = registry_uri or self._transport.registry_uri or self._tracking_uri
         self._async_logger: AsyncLogger | None = None
-        _remote_metadata(self._transport)
 
     @property
     def tracking_uri(self) -> str:

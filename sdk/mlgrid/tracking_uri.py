@@ -13,12 +13,10 @@ from urllib.parse import urlsplit
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.transport import Transport, get_transport
-from mlgrid.uris import is_gateway_uri
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "get_registry_uri",
-    "get_store_uri",
     "get_tracking_transport",
     "get_tracking_uri",
     "is_tracking_uri_set",
@@ -119,19 +117,6 @@ def get_registry_uri() -> str:
     if from_env:
         return resolve_uri(from_env)
     return get_tracking_uri()
-
-
-def get_store_uri(tracking_uri: str) -> str | None:
-    """The store a gateway should route tracking calls to (metadata ``mlgrid-store-uri``).
-
-    Embedded stacks already serve the URI's own store, so this is only ever set for a
-    ``grpc://`` gateway, and only when the user names a store (``MLGRID_STORE_URI``);
-    otherwise the gateway uses its deployment's default store.
-    """
-    if not is_gateway_uri(tracking_uri):
-        return None
-    store = env.MLGRID_STORE_URI.get()
-    return store or None
 
 
 def get_tracking_transport(

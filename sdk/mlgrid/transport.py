@@ -9,6 +9,7 @@ private socket, and the SDK talks gRPC to them exactly as it would to a remote s
 from __future__ import annotations
 
 import atexit
+import base64
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from mlgrid import environment as env
 from mlgrid._rpc_errors import from_backend, from_rpc_error
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
-from mlgrid.protocol import CHANNEL_OPTIONS
+from mlgrid.protocol import CHANNEL_OPTIONS, STORE_URI_METADATA
 from mlgrid.tunnels import Tunnels
 from mlgrid.uris import is_gateway_uri, uri_scheme
 
@@ -52,6 +54,24 @@ def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStac
 
 
 MetadataProvider = Callable[[], list[tuple[str, str]]]
+
+
+def gateway_metadata() -> list[tuple[str, str]]:
+    """What every call to a gateway carries: credentials, and the store it should route to
+    when the user names one (``MLGRID_STORE_URI``; else the deployment's default store). Read
+    per call, so credentials rotated in the environment take effect at once."""
+    metadata: list[tuple[str, str]] = []
+    token = env.MLGRID_TRACKING_TOKEN.get()
+    user, password = env.MLGRID_TRACKING_USERNAME.get(), env.MLGRID_TRACKING_PASSWORD.get()
+    if token:
+        metadata.append(("authorization", f"Bearer {token}"))
+    elif user and password:
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        metadata.append(("authorization", f"Basic {basic}"))
+    store = env.MLGRID_STORE_URI.get()
+    if store:
+        metadata.append((STORE_URI_METADATA, store))
+    return metadata
 
 
 @dataclass
@@ -88,6 +108,8 @@ class Transport:
         self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
         self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
         self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
+        if self._embedded is None:
+            self.metadata_providers.append(gateway_metadata)
         # Request header provider plugins (mlgrid.request_header_provider): their headers go
         # out as metadata with every call.
         self.metadata_providers.append(request_header_metadata)

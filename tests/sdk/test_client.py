@@ -26,6 +26,7 @@ from mlgrid.exceptions import (
     ResourceAlreadyExists,
     ResourceDoesNotExist,
 )
+from mlgrid.tracking_uri import get_tracking_transport
 
 
 @pytest.fixture
@@ -218,6 +219,21 @@ def test_gateway_calls_carry_credentials_and_the_named_store(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ada")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
     assert ("authorization", "Basic YWRhOnB3") in client._transport.metadata()
+
+
+def test_building_a_client_leaves_the_shared_transport_as_it_was(
+    grpc_stack: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Credentials and the named store belong to talking to a gateway, not to a Client: a
+    # transport carries them on its own, and clients built on it change nothing process-wide.
+    shared = get_tracking_transport(grpc_stack.tracking_uri)  # type: ignore[attr-defined]
+    providers = list(shared.metadata_providers)
+    monkeypatch.setenv("MLGRID_TRACKING_TOKEN", "t0k")
+    assert shared.metadata() == [("authorization", "Bearer t0k")]
+    MlflowClient(grpc_stack.tracking_uri)  # type: ignore[attr-defined]
+    MlflowClient(grpc_stack.tracking_uri)  # type: ignore[attr-defined]
+    assert shared.metadata_providers == providers
+    assert shared.metadata() == [("authorization", "Bearer t0k")]
 
 
 def test_embedded_calls_name_no_store(embedded_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
