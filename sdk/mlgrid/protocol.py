@@ -60,3 +60,12 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+#: Channels to a near peer that restarts quickly (the gateway's to its backends, the SDK's
+#: tunnels through the gateway): reconnect within a second or two rather than gRPC's default of
+#: up to two minutes.
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]

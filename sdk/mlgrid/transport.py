@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from mlgrid import environment as env
-from mlgrid._rpc_errors import from_backend, from_rpc_error
+from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
@@ -54,6 +54,14 @@ def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStac
 
 
 MetadataProvider = Callable[[], list[tuple[str, str]]]
+
+
+def _store_route() -> str:
+    """The tunnel route of tracking and registry calls: the scheme of the store the user names
+    (``MLGRID_STORE_URI``, read per call, as the metadata is), or "" for the default store. The
+    gateway routes a tunnel by it exactly as it routes a call on its port by the metadata."""
+    store = env.MLGRID_STORE_URI.get()
+    return f"{uri_scheme(store)}:" if store and not is_gateway_uri(store) else ""
 
 
 def gateway_metadata() -> list[tuple[str, str]]:
@@ -120,14 +128,18 @@ class Transport:
 
     @property
     def tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
-        """The tracking stub: over a tunnel to the backend when the gateway offers one."""
-        stub = self._tunnelled("tracking", tracking_service_pb2_grpc.TrackingServiceStub)
+        """The tracking stub: over the tunnel of the store's route when the gateway offers one."""
+        stub = self._tunnelled(
+            "tracking", tracking_service_pb2_grpc.TrackingServiceStub, _store_route()
+        )
         return stub if stub is not None else self._gateway_tracking
 
     @property
     def registry(self) -> registry_service_pb2_grpc.RegistryServiceStub:
-        """The registry stub: over a tunnel to the backend when the gateway offers one."""
-        stub = self._tunnelled("registry", registry_service_pb2_grpc.RegistryServiceStub)
+        """The registry stub: over the tunnel of the store's route when the gateway offers one."""
+        stub = self._tunnelled(
+            "registry", registry_service_pb2_grpc.RegistryServiceStub, _store_route()
+        )
         return stub if stub is not None else self._gateway_registry
 
     def artifacts_for(self, artifact_uri: str) -> artifacts_service_pb2_grpc.ArtifactsServiceStub:
@@ -152,17 +164,6 @@ class Transport:
             self._tunnel_stubs[key] = cached
         return cached[1]
 
-    def _note_failure(self, err: grpc.RpcError) -> None:
-        """An UNAVAILABLE without the backend's ErrorInfo means a connection failed; if tunnels
-        are in use, the next calls go through the gateway, which names what is down."""
-        if self._tunnels is None or not self._tunnels.in_use:
-            return
-        call: Any = err
-        if call.code() is not grpc.StatusCode.UNAVAILABLE:
-            return
-        if not from_backend(call.trailing_metadata()):
-            self._tunnels.failed()
-
     def metadata(self) -> list[tuple[str, str]]:
         """Metadata sent with every call."""
         extra: list[tuple[str, str]] = []
@@ -175,7 +176,6 @@ class Transport:
         try:
             return method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            self._note_failure(err)
             raise from_rpc_error(err) from err
 
     def stream(
@@ -185,7 +185,6 @@ class Transport:
         try:
             yield from method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            self._note_failure(err)
             raise from_rpc_error(err) from err
 
     def close(self) -> None:

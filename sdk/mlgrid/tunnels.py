@@ -1,31 +1,38 @@
 """Client side of the gateway's tunnels (services/gateway/tunnel.py).
 
-A gateway may announce a tunnel port (``GetBackendInfoResponse.tunnel_port``). Tracking and
-registry calls then go over a channel that gRPC itself opens through the gateway with HTTP
-``CONNECT`` (the ``grpc.http_proxy`` channel argument), pinned to that service's backend: one
-gRPC hop instead of two, which is most of a small call's cost. Artifact calls get one tunnel
-per URI scheme (header ``mlgrid-route: <scheme>:``), and each call goes down the tunnel of its
-URI's scheme: bytes are relayed, not re-sent message by message. Everything else (projects,
-calls naming a store with ``MLGRID_STORE_URI``) stays on the gateway's own port, where the
-gateway routes every call by its content.
+A gateway may announce a tunnel port (``GetBackendInfoResponse.tunnel_port``). Calls of the
+tracking, registry and artifacts services can then go over a channel that gRPC itself opens
+through the gateway with HTTP ``CONNECT`` (the ``grpc.http_proxy`` channel argument), pinned to
+the backend of one route: one gRPC hop instead of two, which is most of a small call's cost, and
+bulk bytes relayed rather than re-sent message by message. The route is the store's scheme for
+tracking and registry (the default store unless ``MLGRID_STORE_URI`` names one) and the artifact
+URI's scheme for artifacts. Projects calls always use the gateway port.
 
-Tunnels are an optimisation, never a requirement: no announcement, a port that cannot be
-reached (a load balancer that only forwards the gRPC port), ``MLGRID_GATEWAY_TUNNELS=false`` or
-a TLS (``grpcs://``) gateway all mean the gateway port, as before.
+Which way a call goes is declared, never guessed from timers or from the shape of an error:
+
+- ``MLGRID_GATEWAY_TUNNELS=false``, or a ``grpcs://`` gateway (TLS ends at the gateway): the
+  gateway port, for every call.
+- Otherwise the first call of each (service, route) decides once, for the life of the transport:
+  the tunnel when the gateway announces a tunnel port and the tunnel opens; the gateway port when
+  it announces none, refuses that route, or its tunnel port cannot be reached (for example only
+  the gRPC port is forwarded). That is the one fallback, logged when taken.
+
+Once decided, a route stays: a backend that goes away behind a tunnel gives the same
+``TEMPORARILY_UNAVAILABLE`` as behind the gateway port, and the tunnel reconnects by itself (the
+gateway picks the route's backend again on each new connection) when one is back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import grpc
 
 from mlgrid import environment as env
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
-from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
+from mlgrid.protocol import RECONNECT_OPTIONS, TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +43,8 @@ TUNNELLED_SERVICES = {
     "registry": "mlgrid.api.registry.v1.RegistryService",
     "artifacts": "mlgrid.api.artifacts.v1.ArtifactsService",
 }
-#: Routed by the store the caller names: tunnelled only for the default store.
-_STORE_ROUTED = frozenset({"tracking", "registry"})
-#: Seconds to wait for the gateway's announcement and for a tunnel to connect, once.
+#: Seconds to wait, once per route, for the gateway's announcement and for the tunnel to open.
 SETUP_TIMEOUT_S = 2.0
-#: After a tunnelled call fails, calls use the gateway port this long before a tunnel is tried again.
-RETRY_AFTER_S = 30.0
-#: After the tunnel port could not be reached at all (e.g. only the gRPC port is forwarded), the
-#: gateway port is used this long: each new attempt costs up to SETUP_TIMEOUT_S.
-UNREACHABLE_RETRY_AFTER_S = 600.0
 
 
 def _proxy_host(host: str) -> str:
@@ -76,7 +76,8 @@ def _connects(channel: grpc.Channel, timeout: float) -> bool:
 
 
 class Tunnels:
-    """The tunnelled channels of one transport, opened on first use."""
+    """The tunnelled channels of one transport: per (service, route) a channel, or None for the
+    gateway port, decided at the first call of that route."""
 
     def __init__(
         self, gateway: grpc.Channel, host: str, channel_options: list[tuple[str, Any]]
@@ -86,38 +87,28 @@ class Tunnels:
         self._options = channel_options
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
-        #: Per (service, route): no tunnel attempt before this time (monotonic seconds).
-        self._unusable_until: dict[tuple[str, str], float] = {}
-        #: After a tunnelled call failed: no tunnel of any kind before this time.
-        self._all_unusable_until = 0.0
+        #: The decision per (service, route): its channel, or None for the gateway port.
+        self._routes: dict[tuple[str, str], grpc.Channel | None] = {}
 
     def channel(self, service: str, route: str = "") -> grpc.Channel | None:
         """The tunnelled channel for ``service`` ("tracking", "registry", "artifacts") and
-        routing value ``route`` (artifacts: ``"<scheme>:"``), or None to use the gateway port.
-        Cheap after the first call."""
-        # Read per call: a store named later (MLGRID_STORE_URI) must reach the gateway port,
-        # which routes by it, even when a tunnel to the default store is already open.
-        if not env.MLGRID_GATEWAY_TUNNELS.get() or (
-            service in _STORE_ROUTED and env.MLGRID_STORE_URI.get()
-        ):
+        ``route`` (``"<scheme>:"``; "" for the default store), or None for the gateway port.
+        A dict read after the route's first call."""
+        if not env.MLGRID_GATEWAY_TUNNELS.get():
             return None
         key = (service, route)
-        found = self._channels.get(key)
-        if found is not None:
-            return found
-        now = time.monotonic()
-        if now < self._all_unusable_until or now < self._unusable_until.get(key, 0.0):
-            return None
+        if key in self._routes:
+            return self._routes[key]
         with self._lock:
-            found = self._channels.get(key)
-            if found is None:
-                found = self._open(service, route)
-                if found is not None:
-                    self._channels[key] = found
-        return found
+            if key not in self._routes:
+                port = self._announced_port()
+                if port is None:
+                    return None  # the gateway cannot be asked now; decide at the next call
+                self._routes[key] = self._open(service, route, port) if port else None
+            return self._routes[key]
 
-    def _announced_port(self) -> int:
+    def _announced_port(self) -> int | None:
+        """The gateway's tunnel port (0: it offers none); None when it cannot be asked now."""
         if self._port is None:
             stub = common_pb2_grpc.BackendInfoServiceStub(self._gateway)
             try:
@@ -125,19 +116,20 @@ class Tunnels:
                     common_pb2.GetBackendInfoRequest(), timeout=SETUP_TIMEOUT_S
                 )
             except grpc.RpcError:
-                return 0  # gateway unreachable now: ask again next time, never cache that
+                return None
             self._port = info.tunnel_port
+            if not self._port:
+                log.info("the gateway offers no tunnels; calls use its gRPC port")
         return self._port
 
-    def _open(self, service: str, route: str) -> grpc.Channel | None:
-        port = self._announced_port()
-        if not port:
-            return None
+    def _open(self, service: str, route: str, port: int) -> grpc.Channel | None:
         headers = f"{TUNNEL_SERVICE_HEADER}:{TUNNELLED_SERVICES[service]}"
         if route:
             headers += f"\n{TUNNEL_ROUTE_HEADER}:{route}"
         options = [
             *self._options,
+            # The far end is the gateway, near and quick to come back: reconnect within seconds.
+            *RECONNECT_OPTIONS,
             ("grpc.http_proxy", f"http://{_proxy_host(self._host)}:{port}"),
             ("grpc.http_connect_headers", headers),
         ]
@@ -145,27 +137,23 @@ class Tunnels:
         channel = grpc.insecure_channel(f"mlgrid-{service}.tunnel:1", options=options)
         if not _connects(channel, SETUP_TIMEOUT_S):
             channel.close()
-            log.debug("no tunnel to the %s backend (%r); using the gateway port", service, route)
-            self._unusable_until[(service, route)] = time.monotonic() + UNREACHABLE_RETRY_AFTER_S
+            log.info(
+                "no tunnel to the %s backend%s (port %d refused or unreachable); its calls use "
+                "the gateway's gRPC port (set MLGRID_GATEWAY_TUNNELS=false to skip tunnels)",
+                service,
+                f" for {route!r}" if route else "",
+                port,
+            )
             return None
         return channel
 
-    def failed(self) -> None:
-        """A tunnelled call could not reach its backend: use the gateway port for a while (it
-        names the backend that is down and notices one that moved)."""
-        with self._lock:
-            # Dropped, not closed: other threads may be mid-call on them (closing would cancel
-            # those calls); a channel nobody holds is closed when it is collected.
-            self._channels = {}
-            self._all_unusable_until = time.monotonic() + RETRY_AFTER_S
-            self._port = None
-
     @property
     def in_use(self) -> bool:
-        return bool(self._channels)
+        return any(channel is not None for channel in self._routes.values())
 
     def close(self) -> None:
         with self._lock:
-            channels, self._channels = self._channels, {}
-        for channel in channels.values():
-            channel.close()
+            channels, self._routes = list(self._routes.values()), {}
+        for channel in channels:
+            if channel is not None:
+                channel.close()

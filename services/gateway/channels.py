@@ -12,17 +12,9 @@ from typing import Any
 
 import grpc
 
-from mlgrid.protocol import CHANNEL_OPTIONS
+from mlgrid.protocol import CHANNEL_OPTIONS, RECONNECT_OPTIONS
 
 from .methods import MethodKind
-
-#: Backends are near (same host or cluster) and restart quickly (a rolling update, a crashed
-#: plugin coming back): reconnect within a second or two rather than gRPC's default of up to 2 min.
-RECONNECT_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-]
 
 
 class ChannelPool:

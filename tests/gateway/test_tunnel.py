@@ -23,6 +23,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.transport import Transport
+from mlgrid_services.common.server import start_server
 from mlgrid_services.gateway.app import start_gateway
 from tests.fixtures.stack import Stack, start_stack
 
@@ -192,15 +193,36 @@ def test_the_sdk_uses_the_gateway_port_when_tunnels_are_off(
         transport.close()
 
 
-def test_calls_naming_a_store_are_not_tunnelled(
+def test_calls_naming_a_store_ride_the_tunnel_of_its_scheme(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The gateway routes those per call (mlgrid-store-uri); a tunnel is pinned to the default."""
+    """The gateway pins such a tunnel to the store scheme's backend, as it routes the metadata."""
     monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
     transport = Transport(stack.tracking_uri)
     try:
-        assert transport.tracking is transport._gateway_tracking
-        assert transport.registry is transport._gateway_registry
+        stub = transport.tracking
+        assert stub is not transport._gateway_tracking
+        created = transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="named"))
+        assert created.experiment_id
+        assert set(transport._tunnel_stubs) == {("tracking", "sqlite:")}
+    finally:
+        transport.close()
+
+
+def test_a_store_scheme_nobody_serves_uses_the_gateway_port_and_its_clear_error(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLGRID_STORE_URI", "nosuch://db/x")
+    transport = Transport(stack.tracking_uri)
+    try:
+        started = time.monotonic()
+        stub = transport.tracking
+        assert stub is transport._gateway_tracking  # the gateway refused that tunnel (503)
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(
+            InvalidParameterValue, match="no tracking backend serves scheme 'nosuch'"
+        ):
+            transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="nowhere"))
     finally:
         transport.close()
 
@@ -221,40 +243,50 @@ def test_the_sdk_falls_back_when_the_tunnel_port_is_unreachable(tmp_path: Path) 
             transport.close()
 
 
-def test_a_backend_lost_behind_a_tunnel_is_reported_then_named_by_the_gateway(
+def test_a_backend_lost_behind_a_tunnel_is_reported_and_the_tunnel_carries_on_when_it_is_back(
     tmp_path: Path,
 ) -> None:
     own = start_stack(tmp_path, services=["tracking"])
     transport = Transport(own.tracking_uri)
     try:
-        stub = transport.tracking
-        assert stub is not transport._gateway_tracking  # tunnelled
-        transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="alive"))
+        tunnelled = transport.tracking
+        assert tunnelled is not transport._gateway_tracking
+        transport.call(tunnelled.CreateExperiment, pb.CreateExperimentRequest(name="alive"))
+        address = own.servers["tracking"].address
         own.servers["tracking"].stop(grace=0)
-        request = pb.CreateExperimentRequest(name="gone")
+        request = pb.CreateExperimentRequest(name="back")
         with pytest.raises(TemporarilyUnavailable):
             transport.call(transport.tracking.CreateExperiment, request, timeout=5)
-        # The next call goes through the gateway port, whose error names the backend.
-        assert transport.tracking is transport._gateway_tracking
-        with pytest.raises(TemporarilyUnavailable) as named:
-            transport.call(transport.tracking.CreateExperiment, request, timeout=5)
-        assert "default tracking backend at" in str(named.value)
+        # The route stays declared: no switch to the gateway port behind the caller's back.
+        assert transport.tracking is tunnelled
+        own.servers["tracking"] = start_server(own.apps["tracking"].services, address=address)
+        deadline = time.monotonic() + 15
+        while True:  # the tunnel reconnects within its backoff (at most 2 s between tries)
+            try:
+                created = transport.call(tunnelled.CreateExperiment, request, timeout=5)
+                break
+            except TemporarilyUnavailable:
+                assert time.monotonic() < deadline, "the tunnel did not reconnect"
+                time.sleep(0.2)
+        assert created.experiment_id
+        assert transport.tracking is tunnelled
     finally:
         transport.close()
         own.stop()
 
 
-def test_a_store_named_after_the_tunnel_opened_still_reaches_the_gateway_port(
+def test_a_store_named_after_the_default_tunnel_opened_gets_its_own_route(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     transport = Transport(stack.tracking_uri)
     try:
-        tunnelled = transport.tracking
-        assert tunnelled is not transport._gateway_tracking
+        default = transport.tracking
+        assert default is not transport._gateway_tracking
         monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
-        assert transport.tracking is transport._gateway_tracking
+        named = transport.tracking
+        assert named is not default and named is not transport._gateway_tracking
         monkeypatch.delenv("MLGRID_STORE_URI")
-        assert transport.tracking is tunnelled
+        assert transport.tracking is default
     finally:
         transport.close()
 
