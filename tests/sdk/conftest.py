@@ -1,8 +1,9 @@
 """SDK test fixtures: a clean client environment per test, and a tracking URI per mode.
 
-``tracking_uri`` is parametrised: "embedded" (a SQLite file in a tmp dir, served in-process by
-the SDK itself), "remote" (the session's ``grpc_stack`` gateway) and "embedded-mysql" (the
-session's MySQL/MariaDB database, served in-process). One embedded store per
+``tracking_uri`` is parametrised: "embedded-sqlite" (a SQLite file in a tmp dir, served
+in-process by the SDK itself), "remote-postgresql" (the session's ``grpc_stack_pg`` gateway, its
+services on PostgreSQL) and "embedded-mysql" (the session's MySQL/MariaDB database, served
+in-process). One embedded store per
 session keeps the suite fast; tests use unique experiment names instead of fresh databases.
 """
 
@@ -50,10 +51,17 @@ def embedded_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'mlgrid.db'}"
 
 
-@pytest.fixture(params=["embedded", "remote", "embedded-mysql"])
+#: Each mode pairs a way in with a database, so that every way in and every database is
+#: covered without running each test on every pair: embedded on SQLite (what a user gets by
+#: default), remote through the gateway on PostgreSQL (a deployment, with its PostgreSQL fast
+#: paths) and embedded on MySQL/MariaDB.
+MODES = ["embedded-sqlite", "remote-postgresql", "embedded-mysql"]
+
+
+@pytest.fixture(params=MODES)
 def tracking_uri_for_mode(request: pytest.FixtureRequest, embedded_uri: str) -> str:
-    if request.param == "remote":
-        stack = request.getfixturevalue("grpc_stack")
+    if request.param == "remote-postgresql":
+        stack = request.getfixturevalue("grpc_stack_pg")
         return str(stack.tracking_uri)
     if request.param == "embedded-mysql":  # the SDK serving a MySQL/MariaDB store itself
         return str(request.getfixturevalue("mysql_url"))

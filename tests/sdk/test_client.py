@@ -143,6 +143,30 @@ def test_tags_and_latest_metrics(client: Client, experiment_id: str) -> None:
     assert data.metrics == {"loss": 0.5}
 
 
+def test_latest_metric_of_a_one_key_batch_is_its_highest_step(
+    client: Client, experiment_id: str
+) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    batch = [
+        Metric("loss", 0.3, 3_000, 3),
+        Metric("loss", 0.1, 4_000, 1),
+        Metric("loss", 0.2, 5_000, 2),
+    ]
+    client.log_batch(run_id, metrics=batch)
+    assert client.get_run(run_id).data.metrics == {"loss": 0.3}
+
+
+def test_a_nan_metric_matches_no_comparison(client: Client, experiment_id: str) -> None:
+    nan_run = client.create_run(experiment_id, run_name="nan").info.run_id
+    high_run = client.create_run(experiment_id, run_name="high").info.run_id
+    client.log_metric(nan_run, "m", float("nan"))
+    client.log_metric(high_run, "m", 0.9)
+    found = client.search_runs([experiment_id], "metrics.m > 0.5")
+    assert [r.info.run_name for r in found] == ["high"]
+    below = client.search_runs([experiment_id], "metrics.m < 0.5")
+    assert below == []
+
+
 def test_search_runs_filters_orders_and_pages(client: Client, experiment_id: str) -> None:
     for i in range(5):
         run_id = client.create_run(experiment_id, run_name=f"r{i}").info.run_id
