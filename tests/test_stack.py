@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,6 +38,8 @@ class UpProcess:
     endpoint: str
     started_in: float
     banner: str
+    #: The command-line arguments naming the store ([] for the default SQLite file).
+    store_args: list[str] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -88,14 +90,33 @@ def stack(tmp_path: Path) -> Iterator[UpProcess]:
         up.proc.wait(timeout=10)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UpProcess]:
+    """``mlgrid up`` on its default SQLite store, and on a fresh PostgreSQL database."""
+    args: list[str] = []
+    if request.param == "postgresql":
+        args = ["--backend-store-uri", request.getfixturevalue("fresh_postgres_url")]
+    up = start_up(tmp_path, *args)
+    up.store_args = args
+    yield up
+    if up.proc.poll() is None:
+        for process in up.processes()[::-1]:
+            process.kill()
+        up.proc.wait(timeout=10)
+
+
 def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
-    stack: UpProcess, tmp_path: Path
+    any_store_stack: UpProcess, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    stack = any_store_stack
+    on_sqlite = request.node.callspec.params["any_store_stack"] == "sqlite"
     assert f"export MLGRID_TRACKING_URI={stack.endpoint}" in stack.banner
     assert (tmp_path / "mlgrid-artifacts").resolve().as_uri() in stack.banner
     assert stack.started_in < START_LIMIT_S, f"start to healthy took {stack.started_in:.2f} s"
     processes = stack.processes()
     names = [" ".join(p.cmdline()) for p in processes[1:]]
+    for store_uri in stack.store_args[1:]:  # credentials in a URI stay off command lines
+        assert all(store_uri not in name for name in names)
     for service in ["gateway", *available_services()]:
         assert any(f"server {service}" in n for n in names), f"no {service} process in {names}"
     total_rss = sum(p.memory_info().rss for p in processes)
@@ -118,8 +139,8 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
             trk.GetExperimentRequest(experiment_id=created.experiment_id), timeout=10
         )
     assert got.experiment.name == "up-smoke"
-    # SQLite in the working directory by default.
-    assert (tmp_path / "mlgrid.db").exists()
+    # SQLite in the working directory by default; nothing there when on PostgreSQL.
+    assert (tmp_path / "mlgrid.db").exists() is on_sqlite
 
     # The SDK reaches tracking, registry and artifacts through the gateway's tunnels; the
     # tunnels it leaves open do not hold up the stop below.
@@ -207,28 +228,3 @@ def test_children_stop_when_the_parent_is_killed(stack: UpProcess) -> None:
     # Each child sees its stdin pipe close and stops on its own: no orphans.
     left = wait_gone(processes[1:], timeout=30)
     assert [" ".join(p.cmdline()) for p in left] == []
-
-
-@pytest.mark.postgres
-def test_up_on_postgresql_keeps_the_store_uri_off_command_lines(
-    tmp_path: Path, fresh_postgres_url: str
-) -> None:
-    up = start_up(tmp_path, "--backend-store-uri", fresh_postgres_url)
-    try:
-        processes = up.processes()
-        for process in processes[1:]:
-            assert fresh_postgres_url not in " ".join(process.cmdline())
-        with grpc.insecure_channel(up.target) as channel:
-            tracking = trk_grpc.TrackingServiceStub(channel)
-            created = tracking.CreateExperiment(
-                trk.CreateExperimentRequest(name="on-pg"), timeout=10
-            )
-            got = tracking.GetExperiment(
-                trk.GetExperimentRequest(experiment_id=created.experiment_id), timeout=10
-            )
-        assert got.experiment.name == "on-pg"
-        assert not (tmp_path / "mlgrid.db").exists()
-    finally:
-        up.proc.send_signal(signal.SIGTERM)
-        assert up.proc.wait(timeout=30) == 0
-    assert wait_gone(processes, timeout=5) == []
