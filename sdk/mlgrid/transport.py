@@ -56,12 +56,11 @@ def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStac
 MetadataProvider = Callable[[], list[tuple[str, str]]]
 
 
-def _store_route() -> str:
-    """The tunnel route of tracking and registry calls: the scheme of the store the user names
-    (``MLGRID_STORE_URI``, read per call, as the metadata is), or "" for the default store. The
-    gateway routes a tunnel by it exactly as it routes a call on its port by the metadata."""
+def _names_a_store() -> bool:
+    """Whether tracking and registry calls name a store (``MLGRID_STORE_URI``, read per call as
+    the metadata is): the gateway port then routes each call by it."""
     store = env.MLGRID_STORE_URI.get()
-    return f"{uri_scheme(store)}:" if store and not is_gateway_uri(store) else ""
+    return bool(store) and not is_gateway_uri(store)  # type: ignore[arg-type]
 
 
 def gateway_metadata() -> list[tuple[str, str]]:
@@ -128,18 +127,20 @@ class Transport:
 
     @property
     def tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
-        """The tracking stub: over the tunnel of the store's route when the gateway offers one."""
-        stub = self._tunnelled(
-            "tracking", tracking_service_pb2_grpc.TrackingServiceStub, _store_route()
-        )
+        """The tracking stub: the tunnel to the default store's backend when the gateway offers
+        one and no store is named; else the gateway port."""
+        if _names_a_store():
+            return self._gateway_tracking
+        stub = self._tunnelled("tracking", tracking_service_pb2_grpc.TrackingServiceStub)
         return stub if stub is not None else self._gateway_tracking
 
     @property
     def registry(self) -> registry_service_pb2_grpc.RegistryServiceStub:
-        """The registry stub: over the tunnel of the store's route when the gateway offers one."""
-        stub = self._tunnelled(
-            "registry", registry_service_pb2_grpc.RegistryServiceStub, _store_route()
-        )
+        """The registry stub: the tunnel to the default store's backend when the gateway offers
+        one and no store is named; else the gateway port."""
+        if _names_a_store():
+            return self._gateway_registry
+        stub = self._tunnelled("registry", registry_service_pb2_grpc.RegistryServiceStub)
         return stub if stub is not None else self._gateway_registry
 
     def artifacts_for(self, artifact_uri: str) -> artifacts_service_pb2_grpc.ArtifactsServiceStub:

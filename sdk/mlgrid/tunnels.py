@@ -4,9 +4,10 @@ A gateway may announce a tunnel port (``GetBackendInfoResponse.tunnel_port``). C
 tracking, registry and artifacts services can then go over a channel that gRPC itself opens
 through the gateway with HTTP ``CONNECT`` (the ``grpc.http_proxy`` channel argument), pinned to
 the backend of one route: one gRPC hop instead of two, which is most of a small call's cost, and
-bulk bytes relayed rather than re-sent message by message. The route is the store's scheme for
-tracking and registry (the default store unless ``MLGRID_STORE_URI`` names one) and the artifact
-URI's scheme for artifacts. Projects calls always use the gateway port.
+bulk bytes relayed rather than re-sent message by message. Tracking and registry tunnels go to
+the default store's backend; artifact tunnels to the backend of one URI scheme. Calls that name a
+store (``MLGRID_STORE_URI``) and projects calls use the gateway port, which routes each call by
+its content (see ``Transport.tracking``).
 
 Which way a call goes is declared, never guessed from timers or from the shape of an error:
 
@@ -92,7 +93,7 @@ class Tunnels:
 
     def channel(self, service: str, route: str = "") -> grpc.Channel | None:
         """The tunnelled channel for ``service`` ("tracking", "registry", "artifacts") and
-        ``route`` (``"<scheme>:"``; "" for the default store), or None for the gateway port.
+        ``route`` (artifacts: ``"<scheme>:"``; "" for the default), or None for the gateway port.
         A dict read after the route's first call."""
         if not env.MLGRID_GATEWAY_TUNNELS.get():
             return None

@@ -193,36 +193,15 @@ def test_the_sdk_uses_the_gateway_port_when_tunnels_are_off(
         transport.close()
 
 
-def test_calls_naming_a_store_ride_the_tunnel_of_its_scheme(
+def test_calls_naming_a_store_use_the_gateway_port(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The gateway pins such a tunnel to the store scheme's backend, as it routes the metadata."""
+    """The gateway routes those per call (mlgrid-store-uri); a tunnel is pinned to the default."""
     monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
     transport = Transport(stack.tracking_uri)
     try:
-        stub = transport.tracking
-        assert stub is not transport._gateway_tracking
-        created = transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="named"))
-        assert created.experiment_id
-        assert set(transport._tunnel_stubs) == {("tracking", "sqlite:")}
-    finally:
-        transport.close()
-
-
-def test_a_store_scheme_nobody_serves_uses_the_gateway_port_and_its_clear_error(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MLGRID_STORE_URI", "nosuch://db/x")
-    transport = Transport(stack.tracking_uri)
-    try:
-        started = time.monotonic()
-        stub = transport.tracking
-        assert stub is transport._gateway_tracking  # the gateway refused that tunnel (503)
-        assert time.monotonic() - started < 1.0
-        with pytest.raises(
-            InvalidParameterValue, match="no tracking backend serves scheme 'nosuch'"
-        ):
-            transport.call(stub.CreateExperiment, pb.CreateExperimentRequest(name="nowhere"))
+        assert transport.tracking is transport._gateway_tracking
+        assert transport.registry is transport._gateway_registry
     finally:
         transport.close()
 
@@ -275,18 +254,17 @@ def test_a_backend_lost_behind_a_tunnel_is_reported_and_the_tunnel_carries_on_wh
         own.stop()
 
 
-def test_a_store_named_after_the_default_tunnel_opened_gets_its_own_route(
+def test_a_store_named_after_the_tunnel_opened_still_reaches_the_gateway_port(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     transport = Transport(stack.tracking_uri)
     try:
-        default = transport.tracking
-        assert default is not transport._gateway_tracking
+        tunnelled = transport.tracking
+        assert tunnelled is not transport._gateway_tracking
         monkeypatch.setenv("MLGRID_STORE_URI", "sqlite:///elsewhere.db")
-        named = transport.tracking
-        assert named is not default and named is not transport._gateway_tracking
+        assert transport.tracking is transport._gateway_tracking
         monkeypatch.delenv("MLGRID_STORE_URI")
-        assert transport.tracking is default
+        assert transport.tracking is tunnelled
     finally:
         transport.close()
 
