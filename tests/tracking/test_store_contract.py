@@ -16,6 +16,6 @@ class TestBuiltInStores(TrackingStoreContract):
 
 
 class TestReferenceStore(TrackingStoreContract):
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def tracking_store(self) -> MemoryTrackingStore:
         return MemoryTrackingStore()
