@@ -452,6 +452,17 @@ MLGRID_ENV_INSTALL_TIMEOUT = EnvironmentVariable(
     fallback=None,
 )
 MLGRID_CONDA_HOME = _str("MLGRID_CONDA_HOME", "Projects: the conda installation (bin/conda).")
+MLGRID_KUBE_BACKEND_CONFIG = _own_str(
+    "MLGRID_KUBE_BACKEND_CONFIG",
+    "Projects service: a JSON file of defaults for the kubernetes backend's config.",
+)
+MLGRID_KUBE_TRACKING_URI = EnvironmentVariable[str | None](
+    "MLGRID_KUBE_TRACKING_URI",
+    _parse_str,
+    None,
+    "Projects service: the tracking URI Kubernetes Jobs' pods are given (one they can reach).",
+    fallback="KUBE_MLFLOW_TRACKING_URI",
+)
 
 #: Every declared variable, for documentation and diagnostics.
 ALL: tuple[EnvironmentVariable[object], ...] = tuple(

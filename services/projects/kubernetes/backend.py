@@ -20,6 +20,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from mlgrid import environment
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import BackendHost, OwnedHandle, ProjectBackend, RunRequest
 from mlgrid.projects.env_files import DockerEnv
@@ -33,7 +34,7 @@ from .template import JobRequest, parse_template, render_job
 __all__ = ["KUBE_TRACKING_URI_ENV", "KubernetesBackend", "api_error_message"]
 
 #: MLflow's variable: the tracking URI handed to the Job when it differs from the service's.
-KUBE_TRACKING_URI_ENV = "KUBE_MLFLOW_TRACKING_URI"
+KUBE_TRACKING_URI_ENV = "KUBE_MLFLOW_TRACKING_URI"  # MLflow's name; MLGRID_KUBE_TRACKING_URI wins
 #: Tracking URIs a pod cannot use: a file of the service's machine.
 _LOCAL_SCHEMES = ("sqlite:", "file:", "/")
 
@@ -89,7 +90,7 @@ class KubernetesBackend(ProjectBackend):
         self._config(request)
 
     def _tracking_uri(self, request: RunRequest) -> str:
-        uri = os.environ.get(KUBE_TRACKING_URI_ENV) or request.tracking_uri
+        uri = environment.MLGRID_KUBE_TRACKING_URI.get() or request.tracking_uri
         if not uri or uri.startswith(_LOCAL_SCHEMES):
             raise InvalidParameterValue(
                 f"the kubernetes backend needs a tracking URI its pods can reach (grpc://… of a "

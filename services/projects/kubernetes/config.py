@@ -10,17 +10,17 @@ does), so that users of an in-cluster service need give nothing at all.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlgrid import environment
 from mlgrid.exceptions import InvalidParameterValue
 
 __all__ = ["DEFAULTS_ENV", "KubernetesConfig", "parse_config"]
 
 #: Environment variable naming the service's default backend configuration (a JSON file).
-DEFAULTS_ENV = "MLGRID_KUBE_BACKEND_CONFIG"
+DEFAULTS_ENV = environment.MLGRID_KUBE_BACKEND_CONFIG.name
 
 _KNOWN_KEYS = (
     "kube-context",
@@ -73,7 +73,7 @@ def _string(config: dict[str, Any], key: str, required: bool) -> str | None:
 
 
 def _service_defaults() -> dict[str, Any]:
-    raw = os.environ.get(DEFAULTS_ENV)
+    raw = environment.MLGRID_KUBE_BACKEND_CONFIG.get()
     if not raw:
         return {}
     try:
