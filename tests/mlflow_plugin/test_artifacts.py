@@ -11,7 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
@@ -42,6 +44,8 @@ def test_log_list_and_download_files_and_directories(client, experiment_id, tmp_
     client.log_artifacts(run_id, str(src), "dir")
 
     assert {a.path for a in client.list_artifacts(run_id)} == {"my.file", "dir"}
+    [listed] = client.list_artifacts(run_id, "dir")
+    assert (listed.path, listed.is_dir, listed.file_size) == ("dir/my.file", False, 13)
 
     everything = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=".")
     assert Path(everything, "my.file").read_text() == "Hello, World!"
@@ -80,6 +84,32 @@ def test_delete_artifacts_removes_a_subtree(client, experiment_id, tmp_path):
     client.log_text(run.info.run_id, "keep", "keep.txt")
     get_artifact_repository(run.info.artifact_uri).delete_artifacts("d")
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["keep.txt"]
+
+
+def test_log_dict_text_figure_image_and_table(experiment_id):
+    with mlflow.start_run() as run:
+        mlflow.log_dict({"k": [1, 2]}, "config.json")
+        mlflow.log_dict({"k": "v"}, "config.yaml")
+        mlflow.log_text("hello", "hello.txt")
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        mlflow.log_figure(fig, "plots/line.png")
+        plt.close(fig)
+        mlflow.log_image(np.zeros((4, 4, 3), dtype=np.uint8), "images/black.png")
+        table = {"inputs": ["a", "b"], "outputs": [1, 2]}
+        mlflow.log_table(table, "eval/table.json")
+    run_id = run.info.run_id
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json") == {"k": [1, 2]}
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml") == "k: v\n"
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/hello.txt") == "hello"
+    png = mlflow.artifacts.load_image(f"runs:/{run_id}/plots/line.png")
+    assert png.size[0] > 0
+    assert mlflow.artifacts.load_image(f"runs:/{run_id}/images/black.png").size == (4, 4)
+    loaded = mlflow.load_table("eval/table.json", run_ids=[run_id])
+    assert list(loaded["inputs"]) == ["a", "b"]
+    assert list(loaded["outputs"]) == [1, 2]
+    # log_table also records the table in the run's tags, as MLflow does.
+    assert "eval/table.json" in mlflow.get_run(run_id).data.tags["mlflow.loggedArtifacts"]
 
 
 def test_log_input_with_an_mlflow_data_dataset(experiment_id, tmp_path):

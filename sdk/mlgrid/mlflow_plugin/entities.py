@@ -44,7 +44,16 @@ def run_info(gateway: Gateway, info: mg.RunInfo) -> mf.RunInfo:
 
 
 def metric(point: mg.Metric) -> mf.Metric:
-    return mf.Metric(point.key, point.value, point.timestamp, point.step, run_id=point.run_id)
+    return mf.Metric(
+        point.key,
+        point.value,
+        point.timestamp,
+        point.step,
+        model_id=point.model_id,
+        dataset_name=point.dataset_name,
+        dataset_digest=point.dataset_digest,
+        run_id=point.run_id,
+    )
 
 
 def run(gateway: Gateway, source: mg.Run) -> mf.Run:
@@ -56,8 +65,14 @@ def run(gateway: Gateway, source: mg.Run) -> mf.Run:
         params=[mf.Param(k, v) for k, v in data.params.items()],
         tags=[mf.RunTag(k, v) for k, v in data.tags.items()],
     )
-    inputs = mf.RunInputs(dataset_inputs=[dataset_input(d) for d in source.inputs.dataset_inputs])
-    return mf.Run(run_info(gateway, source.info), run_data, inputs)
+    inputs = mf.RunInputs(
+        dataset_inputs=[dataset_input(d) for d in source.inputs.dataset_inputs],
+        model_inputs=[mf.LoggedModelInput(m.model_id) for m in source.inputs.model_inputs],
+    )
+    outputs = mf.RunOutputs(
+        [mf.LoggedModelOutput(o.model_id, o.step) for o in source.outputs.model_outputs]
+    )
+    return mf.Run(run_info(gateway, source.info), run_data, inputs, outputs)
 
 
 def dataset_input(source: mg.DatasetInput) -> mf.DatasetInput:
@@ -77,7 +92,39 @@ def to_dataset_input(source: mf.DatasetInput) -> mg.DatasetInput:
 
 
 def to_metrics(metrics: Iterable[mf.Metric]) -> list[mg.Metric]:
-    return [mg.Metric(m.key, m.value, m.timestamp, m.step or 0) for m in metrics]
+    return [
+        mg.Metric(
+            m.key,
+            m.value,
+            m.timestamp,
+            m.step or 0,
+            model_id=m.model_id,
+            dataset_name=m.dataset_name,
+            dataset_digest=m.dataset_digest,
+        )
+        for m in metrics
+    ]
+
+
+# -- logged models (MLflow 3) ----------------------------------------------------------------
+
+
+def logged_model(gateway: Gateway, model: mg.LoggedModel) -> mf.LoggedModel:
+    return mf.LoggedModel(
+        experiment_id=model.experiment_id,
+        model_id=model.model_id,
+        name=model.name,
+        artifact_location=wrap_artifact_uri(gateway, model.artifact_location),
+        creation_timestamp=model.creation_timestamp,
+        last_updated_timestamp=model.last_updated_timestamp,
+        model_type=model.model_type,
+        source_run_id=model.source_run_id,
+        status=mf.LoggedModelStatus(model.status.value),
+        status_message=model.status_message,
+        tags=dict(model.tags),
+        params=dict(model.params),
+        metrics=[metric(m) for m in model.metrics or []] or None,
+    )
 
 
 def to_params(params: Iterable[mf.Param]) -> list[mg.Param]:

@@ -22,6 +22,7 @@ from mlflow.entities import (
     RunTag,
     ViewType,
 )
+from mlflow.entities import LoggedModelInput as MlflowLoggedModelInput
 from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import NOT_IMPLEMENTED
@@ -31,11 +32,12 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
 
 from mlgrid.client import Client
-from mlgrid.entities import RunStatus
+from mlgrid.entities import LoggedModelInput, RunStatus
 
 from . import entities as convert
 from .clients import client_for
 from .errors import mlflow_errors
+from .logged_models import LoggedModelMethods
 from .uris import parse_store_uri, unwrap_artifact_uri
 
 
@@ -46,7 +48,7 @@ def _not_in_mlgrid(feature: str) -> MlflowException:
     )
 
 
-class MlgridTrackingStore(AbstractStore):
+class MlgridTrackingStore(LoggedModelMethods, AbstractStore):
     """MLflow's tracking store interface over an mlgrid gateway."""
 
     @mlflow_errors
@@ -212,10 +214,12 @@ class MlgridTrackingStore(AbstractStore):
         self,
         run_id: str,
         datasets: list[DatasetInput] | None = None,
-        models: list[Any] | None = None,
+        models: list[MlflowLoggedModelInput] | None = None,
     ) -> None:
         self._client.log_inputs(
-            run_id, [convert.to_dataset_input(d) for d in datasets or []], models=models
+            run_id,
+            [convert.to_dataset_input(d) for d in datasets or []],
+            [LoggedModelInput(m.model_id) for m in models or []],
         )
 
     @mlflow_errors

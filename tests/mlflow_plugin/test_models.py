@@ -1,0 +1,100 @@
+"""MLflow 3's models through the plugin: a flavor's log_model / load_model (logged models with
+their own artifact location), autolog, logged-model calls, and the registry's models:/ URIs."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+#: Explicit requirements and cloudpickle: MLflow then skips inferring requirements in a
+#: subprocess and importing skops (together ~30 s here); what reaches mlgrid is the same.
+FAST = {"pip_requirements": ["scikit-learn"], "serialization_format": "cloudpickle"}
+
+X = np.array([[0.0], [1.0], [2.0], [3.0]])
+Y = np.array([0, 0, 1, 1])
+
+
+def test_sklearn_log_model_and_load_model(experiment_id):
+    model = LogisticRegression().fit(X, Y)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="clf", input_example=X[:2], **FAST)
+    assert info.model_uri == f"models:/{info.model_id}"
+    logged = mlflow.get_logged_model(info.model_id)
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.source_run_id == run.info.run_id
+    assert logged.artifact_location.startswith("mlgrid-artifacts://")
+    assert [o.model_id for o in mlflow.get_run(run.info.run_id).outputs.model_outputs] == [
+        info.model_id
+    ]
+
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    assert list(loaded.predict(X)) == list(model.predict(X))
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    assert list(pyfunc.predict(X)) == list(model.predict(X))
+    files = {f.path for f in mlflow.MlflowClient().list_logged_model_artifacts(info.model_id)}
+    assert "MLmodel" in files
+
+
+def test_autolog_records_params_metrics_and_tags(experiment_id):
+    # log_models=False: the model itself goes the way of log_model, tested above.
+    mlflow.sklearn.autolog(log_models=False, log_datasets=False)
+    try:
+        with mlflow.start_run() as run:
+            LinearRegression().fit(X, Y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    data = mlflow.get_run(run.info.run_id).data
+    assert data.params["fit_intercept"] == "True"
+    assert 0.0 < data.metrics["training_score"] <= 1.0
+    assert data.tags["estimator_name"] == "LinearRegression"
+    assert data.tags["estimator_class"] == "sklearn.linear_model._base.LinearRegression"
+
+
+def test_logged_model_tags_params_metrics_search_and_delete(client, experiment_id):
+    model = mlflow.initialize_logged_model(name="hand-made", params={"depth": "3"})
+    mlflow.set_logged_model_tags(model.model_id, {"team": "ml"})
+    with mlflow.start_run():
+        mlflow.log_metric("acc", 0.75, model_id=model.model_id)
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+
+    fetched = client.get_logged_model(model.model_id)
+    assert fetched.name == "hand-made"
+    assert fetched.params == {"depth": "3"}
+    assert fetched.tags["team"] == "ml"
+    assert [(m.key, m.value) for m in fetched.metrics] == [("acc", 0.75)]
+    found = client.search_logged_models(
+        [experiment_id], filter_string="name = 'hand-made' AND metrics.acc > 0.5"
+    )
+    assert [m.model_id for m in found] == [model.model_id]
+
+    client.delete_logged_model_tag(model.model_id, "team")
+    assert "team" not in client.get_logged_model(model.model_id).tags
+    client.delete_logged_model(model.model_id)
+    with pytest.raises(MlflowException) as excinfo:
+        client.get_logged_model(model.model_id)
+    assert excinfo.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_registered_model_versions_load_by_version_alias_and_stage(client, experiment_id, unique):
+    name = f"sk-{unique}"
+    model = LogisticRegression().fit(X, Y)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="clf", registered_model_name=name, **FAST)
+    version = client.get_model_version(name, "1")
+    assert version.run_id == run.info.run_id
+    assert version.model_id == info.model_id
+    client.set_registered_model_alias(name, "champion", "1")
+    client.transition_model_version_stage(name, "1", "Production")
+
+    expected = list(model.predict(X))
+    for uri in (
+        f"models:/{name}/1",
+        f"models:/{name}@champion",
+        f"models:/{name}/Production",
+        f"models:/{name}/latest",
+    ):
+        assert list(mlflow.pyfunc.load_model(uri).predict(X)) == expected, uri
