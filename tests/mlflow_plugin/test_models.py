@@ -77,24 +77,3 @@ def test_logged_model_tags_params_metrics_search_and_delete(client, experiment_i
     with pytest.raises(MlflowException) as excinfo:
         client.get_logged_model(model.model_id)
     assert excinfo.value.error_code == "RESOURCE_DOES_NOT_EXIST"
-
-
-def test_registered_model_versions_load_by_version_alias_and_stage(client, experiment_id, unique):
-    name = f"sk-{unique}"
-    model = LogisticRegression().fit(X, Y)
-    with mlflow.start_run() as run:
-        info = mlflow.sklearn.log_model(model, name="clf", registered_model_name=name, **FAST)
-    version = client.get_model_version(name, "1")
-    assert version.run_id == run.info.run_id
-    assert version.model_id == info.model_id
-    client.set_registered_model_alias(name, "champion", "1")
-    client.transition_model_version_stage(name, "1", "Production")
-
-    expected = list(model.predict(X))
-    for uri in (
-        f"models:/{name}/1",
-        f"models:/{name}@champion",
-        f"models:/{name}/Production",
-        f"models:/{name}/latest",
-    ):
-        assert list(mlflow.pyfunc.load_model(uri).predict(X)) == expected, uri
