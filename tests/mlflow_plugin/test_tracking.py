@@ -4,6 +4,7 @@ with the real ``mlflow`` package against a real mlgrid stack."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -360,3 +361,14 @@ def test_metric_history_pages_and_bulk_interval_sampling(client, experiment_id):
     assert [(m.run_id, m.step, m.value) for m in ranged] == [
         (run_ids[0], s, 10.0) for s in range(5)
     ]
+
+
+def test_record_logged_model_appends_to_the_runs_model_history(client, experiment_id):
+    from mlflow.models import Model
+
+    run_id = client.create_run(experiment_id).info.run_id
+    for path in ("model/a", "model/b"):
+        client._record_logged_model(run_id, Model(artifact_path=path, run_id=run_id))
+    history = json.loads(client.get_run(run_id).data.tags["mlflow.log-model.history"])
+    assert [entry["artifact_path"] for entry in history] == ["model/a", "model/b"]
+    assert {entry["run_id"] for entry in history} == {run_id}
