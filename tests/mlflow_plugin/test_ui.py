@@ -138,5 +138,8 @@ def test_mlflows_ui_shows_what_mlgrids_sdk_logged(sdk, unique, mlflow_server, br
     points = browser.find_elements(By.CSS_SELECTOR, ".scatterlayer .trace .points path")
     assert len(points) == len(losses)
 
-    # The registry: the model and its version.
-    open_until(browser, f"{mlflow_server}/#/models", f"ui-model-{unique}", "Version 1")
+    # The registry: the model's page with its version (the list of all models is paged, and
+    # this tier's stack holds many).
+    open_until(
+        browser, f"{mlflow_server}/#/models/ui-model-{unique}", f"ui-model-{unique}", "Version 1"
+    )
