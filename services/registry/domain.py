@@ -30,9 +30,10 @@ from mlgrid_services.common.validation import (
     validate_registry_tag,
 )
 
-from .sources import RunArtifactLookup, check_source
+from .sources import LoggedModelLookup, RunArtifactLookup, check_source
 
 _ALIAS = re.compile(r"^[\w-]*$")
+_LOGGED_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w-]{0,35}$")
 _RESERVED_VERSION_ALIAS = re.compile(r"^v\d+$", re.IGNORECASE)
 _STAGES_BY_LOWER = {stage.lower(): stage for stage in STAGES}
 
@@ -179,6 +180,7 @@ class Registry:
         run_link: str,
         description: str,
         user_id: str = "",
+        model_id: str = "",
     ) -> registry_pb2.ModelVersion:
         validate_model_name(name)
         checked_tags = validate_tags(tags)
@@ -189,6 +191,20 @@ class Registry:
         storage = checked.storage_location
         if checked.model_version is not None:
             storage = self.store.get_model_version_download_uri(*checked.model_version)
+        if checked.logged_model_id and model_id and model_id != checked.logged_model_id:
+            raise InvalidParameterValue(
+                f"model_id {shorten(model_id)} differs from the logged model named in source "
+                f"{shorten(source)}; leave model_id empty or make them agree"
+            )
+        model_id = model_id or checked.logged_model_id
+        if model_id:
+            # The model must exist; its files are the version's when the source names it, and
+            # its run is the version's unless one was given (as MLflow does).
+            location, source_run = self._logged_model(model_id)
+            if checked.logged_model_id:
+                storage = location
+            run_id = run_id or source_run
+        extra = {"model_id": model_id} if model_id else {}
         return self.store.create_model_version(
             name,
             checked.source,
@@ -198,7 +214,21 @@ class Registry:
             description,
             user_id,
             storage,
+            **extra,
         )
+
+    def _logged_model(self, model_id: str) -> tuple[str, str]:
+        if not _LOGGED_MODEL_ID.match(model_id):
+            raise InvalidParameterValue(
+                f"Invalid model_id {shorten(model_id)}: expected a logged model id such as "
+                "m-<32 hexadecimal characters>"
+            )
+        if not isinstance(self.run_artifact_uri, LoggedModelLookup):
+            raise InvalidParameterValue(
+                "this registry cannot look up logged models (no tracking service to ask): "
+                "register the model's runs:/ URI or artifact location instead"
+            )
+        return self.run_artifact_uri.logged_model(model_id)
 
     def get_model_version(self, name: str, version: str) -> registry_pb2.ModelVersion:
         return self.store.get_model_version(validate_model_name(name), parse_version(version))

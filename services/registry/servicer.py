@@ -77,6 +77,7 @@ class RegistryServicer(registry_service_pb2_grpc.RegistryServiceServicer):
             _tags(request.tags),
             request.run_link,
             request.description,
+            model_id=request.model_id,
         )
         return pb.CreateModelVersionResponse(model_version=version)
 

@@ -4,6 +4,8 @@ not otherwise read (REFERENCE.md, model registry).
 - ``runs:/<run_id>/<path>``: the run is looked up through the tracking service; the path must be
   a clean relative path; the files are then at ``<run artifact_uri>/<path>``.
 - ``models:/<name>/<version>``: another version's files (the store resolves it).
+- ``models:/<model_id>``: an MLflow 3 logged model's files; the model is looked up through the
+  tracking service (its artifact location is where the files are).
 - A local path or ``file:`` URI: only with ``run_id``, and only inside that run's (local)
   artifact root, symlinks resolved.
 - Any other URI (``s3://``, ``gs://``, ``mlflow-artifacts:/``, ...): accepted unless it climbs
@@ -17,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import grpc
 
@@ -29,6 +32,8 @@ from mlgrid_services.common.location_policy import LocationPolicy
 from mlgrid_services.common.validation import shorten, validate_run_id
 
 _MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>\d+)/?$")
+#: MLflow 3's URI of a logged model: models:/<model_id> (one segment).
+_LOGGED_MODEL = re.compile(r"^models:/(?P<model_id>[A-Za-z0-9][\w-]{0,35})/?$")
 
 LOCAL_HINT = (
     "a local path is only accepted with run_id, inside the artifact root of that run; "
@@ -46,10 +51,21 @@ class CheckedSource:
     run_id: str = ""
     #: For models:/<name>/<version> sources: the version whose files are reused.
     model_version: tuple[str, int] | None = None
+    #: For models:/<model_id> sources: the MLflow 3 logged model whose files these are.
+    logged_model_id: str = ""
 
 
 #: Looks a run up and returns its artifact_uri (raises ResourceDoesNotExist when missing).
 RunArtifactLookup = Callable[[str], str]
+
+
+@runtime_checkable
+class LoggedModelLookup(Protocol):
+    """A run lookup that can also find MLflow 3 logged models (TrackingRunLookup)."""
+
+    def __call__(self, run_id: str) -> str: ...
+
+    def logged_model(self, model_id: str) -> tuple[str, str]: ...
 
 
 def check_source(
@@ -71,11 +87,14 @@ def check_source(
     if scheme == "runs":
         return _check_runs_source(source, decoded, run_id, run_artifact_uri)
     if scheme == "models":
+        logged = _LOGGED_MODEL.match(decoded)
+        if logged is not None:
+            return CheckedSource(source, logged_model_id=logged["model_id"])
         match = _MODELS_VERSION.match(decoded)
         if match is None:
             raise InvalidParameterValue(
                 f"source {source!r} is not allowed: a models:/ source must name one version, "
-                "as models:/<name>/<version>"
+                "as models:/<name>/<version>, or a logged model, as models:/<model_id>"
             )
         return CheckedSource(source, model_version=(match["name"], int(match["version"])))
     if scheme in ("", "file") or len(scheme) == 1:  # one letter: a Windows drive
@@ -170,6 +189,17 @@ class TrackingRunLookup:
             if len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
         return artifact_uri
+
+    def logged_model(self, model_id: str) -> tuple[str, str]:
+        """The artifact location and source run id of an MLflow 3 logged model
+        (ResourceDoesNotExist when there is none)."""
+        request = tracking_service_pb2.GetLoggedModelRequest(model_id=model_id)
+        try:
+            response = self._tracking().GetLoggedModel(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        info = response.model.info
+        return str(info.artifact_uri), str(info.source_run_id)
 
     def close(self) -> None:
         with self._lock:

@@ -367,3 +367,17 @@ def test_alias_on_a_missing_version_is_not_found(store: SqlRegistryStore) -> Non
     store.create_registered_model("m")
     with pytest.raises(ResourceDoesNotExist, match="version=5"):
         store.set_registered_model_alias("m", "champion", 5)
+
+
+def test_a_version_keeps_the_logged_model_it_was_made_from(store: SqlRegistryStore) -> None:
+    store.create_registered_model("from-logged")
+    linked = store.create_model_version(
+        "from-logged", "models:/m-abc", storage_location="s3://b/m", model_id="m-abc"
+    )
+    plain = store.create_model_version("from-logged", "s3://b/other")
+    assert linked.model_id == "m-abc" and not plain.model_id
+    assert store.get_model_version("from-logged", 1).model_id == "m-abc"
+    store.set_registered_model_alias("from-logged", "champion", 1)
+    assert store.get_model_version_by_alias("from-logged", "champion").model_id == "m-abc"
+    found = store.search_model_versions("name = 'from-logged'", 10, [], "")
+    assert {v.version: v.model_id for v in found.items} == {"1": "m-abc", "2": ""}

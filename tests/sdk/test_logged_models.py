@@ -119,3 +119,33 @@ def test_bad_logged_model_calls_raise_typed_errors(client: Client, experiment_id
         client.finalize_logged_model("m-" + "0" * 32, "DONE")
     with pytest.raises(ResourceDoesNotExist, match="not found"):
         client.finalize_logged_model("m-" + "0" * 32, "READY")
+
+
+def test_registering_a_logged_model_links_the_version_to_it(
+    client: Client, experiment_id: str, unique_name: str
+) -> None:
+    """MLflow 3's register_model("models:/<model_id>"): the version's files are the logged
+    model's, its run is the model's source run, and it remembers the model id."""
+    run_id = client.create_run(experiment_id).info.run_id
+    model = client.create_logged_model(experiment_id, name="clf", source_run_id=run_id)
+    client.create_registered_model(unique_name)
+    version = client.create_model_version(unique_name, f"models:/{model.model_id}")
+    assert version.model_id == model.model_id and version.run_id == run_id
+    assert version.source == f"models:/{model.model_id}"
+    assert client.get_model_version_download_uri(unique_name, version.version) == (
+        model.artifact_location
+    )
+    assert client.get_model_version(unique_name, version.version).model_id == model.model_id
+    # A version from the run's files can name the model it came from too.
+    other = client.create_model_version(
+        unique_name, f"runs:/{run_id}/model", model_id=model.model_id
+    )
+    assert other.model_id == model.model_id
+    plain = client.create_model_version(unique_name, f"runs:/{run_id}/model")
+    assert plain.model_id is None
+    with pytest.raises(ResourceDoesNotExist, match="not found"):
+        client.create_model_version(unique_name, "models:/m-" + "5" * 32)
+    with pytest.raises(InvalidParameterValue, match="differs"):
+        client.create_model_version(
+            unique_name, f"models:/{model.model_id}", model_id="m-" + "6" * 32
+        )

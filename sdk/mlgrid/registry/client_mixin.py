@@ -112,8 +112,11 @@ class RegistryClientMixin:
         run_link: str | None = None,
         description: str | None = None,
         await_creation_for: int = 300,
+        model_id: str | None = None,
     ) -> ModelVersion:
-        """Creates the model's next version from ``source`` (a runs:/ URI or a location).
+        """Creates the model's next version from ``source`` (a runs:/ URI, a location, or
+        MLflow 3's ``models:/<model_id>`` of a logged model). ``model_id`` links the version to
+        the logged model it was made from.
 
         Versions are READY when created, so ``await_creation_for`` has nothing to wait for; it
         is accepted for MlflowClient compatibility.
@@ -125,6 +128,7 @@ class RegistryClientMixin:
             tags=_tags(tags),
             run_link=run_link or "",
             description=description or "",
+            model_id=model_id or "",
         )
         return ModelVersion.from_proto(
             self._registry_call("CreateModelVersion", request).model_version

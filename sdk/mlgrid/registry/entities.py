@@ -35,6 +35,8 @@ class ModelVersion:
     tags: dict[str, str] = field(default_factory=dict)
     run_link: str = ""
     aliases: list[str] = field(default_factory=list)
+    #: The MLflow 3 logged model the version was made from, if any.
+    model_id: str | None = None
 
     @classmethod
     def from_proto(cls, proto: registry_pb2.ModelVersion) -> ModelVersion:
@@ -57,6 +59,7 @@ class ModelVersion:
             {t.key: t.value for t in tags} if tags else {},
             proto.run_link,
             list(aliases) if aliases else [],
+            proto.model_id or None,
         )
 
 

@@ -117,11 +117,15 @@ class AbstractRegistryStore(abc.ABC):
         description: str = "",
         user_id: str = "",
         storage_location: str = "",
+        model_id: str = "",
     ) -> ModelVersion:
         """Creates the model's next version (status READY, stage None).
 
         ``storage_location`` is where the files really are (``source`` resolved); the download
-        URI is ``storage_location`` when set, else ``source``.
+        URI is ``storage_location`` when set, else ``source``. ``model_id`` is the MLflow 3
+        logged model the version is made from ("" when none); it comes back as
+        ``ModelVersion.model_id``. (The service passes it only when set, so a store written
+        before it keeps working for versions without one.)
         """
 
     @abc.abstractmethod

@@ -39,6 +39,7 @@ APPLICATION_NAME = "mlgrid-registry"
 _VERSION_COLUMNS = """
     mv.version, mv.creation_time, mv.last_updated_time, mv.description, mv.user_id,
     mv.current_stage, mv.source, mv.run_id, mv.run_link, mv.status, mv.status_message,
+    mv.logged_model_id,
     ARRAY(SELECT t.key FROM model_version_tags t
           WHERE t.model_id = mv.model_id AND t.version = mv.version ORDER BY t.key),
     ARRAY(SELECT t.value FROM model_version_tags t
@@ -77,10 +78,11 @@ WITH bumped AS (
 ), created AS (
     INSERT INTO model_versions (
         model_id, version, creation_time, last_updated_time, description, user_id,
-        current_stage, source, storage_location, run_id, run_link, status, status_message)
+        current_stage, source, storage_location, run_id, run_link, status, status_message,
+        logged_model_id)
     SELECT id, last_version, %(creation_time)s, %(last_updated_time)s, %(description)s,
         %(user_id)s, %(current_stage)s, %(source)s, %(storage_location)s, %(run_id)s,
-        %(run_link)s, %(status)s, %(status_message)s
+        %(run_link)s, %(status)s, %(status_message)s, %(logged_model_id)s
     FROM bumped
     RETURNING model_id, version
 ), tagged AS (

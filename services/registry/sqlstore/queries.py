@@ -146,6 +146,7 @@ VERSION_SELECT = [
     model_versions.c.run_link,
     model_versions.c.status,
     model_versions.c.status_message,
+    model_versions.c.logged_model_id,
 ]
 
 
@@ -173,6 +174,7 @@ def version_from_row(
         run_link,
         status,
         status_message,
+        logged_model_id,
     ) = row
     entity = registry_pb2.ModelVersion(
         name=name,
@@ -188,6 +190,8 @@ def version_from_row(
         status_message=status_message,
         run_link=run_link,
     )
+    if logged_model_id:
+        entity.model_id = logged_model_id
     if tags:
         entity.tags.extend(common_pb2.Tag(key=k, value=v) for k, v in tags)
     if aliases:

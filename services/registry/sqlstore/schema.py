@@ -62,6 +62,9 @@ model_versions = Table(
     Column("run_link", Text, nullable=False, default=""),
     Column("status", Integer, nullable=False),
     Column("status_message", Text, nullable=False, default=""),
+    # MLflow 3's logged model the version was made from ("" when none); ``model_id`` above is
+    # the registered model's key, so the column carries the longer name.
+    Column("logged_model_id", String(36), nullable=False, default=""),
     ForeignKeyConstraint(
         ["model_id"], ["registered_models.id"], ondelete="CASCADE", name="fk_mv_model"
     ),

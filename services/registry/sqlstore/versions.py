@@ -40,6 +40,7 @@ class VersionOperations(SqlStoreBase):
         description: str = "",
         user_id: str = "",
         storage_location: str = "",
+        model_id: str = "",
     ) -> registry_pb2.ModelVersion:
         when = now_ms()
         unique_tags = dict(tags)
@@ -55,6 +56,7 @@ class VersionOperations(SqlStoreBase):
             "run_link": run_link,
             "status": READY,
             "status_message": "",
+            "logged_model_id": model_id,
         }
         create = self._create_version_pg if self.pg is not None else self._create_version_sql
         version = create(name, columns, unique_tags)
@@ -72,6 +74,7 @@ class VersionOperations(SqlStoreBase):
             status=READY,
             tags=[common_pb2.Tag(key=k, value=v) for k, v in sorted(unique_tags.items())],
             run_link=run_link,
+            model_id=model_id,
         )
 
     def _create_version_pg(self, name: str, columns: dict[str, Any], tags: dict[str, str]) -> int:

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from mlgrid.api.common.v1 import common_pb2 as mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlgrid/api/registry/v1/registry.proto\x12\x16mlgrid.api.registry.v1\x1a!mlgrid/api/common/v1/common.proto\"6\n\x14RegisteredModelAlias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x97\x02\n\x0fRegisteredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x63reation_timestamp\x18\x02 \x01(\x03\x12\x1e\n\x16last_updated_timestamp\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12=\n\x0flatest_versions\x18\x05 \x03(\x0b\x32$.mlgrid.api.registry.v1.ModelVersion\x12\'\n\x04tags\x18\x06 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12=\n\x07\x61liases\x18\x07 \x03(\x0b\x32,.mlgrid.api.registry.v1.RegisteredModelAlias\"\xe6\x02\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1a\n\x12\x63reation_timestamp\x18\x03 \x01(\x03\x12\x1e\n\x16last_updated_timestamp\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x15\n\rcurrent_stage\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\x12:\n\x06status\x18\n \x01(\x0e\x32*.mlgrid.api.registry.v1.ModelVersionStatus\x12\x16\n\x0estatus_message\x18\x0b \x01(\t\x12\'\n\x04tags\x18\x0c \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12\x10\n\x08run_link\x18\r \x01(\t\x12\x0f\n\x07\x61liases\x18\x0e \x03(\t*\xb7\x01\n\x12ModelVersionStatus\x12$\n MODEL_VERSION_STATUS_UNSPECIFIED\x10\x00\x12-\n)MODEL_VERSION_STATUS_PENDING_REGISTRATION\x10\x01\x12,\n(MODEL_VERSION_STATUS_FAILED_REGISTRATION\x10\x02\x12\x1e\n\x1aMODEL_VERSION_STATUS_READY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlgrid/api/registry/v1/registry.proto\x12\x16mlgrid.api.registry.v1\x1a!mlgrid/api/common/v1/common.proto\"6\n\x14RegisteredModelAlias\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x97\x02\n\x0fRegisteredModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12\x63reation_timestamp\x18\x02 \x01(\x03\x12\x1e\n\x16last_updated_timestamp\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12=\n\x0flatest_versions\x18\x05 \x03(\x0b\x32$.mlgrid.api.registry.v1.ModelVersion\x12\'\n\x04tags\x18\x06 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12=\n\x07\x61liases\x18\x07 \x03(\x0b\x32,.mlgrid.api.registry.v1.RegisteredModelAlias\"\xf8\x02\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1a\n\x12\x63reation_timestamp\x18\x03 \x01(\x03\x12\x1e\n\x16last_updated_timestamp\x18\x04 \x01(\x03\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x15\n\rcurrent_stage\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\x12:\n\x06status\x18\n \x01(\x0e\x32*.mlgrid.api.registry.v1.ModelVersionStatus\x12\x16\n\x0estatus_message\x18\x0b \x01(\t\x12\'\n\x04tags\x18\x0c \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12\x10\n\x08run_link\x18\r \x01(\t\x12\x0f\n\x07\x61liases\x18\x0e \x03(\t\x12\x10\n\x08model_id\x18\x0f \x01(\t*\xb7\x01\n\x12ModelVersionStatus\x12$\n MODEL_VERSION_STATUS_UNSPECIFIED\x10\x00\x12-\n)MODEL_VERSION_STATUS_PENDING_REGISTRATION\x10\x01\x12,\n(MODEL_VERSION_STATUS_FAILED_REGISTRATION\x10\x02\x12\x1e\n\x1aMODEL_VERSION_STATUS_READY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mlgrid.api.registry.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELVERSIONSTATUS']._serialized_start=800
-  _globals['_MODELVERSIONSTATUS']._serialized_end=983
+  _globals['_MODELVERSIONSTATUS']._serialized_start=818
+  _globals['_MODELVERSIONSTATUS']._serialized_end=1001
   _globals['_REGISTEREDMODELALIAS']._serialized_start=100
   _globals['_REGISTEREDMODELALIAS']._serialized_end=154
   _globals['_REGISTEREDMODEL']._serialized_start=157
   _globals['_REGISTEREDMODEL']._serialized_end=436
   _globals['_MODELVERSION']._serialized_start=439
-  _globals['_MODELVERSION']._serialized_end=797
+  _globals['_MODELVERSION']._serialized_end=815
 # @@protoc_insertion_point(module_scope)

@@ -146,6 +146,7 @@ class ModelVersion(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     RUN_LINK_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Registered model name."""
     version: _builtins.str
@@ -170,6 +171,10 @@ class ModelVersion(_message.Message):
     """Details of the registration state (e.g. why it failed)."""
     run_link: _builtins.str
     """Link to the run in a UI, if any."""
+    model_id: _builtins.str
+    """The MLflow 3 logged model (tracking's LoggedModelInfo.model_id) this version was made from;
+    empty when none.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
         """Tags; values up to 100,000 characters."""
@@ -195,10 +200,11 @@ class ModelVersion(_message.Message):
         tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
         run_link: _builtins.str = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        model_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "creation_timestamp", b"creation_timestamp", "current_stage", b"current_stage", "description", b"description", "last_updated_timestamp", b"last_updated_timestamp", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "status", b"status", "status_message", b"status_message", "tags", b"tags", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "creation_timestamp", b"creation_timestamp", "current_stage", b"current_stage", "description", b"description", "last_updated_timestamp", b"last_updated_timestamp", "model_id", b"model_id", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "status", b"status", "status_message", b"status_message", "tags", b"tags", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -482,6 +482,7 @@ class CreateModelVersionRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     RUN_LINK_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Registered model name (must exist)."""
     source: _builtins.str
@@ -492,6 +493,10 @@ class CreateModelVersionRequest(_message.Message):
     """Link to the run in a UI."""
     description: _builtins.str
     """Description."""
+    model_id: _builtins.str
+    """The MLflow 3 logged model the version is made from (must exist); a source of the form
+    models:/<model_id> names it too. run_id defaults to the model's source run.
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Tag]:
         """Initial tags."""
@@ -505,10 +510,11 @@ class CreateModelVersionRequest(_message.Message):
         tags: _abc.Iterable[_common_pb2.Tag] | None = ...,
         run_link: _builtins.str = ...,
         description: _builtins.str = ...,
+        model_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "model_id", b"model_id", "name", b"name", "run_id", b"run_id", "run_link", b"run_link", "source", b"source", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
