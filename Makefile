@@ -1,4 +1,4 @@
-# mlgrid — `make help` lists the targets. `make up` and `make test` need only Python 3.11+ and make:
+# mlgrid — `make help` lists the targets. `make up` and `make test` need only Python 3.10+ and make:
 # both create .venv and install the project into it (again only when the dependency list changes).
 
 PYTHON ?= python3
@@ -11,13 +11,13 @@ PORT ?= 50051
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-all proto proto-lint lint bench venv clean system-deps
+.PHONY: help up test test-all compat proto proto-lint lint bench venv clean system-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml setup.py
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlgrid needs Python 3.11 or newer")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlgrid needs Python 3.10 or newer")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[server,dev]'
@@ -42,7 +42,10 @@ test: $(STAMP) $(BUF) ## Run the test suite (fast tiers; see test-all)
 test-all: $(STAMP) $(BUF) ## Run every test, including the slow tier (large transfers)
 	$(PY) -m pytest -n 2 $(ARGS)
 
-proto: $(STAMP) ## Regenerate the Python stubs from protos/ into sdk/mlgrid/api
+compat: $(STAMP) ## Install mlgrid in throwaway venvs at both ends of its ranges (Python 3.10 + oldest protobuf/grpcio; newest) and run an SDK subset
+	$(PY) tools/compat.py $(ARGS)
+
+proto: $(STAMP) ## Regenerate the Python stubs from protos/ into sdk/mlgrid/api (pinned generator: tools/proto-generator.txt)
 	$(PY) tools/gen_protos.py
 
 proto-lint: $(BUF) ## Lint the protobuf contracts with buf
@@ -57,4 +60,4 @@ bench: $(STAMP) ## Benchmark mlgrid against the real MLflow server, side by side
 	$(PY) -m bench $(ARGS)
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-proto tools/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         return show(args.report, args.markdown)
     meta: dict[str, Any] = {
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "scale": (QUICK if args.quick else FULL).to_dict(),
         "machine": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import importlib.util
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,14 +41,22 @@ class EmbeddedStack(Protocol):
     def stop(self) -> None: ...
 
 
+#: Modules of mlgrid[server]'s dependencies that every embedded stack loads. The service code
+#: ships in the base wheel too, so importing it proves nothing; these are what the extra adds.
+SERVER_MODULES = ("sqlalchemy", "alembic", "grpc_health", "grpc_reflection")
+
+
 def _start_embedded(tracking_uri: str, registry_uri: str | None) -> EmbeddedStack:
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
     try:
+        if missing:
+            raise ImportError(f"missing {', '.join(missing)}")
         from mlgrid_services.launcher import start_embedded
     except ImportError as exc:  # the SDK-only install
         raise RuntimeError(
             f"tracking URI {tracking_uri!r} is served in-process, which needs the server "
             "components: pip install 'mlgrid[server]' (or set MLGRID_TRACKING_URI to a "
-            "grpc://host:port gateway)"
+            f"grpc://host:port gateway); {exc}"
         ) from exc
     stack: EmbeddedStack = start_embedded(tracking_uri, registry_uri)
     return stack

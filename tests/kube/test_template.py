@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -52,7 +52,7 @@ def request(**overrides: object) -> JobRequest:
         "image": "registry.example:5000/proj@sha256:" + "a" * 64,
         "command": "python train.py --alpha 0.5",
         "tracking_uri": "grpc://gateway:50051",
-        "now": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        "now": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
     }
     values.update(overrides)
     return JobRequest(**values)  # type: ignore[arg-type]
@@ -123,7 +123,7 @@ def test_image_pull_secrets_are_added_once() -> None:
 
 
 def test_job_names_are_valid_kubernetes_names_of_at_most_63_characters() -> None:
-    now = datetime(2026, 1, 2, tzinfo=UTC)
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
     name = job_name("A" * 100 + " very/long_project", now)
     assert len(name) <= 63
     assert name.endswith("-20260102-000000-000000")

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
@@ -25,6 +24,11 @@ from pathlib import Path
 import pytest
 
 from mlgrid import fluent, tracking_uri
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (the dev extra installs it there)
+    import tomli as tomllib
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "mlgrid-test-plugin"
 _LOCK = Path(tempfile.gettempdir()) / "mlgrid-test-plugin-install.lock"

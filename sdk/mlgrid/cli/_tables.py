@@ -26,7 +26,7 @@ def format_timestamp(ms: int | None) -> str:
     """Milliseconds since the epoch as "YYYY-MM-DD HH:MM:SS" (UTC); "" for none."""
     if not ms:
         return ""
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

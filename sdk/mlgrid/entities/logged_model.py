@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class LoggedModelStatus(str, enum.Enum):  # noqa: UP042 - StrEnum is 3.11+
+class LoggedModelStatus(str, enum.Enum):
     """A logged model's status, with MLflow's names; ``FAILED`` is the proto's UPLOAD_FAILED."""
 
     UNSPECIFIED = "UNSPECIFIED"

@@ -16,7 +16,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,7 +183,7 @@ def save_model(
         "mlgrid_version": mlgrid.__version__,
         "model_uuid": uuid.uuid4().hex,
         "run_id": run_id,
-        "utc_time_created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "utc_time_created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
     }
     if metadata:
         descriptor["metadata"] = dict(metadata)

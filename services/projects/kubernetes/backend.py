@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ class KubernetesBackend(ProjectBackend):
                     volumes=docker_env.volumes,
                     image_pull_secrets=config.image_pull_secrets,
                     store_uri=request.store_uri,
-                    now=datetime.now(UTC),
+                    now=datetime.now(timezone.utc),
                 ),
             )
             handle = JobHandle(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import yaml
@@ -127,7 +127,7 @@ def _dns_label(text: str, limit: int) -> str:
 
 def job_name(project_name: str, now: datetime) -> str:
     """``<project>-<UTC time to the microsecond>``, a valid Job name of at most 63 characters."""
-    stamp = now.astimezone(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = now.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return f"{_dns_label(project_name, _MAX_NAME - len(stamp) - 1)}-{stamp}"
 
 
@@ -159,7 +159,7 @@ def render_job(template: dict[str, Any], request: JobRequest) -> dict[str, Any]:
     job["apiVersion"], job["kind"] = "batch/v1", "Job"
     labels = {MANAGED_BY_LABEL: "mlgrid", RUN_ID_LABEL: request.run_id}
     metadata = job["metadata"]
-    metadata["name"] = job_name(request.project_name, request.now or datetime.now(UTC))
+    metadata["name"] = job_name(request.project_name, request.now or datetime.now(timezone.utc))
     metadata.pop("generateName", None)
     metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     annotations = {EXPERIMENT_ID_ANNOTATION: request.experiment_id}
