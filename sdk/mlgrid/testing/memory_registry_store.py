@@ -258,6 +258,7 @@ class MemoryRegistryStore(AbstractRegistryStore):
         description: str = "",
         user_id: str = "",
         storage_location: str = "",
+        model_id: str = "",
     ) -> ModelVersion:
         with self._lock:
             model = self._model(name)
@@ -274,6 +275,7 @@ class MemoryRegistryStore(AbstractRegistryStore):
                 run_id=run_id,
                 status=registry_pb2.MODEL_VERSION_STATUS_READY,
                 run_link=run_link,
+                model_id=model_id,
             )
             model.versions[model.last_number] = _Version(proto, dict(tags), storage_location)
             model.updated = now
