@@ -1,0 +1,63 @@
+"""Fixtures of the kubernetes backend's tests: the local API server, its pods on the test engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.kube_api import KubeApiServer
+from tests.fixtures.kube_pods import PodRunner
+
+
+@dataclass
+class Cluster:
+    """A local API server whose Jobs' pods run as containers on the test engine."""
+
+    api: KubeApiServer
+    pods: PodRunner
+    #: Its kubeconfig (context "mlgrid-test", namespace "default"); KUBECONFIG points at it.
+    kubeconfig: Path
+    #: The engine's Python base image and open registry (``127.0.0.1:<port>``).
+    python_image: str
+    registry: str
+    engine: Any
+
+
+@pytest.fixture
+def cluster(
+    container_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cluster]:
+    api = KubeApiServer().start()
+    client = container_engine.client()
+    pods = PodRunner(api, client)
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    try:
+        yield Cluster(
+            api,
+            pods,
+            kubeconfig,
+            container_engine.python_image,
+            container_engine.registry,
+            container_engine,
+        )
+    finally:
+        api.stop()
+        pods.close()
+        client.close()
+
+
+@pytest.fixture
+def python_image(container_engine: Any) -> str:
+    """A local image with Python 3 (a project's docker_env image)."""
+    return str(container_engine.python_image)
+
+
+@pytest.fixture
+def registry(container_engine: Any) -> str:
+    """``127.0.0.1:<port>`` of the engine's open registry."""
+    return str(container_engine.registry)
