@@ -9,6 +9,7 @@ built and pushed, and the Job created, by the run's supervisor thread.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from mlgrid.projects.backend import BackendHost, OwnedHandle, ProjectBackend, Ru
 from mlgrid.projects.env_files import DockerEnv
 
 from ..logbuffer import LogBuffer
+from ..run_variables import run_variables
 from .cluster import SERVICE_ACCOUNT_DIR, Cluster, connect
 from .config import KubernetesConfig, parse_config
 from .submitted import JobHandle, KubernetesSubmittedRun, RunHooks
@@ -158,6 +160,9 @@ class KubernetesBackend(ProjectBackend):
                     volumes=docker_env.volumes,
                     image_pull_secrets=config.image_pull_secrets,
                     store_uri=request.store_uri,
+                    variables=run_variables(
+                        dataclasses.replace(request, tracking_uri=tracking_uri)
+                    ),
                     now=datetime.now(timezone.utc),
                 ),
             )

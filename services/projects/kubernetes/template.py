@@ -60,6 +60,9 @@ class JobRequest:
     image_pull_secrets: tuple[str, ...] = ()
     #: Store the run lives in, when the client named one (the Job remembers it for adoption).
     store_uri: str | None = None
+    #: The run's variables every backend hands its code (mlgrid's and MLflow's names); they
+    #: take precedence over the three MLFLOW_* ones made from the fields above.
+    variables: dict[str, str] = field(default_factory=dict)
     #: When the Job is made (its name's timestamp).
     now: datetime | None = None
 
@@ -182,6 +185,7 @@ def render_job(template: dict[str, Any], request: JobRequest) -> dict[str, Any]:
         "MLFLOW_TRACKING_URI": request.tracking_uri,
         "MLFLOW_RUN_ID": request.run_id,
         "MLFLOW_EXPERIMENT_ID": request.experiment_id,
+        **request.variables,
     }
     replaced = set(run_values) | set(request.environment)
     env = [e for e in container.get("env") or [] if e.get("name") not in replaced]
