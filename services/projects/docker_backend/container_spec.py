@@ -32,7 +32,13 @@ from mlgrid.uris import is_gateway_uri, uri_scheme
 
 from ..run_variables import run_variables
 
-__all__ = ["ContainerSpec", "allowed_volume_roots", "container_spec", "docker_env_of"]
+__all__ = [
+    "ContainerSpec",
+    "allowed_volume_roots",
+    "container_spec",
+    "docker_env_of",
+    "docker_env_variables",
+]
 
 _MODES = ("ro", "rw")
 #: Names never copied from the service's environment (its own configuration and secrets).
@@ -129,7 +135,9 @@ def _volume(raw: str, roots: list[Path]) -> tuple[str, str, str]:
     return str(resolved), container, mode
 
 
-def _environment(env: DockerEnv, notes: list[str]) -> dict[str, str]:
+def docker_env_variables(env: DockerEnv, notes: list[str]) -> dict[str, str]:
+    """docker_env ``environment``: pairs as given, names copied from the service's environment
+    (never its own settings); a name the service does not have is noted in ``notes``."""
     values: dict[str, str] = {}
     for item in env.environment:
         if isinstance(item, tuple):
@@ -193,7 +201,7 @@ def container_spec(
     for raw in env.volumes:
         host, container, mode = _volume(raw, roots)
         volumes[host] = {"bind": container, "mode": mode}
-    environment = _environment(env, notes)
+    environment = docker_env_variables(env, notes)
     environment.update(run_variables(request))
     for directory in _store_mounts(request, artifact_root):
         directory.mkdir(parents=True, exist_ok=True)

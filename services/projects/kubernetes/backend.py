@@ -26,6 +26,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import BackendHost, OwnedHandle, ProjectBackend, RunRequest
 from mlgrid.projects.env_files import DockerEnv
 
+from ..docker_backend.container_spec import docker_env_variables
 from ..logbuffer import LogBuffer
 from ..run_variables import run_variables
 from .cluster import SERVICE_ACCOUNT_DIR, Cluster, connect
@@ -131,7 +132,8 @@ class KubernetesBackend(ProjectBackend):
         assert isinstance(request.project.env, DockerEnv)
         docker_env = request.project.env
         tracking_uri = self._tracking_uri(request)
-        environment = _docker_env_variables(docker_env)
+        notes: list[str] = []
+        environment = docker_env_variables(docker_env, notes)
         cluster = connect(config.context, self.service_account_dir)
         try:
             namespace = self._namespace(config, template, cluster)
@@ -140,6 +142,8 @@ class KubernetesBackend(ProjectBackend):
             cluster.close()
             raise
         output = LogBuffer(self.host.log_budget)
+        for note in notes:
+            output.system(f"[mlgrid] {note}")
 
         def launch(run: KubernetesSubmittedRun) -> JobHandle:
             try:
@@ -234,17 +238,6 @@ class KubernetesBackend(ProjectBackend):
         return KubernetesSubmittedRun(
             handle.run_id, cluster, self._hooks(), output, handle=job
         ).start()
-
-
-def _docker_env_variables(docker_env: DockerEnv) -> dict[str, str]:
-    """docker_env ``environment``: pairs as given, names copied from the service's environment."""
-    values: dict[str, str] = {}
-    for item in docker_env.environment:
-        if isinstance(item, tuple):
-            values[item[0]] = item[1]
-        elif item in os.environ:
-            values[item] = os.environ[item]
-    return values
 
 
 def _command(request: RunRequest) -> str:
