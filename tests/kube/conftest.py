@@ -11,6 +11,7 @@ import pytest
 
 from tests.fixtures.kube_api import KubeApiServer
 from tests.fixtures.kube_pods import PodRunner
+from tests.projects.helpers import write
 
 
 @dataclass
@@ -61,3 +62,40 @@ def python_image(container_engine: Any) -> str:
 def registry(container_engine: Any) -> str:
     """``127.0.0.1:<port>`` of the engine's open registry."""
     return str(container_engine.registry)
+
+
+def project(directory: Path, image: str) -> Path:
+    """The project of these tests (one, so its image is built once per test run): it prints a
+    greeting from docker_env and the template, sleeps ``sleep`` seconds, and logs ``alpha * 2``
+    as metric ``doubled`` into its run."""
+    return write(
+        directory,
+        {
+            "MLproject": f"""
+                name: kube-demo
+                docker_env:
+                  image: {image}
+                  environment: [["GREETING", "hello"]]
+                entry_points:
+                  main:
+                    parameters:
+                      alpha: {{type: float, default: 0.5}}
+                      sleep: {{type: float, default: 0}}
+                    command: "python train.py --alpha {{alpha}} --sleep {{sleep}}"
+            """,
+            "train.py": """
+                import argparse, os, time
+                import mlgrid
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--alpha", type=float)
+                parser.add_argument("--sleep", type=float)
+                args = parser.parse_args()
+                print("greeting:", os.environ["GREETING"], os.environ.get("FROM_TEMPLATE"), flush=True)
+                time.sleep(args.sleep)
+                with mlgrid.start_run() as run:
+                    print("logging into", run.info.run_id, flush=True)
+                    mlgrid.log_metric("doubled", args.alpha * 2)
+                print("done", flush=True)
+            """,
+        },
+    )

@@ -20,9 +20,8 @@ import pytest
 from mlgrid.client import Client
 from mlgrid.exceptions import MlgridException
 from mlgrid_services.projects.kubernetes.submitted import LOG_ARTIFACT
-from tests.projects.helpers import write
 
-from .conftest import Cluster
+from .conftest import Cluster, project
 
 TEMPLATE = """\
 apiVersion: batch/v1
@@ -42,37 +41,6 @@ spec:
         env: [{name: FROM_TEMPLATE, value: "t"}]
       restartPolicy: Never
 """
-
-
-def project(directory: Path, image: str, script: str = "") -> Path:
-    return write(
-        directory,
-        {
-            "MLproject": f"""
-                name: kube-demo
-                docker_env:
-                  image: {image}
-                  environment: [["GREETING", "hello"]]
-                entry_points:
-                  main:
-                    parameters:
-                      alpha: {{type: float, default: 0.5}}
-                    command: "python train.py --alpha {{alpha}}"
-            """,
-            "train.py": script
-            or """
-                import argparse, os
-                import mlgrid
-                parser = argparse.ArgumentParser()
-                parser.add_argument("--alpha", type=float)
-                alpha = parser.parse_args().alpha
-                print("greeting:", os.environ["GREETING"], os.environ["FROM_TEMPLATE"], flush=True)
-                with mlgrid.start_run() as run:
-                    print("logging into", run.info.run_id, flush=True)
-                    mlgrid.log_metric("doubled", alpha * 2)
-            """,
-        },
-    )
 
 
 def backend_config(tmp_path: Path, registry: str, template: str = TEMPLATE) -> Path:
@@ -133,7 +101,7 @@ def test_mlgrid_run_on_kubernetes_runs_the_project_in_a_job_that_logs_into_mlgri
     (run,) = runs_of(client, "kube-e2e")
     assert f"logging into {run.info.run_id}" in done.stdout  # the run the service created
     assert run.info.status == "FINISHED"
-    assert run.data.params == {"alpha": "0.7"}
+    assert run.data.params == {"alpha": "0.7", "sleep": "0"}
     assert run.data.metrics == {"doubled": 1.4}
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
     kept = client.download_artifacts(run.info.run_id, LOG_ARTIFACT, str(tmp_path / "dl"))
@@ -142,7 +110,7 @@ def test_mlgrid_run_on_kubernetes_runs_the_project_in_a_job_that_logs_into_mlgri
     (job,) = [e[3] for e in cluster.api.store.events if e[1] == "jobs" and e[2] == "ADDED"]
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith(f"{registry}/kube-demo@sha256:")
-    assert container["command"] == ["sh", "-c", "python train.py --alpha 0.7"]
+    assert container["command"] == ["sh", "-c", "python train.py --alpha 0.7 --sleep 0"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MLFLOW_RUN_ID"] == run.info.run_id
     assert env["MLFLOW_EXPERIMENT_ID"] == run.info.experiment_id
@@ -245,17 +213,14 @@ def test_cancel_through_the_service_deletes_the_job_and_kills_the_run(
 ) -> None:
     import mlgrid.projects
 
-    proj = project(
-        tmp_path / "proj",
-        python_image,
-        "import time\nprint('working', flush=True)\ntime.sleep(300)\n",
-    )
+    proj = project(tmp_path / "proj", python_image)
     config = backend_config(tmp_path, registry)
     monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
     submitted = mlgrid.projects.run(
         str(proj),
         backend="kubernetes",
         backend_config=str(config),
+        parameters={"sleep": "300"},
         synchronous=False,
     )
     deadline = time.monotonic() + 300

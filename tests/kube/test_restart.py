@@ -15,9 +15,8 @@ from mlgrid.client import Client
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
 from mlgrid_services.projects.kubernetes.submitted import LOG_ARTIFACT
-from tests.projects.helpers import write
 
-from .conftest import Cluster
+from .conftest import Cluster, project
 from .test_backend import TEMPLATE
 
 SERVER = Path(__file__).parents[1] / "projects" / "serve_projects.py"
@@ -26,26 +25,7 @@ SERVER = Path(__file__).parents[1] / "projects" / "serve_projects.py"
 def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
     grpc_stack, cluster: Cluster, tmp_path: Path
 ) -> None:
-    project = write(
-        tmp_path / "proj",
-        {
-            "MLproject": f"""
-                name: survivor
-                docker_env: {{image: {cluster.python_image}}}
-                entry_points:
-                  main: {{command: "python work.py"}}
-            """,
-            "work.py": """
-                import time
-                import mlgrid
-                print("started", flush=True)
-                time.sleep(6)
-                with mlgrid.start_run():
-                    mlgrid.log_metric("survived", 1.0)
-                print("done", flush=True)
-            """,
-        },
-    )
+    project_dir = project(tmp_path / "proj", cluster.python_image)
     state = tmp_path / "state"
     config = json.dumps(dataclasses.asdict(grpc_stack.config))
     service = subprocess.Popen(
@@ -58,10 +38,11 @@ def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
             transport.projects.SubmitRun,
             pb.SubmitRunRequest(
                 backend="kubernetes",
-                uri=str(project),
+                uri=str(project_dir),
+                parameters={"sleep": "6"},
                 backend_config_json=json.dumps(
                     {
-                        "repository-uri": f"{cluster.registry}/survivor",
+                        "repository-uri": f"{cluster.registry}/kube-demo",
                         "kube-job-template": TEMPLATE,
                     }
                 ),
@@ -89,12 +70,12 @@ def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
         answer_after = runner.wait(answer.run_id, 120)
         assert answer_after.status == "FINISHED"
         output = b"".join(c.data for c in runner.logs(answer.run_id, follow=False)).decode()
-        assert "adopted Job survivor-" in output and "done" in output
+        assert "adopted Job kube-demo-" in output and "done" in output
     finally:
         runner.close()
     run = client.get_run(answer.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics == {"survived": 1.0}
+    assert run.data.metrics == {"doubled": 1.0}
     kept = client.download_artifacts(answer.run_id, LOG_ARTIFACT, str(tmp_path / "dl"))
     assert "done" in Path(kept).read_text()
     assert list(state.glob("*.json")) == []
