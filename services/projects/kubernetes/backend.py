@@ -10,7 +10,6 @@ built and pushed, and the Job created, by the run's supervisor thread.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
