@@ -99,3 +99,10 @@ def project(directory: Path, image: str) -> Path:
             """,
         },
     )
+
+
+@pytest.fixture(autouse=True)
+def _open_project_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run projects from local directories, which a deployment's source policy
+    refuses by default (tests/hardening/test_project_sources.py checks that)."""
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")

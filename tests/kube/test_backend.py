@@ -70,6 +70,15 @@ def cli(tracking_uri: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     )
 
 
+def use_tracking_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Points the SDK in this process at ``uri`` for one test: the variable, and the URI an
+    earlier test in the same worker may have set with ``set_tracking_uri`` (which wins over it)."""
+    import mlgrid.tracking_uri
+
+    monkeypatch.setattr(mlgrid.tracking_uri, "_tracking_uri", None)
+    monkeypatch.setenv("MLGRID_TRACKING_URI", uri)
+
+
 def runs_of(client: Client, experiment: str) -> list:
     found = client.get_experiment_by_name(experiment)
     assert found is not None
@@ -160,7 +169,7 @@ def test_an_unreachable_api_server_is_a_clear_error_and_the_run_failed(
     monkeypatch.setenv("KUBECONFIG", str(unreachable))
     import mlgrid.projects
 
-    monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
+    use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
     with pytest.raises(MlgridException) as caught:
         mlgrid.projects.run(
             str(proj),
@@ -186,7 +195,7 @@ def test_an_unreachable_registry_fails_the_run_naming_the_repository_and_creates
 
     proj = project(tmp_path / "proj", python_image)
     config = backend_config(tmp_path, "127.0.0.1:9")
-    monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
+    use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
     submitted = mlgrid.projects.run(
         str(proj),
         backend="kubernetes",
@@ -213,7 +222,7 @@ def test_cancel_through_the_service_deletes_the_job_and_kills_the_run(
 
     proj = project(tmp_path / "proj", python_image)
     config = backend_config(tmp_path, registry)
-    monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
+    use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
     submitted = mlgrid.projects.run(
         str(proj),
         backend="kubernetes",
@@ -245,7 +254,7 @@ def test_the_requested_run_id_is_the_run_the_job_logs_into(
 
     client = Client(grpc_stack.tracking_uri)
     mine = client.create_run(client.create_experiment("kube-requested-run"))
-    monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
+    use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
     submitted = mlgrid.projects.run(
         str(project(tmp_path / "proj", python_image)),
         backend="kubernetes",
@@ -300,7 +309,7 @@ def test_a_private_registry_push_with_docker_config_and_pull_with_a_pull_secret(
         '        env: [{name: FROM_TEMPLATE, value: "t"}]\n        imagePullPolicy: Always',
     )
     (tmp_path / "job.yaml").write_text(template)
-    monkeypatch.setenv("MLGRID_TRACKING_URI", grpc_stack.tracking_uri)
+    use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
     submitted = mlgrid.projects.run(
         str(project(tmp_path / "proj", python_image)),
         backend="kubernetes",
