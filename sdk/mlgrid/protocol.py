@@ -25,6 +25,18 @@ RESERVED_METADATA_PREFIXES: tuple[str, ...] = ("grpc-", ":", INTERNAL_METADATA_P
 #: a service answered; absent when a connection failed on the way (see ``mlgrid._rpc_errors``).
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
+# ---------------------------------------------------------------- authentication
+
+#: Credentials a caller presents to the gateway (gRPC metadata; the REST port reads the HTTP
+#: header of the same name): ``Basic <base64 user:password>`` or ``Bearer <token>`` (an mlgrid
+#: access token or an OIDC JWT from the configured issuer).
+AUTHORIZATION_METADATA = "authorization"
+
+#: The verified caller, as a short-lived assertion the gateway signs after authenticating the
+#: credentials above and the services check (services/common/auth). Internal: callers cannot set
+#: it, since the gateway drops every ``mlgrid-internal-`` key it receives.
+IDENTITY_METADATA = INTERNAL_METADATA_PREFIX + "identity"
+
 # ---------------------------------------------------------------- tunnels (HTTP CONNECT)
 
 #: The full gRPC service name a tunnel is for (``mlgrid.api.tracking.v1.TrackingService``).

@@ -26,7 +26,7 @@ from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.plugins.headers import request_header_metadata
-from mlgrid.protocol import CHANNEL_OPTIONS, STORE_URI_METADATA
+from mlgrid.protocol import AUTHORIZATION_METADATA, CHANNEL_OPTIONS, STORE_URI_METADATA
 from mlgrid.tunnels import Tunnels
 from mlgrid.uris import is_gateway_uri, uri_scheme
 
@@ -80,10 +80,10 @@ def gateway_metadata() -> list[tuple[str, str]]:
     token = env.MLGRID_TRACKING_TOKEN.get()
     user, password = env.MLGRID_TRACKING_USERNAME.get(), env.MLGRID_TRACKING_PASSWORD.get()
     if token:
-        metadata.append(("authorization", f"Bearer {token}"))
+        metadata.append((AUTHORIZATION_METADATA, f"Bearer {token}"))
     elif user and password:
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-        metadata.append(("authorization", f"Basic {basic}"))
+        metadata.append((AUTHORIZATION_METADATA, f"Basic {basic}"))
     store = env.MLGRID_STORE_URI.get()
     if store:
         metadata.append((STORE_URI_METADATA, store))
