@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import (
     InvalidParameterValue,
     ResourceDoesNotExist,
@@ -25,45 +24,13 @@ from mlgrid_services.common.sql_dialect import POSTGRESQL, insert_ignore, upsert
 
 from . import schema as t
 from .pg_fast import PgFastPaths
+from .rows import RUN_INFO_COLUMNS
 
 log = logging.getLogger(__name__)
-
-#: RunStatus numbers ↔ the names stored in runs.status (MLflow stores names too, and search
-#: compares ``attributes.status = 'FINISHED'``).
-STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
-STATUS_NUMBERS = {name: number for number, name in STATUS_NAMES.items()}
-
-RUN_INFO_COLUMNS = (
-    t.runs.c.run_uuid,
-    t.runs.c.name,
-    t.runs.c.experiment_id,
-    t.runs.c.user_id,
-    t.runs.c.status,
-    t.runs.c.start_time,
-    t.runs.c.end_time,
-    t.runs.c.artifact_uri,
-    t.runs.c.lifecycle_stage,
-)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def run_info_from_row(row: Any) -> tracking_pb2.RunInfo:
-    info = tracking_pb2.RunInfo(
-        run_id=row[0],
-        run_name=row[1],
-        experiment_id=str(row[2]),
-        user_id=row[3],
-        status=STATUS_NUMBERS.get(row[4], 0),  # type: ignore[arg-type]
-        start_time=row[5],
-        artifact_uri=row[7],
-        lifecycle_stage=row[8],
-    )
-    if row[6] is not None:
-        info.end_time = row[6]
-    return info
 
 
 def metric_value(value: float, is_nan: bool) -> float:

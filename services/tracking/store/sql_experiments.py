@@ -19,18 +19,11 @@ from mlgrid.store.paging import decode_page_token, encode_page_token
 from mlgrid.store.search_filter import check_experiment_filter, parse_experiment_order_by
 
 from . import schema as t
+from .rows import EXPERIMENT_COLUMNS, experiment_from_row
 from .sql_base import SqlStoreBase, now_ms, parse_experiment_id
 from .sql_filters import compile_experiment_filter, lifecycle_condition
 
 _E = t.experiments.c
-_EXPERIMENT_COLUMNS = (
-    _E.experiment_id,
-    _E.name,
-    _E.artifact_location,
-    _E.lifecycle_stage,
-    _E.creation_time,
-    _E.last_update_time,
-)
 _ORDER_COLUMNS = {
     "name": _E.name,
     "experiment_id": _E.experiment_id,
@@ -52,14 +45,8 @@ class ExperimentsMixin(SqlStoreBase):
     ) -> list[tracking_pb2.Experiment]:
         found = {}
         for row in rows:
-            found[row[0]] = tracking_pb2.Experiment(
-                experiment_id=str(row[0]),
-                name=row[1],
-                artifact_location=row[2],
-                lifecycle_stage=row[3],
-                creation_time=row[4],
-                last_update_time=row[5],
-            )
+            experiment = experiment_from_row(row)
+            found[int(experiment.experiment_id)] = experiment
         if found:
             tag_rows = conn.execute(
                 sa.select(
@@ -72,7 +59,7 @@ class ExperimentsMixin(SqlStoreBase):
             )
             for experiment_id, key, value in tag_rows:
                 found[experiment_id].tags.add(key=key, value=value)
-        return [found[row[0]] for row in rows]
+        return list(found.values())
 
     def _fix_default_location(self) -> None:
         """The migration cannot know the artifact root: give experiment 0 its location."""
@@ -127,7 +114,7 @@ class ExperimentsMixin(SqlStoreBase):
         number = parse_experiment_id(experiment_id)
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(*_EXPERIMENT_COLUMNS).where(_E.experiment_id == number)
+                sa.select(*EXPERIMENT_COLUMNS).where(_E.experiment_id == number)
             ).all()
             if not rows:
                 raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}")
@@ -138,7 +125,7 @@ class ExperimentsMixin(SqlStoreBase):
             # Names are unique; ordering keeps "prefer the active one" true for data imported
             # from a store where they were not.
             rows = conn.execute(
-                sa.select(*_EXPERIMENT_COLUMNS)
+                sa.select(*EXPERIMENT_COLUMNS)
                 .where(_E.name == name)
                 .order_by(sa.case((_E.lifecycle_stage == t.ACTIVE, 0), else_=1))
                 .limit(1)
@@ -156,7 +143,7 @@ class ExperimentsMixin(SqlStoreBase):
         tree = check_experiment_filter(filter_string)
         clauses = parse_experiment_order_by(list(order_by))
         offset = decode_page_token(page_token, "experiments")
-        query = sa.select(*_EXPERIMENT_COLUMNS).where(
+        query = sa.select(*EXPERIMENT_COLUMNS).where(
             lifecycle_condition(_E.lifecycle_stage, view_type)
         )
         if tree is not None:

@@ -18,7 +18,8 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_value, typed_null
 
 from . import schema as t
-from .sql_base import RUN_INFO_COLUMNS, STATUS_NUMBERS, SqlStoreBase, run_info_from_row
+from .rows import RUN_INFO_COLUMNS, PageRow, fill_run_info_from_page_row, run_info_from_row
+from .sql_base import SqlStoreBase
 
 
 class RunReadsMixin(SqlStoreBase):
@@ -140,30 +141,31 @@ class RunReadsMixin(SqlStoreBase):
             flag: Any = None,
             ints: Sequence[Any] = (),
         ) -> Any:
-            """One SELECT of the union: (kind, order, run_uuid, 5 texts, a float, a flag,
-            3 integers), the slots a kind does not use as typed NULLs."""
+            """One SELECT of the union in PageRow's layout, the slots a kind does not use as
+            typed NULLs."""
             return sa.select(
                 sa.literal(kind),
                 order,
                 run_uuid,
                 *texts,
-                *[null_text] * (5 - len(texts)),
+                *[null_text] * (PageRow.TEXTS - len(texts)),
                 null_float if number is None else number,
                 null_bool if flag is None else flag,
                 *ints,
-                *[null_int] * (3 - len(ints)),
+                *[null_int] * (PageRow.INTEGERS - len(ints)),
             )
 
         p, g, lm, ri = t.params, t.tags, t.latest_metrics, t.run_inputs
-        run_texts = (pc.name, pc.user_id, pc.status, pc.artifact_uri, pc.lifecycle_stage)
-        run_ints = (sa.cast(pc.experiment_id, sa.BigInteger), pc.start_time, pc.end_time)
+        run_texts, run_ints = PageRow.run_slots(pc)
         metric_ints = (null_int, lm.c.timestamp, lm.c.step)
         union = sa.union_all(
-            arm(3, pc.run_uuid, order=pc.ord, texts=run_texts, ints=run_ints),
-            arm(0, p.c.run_uuid, texts=(p.c.key, p.c.value)).where(in_page(p.c.run_uuid)),
-            arm(1, g.c.run_uuid, texts=(g.c.key, g.c.value)).where(in_page(g.c.run_uuid)),
+            arm(PageRow.RUN, pc.run_uuid, order=pc.ord, texts=run_texts, ints=run_ints),
+            arm(PageRow.PARAM, p.c.run_uuid, texts=(p.c.key, p.c.value)).where(
+                in_page(p.c.run_uuid)
+            ),
+            arm(PageRow.TAG, g.c.run_uuid, texts=(g.c.key, g.c.value)).where(in_page(g.c.run_uuid)),
             arm(
-                2,
+                PageRow.METRIC,
                 lm.c.run_uuid,
                 texts=(lm.c.key,),
                 number=lm.c.value,
@@ -172,7 +174,7 @@ class RunReadsMixin(SqlStoreBase):
             ).where(in_page(lm.c.run_uuid)),
             # Which runs have dataset inputs (kind 4): usually none, found by the primary key
             # of run_inputs; the inputs themselves are read only for those runs.
-            arm(4, ri.c.run_uuid).where(in_page(ri.c.run_uuid)).distinct(),
+            arm(PageRow.INPUTS, ri.c.run_uuid).where(in_page(ri.c.run_uuid)).distinct(),
         )
         return union
 
@@ -184,46 +186,24 @@ class RunReadsMixin(SqlStoreBase):
         column here is a native driver type already."""
         runs: dict[str, tuple[int, tracking_pb2.Run]] = {}
         for row in rows:
-            if row[0] == 3:
-                # Set fields in place: building RunInfo apart and passing it to Run() copies it.
+            if row[0] == PageRow.RUN:
+                # Fill in place: building RunInfo apart and passing it to Run() copies it.
                 run = tracking_pb2.Run()
-                info = run.info
-                info.run_id = row[2]
-                info.run_name = row[3]
-                info.experiment_id = str(row[10])
-                info.user_id = row[4]
-                info.status = STATUS_NUMBERS.get(row[5], 0)  # type: ignore[assignment]
-                info.start_time = row[11]
-                info.artifact_uri = row[6]
-                info.lifecycle_stage = row[7]
-                if row[12] is not None:
-                    info.end_time = row[12]
+                fill_run_info_from_page_row(run.info, row)
                 runs[row[2]] = (row[1], run)
         with_inputs: list[str] = []
-        for (
-            kind,
-            _,
-            run_uuid,
-            key,
-            text,
-            _s2,
-            _s3,
-            _s4,
-            number,
-            is_nan,
-            _i1,
-            timestamp,
-            step,
-        ) in rows:
-            if kind == 0:
+        data_of = PageRow.data
+        for row in rows:
+            kind, run_uuid, key, text, number, is_nan, timestamp, step = data_of(row)
+            if kind == PageRow.PARAM:
                 runs[run_uuid][1].data.params.add(key=key, value=text)
-            elif kind == 1:
+            elif kind == PageRow.TAG:
                 runs[run_uuid][1].data.tags.add(key=key, value=text)
-            elif kind == 2:
+            elif kind == PageRow.METRIC:
                 runs[run_uuid][1].data.metrics.add(
                     key=key, value=math.nan if is_nan else number, timestamp=timestamp, step=step
                 )
-            elif kind == 4:
+            elif kind == PageRow.INPUTS:
                 with_inputs.append(run_uuid)
         ordered = [run for _, run in sorted(runs.values(), key=lambda pair: pair[0])]
         return ordered, with_inputs

@@ -21,7 +21,8 @@ from mlgrid.store.search_filter import (
 )
 
 from . import schema as t
-from .sql_base import STATUS_NAMES, parse_experiment_id, run_info_from_row
+from .rows import STATUS_NAMES, run_info_from_row
+from .sql_base import parse_experiment_id
 from .sql_filters import (
     compile_run_filter,
     joined_comparison,
