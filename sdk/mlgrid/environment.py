@@ -172,6 +172,10 @@ MLGRID_TRACKING_SERVER_CERT_PATH = _str(
 MLGRID_TRACKING_CLIENT_CERT_PATH = _str(
     "MLGRID_TRACKING_CLIENT_CERT_PATH", "Client certificate (PEM) for a grpcs:// gateway."
 )
+MLGRID_TRACKING_CLIENT_KEY_PATH = _str(
+    "MLGRID_TRACKING_CLIENT_KEY_PATH",
+    "Private key (PEM) of the client certificate; unset: read from the certificate's file.",
+)
 MLGRID_TRACKING_INSECURE_TLS = EnvironmentVariable(
     "MLGRID_TRACKING_INSECURE_TLS", _parse_bool, False, "Skip TLS verification (testing only)."
 )
@@ -409,6 +413,55 @@ MLGRID_GATEWAY_WORKERS = EnvironmentVariable(
     _parse_positive_int,
     256,
     "Gateway: calls forwarded at once (a streaming call holds one for its whole length).",
+    fallback=None,
+)
+# ---------------------------------------------------------------- gateway: TLS and identity
+
+MLGRID_GATEWAY_TLS_CERT = _own_str(
+    "MLGRID_GATEWAY_TLS_CERT",
+    "Gateway: certificate chain (PEM) served on its gRPC, tunnel and REST ports; with "
+    "MLGRID_GATEWAY_TLS_KEY it turns TLS on.",
+)
+MLGRID_GATEWAY_TLS_KEY = _own_str(
+    "MLGRID_GATEWAY_TLS_KEY", "Gateway: private key (PEM) of MLGRID_GATEWAY_TLS_CERT."
+)
+MLGRID_GATEWAY_TLS_CLIENT_CA = _own_str(
+    "MLGRID_GATEWAY_TLS_CLIENT_CA",
+    "Gateway: CA bundle (PEM) of client certificates; set, every client must present a "
+    "certificate it signed (mutual TLS).",
+)
+MLGRID_AUTH_OIDC_ISSUER = _own_str(
+    "MLGRID_AUTH_OIDC_ISSUER",
+    "Gateway: the identity provider whose JWTs are accepted as bearer tokens (their 'iss').",
+)
+MLGRID_AUTH_OIDC_AUDIENCE = _own_str(
+    "MLGRID_AUTH_OIDC_AUDIENCE", "Gateway: the 'aud' the identity provider's tokens must carry."
+)
+MLGRID_AUTH_OIDC_JWKS_URL = _own_str(
+    "MLGRID_AUTH_OIDC_JWKS_URL", "Gateway: https:// URL of the identity provider's signing keys."
+)
+MLGRID_AUTH_OIDC_JWKS_FILE = _own_str(
+    "MLGRID_AUTH_OIDC_JWKS_FILE", "Gateway: a file holding the identity provider's JWKS."
+)
+MLGRID_AUTH_OIDC_USERNAME_CLAIM = EnvironmentVariable[str](
+    "MLGRID_AUTH_OIDC_USERNAME_CLAIM",
+    _parse_str,
+    "sub",
+    "Gateway: the JWT claim that is the mlgrid user name (sub, email, preferred_username, …).",
+    fallback=None,
+)
+MLGRID_AUTH_OIDC_GROUPS_CLAIM = EnvironmentVariable[str](
+    "MLGRID_AUTH_OIDC_GROUPS_CLAIM",
+    _parse_str,
+    "groups",
+    "Gateway: the JWT claim listing the user's groups.",
+    fallback=None,
+)
+MLGRID_AUTH_OIDC_LEEWAY = EnvironmentVariable(
+    "MLGRID_AUTH_OIDC_LEEWAY",
+    _parse_non_negative_float,
+    60.0,
+    "Gateway: seconds of clock difference allowed when checking a JWT's exp, nbf and iat.",
     fallback=None,
 )
 MLGRID_LOG_LEVEL = EnvironmentVariable[str](
