@@ -34,3 +34,34 @@ GATEWAY_SCHEMES = frozenset({"grpc", "grpcs"})
 def is_gateway_uri(uri: str) -> bool:
     """True when ``uri`` names a gateway (``grpc://``, ``grpcs://``) rather than a store."""
     return uri_scheme(uri) in GATEWAY_SCHEMES
+
+
+#: Query parameters that carry a secret in database and object-store URIs.
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "secret", "token", "sslpassword"})
+
+
+def redact_credentials(uri: str) -> str:
+    """``uri`` fit for a log line: the password of its user part and secret query parameters
+    (``?password=…``) replaced by ``***``; the user, host, path and other parameters kept, so
+    the line still says which store was meant. A URI without credentials comes back unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    # The user part ends at the last "@" before the query: a password with a raw "@" or "/"
+    # (not URL-encoded) is malformed, but must not leak either.
+    end = min((i for i in (rest.find(c) for c in "?#") if i >= 0), default=len(rest))
+    user_part, at, _ = rest[:end].rpartition("@")
+    if at and ":" in user_part:
+        rest = f"{user_part.partition(':')[0]}:***@{rest[len(user_part) + 1 :]}"
+    slash = rest.find("/", rest.rfind("@", 0, end) + 1)
+    cut = min((i for i in (slash, rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query, hash_, fragment = query.partition("#")
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, _value = pair.partition("=")
+            pairs.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else pair)
+        tail = f"{path}?{'&'.join(pairs)}{hash_}{fragment}"
+    return f"{scheme}://{authority}{tail}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import descriptor_pool
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import mlgrid
@@ -29,6 +29,7 @@ from .config import GatewayConfig
 from .discovery import Discovery
 from .forwarder import Forwarder
 from .methods import ForwardedService, builtin_services
+from .readiness import RoutingHealth
 from .rest import RestServer, start_rest_server
 from .routing import DEFAULT, Route, RoutingTable
 from .tunnel import TunnelListener
@@ -103,6 +104,7 @@ def _serve(
     bind: str,
     shown_host: str | None,
     max_workers: int,
+    health_servicer: RoutingHealth,
     tunnel_port: int = 0,
 ) -> RunningServer:
     """The gateway's server: like common.server.start_server, minus its error-mapping
@@ -116,7 +118,6 @@ def _serve(
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(
         _BackendInfo(forwarded, tunnel_port), server
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in forwarded]
     described = [n for n in names if _in_default_pool(n)]
@@ -137,8 +138,8 @@ def _serve(
     if bound == 0 and not bind.startswith("unix:"):
         raise OSError(f"could not bind the gateway to {bind}: address in use or not available")
     server.start()
-    for name in ["", *names]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    for name in ["", *names]:  # until start_gateway has asked the backends (see .readiness)
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     shown = bind if shown_host is None else f"{shown_host}:{bound}"
     log.info("gateway serving on %s", shown)
     return RunningServer(server=server, port=bound, health=health_servicer, address=shown)
@@ -185,6 +186,7 @@ def start_gateway(
     pool = ChannelPool()
     discovery = Discovery(table, pool)
     forwarder = Forwarder(table, pool, discovery)
+    health_servicer = RoutingHealth()
     tunnel = None
     if tunnel_port is not None and address is None:
         tunnel = TunnelListener(table, table.services, discovery.retry_pending)
@@ -196,6 +198,7 @@ def start_gateway(
             bind=address or f"{host}:{port}",
             shown_host=None if address else host,
             max_workers=max_workers or env.MLGRID_GATEWAY_WORKERS.get(),
+            health_servicer=health_servicer,
             tunnel_port=tunnel.port if tunnel is not None else 0,
         )
     except BaseException:
@@ -223,4 +226,5 @@ def start_gateway(
     )
     for backend in [*config.discover, *backends]:
         gateway.add_backend(backend, discover_timeout)
+    health_servicer.follow(table, discovery)
     return gateway

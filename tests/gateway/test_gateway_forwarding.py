@@ -181,13 +181,20 @@ def test_gateway_answers_health_for_itself_and_each_forwarded_service(
     channel: grpc.Channel,
 ) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    for service in (
-        "",
-        "mlgrid.api.tracking.v1.TrackingService",
-        "mlgrid.api.projects.v1.ProjectsService",
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    # SERVING means "can route": the gateway itself (every backend it was given answered) and
+    # each service it has a backend for; the others (no backend here) are NOT_SERVING.
+    for service, expected in (
+        ("", serving),
+        ("mlgrid.api.artifacts.v1.ArtifactsService", serving),
+        ("mlgrid.api.tracking.v1.TrackingService", not_serving),
+        ("mlgrid.api.projects.v1.ProjectsService", not_serving),
     ):
         answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert answer.status == expected, service
 
 
 def test_reflection_lists_the_forwarded_services(channel: grpc.Channel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -202,6 +203,42 @@ def test_backend_not_up_yet_is_picked_up_on_a_later_call(backends: dict[str, Bac
             assert gw.discovery.pending == []
         finally:
             revived.stop()
+    finally:
+        gw.stop(grace=0)
+
+
+def test_the_gateway_is_ready_only_once_it_can_route_what_it_was_told_to_discover() -> None:
+    """A readiness probe alone (no call) brings a gateway started before its backend to
+    SERVING: before that it says NOT_SERVING, so no load balancer sends it traffic."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    late = start_artifacts("late", ["hdfs"])
+    address = late.address
+    late.stop()
+    gw = start_gateway(backends=[address], discover_timeout=0.2)
+    artifacts = art.DESCRIPTOR.services_by_name["ArtifactsService"].full_name
+
+    def status(ch: grpc.Channel, service: str = "") -> str:
+        answer = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+
+    try:
+        with grpc.insecure_channel(gw.address) as ch:
+            assert (status(ch), status(ch, artifacts)) == ("NOT_SERVING", "NOT_SERVING")
+            revived = start_artifacts_on(address)
+            try:
+                deadline = time.monotonic() + 10
+                while status(ch) != "SERVING":
+                    assert time.monotonic() < deadline, "the gateway never became ready"
+                    time.sleep(0.2)
+                assert status(ch, artifacts) == "SERVING"
+                # A service no backend serves is not routable, so not SERVING either.
+                tracking = trk.DESCRIPTOR.services_by_name["TrackingService"].full_name
+                assert status(ch, tracking) == "NOT_SERVING"
+            finally:
+                revived.stop()
     finally:
         gw.stop(grace=0)
 

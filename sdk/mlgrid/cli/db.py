@@ -7,6 +7,7 @@ import importlib
 import click
 
 from mlgrid import environment as env
+from mlgrid.uris import redact_credentials
 
 
 @click.group()
@@ -35,11 +36,12 @@ def upgrade(backend_store_uri: str, registry_store_uri: str | None) -> None:
             f"the tracking service is not installed ({exc}): pip install 'mlgrid[server]'"
         ) from None
     tracking.upgrade(backend_store_uri)
-    click.echo(f"tracking schema of {backend_store_uri} is up to date")
+    # Never the password: this line ends up in `kubectl logs` and CI output.
+    click.echo(f"tracking schema of {redact_credentials(backend_store_uri)} is up to date")
     try:
         registry = importlib.import_module("mlgrid_services.registry.migrations")
     except ModuleNotFoundError:
         return  # no registry service in this installation
     target = registry_store_uri or backend_store_uri
     registry.upgrade(target)
-    click.echo(f"registry schema of {target} is up to date")
+    click.echo(f"registry schema of {redact_credentials(target)} is up to date")
