@@ -23,9 +23,26 @@ COMPONENTS = ("gateway", "tracking", "artifacts", "registry", "projects")
 ROUTES_PATH = "/etc/mlgrid/routes.yaml"
 
 
-def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+#: What every install must say (the chart refuses to guess an image or accept its default
+#: passwords silently); the tests add it to the values they render.
+REQUIRED = {"image": {"repository": "registry.example/ml/mlgrid"}, "allowDefaultPasswords": True}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, nested dicts merged as Helm merges values files."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def render(values: dict[str, Any] | None = None, *, required: bool = True) -> list[dict[str, Any]]:
     chart = helm.Chart.load(CHART)
-    manifests = chart.render(values, name="demo", namespace="ml", is_install=True)
+    given = merged(REQUIRED, values or {}) if required else values
+    manifests = chart.render(given, name="demo", namespace="ml", is_install=True)
     docs = []
     for path, text in manifests.items():
         if path.endswith(".yaml"):
@@ -64,6 +81,8 @@ def test_each_component_has_a_deployment_and_a_matching_service() -> None:
     for component in COMPONENTS:
         deployment = deployments[f"demo-mlgrid-{component}"]
         service = services[f"demo-mlgrid-{component}"]
+        # Backends are headless (the gateway reaches every pod); the gateway is one address.
+        assert (service["spec"].get("clusterIP") == "None") == (component != "gateway")
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
         assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -72,7 +91,7 @@ def test_each_component_has_a_deployment_and_a_matching_service() -> None:
         # Every process serves gRPC; the gateway also its tunnel port (tracking/registry
         # clients connect there to reach their backend in one gRPC hop).
         assert ports == exposed
-        assert set(ports) == ({"grpc", "tunnel"} if component == "gateway" else {"grpc"})
+        assert set(ports) == ({"grpc", "tunnel", "http"} if component == "gateway" else {"grpc"})
 
 
 def test_the_gateway_tunnel_port_matches_its_argument_and_can_be_turned_off(
@@ -89,9 +108,9 @@ def test_the_gateway_tunnel_port_matches_its_argument_and_can_be_turned_off(
     gateway = container(by_kind(off, "Deployment")["demo-mlgrid-gateway"])
     _, params = parse(gateway["args"], files)
     assert params["no_tunnel"] is True
-    assert [p["name"] for p in gateway["ports"]] == ["grpc"]
+    assert [p["name"] for p in gateway["ports"]] == ["grpc", "http"]
     service = by_kind(off, "Service")["demo-mlgrid-gateway"]
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["grpc"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["grpc", "http"]
 
 
 def test_deployment_args_are_valid_mlgrid_commands(tmp_path: Path) -> None:
@@ -168,6 +187,14 @@ def test_bundled_postgres_and_minio_wire_the_services() -> None:
     assert set(by_kind(docs, "StatefulSet")) == {"demo-mlgrid-postgresql", "demo-mlgrid-minio"}
     store = by_kind(docs, "Secret")["demo-mlgrid-store"]["stringData"]["backend-store-uri"]
     assert store == "postgresql://mlgrid:mlgrid@demo-mlgrid-postgresql:5432/mlgrid"
+    # Any password works: it is URL-encoded into the URI (and read back intact).
+    password = "p@ss:w/rd?#% +x"
+    docs = render({"postgresql": {"password": password}})
+    store = by_kind(docs, "Secret")["demo-mlgrid-store"]["stringData"]["backend-store-uri"]
+    from sqlalchemy.engine import make_url
+
+    assert make_url(store).password == password
+    assert make_url(store).host == "demo-mlgrid-postgresql"
     artifacts = container(by_kind(docs, "Deployment")["demo-mlgrid-artifacts"])
     env = {e["name"]: e for e in artifacts["env"]}
     assert env["MLGRID_S3_ENDPOINT_URL"]["value"] == "http://demo-mlgrid-minio:9000"
@@ -303,16 +330,27 @@ def test_the_kubernetes_backend_can_be_left_out() -> None:
     assert "MLGRID_KUBE_BACKEND_CONFIG" not in env
 
 
-def test_the_projects_state_directory_can_outlive_the_pod() -> None:
-    """Runs' records (their Jobs) survive a new projects pod only on a persistent volume."""
+def test_the_projects_state_directory_outlives_the_pod() -> None:
+    """Runs' records (their Jobs) survive a new projects pod (a rollout, a drained node): the
+    state directory is a PersistentVolumeClaim, handed over by a Recreate rollout."""
 
-    def work_volume(values: dict[str, Any] | None) -> dict[str, Any]:
-        spec = by_kind(render(values), "Deployment")["demo-mlgrid-projects"]["spec"]["template"]
-        (volume,) = [v for v in spec["spec"]["volumes"] if v["name"] == "work"]
-        return volume
+    def projects(values: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        docs = render(values)
+        deployment = by_kind(docs, "Deployment")["demo-mlgrid-projects"]
+        (volume,) = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "work"
+        ]
+        return deployment, [volume, *by_kind(docs, "PersistentVolumeClaim").values()]
 
-    assert work_volume(None) == {"name": "work", "emptyDir": {}}
-    assert work_volume({"projects": {"stateClaim": "projects-state"}}) == {
-        "name": "work",
-        "persistentVolumeClaim": {"claimName": "projects-state"},
-    }
+    deployment, (volume, claim) = projects(None)
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "work")
+    assert mount["mountPath"] == "/home/mlgrid/.mlgrid"
+    _, (volume,) = projects({"projects": {"persistence": {"existingClaim": "projects-state"}}})
+    assert volume["persistentVolumeClaim"] == {"claimName": "projects-state"}
+    _, (volume,) = projects({"projects": {"stateClaim": "old-name"}})  # the earlier value name
+    assert volume["persistentVolumeClaim"] == {"claimName": "old-name"}
+    _, (volume,) = projects({"projects": {"persistence": {"enabled": False}}})
+    assert volume == {"name": "work", "emptyDir": {}}

@@ -23,7 +23,42 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "mlgrid.image" -}}
+{{- if not .Values.image.repository -}}
+{{- fail "set image.repository to where you pushed mlgrid's image (make image && make push REGISTRY=registry.example.com/ml, then --set image.repository=registry.example.com/ml/mlgrid): no public registry publishes it" -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Refusals that must stop an install before anything is created. */}}
+{{- define "mlgrid.validate" -}}
+{{- $_ := include "mlgrid.image" . -}}
+{{- if not .Values.allowDefaultPasswords -}}
+{{- if and .Values.postgresql.enabled (not .Values.store.uri) (not .Values.store.existingSecret) (eq .Values.postgresql.password "mlgrid") -}}
+{{- fail "postgresql.password is the chart's default: set a real one (or store.uri / store.existingSecret), or allowDefaultPasswords=true for a throwaway trial" -}}
+{{- end -}}
+{{- if and .Values.minio.enabled (eq .Values.minio.rootPassword "mlgrid-secret") -}}
+{{- fail "minio.rootPassword is the chart's default: set a real one, or allowDefaultPasswords=true for a throwaway trial" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.projects.enabled (gt (int .Values.projects.replicas) 1) -}}
+{{- fail "projects.replicas must be 1: a run is owned by the replica that started it and its state is not shared between replicas yet (issue #17)" -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- fail "auth.enabled: authentication at the gateway is not in this version yet (issue #13); leave it false" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod- and container-level security settings every pod of the chart gets. */}}
+{{- define "mlgrid.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "mlgrid.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
 {{/* host:port of the gateway inside the cluster (services reach each other through it). */}}
@@ -44,7 +79,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.store.uri -}}
 {{- else if .Values.postgresql.enabled -}}
 {{- $pg := .Values.postgresql -}}
-{{- printf "postgresql://%s:%s@%s-postgresql:5432/%s" $pg.username $pg.password (include "mlgrid.fullname" .) $pg.database -}}
+{{- /* urlquery encodes @ : / ? # % (and a space as "+", which a URI's user part reads
+  literally: turn it into %20; a literal "+" was already %2B). */ -}}
+{{- $user := $pg.username | urlquery | replace "+" "%20" -}}
+{{- $password := $pg.password | urlquery | replace "+" "%20" -}}
+{{- printf "postgresql://%s:%s@%s-postgresql:5432/%s" $user $password (include "mlgrid.fullname" .) ($pg.database | urlquery | replace "+" "%20") -}}
 {{- else -}}
 {{- fail "set store.uri or store.existingSecret, or enable postgresql" -}}
 {{- end -}}
@@ -115,4 +154,11 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Namespace of the Jobs the projects service's kubernetes backend creates. */}}
 {{- define "mlgrid.projectsJobNamespace" -}}
 {{- default .Release.Namespace .Values.projects.kubernetes.namespace -}}
+{{- end -}}
+
+
+{{/* Name of the projects service's state claim. */}}
+{{- define "mlgrid.projectsClaim" -}}
+{{- $p := .Values.projects.persistence -}}
+{{- default (default (printf "%s-projects-state" (include "mlgrid.fullname" .)) .Values.projects.stateClaim) $p.existingClaim -}}
 {{- end -}}
