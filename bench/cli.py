@@ -1,10 +1,12 @@
 """``python -m bench``: runs the workload against each target and prints the comparison.
 
 For each target (``mlflow``: the MLflow server as shipped; ``mlflow-nodelay``: the same with
-TCP_NODELAY forced on; ``mlgrid``: ``mlgrid up``) the controller creates a fresh PostgreSQL
-database, starts the server, measures start-to-healthy, runs one client worker per phase group in
-that target's venv, stops the server and drops the database. Then it prints the table and writes
-every figure (with details, versions and commands) to a JSON file under bench/results/.
+TCP_NODELAY forced on; ``mlgrid``: ``mlgrid up`` with mlgrid's SDK; ``mlgrid-plugin`` and
+``mlgrid-rest``: ``mlgrid up`` with the unmodified ``mlflow`` client through mlgrid's MLflow
+plugin and through its REST port) the controller creates a fresh PostgreSQL database, starts the
+server, measures start-to-healthy, runs one client worker per phase group in that target's venv,
+stops the server and drops the database. Then it prints the tables and writes every figure (with
+details, versions and commands) to a JSON file under bench/results/.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -42,7 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default=",".join(servers.TARGETS),
-        help=f"comma-separated subset of {', '.join(servers.TARGETS)} (default: all)",
+        help=f"comma-separated subset of {', '.join(servers.TARGETS)}, or "
+        f"{', '.join(servers.TARGET_GROUPS)} (every target whose client is the unmodified "
+        "mlflow package); default: all",
     )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -58,10 +63,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the table of an existing results file and exit (nothing is run)",
     )
     args = parser.parse_args(argv)
-    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = [t for t in args.targets if t not in servers.TARGETS]
-    if unknown or not args.targets:
-        parser.error(f"--targets: unknown {unknown}; choose from {', '.join(servers.TARGETS)}")
+    named = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in named if t not in servers.TARGETS and t not in servers.TARGET_GROUPS]
+    if unknown or not named:
+        known = ", ".join([*servers.TARGETS, *servers.TARGET_GROUPS])
+        parser.error(f"--targets: unknown {unknown}; choose from {known}")
+    wanted = {t for name in named for t in servers.TARGET_GROUPS.get(name, (name,))}
+    args.targets = [t for t in servers.TARGETS if t in wanted]  # always in run order
+    needs_mlflow = [t for t in args.targets if servers.TARGETS[t].server == "mlgrid"]
+    needs_mlflow = [t for t in needs_mlflow if servers.TARGETS[t].sdk == "mlflow"]
+    if needs_mlflow and importlib.util.find_spec("mlflow") is None:
+        parser.error(
+            f"--targets {','.join(needs_mlflow)} run the mlflow client in this venv "
+            f"({sys.prefix}), which has no mlflow package: `make venv` installs it"
+        )
     try:
         args.selected = select(args.phases)
     except ValueError as exc:
@@ -73,9 +88,11 @@ def run_worker(
     target: str, uri: str, phases: list[Phase], quick: bool, sampler_for: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs the client worker for ``phases``; returns (its answer, extra controller figures)."""
-    python = str(mlflow_env.python()) if target.startswith("mlflow") else sys.executable
-    sdk = "mlflow" if target.startswith("mlflow") else "mlgrid"
-    command = [python, "-m", "bench.worker", "run", "--sdk", sdk, "--uri", uri]
+    spec = servers.TARGETS[target]
+    # MLflow's server gets the client of its own venv; mlgrid's venv has the real `mlflow` (the
+    # dev extra) beside mlgrid's plugin, so the plugin and REST columns run their client there.
+    python = str(mlflow_env.python()) if spec.server == "mlflow" else sys.executable
+    command = [python, "-m", "bench.worker", "run", "--sdk", spec.sdk, "--uri", uri]
     command += ["--phases", ",".join(p.id for p in phases)] + (["--quick"] if quick else [])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env.pop("PYTHONPATH", None)
@@ -144,7 +161,7 @@ def show(path: Path, markdown: bool) -> int:
     results: report.Results = saved["results"]
     phases = [p for p in PHASES if any(p.id in figures for figures in results.values())]
     shown = [t for t in servers.TARGETS if t in results]
-    print(report.render(report.rows(phases, results, shown), markdown=markdown))
+    print(report.render_all(phases, results, shown, markdown=markdown))
     return 0
 
 
@@ -163,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_at_start": os.getloadavg(),
         },
     }
-    if any(t.startswith("mlflow") for t in args.targets):
+    if any(servers.TARGETS[t].server == "mlflow" for t in args.targets):
         meta["mlflow_version"] = mlflow_env.ensure()
     results: report.Results = {}
     for target in args.targets:
@@ -185,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
     meta["machine"]["loadavg_at_end"] = os.getloadavg()
     shown = [t for t in servers.TARGETS if t in results]
-    table = report.rows(args.selected, results, shown)
-    print(report.render(table, markdown=args.markdown))
+    print(report.render_all(args.selected, results, shown, markdown=args.markdown))
     for line in report.errors(results):
         print(f"error: {line}", file=sys.stderr)
     output = args.output or RESULTS_DIR / f"bench-{meta['started'].replace(':', '')}.json"

@@ -80,6 +80,11 @@ class Phase:
     #: Only meaningful for mlgrid (e.g. the artifacts service's own memory).
     mlgrid_only: bool = False
 
+    @property
+    def client_measured(self) -> bool:
+        """Measured by the client worker, so it differs between clients of the same server."""
+        return not self.controller
+
     def target_text(self) -> str:
         if self.target is not None:
             return f"{'≥' if self.higher_is_better else '≤'} {_num(self.target)} {self.unit}"
@@ -231,6 +236,15 @@ PHASES: tuple[Phase, ...] = (
 )
 
 BY_ID: dict[str, Phase] = {phase.id: phase for phase in PHASES}
+
+#: Issue #11's targets for the unmodified `mlflow` client on mlgrid, on every tracking phase a
+#: client measures: this many times better than the same client against MLflow's server
+#: (TCP_NODELAY on), through the plugin and through the REST port.
+MLFLOW_CLIENT_FACTORS: dict[str, float] = {"mlgrid-plugin": 5.0, "mlgrid-rest": 2.0}
+
+
+def has_client_factor(phase: Phase) -> bool:
+    return phase.group == "tracking" and phase.client_measured
 
 
 def select(spec: str | None) -> list[Phase]:

@@ -1,4 +1,8 @@
-"""The results table: each phase's figure per target, mlgrid's ratio to each MLflow, the target.
+"""The results tables: each phase's figure per target, mlgrid's ratio to MLflow, the target.
+
+The first table compares mlgrid's SDK on ``mlgrid up`` with the MLflow client on MLflow's server;
+the second keeps the client fixed (the unmodified ``mlflow`` package) and compares MLflow's server
+with mlgrid reached through the plugin and through the REST port.
 
 A ratio is "how many times better mlgrid is": mlgrid / MLflow for rates, MLflow / mlgrid for
 latencies, durations and sizes; above 1 means mlgrid wins.
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.phases import Phase
+from bench.phases import MLFLOW_CLIENT_FACTORS, Phase, has_client_factor
 from bench.servers import TARGETS
 
 Results = dict[str, dict[str, Any]]  # target -> phase id -> {"value", "detail"} | {"error"}
@@ -57,10 +61,12 @@ def fmt_ratio(figure: float | None) -> str:
 
 
 def rows(phases: list[Phase], results: Results, targets: list[str]) -> list[list[str]]:
+    """The main table: MLflow's server(s) and mlgrid with its own SDK (other targets ignored)."""
+    targets = [t for t in targets if TARGETS[t].server == "mlflow" or t == "mlgrid"]
     mlflows = [t for t in targets if t != "mlgrid"]
-    header = ["phase", "unit", *(TARGETS[t] for t in targets)]
+    header = ["phase", "unit", *(TARGETS[t].title for t in targets)]
     if "mlgrid" in targets:
-        header += [f"vs {TARGETS[t]}" for t in mlflows] + ["target", "met?"]
+        header += [f"vs {TARGETS[t].title}" for t in mlflows] + ["target", "met?"]
     table = [header]
     for phase in phases:
         row = [phase.title, phase.unit]
@@ -73,6 +79,58 @@ def rows(phases: list[Phase], results: Results, targets: list[str]) -> list[list
             row += [phase.target_text(), met(phase, results)]
         table.append(row)
     return table
+
+
+def reference_mlflow(targets: list[str]) -> str | None:
+    """The MLflow server the factor targets compare with: TCP_NODELAY on when it was measured."""
+    return next((t for t in ("mlflow-nodelay", "mlflow") if t in targets), None)
+
+
+def client_rows(phases: list[Phase], results: Results, targets: list[str]) -> list[list[str]]:
+    """The unmodified ``mlflow`` client on every server: MLflow's, and mlgrid's plugin and REST
+    port (issue #11's targets). Empty when neither mlgrid way was measured."""
+    ways = [t for t in MLFLOW_CLIENT_FACTORS if t in targets]
+    if not ways:
+        return []
+    mlflows = [t for t in targets if TARGETS[t].server == "mlflow"]
+    reference = reference_mlflow(mlflows)
+    header = ["phase", "unit", *(TARGETS[t].title for t in [*mlflows, *ways])]
+    if reference:
+        header += [f"{TARGETS[w].title} vs {TARGETS[reference].title}" for w in ways]
+        header += ["target"] + [f"met? ({TARGETS[w].way})" for w in ways]
+    table = [header]
+    for phase in (p for p in phases if p.client_measured and not p.mlgrid_only):
+        row = [phase.title, phase.unit]
+        for target in [*mlflows, *ways]:
+            entry = results.get(target, {}).get(phase.id, {})
+            row.append("error" if "error" in entry else fmt(value(results, target, phase)))
+        if reference:
+            theirs = value(results, reference, phase)
+            factors = [ratio(phase, value(results, w, phase), theirs) for w in ways]
+            row += [fmt_ratio(f) for f in factors]
+            if has_client_factor(phase):
+                row.append(", ".join(f"≥ {MLFLOW_CLIENT_FACTORS[w]:g}x" for w in ways))
+                row += [
+                    "n/a" if f is None else ("yes" if f >= MLFLOW_CLIENT_FACTORS[w] else "no")
+                    for w, f in zip(ways, factors, strict=True)
+                ]
+            else:
+                row += [""] * (1 + len(ways))
+        table.append(row)
+    return table
+
+
+def render_all(
+    phases: list[Phase], results: Results, targets: list[str], markdown: bool = False
+) -> str:
+    """The main table, then (when the plugin or REST way was measured) the mlflow-client one."""
+    parts = []
+    client = client_rows(phases, results, targets)
+    if "mlgrid" in targets or not client:  # MLflow's columns alone are in the client table
+        parts.append(render(rows(phases, results, targets), markdown))
+    if client:
+        parts.append("The unmodified mlflow client on each server:\n\n" + render(client, markdown))
+    return "\n\n".join(parts)
 
 
 def render(table: list[list[str]], markdown: bool = False) -> str:

@@ -1,7 +1,9 @@
-"""The servers under test: ``mlflow server`` (as shipped, and with TCP_NODELAY forced on) and
-``mlgrid up``, each on its own fresh PostgreSQL database, started and stopped by the controller.
+"""The targets: a server and the client that drives it. The servers are ``mlflow server`` (as
+shipped, and with TCP_NODELAY forced on) and ``mlgrid up``, each on its own fresh PostgreSQL
+database, started and stopped by the controller; the clients are mlgrid's SDK and the unmodified
+``mlflow`` client (against MLflow's server, and against mlgrid through the plugin or REST).
 
-Runs in mlgrid's venv (psutil, psycopg, grpc are there); MLflow runs from its own venv.
+Runs in mlgrid's venv (psutil, psycopg, grpc are there); MLflow's server runs from its own venv.
 """
 
 from __future__ import annotations
@@ -31,11 +33,36 @@ NODELAY_DIR = Path(__file__).resolve().parent / "nodelay"
 ADMIN_URL = os.environ.get(
     "MLGRID_BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-#: The targets, in run order, and how the table names them.
-TARGETS: dict[str, str] = {
-    "mlflow": "MLflow (default)",
-    "mlflow-nodelay": "MLflow (TCP_NODELAY)",
-    "mlgrid": "mlgrid",
+
+
+@dataclass(frozen=True)
+class Target:
+    """One column of the table: which server runs, and which client talks to it how."""
+
+    title: str
+    #: "mlflow" (``mlflow server`` from .venv-mlflow) or "mlgrid" (``mlgrid up``).
+    server: str
+    #: The SDK the workload calls: "mlflow" (the unmodified client) or "mlgrid".
+    sdk: str
+    #: How the client reaches the server: "http" (MLflow's server), "grpc" (mlgrid's SDK),
+    #: "plugin" (``mlgrid://`` through mlgrid's MLflow plugin), "rest" (mlgrid's REST port).
+    way: str
+
+
+#: The targets, in run order. The MLflow server's client runs in .venv-mlflow; every other client
+#: in mlgrid's venv, where `make venv` installs the real ``mlflow`` package beside the plugin.
+TARGETS: dict[str, Target] = {
+    "mlflow": Target("MLflow (default)", "mlflow", "mlflow", "http"),
+    "mlflow-nodelay": Target("MLflow (TCP_NODELAY)", "mlflow", "mlflow", "http"),
+    "mlgrid": Target("mlgrid", "mlgrid", "mlgrid", "grpc"),
+    "mlgrid-plugin": Target("mlflow → mlgrid plugin", "mlgrid", "mlflow", "plugin"),
+    "mlgrid-rest": Target("mlflow → mlgrid REST", "mlgrid", "mlflow", "rest"),
+}
+#: Shorthands for --targets.
+TARGET_GROUPS: dict[str, tuple[str, ...]] = {
+    # Every target whose client is the unmodified `mlflow` package: the issue's comparison of
+    # MLflow's server with mlgrid through the plugin and through the REST port.
+    "mlflow-client": tuple(name for name, t in TARGETS.items() if t.sdk == "mlflow"),
 }
 MIB = 1024 * 1024
 
@@ -120,18 +147,18 @@ def _group_alive(group: int) -> bool:
 
 
 def _command(
-    target: str, db_url: str, port: int, workdir: Path
+    target: str, db_url: str, port: int, rest_port: int, workdir: Path
 ) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env.pop("PYTHONPATH", None)
-    if target == "mlgrid":
+    if TARGETS[target].server == "mlgrid":
         mlgrid = Path(sys.executable).with_name("mlgrid")
         command = [
             str(mlgrid), "up", "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", db_url,
             "--default-artifact-root", (workdir / "mlgrid-artifacts").as_uri(),
-            # MLflow's REST API on any free port, not the default 5000 (which may be taken).
-            "--rest-port", "0",
+            # MLflow's REST API on a free port, not the default 5000 (which may be taken).
+            "--rest-port", str(rest_port),
         ]  # fmt: skip
         return command, env
     command = [
@@ -146,11 +173,30 @@ def _command(
     return command, env
 
 
+def client_uri(target: str, port: int, rest_port: int) -> str:
+    """The URI the target's client is given (MLflow's tracking URI, or the SDK's)."""
+    way = TARGETS[target].way
+    if way == "grpc":
+        return f"grpc://127.0.0.1:{port}"
+    if way == "plugin":
+        return f"mlgrid://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{rest_port if way == 'rest' else port}"
+
+
 def _mlflow_ready(uri: str) -> bool:
     try:
         with urllib.request.urlopen(
             f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=2
         ) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _rest_ready(uri: str) -> bool:
+    """mlgrid's REST port answers MLflow's health check."""
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -205,14 +251,16 @@ def _mlgrid_ready(target: str, artifact_root: str) -> bool:
 @contextmanager
 def started(target: str, db_url: str, workdir: Path, timeout: float = 180) -> Iterator[Server]:
     """Starts ``target`` on ``db_url``, waits until it is healthy, measures startup, stops it."""
-    port = free_port()
-    command, env = _command(target, db_url, port, workdir)
+    port, rest_port = free_port(), free_port()
+    while rest_port == port:
+        rest_port = free_port()
+    command, env = _command(target, db_url, port, rest_port, workdir)
     log = (workdir / f"{target}-server.log").open("wb")
     begin = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    uri = f"grpc://127.0.0.1:{port}" if target == "mlgrid" else f"http://127.0.0.1:{port}"
+    uri = client_uri(target, port, rest_port)
     server = Server(target, uri, process, command)
     try:
         artifact_root = (workdir / "mlgrid-artifacts").as_uri()
@@ -222,11 +270,12 @@ def started(target: str, db_url: str, workdir: Path, timeout: float = 180) -> It
                 raise RuntimeError(
                     f"{target} exited with {process.returncode} while starting; see {log.name}"
                 )
-            ready = (
-                _mlgrid_ready(f"127.0.0.1:{port}", artifact_root)
-                if target == "mlgrid"
-                else _mlflow_ready(uri)
-            )
+            if TARGETS[target].server == "mlflow":
+                ready = _mlflow_ready(uri)
+            else:
+                ready = _mlgrid_ready(f"127.0.0.1:{port}", artifact_root) and (
+                    TARGETS[target].way != "rest" or _rest_ready(uri)
+                )
             if ready:
                 break
             if time.perf_counter() - begin > timeout:
