@@ -47,6 +47,10 @@ ROUTED = "mlgrid-routed"
 
 #: Services that use the SQL store; they start after the migrations.
 DATABASE_SERVICES = frozenset({"tracking", "registry"})
+#: Services that may run as several replicas (``mlgrid up --replicas N``): they keep no state
+#: of their own beyond the shared store. The projects service supervises its runs' processes,
+#: so it stays one process.
+REPLICATED_SERVICES = frozenset({"tracking", "registry", "artifacts"})
 #: Services stopped before the gateway: they report through it while they stop (projects marks
 #: the runs it supervises as ended in tracking).
 STOP_BEFORE_GATEWAY = ("projects",)
@@ -117,6 +121,8 @@ class StackOptions:
     grace: float = 10.0
     #: Seconds to wait for the whole stack to become ready.
     start_timeout: float = 60.0
+    #: Processes of each service in REPLICATED_SERVICES; the gateway spreads calls over them.
+    replicas: int = 1
 
 
 @dataclass
@@ -135,6 +141,11 @@ class Child:
     restart_at: float | None = None
     #: The port it served on: a restarted child binds it again, so every route stays valid.
     port: int = 0
+
+    @property
+    def service(self) -> str:
+        """The service it runs ("tracking" for the replica named "tracking-2")."""
+        return self.args[1] if self.args[:1] == ["server"] else self.name
 
     def send(self, line: str) -> None:
         stdin = self.proc.stdin
@@ -281,15 +292,20 @@ class Stack:
         gateway = self._spawn("gateway", gateway_args)
         # Every service starts importing at once; each waits for its "go" line (which carries
         # the gateway's address) before it opens stores and binds.
-        for name in available:
-            self._spawn(name, self._service_args(name))
-        database = [name for name in available if name in DATABASE_SERVICES]
+        names = []
+        for service in available:
+            count = o.replicas if service in REPLICATED_SERVICES else 1
+            for number in range(1, count + 1):
+                name = service if number == 1 else f"{service}-{number}"
+                self._spawn(name, self._service_args(service))
+                names.append(name)
+        database = [n for n in names if self.children[n].service in DATABASE_SERVICES]
         # The first database service migrates the schema; the others wait until it is ready,
         # so concurrent processes never race on Alembic.
-        first_wave = [n for n in available if n not in DATABASE_SERVICES] + database[:1]
+        first_wave = [n for n in names if n not in database] + database[:1]
         second_wave = database[1:]
         routed: set[str] = set()
-        while gateway.address is None or len(routed) < len(available):
+        while gateway.address is None or len(routed) < len(names):
             name, event = self._next_event(deadline, stop)
             kind = event["kind"]
             if kind == READY and name == "gateway":
@@ -313,11 +329,16 @@ class Stack:
                 routed.add(event["address"])
         self.ready_after = time.monotonic() - self.started_at
 
+    def shown(self, available: list[str]) -> list[str]:
+        """The services, with their replica counts ("tracking x3")."""
+        counts = {s: sum(c.service == s for c in self.children.values()) for s in available}
+        return [f"{s} x{n}" if n > 1 else s for s, n in counts.items()]
+
     def stop(self, log: Callable[[str], None]) -> None:
         """Projects first (it reports through the gateway), then the gateway (its calls in
         flight finish), then the other services; SIGKILL after the grace period."""
         gateway = self.children.get("gateway")
-        first = [c for n, c in self.children.items() if n in STOP_BEFORE_GATEWAY]
+        first = [c for c in self.children.values() if c.service in STOP_BEFORE_GATEWAY]
         rest = [c for c in self.children.values() if c is not gateway and c not in first]
         for group in (first, [gateway] if gateway else [], rest):
             for child in group:
@@ -443,7 +464,7 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
             echo(f"mlgrid up: {exc}; stopping the stack")
             return 1
         echo(
-            f"mlgrid is up at {stack.endpoint} ({', '.join(['gateway', *available])}; "
+            f"mlgrid is up at {stack.endpoint} ({', '.join(['gateway', *stack.shown(available)])}; "
             f"ready in {stack.ready_after:.2f} s)\n"
             f"  backend store: {without_password(options.backend_store_uri)}\n"
             f"  artifact root: {options.default_artifact_root}\n"

@@ -32,8 +32,12 @@ from typing import Any
 import grpc
 
 from mlgrid import environment as env
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.api.registry.v1 import registry_service_pb2
+from mlgrid.api.tracking.v1 import tracking_service_pb2
 from mlgrid.protocol import RECONNECT_OPTIONS, TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
+from mlgrid.retries import retry_service_config
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,12 @@ TUNNELLED_SERVICES = {
     "tracking": "mlgrid.api.tracking.v1.TrackingService",
     "registry": "mlgrid.api.registry.v1.RegistryService",
     "artifacts": "mlgrid.api.artifacts.v1.ArtifactsService",
+}
+#: Each tunnelled service's retry config (see mlgrid.retries).
+_RETRIES = {
+    "tracking": retry_service_config(tracking_service_pb2.DESCRIPTOR.services_by_name.values()),
+    "registry": retry_service_config(registry_service_pb2.DESCRIPTOR.services_by_name.values()),
+    "artifacts": retry_service_config(artifacts_service_pb2.DESCRIPTOR.services_by_name.values()),
 }
 #: Seconds to wait, once per route, for the gateway's announcement and for the tunnel to open.
 SETUP_TIMEOUT_S = 2.0
@@ -133,6 +143,9 @@ class Tunnels:
             *RECONNECT_OPTIONS,
             ("grpc.http_proxy", f"http://{_proxy_host(self._host)}:{port}"),
             ("grpc.http_connect_headers", headers),
+            # A tunnel is pinned to one replica: an idempotent call that finds it gone is tried
+            # again over a new tunnel, which the gateway opens to another replica.
+            ("grpc.service_config", _RETRIES[service]),
         ]
         # The target is only a label: the gateway ignores it and picks the backend itself.
         channel = grpc.insecure_channel(f"mlgrid-{service}.tunnel:1", options=options)

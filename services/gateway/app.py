@@ -30,6 +30,7 @@ from .discovery import Discovery
 from .forwarder import Forwarder
 from .methods import ForwardedService, builtin_services
 from .readiness import RoutingHealth
+from .replicas import service_config
 from .rest import RestServer, start_rest_server
 from .routing import DEFAULT, Route, RoutingTable
 from .tunnel import TunnelListener
@@ -183,7 +184,9 @@ def start_gateway(
         table.add_route(spec.service, spec.scheme, spec.address)
     for service, default_address in config.defaults.items():
         table.add_route(service, DEFAULT, default_address)
-    pool = ChannelPool()
+    pool = ChannelPool(
+        service_config=service_config(kind for s in forwarded for kind in s.methods.values())
+    )
     discovery = Discovery(table, pool)
     forwarder = Forwarder(table, pool, discovery)
     health_servicer = RoutingHealth()

@@ -3,6 +3,9 @@
 Creating a channel (and even a multicallable) costs far more than forwarding a small call, so
 both are cached: one channel per backend address, one multicallable per (address, method). The
 serializers are identity functions (``None``), so request and response bytes pass through as is.
+
+Every channel balances over the replicas its address names and retries idempotent calls on
+another one (see :mod:`.replicas`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ import grpc
 from mlgrid.protocol import CHANNEL_OPTIONS, RECONNECT_OPTIONS
 
 from .methods import MethodKind
+from .replicas import channel_target
 
 
 class ChannelPool:
     """Backend channels and raw-bytes multicallables, keyed by address and method."""
 
-    def __init__(self, options: list[tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self, options: list[tuple[str, int]] | None = None, service_config: str | None = None
+    ) -> None:
         # The client-side keepalive that mlgrid's servers accept without too_many_pings.
-        self._options = options or [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+        self._options: list[tuple[str, int | str]] = [
+            *(options or [*CHANNEL_OPTIONS, *RECONNECT_OPTIONS])
+        ]
+        if service_config is not None:
+            self._options.append(("grpc.service_config", service_config))
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._callables: dict[tuple[str, str], Any] = {}
@@ -33,7 +43,7 @@ class ChannelPool:
             with self._lock:
                 channel = self._channels.get(address)
                 if channel is None:
-                    channel = grpc.insecure_channel(address, options=self._options)
+                    channel = grpc.insecure_channel(channel_target(address), options=self._options)
                     self._channels[address] = channel
         return channel
 

@@ -32,6 +32,7 @@ class Discovery:
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._known: dict[str, common_pb2.GetBackendInfoResponse] = {}
+        self._replicas: dict[tuple[object, ...], list[str]] = {}
         self._last_retry = 0.0
 
     @property
@@ -54,15 +55,22 @@ class Discovery:
         except grpc.RpcError as err:
             log.warning("backend %s did not say what it serves yet: %s", address, err.details())
             return False
-        by_full_name = {s.full_name: s.key for s in self._table.services.values()}
-        for served in info.services:
-            key = by_full_name.get(served.service)
-            if key is not None:
-                self._table.announce(key, served.schemes, address)
+        # Backends that announce the same services and schemes are replicas of one backend:
+        # their routes name all of them, and calls are spread over the group (replicas.py).
+        signature = tuple(sorted((s.service, tuple(sorted(s.schemes))) for s in info.services))
         with self._lock:
             self._known[address] = info
             if address in self._pending:
                 self._pending.remove(address)
+            group = self._replicas.setdefault(signature, [])
+            if address not in group:
+                group.append(address)
+            routed = ",".join(group)
+        by_full_name = {s.full_name: s.key for s in self._table.services.values()}
+        for served in info.services:
+            key = by_full_name.get(served.service)
+            if key is not None:
+                self._table.announce(key, served.schemes, routed, replicas_of=signature)
         log.info(
             "backend %s serves %s",
             address,

@@ -18,6 +18,7 @@ from mlgrid.api.artifacts.v1 import artifacts_service_pb2
 from mlgrid.api.projects.v1 import projects_service_pb2
 from mlgrid.api.registry.v1 import registry_service_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2
+from mlgrid.retries import is_idempotent
 
 #: Short names of the forwarded services, as used in the routing table and the config file.
 SERVICE_KEYS: tuple[str, ...] = ("tracking", "artifacts", "registry", "projects")
@@ -41,6 +42,9 @@ class MethodKind:
     path: str
     client_streaming: bool
     server_streaming: bool
+    #: Declared in the contract (``option idempotency_level``): repeating the call changes
+    #: nothing more, so the gateway may retry it on another replica.
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ def describe(
             path=f"/{descriptor.full_name}/{m.name}",
             client_streaming=m.client_streaming,
             server_streaming=m.server_streaming,
+            idempotent=is_idempotent(m),
         )
         for m in descriptor.methods
     }

@@ -11,7 +11,7 @@ dict read without a lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from mlgrid.exceptions import InvalidParameterValue
@@ -51,6 +51,8 @@ class RoutingTable:
         self._lock = threading.Lock()
         self._configured: dict[tuple[str, str], Route] = {}
         self._announced: dict[tuple[str, str], Route] = {}
+        #: Which group of replicas announced each key (None: a lone backend).
+        self._announced_by: dict[tuple[str, str], Hashable | None] = {}
         self._table: dict[tuple[str, str], Route] = {}
 
     @property
@@ -74,15 +76,28 @@ class RoutingTable:
             )
             self._rebuild()
 
-    def announce(self, service: str, schemes: Iterable[str], address: str) -> None:
-        """Records what a backend announced; it also becomes the default if there is none."""
+    def announce(
+        self,
+        service: str,
+        schemes: Iterable[str],
+        address: str,
+        replicas_of: Hashable | None = None,
+    ) -> None:
+        """Records what a backend announced; it also becomes the default if there is none.
+
+        The first backend to announce a key keeps it, except that a later announcement from
+        the same group of replicas (``replicas_of``, see Discovery) replaces it: ``address``
+        then lists every replica known so far.
+        """
         self._check_service(service)
         origin = f"announced by {address}"
         with self._lock:
-            for scheme in schemes:
-                key = (service, scheme.lower())
-                self._announced.setdefault(key, Route(service, scheme.lower(), address, origin))
-            self._announced.setdefault((service, DEFAULT), Route(service, DEFAULT, address, origin))
+            for scheme in [*(s.lower() for s in schemes), DEFAULT]:
+                key = (service, scheme)
+                ours = replicas_of is not None and self._announced_by.get(key) == replicas_of
+                if key not in self._announced or ours:
+                    self._announced[key] = Route(service, scheme, address, origin)
+                    self._announced_by[key] = replicas_of
             self._rebuild()
 
     def _rebuild(self) -> None:

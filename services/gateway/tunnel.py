@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
 
 from .methods import ForwardedService
+from .replicas import ReplicaPicker
 from .routing import DEFAULT, Route, RoutingTable
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,18 @@ def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def _connect(address: str) -> socket.socket:
-    """A connected socket to a backend address (``host:port``, ``[v6]:port`` or ``unix:path``)."""
-    if address.startswith("unix:"):
+def _connect(replica: tuple[str, int] | str) -> socket.socket:
+    """A connected socket to one replica: ``(host, port)`` or a ``unix:path`` string."""
+    if isinstance(replica, str):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.connect(address[len("unix:") :].removeprefix("//"))
+        try:
+            sock.connect(replica[len("unix:") :].removeprefix("//"))
+        except OSError:
+            sock.close()
+            raise
     else:
-        host, _, port = address.rpartition(":")
-        sock = socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S)
+        sock = socket.create_connection(replica, CONNECT_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.settimeout(None)
     return sock
@@ -146,6 +150,7 @@ class TunnelListener:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._closed = threading.Event()
+        self._replicas = ReplicaPicker()
         self.port = 0
 
     def start(self, host: str, port: int) -> int:
@@ -264,12 +269,19 @@ class TunnelListener:
             raise TunnelRefused(503, f"no backend serves {service.key} for {what}")
         return route
 
-    @staticmethod
-    def _open(route: Route) -> socket.socket:
+    def _open(self, route: Route) -> socket.socket:
+        """A connection to one of the route's replicas: the next in turn that accepts."""
         try:
-            return _connect(route.address)
-        except OSError as exc:
-            raise TunnelRefused(502, f"{route.describe()} is unavailable: {exc}") from None
+            replicas = self._replicas.order(route.address)
+        except (OSError, ValueError) as exc:
+            raise TunnelRefused(502, f"{route.describe()} cannot be resolved: {exc}") from None
+        failure: OSError | None = None
+        for replica in replicas:
+            try:
+                return _connect(replica)
+            except OSError as exc:
+                failure = exc
+        raise TunnelRefused(502, f"{route.describe()} is unavailable: {failure}") from None
 
     @staticmethod
     def _refuse(conn: socket.socket, refused: TunnelRefused) -> None:

@@ -77,6 +77,14 @@ def _require_server() -> None:
 )
 @click.option("--no-rest", is_flag=True, help="Do not serve MLflow's REST API.")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
+@click.option(
+    "--replicas",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Processes of each of tracking, registry and artifacts; the gateway balances calls "
+    "over them (the projects service stays one process).",
+)
 def up(
     host: str,
     port: int,
@@ -88,6 +96,7 @@ def up(
     rest_port: int | None,
     no_rest: bool,
     grace: float,
+    replicas: int,
 ) -> None:
     """Start the gateway and every service as local processes; Ctrl-C stops them."""
     _require_server()
@@ -103,6 +112,7 @@ def up(
         tunnels=tunnels,
         rest_port=None if no_rest else _rest_port(rest_port, port),
         grace=grace,
+        replicas=replicas,
     )
     sys.exit(run_stack(options, present_services(), lambda text: click.echo(text, err=False)))
 

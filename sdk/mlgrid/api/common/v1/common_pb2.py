@@ -14,13 +14,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mlgrid/api/common/v1/common.proto\x12\x14mlgrid.api.common.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x17\n\x15GetBackendInfoRequest\"u\n\x16GetBackendInfoResponse\x12\x35\n\x08services\x18\x01 \x03(\x0b\x32#.mlgrid.api.common.v1.ServedService\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btunnel_port\x18\x03 \x01(\r\"1\n\rServedService\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07schemes\x18\x02 \x03(\t*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xcf\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12&\n\"ERROR_CODE_INVALID_PARAMETER_VALUE\x10\x01\x12&\n\"ERROR_CODE_RESOURCE_DOES_NOT_EXIST\x10\x02\x12&\n\"ERROR_CODE_RESOURCE_ALREADY_EXISTS\x10\x03\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x04\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x05\x12%\n!ERROR_CODE_REQUEST_LIMIT_EXCEEDED\x10\x06\x12&\n\"ERROR_CODE_TEMPORARILY_UNAVAILABLE\x10\x07\x12\x1d\n\x19\x45RROR_CODE_INTERNAL_ERROR\x10\x08\x32\x81\x01\n\x12\x42\x61\x63kendInfoService\x12k\n\x0eGetBackendInfo\x12+.mlgrid.api.common.v1.GetBackendInfoRequest\x1a,.mlgrid.api.common.v1.GetBackendInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mlgrid/api/common/v1/common.proto\x12\x14mlgrid.api.common.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x17\n\x15GetBackendInfoRequest\"u\n\x16GetBackendInfoResponse\x12\x35\n\x08services\x18\x01 \x03(\x0b\x32#.mlgrid.api.common.v1.ServedService\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btunnel_port\x18\x03 \x01(\r\"1\n\rServedService\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07schemes\x18\x02 \x03(\t*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xcf\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12&\n\"ERROR_CODE_INVALID_PARAMETER_VALUE\x10\x01\x12&\n\"ERROR_CODE_RESOURCE_DOES_NOT_EXIST\x10\x02\x12&\n\"ERROR_CODE_RESOURCE_ALREADY_EXISTS\x10\x03\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x04\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x05\x12%\n!ERROR_CODE_REQUEST_LIMIT_EXCEEDED\x10\x06\x12&\n\"ERROR_CODE_TEMPORARILY_UNAVAILABLE\x10\x07\x12\x1d\n\x19\x45RROR_CODE_INTERNAL_ERROR\x10\x08\x32\x86\x01\n\x12\x42\x61\x63kendInfoService\x12p\n\x0eGetBackendInfo\x12+.mlgrid.api.common.v1.GetBackendInfoRequest\x1a,.mlgrid.api.common.v1.GetBackendInfoResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mlgrid.api.common.v1.common_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
+  _globals['_BACKENDINFOSERVICE'].methods_by_name['GetBackendInfo']._options = None
+  _globals['_BACKENDINFOSERVICE'].methods_by_name['GetBackendInfo']._serialized_options = b'\220\002\001'
   _globals['_VIEWTYPE']._serialized_start=289
   _globals['_VIEWTYPE']._serialized_end=400
   _globals['_ERRORCODE']._serialized_start=403
@@ -34,5 +36,5 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_SERVEDSERVICE']._serialized_start=238
   _globals['_SERVEDSERVICE']._serialized_end=287
   _globals['_BACKENDINFOSERVICE']._serialized_start=741
-  _globals['_BACKENDINFOSERVICE']._serialized_end=870
+  _globals['_BACKENDINFOSERVICE']._serialized_end=875
 # @@protoc_insertion_point(module_scope)
