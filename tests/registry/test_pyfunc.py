@@ -40,6 +40,7 @@ def test_saved_model_directory_has_descriptor_pickle_and_environment(tmp_path: P
     assert names == [
         "MLmodel",
         "artifacts",
+        "conda.yaml",
         "python_env.yaml",
         "python_model.pkl",
         "requirements.txt",

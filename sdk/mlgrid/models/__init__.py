@@ -1,4 +1,10 @@
-"""``models:/`` URIs: which registered model version they name, and where its files are.
+"""Models: signatures (``infer_signature``, ``ModelSignature``) and ``models:/`` URIs.
+
+Signatures live in :mod:`mlgrid.models.signature` (MLflow's JSON form), inference in
+:mod:`mlgrid.models.inference`, input checking in :mod:`mlgrid.models.enforcement`, the scoring
+server in :mod:`mlgrid.models.serving`.
+
+``models:/`` URIs: which registered model version they name, and where its files are.
 
 Forms (MLflow's)::
 
@@ -14,18 +20,30 @@ any of them into the artifact URI of the files (the version's download URI), whi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+
+from .inference import infer_schema, infer_signature
+from .signature import ColSpec, ModelSignature, ParamSpec, Schema, TensorSpec
 
 if TYPE_CHECKING:
     from mlgrid.registry.client_mixin import RegistryClientMixin
     from mlgrid.registry.entities import ModelVersion
 
 __all__ = [
+    "ColSpec",
+    "ModelSignature",
     "ModelUri",
+    "ParamSpec",
+    "Schema",
+    "TensorSpec",
     "get_model_version_for_uri",
+    "infer_schema",
+    "infer_signature",
+    "is_logged_model_uri",
     "is_models_uri",
     "parse_model_uri",
     "resolve_model_uri",
@@ -50,6 +68,16 @@ class ModelUri:
 
 def is_models_uri(uri: str) -> bool:
     return uri.startswith(SCHEME)
+
+
+#: MLflow 3's logged models: models:/<model_id>, one segment without '@' (m-<32 hex> in MLflow).
+_LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
+
+
+def is_logged_model_uri(uri: str) -> bool:
+    """True for ``models:/<model_id>`` (an MLflow 3 logged model, not a registered one)."""
+    rest = uri[len(SCHEME) :].strip("/") if is_models_uri(uri) else ""
+    return bool(_LOGGED_MODEL_ID.match(rest))
 
 
 def _bad(uri: str, why: str) -> InvalidParameterValue:

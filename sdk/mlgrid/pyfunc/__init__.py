@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.models.signature import ModelSignature
 
 from .model import FunctionModel, PyFuncModel, PythonModel, PythonModelContext
 from .packaging import (
@@ -35,6 +36,7 @@ __all__ = [
     "PythonModel",
     "PythonModelContext",
     "default_pip_requirements",
+    "get_model_descriptor",
     "get_model_dir",
     "load_model",
     "log_model",
@@ -54,6 +56,8 @@ class ModelInfo:
     flavors: dict[str, Any] = field(default_factory=dict)
     mlgrid_version: str = ""
     metadata: dict[str, Any] | None = None
+    #: The signature saved with the model (MLflow's JSON strings), if any.
+    signature: dict[str, Any] | None = None
     #: The registered version when ``registered_model_name`` was given.
     registered_model_version: str | None = None
 
@@ -73,10 +77,13 @@ def log_model(
     run_id: str | None = None,
     code_paths: Sequence[str | os.PathLike[str]] | None = None,
     conda_env: dict[str, Any] | str | None = None,
+    signature: ModelSignature | bool | None = None,
+    input_example: Any = None,
 ) -> ModelInfo:
     """Saves the model to a temporary directory and logs it as artifacts of the active run
     (started if none, as MLflow does) under ``artifact_path`` (``name`` in MLflow 3 spelling);
-    registers it as a new version of ``registered_model_name`` when given."""
+    registers it as a new version of ``registered_model_name`` when given. ``signature`` and
+    ``input_example`` as for :func:`save_model`."""
     from mlgrid import fluent
 
     path = artifact_path or name or "model"
@@ -100,6 +107,8 @@ def log_model(
             conda_env=conda_env,
             run_id=run_id,
             artifact_path=path,
+            signature=signature,
+            input_example=input_example,
         )
         client.log_artifacts(run_id, str(local), path)
     info = ModelInfo(
@@ -111,6 +120,7 @@ def log_model(
         flavors=descriptor["flavors"],
         mlgrid_version=descriptor["mlgrid_version"],
         metadata=descriptor.get("metadata"),
+        signature=descriptor.get("signature"),
     )
     if registered_model_name:
         from mlgrid.registry.fluent import register_model
@@ -138,9 +148,13 @@ def _artifact_location(model_uri: str) -> str:
     from mlgrid import fluent
 
     if model_uri.startswith("models:/"):
-        from mlgrid.models import resolve_model_uri
+        from mlgrid.models import is_logged_model_uri, resolve_model_uri
 
-        return resolve_model_uri(model_uri, fluent.state.client())
+        client = fluent.state.client()
+        if is_logged_model_uri(model_uri):  # MLflow 3's models:/<model_id>
+            model_id = model_uri[len("models:/") :].strip("/")
+            return str(client.get_logged_model(model_id).artifact_location)
+        return resolve_model_uri(model_uri, client)
     if model_uri.startswith("runs:/"):
         run_id, _, path = model_uri[len("runs:/") :].lstrip("/").partition("/")
         if not run_id:
@@ -178,3 +192,10 @@ def load_model(
 def get_model_descriptor(model_uri: str) -> dict[str, Any]:
     """The MLmodel descriptor of a model, without unpickling it."""
     return read_descriptor(get_model_dir(model_uri))
+
+
+def _load_pyfunc(data_path: str, model_config: dict[str, Any] | None = None) -> Any:
+    """MLflow's loader hook: ``mlflow.pyfunc.load_model`` calls this for a model whose MLmodel
+    names ``loader_module: mlgrid.pyfunc``. MLflow checks inputs against the signature itself,
+    so it gets the bare predictor (``predict(data, params=None)``)."""
+    return load_model_dir(Path(data_path), model_config)._predictor

@@ -58,26 +58,65 @@ def _accepts_params(method: Callable[..., Any]) -> bool:
     )
 
 
-class PyFuncModel:
-    """A loaded model: ``predict(data)`` calls the user's ``predict(context, data)``."""
+class _PythonModelPredictor:
+    """Calls a PythonModel's ``predict(context, data[, params])``."""
 
-    def __init__(
-        self, python_model: PythonModel, context: PythonModelContext, metadata: dict[str, Any]
-    ):
-        self._python_model = python_model
-        self._context = context
-        #: The parsed MLmodel descriptor.
-        self.metadata = metadata
+    def __init__(self, python_model: Any, context: PythonModelContext) -> None:
+        self.python_model = python_model
+        self.context = context
         self._with_params = _accepts_params(python_model.predict)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         if self._with_params:
-            return self._python_model.predict(self._context, data, params=params)
-        return self._python_model.predict(self._context, data)
+            return self.python_model.predict(self.context, data, params=params)
+        return self.python_model.predict(self.context, data)
 
-    def unwrap_python_model(self) -> PythonModel:
-        """The user's PythonModel instance."""
-        return self._python_model
+
+class PyFuncModel:
+    """A loaded model: ``predict(data)`` checks ``data`` against the model's signature (when it
+    has one), converts it, and calls the model: a PythonModel's ``predict(context, data)``, or
+    the object the flavor's loader module returned (MLflow's sklearn flavor, ...)."""
+
+    def __init__(
+        self,
+        predictor: Any,
+        metadata: dict[str, Any],
+        *,
+        python_model: PythonModel | None = None,
+        context: PythonModelContext | None = None,
+    ):
+        self._predictor = predictor
+        self._python_model = python_model
+        self._context = context or PythonModelContext()
+        #: The parsed MLmodel descriptor.
+        self.metadata = metadata
+        self._predict_takes_params = _accepts_params(predictor.predict)
+        from mlgrid.models.signature import ModelSignature
+
+        entry = metadata.get("signature")
+        #: The model's signature (None when it was saved without one).
+        self.signature: ModelSignature | None = ModelSignature.from_dict(entry) if entry else None
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        signature = self.signature
+        if signature is not None:
+            if signature.inputs is not None:
+                from mlgrid.models.enforcement import conform_input
+
+                data = conform_input(data, signature.inputs)
+            if signature.params:
+                params = {**signature.param_defaults(), **(params or {})}
+        if self._predict_takes_params:
+            return self._predictor.predict(data, params=params)
+        return self._predictor.predict(data)
+
+    def unwrap_python_model(self) -> Any:
+        """The user's PythonModel instance (or what the flavor's loader returned)."""
+        return self._python_model if self._python_model is not None else self._predictor
+
+    @property
+    def loader_module(self) -> str:
+        return str(self.metadata.get("flavors", {}).get("python_function", {}).get("loader_module"))
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -86,4 +125,5 @@ class PyFuncModel:
     def __repr__(self) -> str:
         run = self.metadata.get("run_id") or "-"
         path = self.metadata.get("artifact_path") or "-"
-        return f"PyFuncModel(run_id={run}, artifact_path={path}, model={type(self._python_model).__name__})"
+        model = type(self.unwrap_python_model()).__name__
+        return f"PyFuncModel(run_id={run}, artifact_path={path}, model={model})"

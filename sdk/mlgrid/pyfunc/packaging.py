@@ -7,10 +7,19 @@ Layout (MLflow's python_function flavor)::
     artifacts/<name>...  copies of the files/directories given as ``artifacts``
     requirements.txt     pip requirements
     python_env.yaml      python version and build dependencies (virtualenv env manager)
+    conda.yaml           the same for conda (conda env manager)
+    input_example.json   the input example, and serving_input_example.json (when given)
+
+The descriptor carries MLflow's fields (``signature``, ``saved_input_example_info``,
+``model_uuid``, ``utc_time_created``, ``model_size_bytes``) so the real ``mlflow`` loads these
+models through ``loader_module: mlgrid.pyfunc`` (:func:`mlgrid.pyfunc._load_pyfunc`), and
+mlgrid loads MLflow's: its python models natively, any other flavor through the loader module
+its MLmodel names (``mlflow.sklearn``, ...), imported as MLflow does.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -27,7 +36,13 @@ import yaml
 import mlgrid
 from mlgrid.exceptions import InvalidParameterValue, MlgridException
 
-from .model import FunctionModel, PyFuncModel, PythonModel, PythonModelContext
+from .model import (
+    FunctionModel,
+    PyFuncModel,
+    PythonModel,
+    PythonModelContext,
+    _PythonModelPredictor,
+)
 
 MLMODEL_FILE = "MLmodel"
 PICKLE_FILE = "python_model.pkl"
@@ -38,6 +53,8 @@ CODE_DIR = "code"
 CONDA_ENV_FILE = "conda.yaml"
 FLAVOR = "python_function"
 LOADER_MODULE = "mlgrid.pyfunc"
+#: Loader modules whose models are a pickled PythonModel that mlgrid unpickles itself.
+PYTHON_MODEL_LOADERS = (LOADER_MODULE, "mlflow.pyfunc.model")
 
 
 def _cloudpickle() -> Any:
@@ -125,14 +142,29 @@ def save_model(
     conda_env: dict[str, Any] | str | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
+    signature: Any = None,
+    input_example: Any = None,
 ) -> dict[str, Any]:
     """Writes a python_function model directory at ``path`` (which must not exist or be empty).
 
     ``python_model`` is a :class:`PythonModel` or a plain function of the model input.
     ``code_paths`` (files or packages the model imports) are copied into ``code/`` and put on
     ``sys.path`` when the model loads; ``conda_env`` (a dict or a YAML file) becomes
-    ``conda.yaml``. Returns the MLmodel descriptor that was written.
+    ``conda.yaml``. ``signature`` (a :class:`mlgrid.models.ModelSignature`, e.g. from
+    ``infer_signature``) is checked at ``predict``; without one, the inputs' part is inferred
+    from ``input_example``; ``signature=False`` saves none. Returns the MLmodel descriptor.
     """
+    from mlgrid.models.signature import ModelSignature
+
+    if (
+        signature is not None
+        and signature is not False
+        and not isinstance(signature, ModelSignature)
+    ):
+        raise InvalidParameterValue(
+            f"signature must be a ModelSignature (see mlgrid.models.infer_signature), "
+            f"not {type(signature).__name__}"
+        )
     if python_model is None:
         raise InvalidParameterValue("python_model is required: a PythonModel or a function")
     if not isinstance(python_model, PythonModel):
@@ -144,7 +176,47 @@ def save_model(
     target = Path(path)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidParameterValue(f"path {str(target)!r} already exists and is not empty")
+    if signature is None and input_example is not None:
+        from mlgrid.models.inference import infer_signature
+
+        signature = infer_signature(input_example)
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_model(
+            target,
+            python_model,
+            artifacts,
+            pip_requirements,
+            extra_pip_requirements,
+            model_config,
+            metadata,
+            code_paths,
+            conda_env,
+            run_id,
+            artifact_path,
+            signature or None,
+            input_example,
+        )
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # nothing half-written is left behind
+        raise
+
+
+def _write_model(
+    target: Path,
+    python_model: PythonModel,
+    artifacts: dict[str, str] | None,
+    pip_requirements: Sequence[str] | str | None,
+    extra_pip_requirements: Sequence[str] | None,
+    model_config: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+    code_paths: Sequence[str | os.PathLike[str]] | None,
+    conda_env: dict[str, Any] | str | None,
+    run_id: str | None,
+    artifact_path: str | None,
+    signature: Any,
+    input_example: Any,
+) -> dict[str, Any]:
     with open(target / PICKLE_FILE, "wb") as fh:
         _cloudpickle().dump(python_model, fh)
     described = _copy_artifacts(dict(artifacts or {}), target)
@@ -173,8 +245,14 @@ def save_model(
         env = (
             yaml.safe_load(Path(conda_env).read_text()) if isinstance(conda_env, str) else conda_env
         )
-        (target / CONDA_ENV_FILE).write_text(yaml.safe_dump(env, sort_keys=False))
-        flavor["env"]["conda"] = CONDA_ENV_FILE
+    else:  # MLflow writes one for every model: the same requirements, for the conda manager
+        env = {
+            "name": "mlgrid-env",
+            "channels": ["conda-forge"],
+            "dependencies": [f"python={python_version}", "pip", {"pip": requirements}],
+        }
+    (target / CONDA_ENV_FILE).write_text(yaml.safe_dump(env, sort_keys=False))
+    flavor["env"]["conda"] = CONDA_ENV_FILE
     if model_config:
         flavor["model_config"] = dict(model_config)
     descriptor: dict[str, Any] = {
@@ -187,6 +265,13 @@ def save_model(
     }
     if metadata:
         descriptor["metadata"] = dict(metadata)
+    if signature is not None:
+        descriptor["signature"] = signature.to_dict()
+    if input_example is not None:
+        from mlgrid.models.examples import save_input_example
+
+        descriptor["saved_input_example_info"] = save_input_example(input_example, target)
+    descriptor["model_size_bytes"] = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     descriptor = {k: v for k, v in descriptor.items() if v is not None}
     (target / MLMODEL_FILE).write_text(yaml.safe_dump(descriptor, sort_keys=False))
     return descriptor
@@ -200,30 +285,80 @@ def read_descriptor(model_dir: Path) -> dict[str, Any]:
             f"{str(model_dir)!r} is not a model directory: it has no {MLMODEL_FILE} file"
         )
     descriptor = yaml.safe_load(descriptor_path.read_text()) or {}
-    if FLAVOR not in descriptor.get("flavors", {}):
+    if FLAVOR not in (descriptor.get("flavors") or {}):
         raise InvalidParameterValue(
             f"the model at {str(model_dir)!r} has no {FLAVOR} flavor; flavors: "
-            f"{', '.join(descriptor.get('flavors', {})) or 'none'}"
+            f"{', '.join(descriptor.get('flavors') or {}) or 'none'}"
         )
     return dict(descriptor)
 
 
-def load_model_dir(model_dir: Path, model_config: dict[str, Any] | None = None) -> PyFuncModel:
-    """Loads a model directory written by :func:`save_model`."""
-    descriptor = read_descriptor(model_dir)
-    flavor = descriptor["flavors"][FLAVOR]
+def _add_code_path(model_dir: Path, flavor: dict[str, Any]) -> None:
     if flavor.get("code"):
         # The model's own modules must import before unpickling can find their classes.
         code_dir = str((model_dir / flavor["code"]).resolve())
         if code_dir not in sys.path:
             sys.path.insert(0, code_dir)
-    with open(model_dir / flavor.get("python_model", PICKLE_FILE), "rb") as fh:
-        python_model = _cloudpickle().load(fh)
+
+
+def load_model_dir(model_dir: Path, model_config: dict[str, Any] | None = None) -> PyFuncModel:
+    """Loads a model directory: mlgrid's and MLflow's pickled python models directly, other
+    flavors through the loader module their MLmodel names."""
+    descriptor = read_descriptor(model_dir)
+    flavor = descriptor["flavors"][FLAVOR]
+    _add_code_path(model_dir, flavor)
+    config = {**(flavor.get("model_config") or {}), **(model_config or {})}
+    loader = str(flavor.get("loader_module") or LOADER_MODULE)
+    if loader in PYTHON_MODEL_LOADERS and "python_model" in flavor:
+        python_model, context = _load_python_model(model_dir, flavor, config)
+        predictor = _PythonModelPredictor(python_model, context)
+        return PyFuncModel(predictor, descriptor, python_model=python_model, context=context)
+    predictor = _load_with_module(loader, model_dir, flavor, config)
+    return PyFuncModel(predictor, descriptor, context=PythonModelContext(model_config=config))
+
+
+def _load_python_model(
+    model_dir: Path, flavor: dict[str, Any], config: dict[str, Any]
+) -> tuple[Any, PythonModelContext]:
+    pickled = model_dir / flavor.get("python_model", PICKLE_FILE)
+    if flavor.get("python_model_compression") or not pickled.is_file():
+        raise InvalidParameterValue(
+            f"the model at {str(model_dir)!r} has no readable python model at "
+            f"{flavor.get('python_model')!r}"
+        )
+    try:
+        with open(pickled, "rb") as fh:
+            python_model = _cloudpickle().load(fh)
+    except ModuleNotFoundError as exc:
+        raise MlgridException(
+            f"loading the model at {str(model_dir)!r} needs the module {exc.name!r}, which is "
+            f"not installed here; the model's {REQUIREMENTS_FILE} lists what it needs"
+        ) from exc
     artifacts = {
         name: str((model_dir / entry["path"]).resolve())
         for name, entry in (flavor.get("artifacts") or {}).items()
     }
-    config = {**(flavor.get("model_config") or {}), **(model_config or {})}
     context = PythonModelContext(artifacts=artifacts, model_config=config)
     python_model.load_context(context)
-    return PyFuncModel(python_model, context, descriptor)
+    return python_model, context
+
+
+def _load_with_module(
+    loader: str, model_dir: Path, flavor: dict[str, Any], config: dict[str, Any]
+) -> Any:
+    """MLflow's rule: ``import_module(loader_module)._load_pyfunc(<model dir>/<data>)``."""
+    data_path = str(model_dir / flavor["data"]) if flavor.get("data") else str(model_dir)
+    try:
+        module = importlib.import_module(loader)
+    except ModuleNotFoundError as exc:
+        package = loader.split(".")[0]
+        raise MlgridException(
+            f"the model at {str(model_dir)!r} is loaded by its flavor's module {loader!r} "
+            f"(loader_module in its MLmodel), which cannot be imported here: {exc.name!r} is "
+            f"missing. Install it (pip install {package}) or serve the model with "
+            f"--env-manager virtualenv, which installs the model's {REQUIREMENTS_FILE}"
+        ) from exc
+    load = getattr(module, "_load_pyfunc", None)
+    if load is None:
+        raise MlgridException(f"the loader module {loader!r} has no _load_pyfunc function")
+    return load(data_path, config) if config else load(data_path)
