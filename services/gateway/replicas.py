@@ -1,11 +1,12 @@
 """Several replicas behind one route: how the gateway spreads calls over them.
 
 A route's address names one backend (``host:port``, ``unix:path``) or several replicas of it:
-a comma-separated list (``10.0.0.5:7000,10.0.0.6:7000``; backends that announce the same
-services and schemes are grouped into such a list by discovery) or a DNS name that resolves to
-several addresses (``dns:///tracking-headless.mlgrid.svc:6001``, a Kubernetes headless Service).
+a name that resolves to several addresses (gRPC's default resolver is DNS, so a Kubernetes
+headless Service's ``name:port`` gives every ready pod), a comma-separated list
+(``10.0.0.5:7000,10.0.0.6:7000``; discovery groups backends that announce the same services and
+schemes into such a list) or an explicit ``dns:///name:port``.
 
-Forwarded calls use gRPC's own machinery, configured once per channel (:func:`channel_options`):
+Forwarded calls use gRPC's own machinery, configured once per channel (:func:`service_config`):
 ``round_robin`` over every address (re-resolved when a connection fails), client-side health
 checks (a replica draining after SIGTERM reports NOT_SERVING and gets no new calls), and retries
 on UNAVAILABLE for the methods the contracts declare idempotent, so a replica killed mid-call
@@ -101,11 +102,15 @@ class ReplicaPicker:
         """The replicas of ``address`` to try, in order (``unix:`` paths as strings)."""
         if address.startswith("unix:"):
             return [address]
-        if address.startswith(DNS_PREFIX):
-            name = address[len(DNS_PREFIX) :].lstrip("/")
-            candidates: list[tuple[str, int] | str] = [(ip, port) for _, ip, port in _resolve(name)]
-        else:
-            candidates = [_split_host_port(a) for a in replica_addresses(address)]
+        # Every address each name resolves to: a headless Service's name gives every pod.
+        names = (
+            [address[len(DNS_PREFIX) :].lstrip("/")]
+            if address.startswith(DNS_PREFIX)
+            else replica_addresses(address)
+        )
+        candidates: list[tuple[str, int] | str] = [
+            (ip, port) for name in names for _, ip, port in _resolve(name)
+        ]
         if len(candidates) < 2:
             return candidates
         with self._lock:

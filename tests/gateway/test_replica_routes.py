@@ -60,3 +60,9 @@ def test_channels_balance_health_check_and_retry_only_idempotent_methods() -> No
     assert ("TrackingService", "CreateRun") not in names  # a retry would make a second run
     assert ("ArtifactsService", "UploadArtifact") not in names
     assert retry["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+
+
+def test_tunnels_resolve_a_name_to_every_address_it_has() -> None:
+    # A headless Service's name resolves to every ready pod; localhost stands in for it here.
+    order = ReplicaPicker().order("localhost:7000")
+    assert ("127.0.0.1", 7000) in order
