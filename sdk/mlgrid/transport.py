@@ -9,7 +9,6 @@ private socket, and the SDK talks gRPC to them exactly as it would to a remote s
 from __future__ import annotations
 
 import atexit
-import base64
 import importlib.util
 import threading
 from collections.abc import Callable, Iterator
@@ -25,8 +24,10 @@ from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
+from mlgrid.exceptions import MlgridException, TemporarilyUnavailable
 from mlgrid.plugins.headers import request_header_metadata
 from mlgrid.protocol import AUTHORIZATION_METADATA, CHANNEL_OPTIONS, STORE_URI_METADATA
+from mlgrid.tls import ClientTls, authorization_header, explain_tls_failure
 from mlgrid.tunnels import Tunnels
 from mlgrid.uris import is_gateway_uri, uri_scheme
 
@@ -77,13 +78,9 @@ def gateway_metadata() -> list[tuple[str, str]]:
     when the user names one (``MLGRID_STORE_URI``; else the deployment's default store). Read
     per call, so credentials rotated in the environment take effect at once."""
     metadata: list[tuple[str, str]] = []
-    token = env.MLGRID_TRACKING_TOKEN.get()
-    user, password = env.MLGRID_TRACKING_USERNAME.get(), env.MLGRID_TRACKING_PASSWORD.get()
-    if token:
-        metadata.append((AUTHORIZATION_METADATA, f"Bearer {token}"))
-    elif user and password:
-        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-        metadata.append((AUTHORIZATION_METADATA, f"Basic {basic}"))
+    authorization = authorization_header()
+    if authorization:
+        metadata.append((AUTHORIZATION_METADATA, authorization))
     store = env.MLGRID_STORE_URI.get()
     if store:
         metadata.append((STORE_URI_METADATA, store))
@@ -105,18 +102,23 @@ class Transport:
     )
     #: Extra metadata sources (request header providers); each is called per call.
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
+    #: TLS settings of a ``grpcs://`` gateway (read from the environment when built).
+    tls: ClientTls | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if is_gateway_uri(self.tracking_uri):
             parts = urlsplit(self.tracking_uri)
             target = parts.netloc
+            credentials = None
             if parts.scheme == "grpcs":
-                self.channel = grpc.secure_channel(
-                    target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
-                )
+                self.tls = ClientTls.from_env()
+                credentials = self.tls.credentials()
+                self.channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
             else:
                 self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-                self._tunnels = Tunnels(self.channel, parts.hostname or "", CHANNEL_OPTIONS)
+            self._tunnels = Tunnels(
+                self.channel, parts.hostname or "", CHANNEL_OPTIONS, credentials=credentials
+            )
         else:
             self._embedded = _start_embedded(self.tracking_uri, self.registry_uri)
             self.channel = grpc.insecure_channel(self._embedded.target, options=CHANNEL_OPTIONS)
@@ -186,7 +188,7 @@ class Transport:
         try:
             return method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
+            raise self._error(err) from err
 
     def stream(
         self, method: Callable[..., Iterator[R]], request: Any, timeout: float | None = None
@@ -195,7 +197,21 @@ class Transport:
         try:
             yield from method(request, metadata=self.metadata(), timeout=timeout)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from err
+            raise self._error(err) from err
+
+    def _error(self, err: grpc.RpcError) -> MlgridException:
+        """The typed exception for ``err``; a TLS failure on the way to a ``grpcs://`` gateway
+        says what to check instead of gRPC's "failed to connect"."""
+        if (
+            self.tls is not None
+            and isinstance(err, grpc.Call)
+            and err.code() is grpc.StatusCode.UNAVAILABLE
+        ):
+            target = urlsplit(self.tracking_uri).netloc
+            explained = explain_tls_failure(err.details() or "", target, self.tls)
+            if explained is not None:
+                return TemporarilyUnavailable(explained)
+        return from_rpc_error(err)
 
     def close(self) -> None:
         if self._tunnels is not None:

@@ -11,12 +11,18 @@ its content (see ``Transport.tracking``).
 
 Which way a call goes is declared, never guessed from timers or from the shape of an error:
 
-- ``MLGRID_GATEWAY_TUNNELS=false``, or a ``grpcs://`` gateway (TLS ends at the gateway): the
-  gateway port, for every call.
+- ``MLGRID_GATEWAY_TUNNELS=false``: the gateway port, for every call.
 - Otherwise the first call of each (service, route) decides once, for the life of the transport:
   the tunnel when the gateway announces a tunnel port and the tunnel opens; the gateway port when
   it announces none, refuses that route, or its tunnel port cannot be reached (for example only
   the gRPC port is forwarded). That is the one fallback, logged when taken.
+
+Credentials: gRPC sends the ``CONNECT`` request in the clear. Towards a plaintext (``grpc://``)
+gateway it carries the caller's ``authorization`` header, so the gateway can check who opens a
+tunnel. Towards a ``grpcs://`` gateway it carries none (they would cross the network
+unencrypted): the tunnel's TLS runs end to end with the gateway (which ends it, checking the
+client certificate under mutual TLS, and relays the plaintext to the backend), and every call
+through it carries its ``authorization`` metadata inside that TLS, as on the gateway port.
 
 Once decided, a route stays: a backend that goes away behind a tunnel gives the same
 ``TEMPORARILY_UNAVAILABLE`` as behind the gateway port, and the tunnel reconnects by itself (the
@@ -36,8 +42,14 @@ from mlgrid.api.artifacts.v1 import artifacts_service_pb2
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2
-from mlgrid.protocol import RECONNECT_OPTIONS, TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
+from mlgrid.protocol import (
+    AUTHORIZATION_METADATA,
+    RECONNECT_OPTIONS,
+    TUNNEL_ROUTE_HEADER,
+    TUNNEL_SERVICE_HEADER,
+)
 from mlgrid.retries import retry_service_config
+from mlgrid.tls import authorization_header
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +103,17 @@ class Tunnels:
     gateway port, decided at the first call of that route."""
 
     def __init__(
-        self, gateway: grpc.Channel, host: str, channel_options: list[tuple[str, Any]]
+        self,
+        gateway: grpc.Channel,
+        host: str,
+        channel_options: list[tuple[str, Any]],
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._gateway = gateway
         self._host = host
         self._options = channel_options
+        #: TLS credentials of a grpcs:// gateway (its tunnels run TLS with it); None: plaintext.
+        self._credentials = credentials
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
         #: The decision per (service, route): its channel, or None for the gateway port.
@@ -133,22 +151,43 @@ class Tunnels:
                 log.info("the gateway offers no tunnels; calls use its gRPC port")
         return self._port
 
-    def _open(self, service: str, route: str, port: int) -> grpc.Channel | None:
-        headers = f"{TUNNEL_SERVICE_HEADER}:{TUNNELLED_SERVICES[service]}"
+    def _connect_headers(self, service: str, route: str) -> str:
+        """The CONNECT request's headers, one ``name:value`` a line (gRPC's format)."""
+        headers = [f"{TUNNEL_SERVICE_HEADER}:{TUNNELLED_SERVICES[service]}"]
         if route:
-            headers += f"\n{TUNNEL_ROUTE_HEADER}:{route}"
+            headers.append(f"{TUNNEL_ROUTE_HEADER}:{route}")
+        authorization = authorization_header()
+        # Only in the clear when the gateway port is too; a value that could end the header
+        # line is never sent (each call carries the credentials anyway).
+        if (
+            authorization
+            and self._credentials is None
+            and authorization.isprintable()
+            and "\n" not in authorization
+        ):
+            headers.append(f"{AUTHORIZATION_METADATA}:{authorization}")
+        return "\n".join(headers)
+
+    def _open(self, service: str, route: str, port: int) -> grpc.Channel | None:
         options = [
             *self._options,
             # The far end is the gateway, near and quick to come back: reconnect within seconds.
             *RECONNECT_OPTIONS,
             ("grpc.http_proxy", f"http://{_proxy_host(self._host)}:{port}"),
-            ("grpc.http_connect_headers", headers),
+            ("grpc.http_connect_headers", self._connect_headers(service, route)),
             # A tunnel is pinned to one replica: an idempotent call that finds it gone is tried
             # again over a new tunnel, which the gateway opens to another replica.
             ("grpc.service_config", _RETRIES[service]),
         ]
         # The target is only a label: the gateway ignores it and picks the backend itself.
-        channel = grpc.insecure_channel(f"mlgrid-{service}.tunnel:1", options=options)
+        # (Never a real host name, which a no_proxy setting could exempt from the tunnel.)
+        label = f"mlgrid-{service}.tunnel:1"
+        if self._credentials is not None:
+            # TLS runs through the tunnel with the gateway, whose certificate names its host.
+            options.append(("grpc.ssl_target_name_override", self._host))
+            channel = grpc.secure_channel(label, self._credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(label, options=options)
         if not _connects(channel, SETUP_TIMEOUT_S):
             channel.close()
             log.info(

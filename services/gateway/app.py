@@ -33,6 +33,7 @@ from .readiness import RoutingHealth
 from .replicas import service_config
 from .rest import RestServer, start_rest_server
 from .routing import DEFAULT, Route, RoutingTable
+from .tls import TlsSettings
 from .tunnel import TunnelListener
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def _serve(
     max_workers: int,
     health_servicer: RoutingHealth,
     tunnel_port: int = 0,
+    tls: TlsSettings | None = None,
 ) -> RunningServer:
     """The gateway's server: like common.server.start_server, minus its error-mapping
     interceptor. Every forwarded call would pay for that wrapper (about an eighth of the
@@ -133,7 +135,10 @@ def _serve(
     )
     server.add_generic_rpc_handlers((forwarder,))
     try:
-        bound = server.add_insecure_port(bind)
+        if tls is not None:
+            bound = server.add_secure_port(bind, tls.grpc_credentials())
+        else:
+            bound = server.add_insecure_port(bind)
     except RuntimeError:  # grpc's way of saying the address is taken or invalid
         bound = 0
     if bound == 0 and not bind.startswith("unix:"):
@@ -142,7 +147,14 @@ def _serve(
     for name in ["", *names]:  # until start_gateway has asked the backends (see .readiness)
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     shown = bind if shown_host is None else f"{shown_host}:{bound}"
-    log.info("gateway serving on %s", shown)
+    if tls is None:
+        log.info("gateway serving on %s", shown)
+    else:
+        log.info(
+            "gateway serving on %s with TLS (%s)",
+            shown,
+            "client certificates required" if tls.mutual else "server certificate",
+        )
     return RunningServer(server=server, port=bound, health=health_servicer, address=shown)
 
 
@@ -168,6 +180,7 @@ def start_gateway(
     tunnel_port: int | None = None,
     rest_port: int | None = None,
     rest_artifacts_root: str | None = None,
+    tls: TlsSettings | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
@@ -192,7 +205,12 @@ def start_gateway(
     health_servicer = RoutingHealth()
     tunnel = None
     if tunnel_port is not None and address is None:
-        tunnel = TunnelListener(table, table.services, discovery.retry_pending)
+        tunnel = TunnelListener(
+            table,
+            table.services,
+            discovery.retry_pending,
+            tls=tls.server_context(["h2"]) if tls is not None else None,
+        )
         tunnel.start(host, tunnel_port)
     try:
         running = _serve(
@@ -203,6 +221,7 @@ def start_gateway(
             max_workers=max_workers or env.MLGRID_GATEWAY_WORKERS.get(),
             health_servicer=health_servicer,
             tunnel_port=tunnel.port if tunnel is not None else 0,
+            tls=tls,
         )
     except BaseException:
         if tunnel is not None:
@@ -218,6 +237,7 @@ def start_gateway(
                 host=host,
                 port=rest_port,
                 artifacts_root=rest_artifacts_root,
+                tls=tls.server_context(["http/1.1"]) if tls is not None else None,
             )
         except BaseException:
             running.stop(0)

@@ -17,6 +17,10 @@ each call down the tunnel of its URI's scheme), for projects a backend name.
 
 The gateway stays the one entry point and the only party that knows backend addresses: the
 target a client names in ``CONNECT`` is ignored, and only routes in the table are reachable.
+
+On a TLS gateway the tunnel's bytes are TLS ended here (``tunnel_tls``): gRPC sends the
+``CONNECT`` in the clear and then runs TLS through the tunnel, which the gateway answers with its
+own certificate (checking the client's under mutual TLS) before relaying to the backend.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
 from .methods import ForwardedService
 from .replicas import ReplicaPicker
 from .routing import DEFAULT, Route, RoutingTable
+from .tunnel_tls import CHUNK, TlsEnd
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,23 @@ def _connect(replica: tuple[str, int] | str) -> socket.socket:
     return sock
 
 
+def _relay_chunks(
+    recv: Callable[[], bytes], send: Callable[[bytes], None], end: Callable[[], None]
+) -> None:
+    """``_relay`` for a TLS end: copies what ``recv`` gives to ``send`` until it gives b""."""
+    try:
+        while True:
+            data = recv()
+            if not data:
+                break
+            send(data)
+    except OSError:  # ssl.SSLError included: either side went away or broke the stream
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            end()
+
+
 def _relay(source: socket.socket, sink: socket.socket) -> None:
     """Copies ``source`` to ``sink`` until ``source`` ends; then ends ``sink``'s writing side."""
     buffer = bytearray(_RELAY_CHUNK)
@@ -141,8 +164,11 @@ class TunnelListener:
         services: dict[str, ForwardedService],
         retry_discovery: Callable[[], bool] = lambda: False,
         max_tunnels: int = DEFAULT_MAX_TUNNELS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._table = table
+        #: Server context of a TLS gateway (ALPN h2); None: tunnels are relayed as they come.
+        self._tls = tls
         self._services = {s.full_name: s for s in services.values()}
         self._retry_discovery = retry_discovery
         self._slots = threading.BoundedSemaphore(max_tunnels)
@@ -238,6 +264,9 @@ class TunnelListener:
             return
         try:
             conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if self._tls is not None:
+                self._relay_tls(conn, backend, early)
+                return
             if early:
                 backend.sendall(early)
             back = threading.Thread(target=_relay, args=(backend, conn), daemon=True)
@@ -248,6 +277,26 @@ class TunnelListener:
             pass
         finally:
             self._untrack(conn, backend)
+
+    def _relay_tls(self, conn: socket.socket, backend: socket.socket, early: bytes) -> None:
+        """Ends the client's TLS here, then relays plaintext to and from the backend."""
+        assert self._tls is not None
+        end = TlsEnd(conn, self._tls, early)
+        conn.settimeout(HEAD_TIMEOUT_S)
+        try:
+            end.handshake()
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            log.info("tunnel TLS handshake failed: %s", getattr(exc, "reason", None) or exc)
+            return
+        conn.settimeout(None)
+        back = threading.Thread(
+            target=_relay_chunks,
+            args=(lambda: backend.recv(CHUNK), end.sendall, end.close_write),
+            daemon=True,
+        )
+        back.start()
+        _relay_chunks(end.recv, backend.sendall, lambda: backend.shutdown(socket.SHUT_WR))
+        back.join()
 
     def _route(self, request: ConnectRequest) -> Route:
         name = request.headers.get(TUNNEL_SERVICE_HEADER, "")

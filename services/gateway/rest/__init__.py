@@ -9,6 +9,7 @@ per endpoint), ``artifacts`` (the streamed proxy), ``fields`` and ``entities`` (
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from ..channels import ChannelPool
@@ -32,14 +33,16 @@ def start_rest_server(
     host: str = "127.0.0.1",
     port: int = DEFAULT_REST_PORT,
     artifacts_root: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> RestServer:
     """Serves MLflow's REST API on ``host:port`` over the gateway's routes and channels.
 
     ``artifacts_root`` is the deployment's default artifact root: locations below it are shown
     to clients as ``mlflow-artifacts:/…`` and served by the proxy; None serves no proxy root.
+    ``tls`` (a server context) serves HTTPS instead of HTTP.
     """
     ctx = RestContext(Backends(table, pool, retry_discovery), ArtifactUris(artifacts_root))
-    server = RestServer(Router(ctx), host=host, port=port)
+    server = RestServer(Router(ctx), host=host, port=port, tls=tls)
     server.start()
     return server
 

@@ -3,7 +3,8 @@
 Tracking and registry calls go to the service's default store, artifact calls by the scheme of
 the artifact URI, both looked up in the gateway's own routing table and sent over its channel
 pool with the generated stubs. So REST calls land on exactly the backends (and plugin
-backends) that gRPC calls do, with one hop instead of two.
+backends) that gRPC calls do, with one hop instead of two. Each call carries the REST caller's
+credentials (``caller``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
@@ -19,6 +22,7 @@ from mlgrid.uris import uri_scheme
 
 from ..channels import ChannelPool
 from ..routing import DEFAULT, RoutingTable
+from .caller import CallerCredentials
 from .errors import RestError
 
 _STUBS: dict[str, Callable[[Any], Any]] = {
@@ -64,6 +68,9 @@ class Backends:
             with self._lock:
                 stub = self._stubs.get(cache_key)
                 if stub is None:
-                    stub = _STUBS[service](self._pool.channel(route.address))
+                    channel = grpc.intercept_channel(
+                        self._pool.channel(route.address), CallerCredentials()
+                    )
+                    stub = _STUBS[service](channel)
                     self._stubs[cache_key] = stub
         return stub

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import grpc
 
 from mlgrid.exceptions import MlgridException
 
+from .caller import calls_on_behalf_of
 from .endpoints import Router
 from .errors import RestError, from_rpc
 from .exchange import Exchange
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a keep-alive connection may sit idle before the server closes it.
 IDLE_TIMEOUT_S = 120.0
+#: Seconds a client has to finish the TLS handshake.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,6 +40,10 @@ class _Handler(BaseHTTPRequestHandler):
     router: Router  # set on the per-server subclass
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # In this connection's own thread, so a slow client holds up no other.
+            self.request.settimeout(HANDSHAKE_TIMEOUT_S)
+            self.request.do_handshake()
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -65,7 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail_early(err)
             return
         try:
-            self.router.serve(ex)
+            with calls_on_behalf_of(self.headers.get("Authorization")):
+                self.router.serve(ex)
         except RestError as err:
             self._fail(ex, err)
         except MlgridException as exc:
@@ -99,15 +109,48 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("REST %s", format % args)
 
 
-class RestServer:
-    """MLflow's REST API on ``host:port`` (0: any free port), served by daemon threads."""
+class _HttpServer(ThreadingHTTPServer):
+    """With ``tls``, each accepted connection is wrapped for TLS; its handshake runs in the
+    connection's thread (``_Handler.setup``), not in the accepting one."""
 
-    def __init__(self, router: Router, host: str = "127.0.0.1", port: int = 0) -> None:
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that fails the TLS handshake (no certificate under mutual TLS, plaintext
+        on an HTTPS port) is one log line, not a traceback."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.info("REST connection from %s refused: %s", client_address[0], error)
+            return
+        super().handle_error(request, client_address)
+
+
+class RestServer:
+    """MLflow's REST API on ``host:port`` (0: any free port), served by daemon threads; HTTPS
+    when given a TLS server context."""
+
+    def __init__(
+        self,
+        router: Router,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         handler = type("RestHandler", (_Handler,), {"router": router})
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _HttpServer((host, port), handler)
+        self._server.tls = tls
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.host = host
+        self.scheme = "https" if tls is not None else "http"
 
     @property
     def port(self) -> int:
@@ -116,7 +159,7 @@ class RestServer:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(
