@@ -19,12 +19,16 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from mlgrid import environment as env
 from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
 from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
 from mlgrid_services.stack import READY, ROUTED, absolute_store_uri, announce, client_host
+
+if TYPE_CHECKING:
+    from mlgrid_services.gateway.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +187,8 @@ def serve_gateway(
     tunnel_port: int | None = None,
     rest_port: int | None = None,
     rest_artifacts_root: str | None = None,
+    tls: TlsSettings | None = None,
+    internal_port: int | None = None,
 ) -> None:
     """Runs the gateway until SIGTERM/SIGINT (``mlgrid server gateway``).
 
@@ -207,6 +213,8 @@ def serve_gateway(
         tunnel_port=tunnel_port,
         rest_port=rest_port,
         rest_artifacts_root=rest_artifacts_root,
+        tls=tls,
+        internal_port=internal_port,
     )
     announce(
         READY,
@@ -214,6 +222,8 @@ def serve_gateway(
         address=f"{client_host(host)}:{gateway.port}",
         pid=os.getpid(),
         rest=gateway.rest.url if gateway.rest is not None else None,
+        tls=tls is not None,
+        internal=f"127.0.0.1:{gateway.internal_port}" if gateway.internal_port else None,
     )
 
     def on_line(line: str) -> None:

@@ -117,6 +117,10 @@ class StackOptions:
     tunnels: bool = True
     #: Port of MLflow's REST API on the gateway (0: any free port); None serves none.
     rest_port: int | None = None
+    #: (certificate, key, client CA or None) of a TLS gateway; None: plaintext. The services
+    #: then reach the gateway through its plaintext port on 127.0.0.1 (``--internal-port``), as
+    #: they reach each other's ports: TLS guards what leaves this host.
+    tls_files: tuple[str, str, str | None] | None = None
     #: Seconds children get to finish in-flight calls after SIGTERM before SIGKILL.
     grace: float = 10.0
     #: Seconds to wait for the whole stack to become ready.
@@ -172,6 +176,8 @@ class Stack:
     ready_after: float = 0.0
     #: The port the gateway bound (a restarted gateway binds it again).
     gateway_port: int = 0
+    #: A TLS gateway's plaintext port on 127.0.0.1 for the services (0: none).
+    internal_port: int = 0
 
     # -- children ------------------------------------------------------------------------------
 
@@ -289,6 +295,10 @@ class Stack:
             gateway_args += ["--config", o.config_path]
         gateway_args += ["--tunnel-port", "0"] if o.tunnels else ["--no-tunnel"]
         gateway_args += ["--no-rest"] if o.rest_port is None else ["--rest-port", str(o.rest_port)]
+        if o.tls_files is not None:
+            cert, key, client_ca = o.tls_files
+            gateway_args += ["--tls-cert", cert, "--tls-key", key, "--internal-port", "0"]
+            gateway_args += ["--tls-client-ca", client_ca] if client_ca else []
         gateway = self._spawn("gateway", gateway_args)
         # Every service starts importing at once; each waits for its "go" line (which carries
         # the gateway's address) before it opens stores and binds.
@@ -309,18 +319,23 @@ class Stack:
             name, event = self._next_event(deadline, stop)
             kind = event["kind"]
             if kind == READY and name == "gateway":
-                gateway.address = event["address"]
                 self.gateway_port = int(event["address"].rsplit(":", 1)[1])
                 self.rest_url = event.get("rest") or ""
-                self.endpoint = f"grpc://{client_host(o.host)}:{event['address'].rsplit(':', 1)[1]}"
+                scheme = "grpcs" if event.get("tls") else "grpc"
+                self.endpoint = f"{scheme}://{client_host(o.host)}:{self.gateway_port}"
+                # Services (and the project runs they start) use the plaintext loopback port
+                # of a TLS gateway; clients elsewhere use the endpoint.
+                gateway.address = event.get("internal") or event["address"]
+                if event.get("internal"):
+                    self.internal_port = int(event["internal"].rsplit(":", 1)[1])
                 for service in first_wave:
-                    self.children[service].send(f"go {gateway.address} {self.endpoint}")
+                    self.children[service].send(self._go_line(gateway.address))
             elif kind == READY:
                 self.children[name].address = event["address"]
                 gateway.send(f"discover {event['address']}")
-                if database[:1] == [name]:
+                if database[:1] == [name] and gateway.address:
                     for service in second_wave:
-                        self.children[service].send(f"go {gateway.address} {self.endpoint}")
+                        self.children[service].send(self._go_line(gateway.address))
             elif kind == ROUTED and name == "gateway":
                 if not event.get("ok"):
                     raise StackError(
@@ -333,6 +348,12 @@ class Stack:
         """The services, with their replica counts ("tracking x3")."""
         counts = {s: sum(c.service == s for c in self.children.values()) for s in available}
         return [f"{s} x{n}" if n > 1 else s for s, n in counts.items()]
+
+    def _go_line(self, gateway_address: str) -> str:
+        """What a waiting service is told: the gateway's address, and the tracking URI its
+        project runs get (the internal port's of a TLS gateway, which they reach on this host)."""
+        uri = f"grpc://{gateway_address}" if self.internal_port else self.endpoint
+        return f"go {gateway_address} {uri}"
 
     def stop(self, log: Callable[[str], None]) -> None:
         """Projects first (it reports through the gateway), then the gateway (its calls in
@@ -372,7 +393,8 @@ class Stack:
                 continue
             parsed = parse_line(line)
             if parsed is not None and parsed[0] == READY:
-                self._back(child, parsed[1]["address"], log)
+                # A TLS gateway is known to the services by its internal port.
+                self._back(child, parsed[1].get("internal") or parsed[1]["address"], log)
 
     def _schedule_restart(self, child: Child, log: Callable[[str], None]) -> None:
         code = child.proc.poll()
@@ -402,11 +424,14 @@ class Stack:
             if name == "gateway" and self.rest_url and "--rest-port" in args:
                 # MLflow clients keep the REST URL printed at start: the same port again.
                 args[args.index("--rest-port") + 1] = self.rest_url.rsplit(":", 1)[1]
+            if name == "gateway" and self.internal_port and "--internal-port" in args:
+                # The services know the gateway by its internal port: the same one again.
+                args[args.index("--internal-port") + 1] = str(self.internal_port)
             replacement = self._spawn(name, args)
             replacement.args = child.args
             gateway = self.children.get("gateway")
             if name != "gateway" and gateway is not None and gateway.address:
-                replacement.send(f"go {gateway.address} {self.endpoint}")
+                replacement.send(self._go_line(gateway.address))
 
     def _back(self, child: Child, address: str, log: Callable[[str], None]) -> None:
         child.address = address
@@ -469,6 +494,18 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
             f"  backend store: {without_password(options.backend_store_uri)}\n"
             f"  artifact root: {options.default_artifact_root}\n"
             f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
+            + (
+                "  TLS on every gateway port; clients trust its CA with "
+                "MLGRID_TRACKING_SERVER_CERT_PATH"
+                + (
+                    " and present a certificate (MLGRID_TRACKING_CLIENT_CERT_PATH)"
+                    if options.tls_files and options.tls_files[2]
+                    else ""
+                )
+                + "\n"
+                if options.tls_files
+                else ""
+            )
             + (
                 f"  MLflow REST API: {stack.rest_url} "
                 f"(export MLFLOW_TRACKING_URI={stack.rest_url})\n"

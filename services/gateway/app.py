@@ -55,6 +55,8 @@ class Gateway:
     tunnel: TunnelListener | None = None
     #: MLflow's REST API (see .rest), None when it is off.
     rest: RestServer | None = None
+    #: The plaintext loopback port of a TLS gateway for its own stack's services (mlgrid up).
+    internal_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -109,7 +111,8 @@ def _serve(
     health_servicer: RoutingHealth,
     tunnel_port: int = 0,
     tls: TlsSettings | None = None,
-) -> RunningServer:
+    internal_port: int | None = None,
+) -> tuple[RunningServer, int | None]:
     """The gateway's server: like common.server.start_server, minus its error-mapping
     interceptor. Every forwarded call would pay for that wrapper (about an eighth of the
     gateway's CPU per call), and the forwarder maps its own few errors itself."""
@@ -143,6 +146,15 @@ def _serve(
         bound = 0
     if bound == 0 and not bind.startswith("unix:"):
         raise OSError(f"could not bind the gateway to {bind}: address in use or not available")
+    internal = None
+    if internal_port is not None:
+        internal_bind = f"127.0.0.1:{internal_port}"
+        try:
+            internal = server.add_insecure_port(internal_bind)
+        except RuntimeError:
+            internal = 0
+        if not internal:
+            raise OSError(f"could not bind the gateway's internal port {internal_bind}")
     server.start()
     for name in ["", *names]:  # until start_gateway has asked the backends (see .readiness)
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -155,7 +167,10 @@ def _serve(
             shown,
             "client certificates required" if tls.mutual else "server certificate",
         )
-    return RunningServer(server=server, port=bound, health=health_servicer, address=shown)
+    if internal is not None:
+        log.info("gateway: plaintext port for this host's own services on 127.0.0.1:%d", internal)
+    running = RunningServer(server=server, port=bound, health=health_servicer, address=shown)
+    return running, internal
 
 
 def _in_default_pool(full_name: str) -> bool:
@@ -181,6 +196,7 @@ def start_gateway(
     rest_port: int | None = None,
     rest_artifacts_root: str | None = None,
     tls: TlsSettings | None = None,
+    internal_port: int | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
@@ -213,7 +229,7 @@ def start_gateway(
         )
         tunnel.start(host, tunnel_port)
     try:
-        running = _serve(
+        running, bound_internal = _serve(
             forwarded,
             forwarder,
             bind=address or f"{host}:{port}",
@@ -222,6 +238,7 @@ def start_gateway(
             health_servicer=health_servicer,
             tunnel_port=tunnel.port if tunnel is not None else 0,
             tls=tls,
+            internal_port=internal_port,
         )
     except BaseException:
         if tunnel is not None:
@@ -245,7 +262,13 @@ def start_gateway(
                 tunnel.stop()
             raise
     gateway = Gateway(
-        running=running, table=table, discovery=discovery, pool=pool, tunnel=tunnel, rest=rest
+        running=running,
+        table=table,
+        discovery=discovery,
+        pool=pool,
+        tunnel=tunnel,
+        rest=rest,
+        internal_port=bound_internal,
     )
     for backend in [*config.discover, *backends]:
         gateway.add_backend(backend, discover_timeout)

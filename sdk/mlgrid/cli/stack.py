@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -22,6 +24,50 @@ DEFAULT_TUNNEL_PORT = 50050
 #: The gateway's MLflow REST API (services/gateway/rest): the port `mlflow server` uses, so MLflow
 #: clients set up for a local MLflow server work unchanged.
 DEFAULT_REST_PORT = 5000
+
+
+def _tls_options(gateway_only: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--tls-cert, --tls-key and --tls-client-ca (each defaulting to its MLGRID_GATEWAY_TLS_*)."""
+    prefix = "Gateway only: " if gateway_only else ""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for name, variable, text in reversed(
+            [
+                (
+                    "--tls-cert",
+                    env.MLGRID_GATEWAY_TLS_CERT,
+                    "certificate chain (PEM) served with TLS on the gateway's gRPC, tunnel and "
+                    "REST ports (with --tls-key)",
+                ),
+                ("--tls-key", env.MLGRID_GATEWAY_TLS_KEY, "private key (PEM) of --tls-cert"),
+                (
+                    "--tls-client-ca",
+                    env.MLGRID_GATEWAY_TLS_CLIENT_CA,
+                    "CA bundle (PEM) of client certificates: every client must present one it "
+                    "signed (mutual TLS)",
+                ),
+            ]
+        ):
+            command = click.option(
+                name,
+                default=lambda variable=variable: variable.get(),
+                type=click.Path(dir_okay=False),
+                help=f"{prefix}{text} [env {variable.name}].",
+            )(command)
+        return command
+
+    return decorate
+
+
+def _tls_settings(cert: str | None, key: str | None, client_ca: str | None) -> Any:
+    """The gateway's TlsSettings for these files (None: plaintext); a usage error naming the
+    option when they do not fit."""
+    from mlgrid_services.gateway.tls import TlsConfigError, TlsSettings
+
+    try:
+        return TlsSettings.from_files(cert, key, client_ca)
+    except TlsConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="TLS") from None
 
 
 def _require_server() -> None:
@@ -76,6 +122,7 @@ def _require_server() -> None:
     "port with --port 0) [env MLGRID_REST_PORT].",
 )
 @click.option("--no-rest", is_flag=True, help="Do not serve MLflow's REST API.")
+@_tls_options(gateway_only=False)
 @click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
 @click.option(
     "--replicas",
@@ -95,13 +142,21 @@ def up(
     tunnels: bool,
     rest_port: int | None,
     no_rest: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
     grace: float,
     replicas: int,
 ) -> None:
-    """Start the gateway and every service as local processes; Ctrl-C stops them."""
+    """Start the gateway and every service as local processes; Ctrl-C stops them.
+
+    With --tls-cert and --tls-key the gateway's ports serve TLS (clients use grpcs:// and
+    https://); the services reach each other through a plaintext gateway port on 127.0.0.1.
+    """
     _require_server()
     from mlgrid_services.stack import StackOptions, present_services, run_stack
 
+    tls = _tls_settings(tls_cert, tls_key, tls_client_ca)
     options = StackOptions(
         host=host,
         port=port,
@@ -111,6 +166,15 @@ def up(
         config_path=os.path.abspath(config_path) if config_path else None,
         tunnels=tunnels,
         rest_port=None if no_rest else _rest_port(rest_port, port),
+        tls_files=(
+            None
+            if tls is None
+            else (
+                str(tls.cert_file.resolve()),
+                str(tls.key_file.resolve()),
+                str(tls.client_ca_file.resolve()) if tls.client_ca_file else None,
+            )
+        ),
         grace=grace,
         replicas=replicas,
     )
@@ -189,6 +253,15 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
     "port with --port 0) [env MLGRID_REST_PORT].",
 )
 @click.option("--no-rest", is_flag=True, help="Gateway only: do not serve MLflow's REST API.")
+@_tls_options(gateway_only=True)
+@click.option(
+    "--internal-port",
+    default=None,
+    type=int,
+    hidden=True,
+    help="Gateway only, under mlgrid up with TLS: a plaintext port on 127.0.0.1 for the stack's "
+    "own services.",
+)
 @click.option(
     "--rest-artifacts-root",
     default=None,
@@ -214,6 +287,10 @@ def server(
     rest_port: int | None,
     no_rest: bool,
     rest_artifacts_root: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    internal_port: int | None,
     grace: float,
     parent_pipe: bool,
 ) -> None:
@@ -231,6 +308,7 @@ def server(
         from mlgrid_services.gateway.config import GatewayConfigError
 
         env_backends = [b.strip() for b in (env.MLGRID_GATEWAY_BACKENDS.get() or "").split(",")]
+        tls = _tls_settings(tls_cert, tls_key, tls_client_ca)
         try:
             launcher.serve_gateway(
                 host=host,
@@ -242,6 +320,8 @@ def server(
                 tunnel_port=None if no_tunnel else _tunnel_port(tunnel_port, bind_port),
                 rest_port=None if no_rest else _rest_port(rest_port, bind_port),
                 rest_artifacts_root=rest_artifacts_root,
+                tls=tls,
+                internal_port=internal_port,
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None
