@@ -2,6 +2,7 @@
 # both create .venv and install the project into it (again only when the dependency list changes).
 
 PYTHON ?= python3
+comma := ,
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -11,7 +12,19 @@ PORT ?= 50051
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-all compat proto proto-lint lint bench venv clean system-deps
+.PHONY: help up test test-all compat proto proto-lint lint bench venv clean system-deps image image-lock push
+
+# The image (deploy/Dockerfile; docs/deploy.md "Image"). ENGINE: docker when its daemon answers,
+# else podman. CA_BUNDLE / PIP_CONF are passed as build secrets (never stored in the image).
+VERSION := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' deploy/helm/mlgrid/Chart.yaml)
+ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; else echo docker; fi)
+IMAGE ?= mlgrid:$(VERSION)
+BASE_IMAGE ?= python:3.11-slim-bookworm
+PIP_INDEX_URL ?=
+CA_BUNDLE ?=
+PIP_CONF ?=
+IMAGE_BUILD_FLAGS ?=
+REGISTRY ?=
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-11s %s\n", $$1, $$2}'
@@ -58,6 +71,23 @@ lint: $(STAMP) proto-lint ## ruff (lint + format check) and mypy on hand-written
 
 bench: $(STAMP) ## Benchmark mlgrid against the real MLflow server, side by side
 	$(PY) -m bench $(ARGS)
+
+image: ## Build the image $(IMAGE) with $(ENGINE) (BASE_IMAGE, PIP_INDEX_URL, CA_BUNDLE, PIP_CONF, IMAGE_BUILD_FLAGS)
+	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		$(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
+		$(if $(CA_BUNDLE),--secret id=ca-bundle$(comma)src=$(CA_BUNDLE)) \
+		$(if $(PIP_CONF),--secret id=pip-conf$(comma)src=$(PIP_CONF)) \
+		$(IMAGE_BUILD_FLAGS) .
+
+image-lock: ## Regenerate deploy/requirements.lock (the image's pinned dependencies) after changing the server extra
+	$(PYTHON) tools/lock_image.py
+
+push: ## Tag $(IMAGE) as $(REGISTRY)/mlgrid:$(VERSION) and push it (e.g. make push REGISTRY=registry.example.com/ml)
+	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=host[:port]/path (where the cluster pulls from)"; exit 2; }
+	$(ENGINE) tag $(IMAGE) $(REGISTRY)/mlgrid:$(VERSION)
+	$(ENGINE) push $(REGISTRY)/mlgrid:$(VERSION)
+	@echo "pushed $(REGISTRY)/mlgrid:$(VERSION): helm install … --set image.repository=$(REGISTRY)/mlgrid"
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .venv-proto tools/node_modules .pytest_cache .mypy_cache .ruff_cache

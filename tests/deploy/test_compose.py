@@ -161,14 +161,49 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def test_dockerfile_installs_the_server_extra_and_runs_mlgrid() -> None:
+def test_dockerfile_installs_the_lock_before_the_code_and_runs_mlgrid() -> None:
     steps = _dockerfile()
-    assert steps[0][0] == "FROM" and "python:3.1" in steps[0][1]
-    runs = " ".join(args for instruction, args in steps if instruction == "RUN")
-    assert "pip install '.[server]'" in runs
+    # The base is a build argument (default: the official slim Python image).
+    assert steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim-bookworm")
+    assert steps[1] == ("FROM", "${BASE_IMAGE}")
+    runs = [args for instruction, args in steps if instruction == "RUN"]
+    lock_install = next(i for i, (ins, args) in enumerate(steps)
+                        if ins == "RUN" and "-r /opt/mlgrid-build/requirements.lock" in args)  # fmt: skip
+    first_code_copy = next(i for i, (ins, args) in enumerate(steps)
+                           if ins == "COPY" and args.startswith(("sdk/", "services/")))  # fmt: skip
+    # Dependencies in their own layer, pinned, before the code: a code change reuses it.
+    assert lock_install < first_code_copy
+    assert "--no-deps" in steps[lock_install][1]
+    assert any("--no-index" in args and "--no-deps" in args for args in runs)
+    assert any("openssh-client" in args and "git" in args for args in runs)
     entrypoint = [args for instruction, args in steps if instruction == "ENTRYPOINT"]
-    assert entrypoint == ['["mlgrid"]']
-    assert any(instruction == "USER" for instruction, _ in steps)  # not root
+    assert entrypoint == ['["mlgrid-entrypoint"]']
+    (user,) = [args for instruction, args in steps if instruction == "USER"]
+    assert user.isdigit() and user != "0"  # numeric: runAsNonRoot can verify it
+
+
+def test_the_lock_pins_what_the_server_extra_needs_and_nothing_else() -> None:
+    pins = {}
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"{line}: not pinned to one version"
+            pins[name.lower().replace("_", "-")] = version
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["server"]
+    for requirement in server:
+        name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, (
+            f"{name} (server extra) is not in deploy/requirements.lock: make image-lock"
+        )
+    assert {"setuptools", "wheel"} <= set(pins)  # builds the mlgrid wheel offline
+    assert not set(pins) & {"pytest", "mlflow", "ruff", "mypy", "grpcio-tools", "mlgrid", "pip"}
 
 
 def _ignore_patterns() -> list[str]:
