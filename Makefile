@@ -78,6 +78,7 @@ image: ## Build the image $(IMAGE) with $(ENGINE) (BASE_IMAGE, PIP_INDEX_URL, CA
 		$(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
 		$(if $(CA_BUNDLE),--secret id=ca-bundle$(comma)src=$(CA_BUNDLE)) \
 		$(if $(PIP_CONF),--secret id=pip-conf$(comma)src=$(PIP_CONF)) \
+		$(if $(findstring podman,$(ENGINE)),--ignorefile deploy/Dockerfile.dockerignore) \
 		$(IMAGE_BUILD_FLAGS) .
 
 image-lock: ## Regenerate deploy/requirements.lock (the image's pinned dependencies) after changing the server extra
