@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.transport import Transport, get_transport
+from mlgrid.uris import sdk_gateway_uri
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -38,6 +39,8 @@ def resolve_uri(uri: str) -> str:
     uri = uri.strip()
     if not uri:
         raise InvalidParameterValue("tracking URI must not be empty")
+    # MLflow's name for a gateway (mlgrid://, mlgrids://) is the SDK's grpc://, grpcs://.
+    uri = sdk_gateway_uri(uri)
     parts = urlsplit(uri)
     if parts.scheme == "sqlite":
         # sqlite:///relative.db -> path "relative.db"; sqlite:////abs.db -> "/abs.db".

@@ -65,3 +65,26 @@ def redact_credentials(uri: str) -> str:
             pairs.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else pair)
         tail = f"{path}?{'&'.join(pairs)}{hash_}{fragment}"
     return f"{scheme}://{authority}{tail}"
+
+
+#: A gateway in the SDK's schemes -> the same gateway in the schemes of mlgrid's MLflow plugin
+#: (``mlgrid://host:port``), which is how the unmodified ``mlflow`` client names it.
+MLFLOW_GATEWAY_SCHEMES = {"grpc": "mlgrid", "grpcs": "mlgrids"}
+_SDK_GATEWAY_SCHEMES = {mlflow: sdk for sdk, mlflow in MLFLOW_GATEWAY_SCHEMES.items()}
+
+
+def mlflow_gateway_uri(uri: str) -> str:
+    """``grpc://host:port`` as the ``mlflow`` client names it (``mlgrid://host:port``); any other
+    URI (a store, a plugin's) unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    mapped = MLFLOW_GATEWAY_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{mapped}://{rest}" if mapped and rest else uri
+
+
+def sdk_gateway_uri(uri: str) -> str:
+    """``mlgrid://host:port`` (the ``mlflow`` client's name for a gateway, which a job configured
+    for MLflow may hand the SDK through ``MLFLOW_TRACKING_URI``) as the SDK names it
+    (``grpc://host:port``); any other URI unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    mapped = _SDK_GATEWAY_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{mapped}://{rest}" if mapped and rest else uri

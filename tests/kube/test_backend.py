@@ -123,7 +123,9 @@ def test_mlgrid_run_on_kubernetes_runs_the_project_in_a_job_that_logs_into_mlgri
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MLFLOW_RUN_ID"] == run.info.run_id
     assert env["MLFLOW_EXPERIMENT_ID"] == run.info.experiment_id
-    assert env["MLGRID_TRACKING_URI"] == env["MLFLOW_TRACKING_URI"] == grpc_stack.tracking_uri
+    # The SDK's name for the gateway, and the mlflow client's (mlgrid's MLflow plugin).
+    assert env["MLGRID_TRACKING_URI"] == grpc_stack.tracking_uri
+    assert env["MLFLOW_TRACKING_URI"] == grpc_stack.tracking_uri.replace("grpc://", "mlgrid://")
     assert job["metadata"]["name"].startswith("kube-demo-")
     assert (tmp_path / "job.yaml").read_bytes() == template_before
 

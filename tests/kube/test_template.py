@@ -186,12 +186,12 @@ def test_a_rendered_job_is_a_valid_kubernetes_object() -> None:
 
 def test_the_runs_variables_of_every_backend_win_over_the_three_mlflow_ones() -> None:
     variables = {
-        "MLFLOW_TRACKING_URI": "grpc://gateway:50051",
+        "MLFLOW_TRACKING_URI": "mlgrid://gateway:50051",
         "MLGRID_TRACKING_URI": "grpc://gateway:50051",
         "PYTHONUNBUFFERED": "1",
     }
     job = render_job(parse_template(TEMPLATE), request(variables=variables))
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MLFLOW_TRACKING_URI"] == "grpc://gateway:50051"
+    assert env["MLFLOW_TRACKING_URI"] == "mlgrid://gateway:50051"
     assert env["MLGRID_TRACKING_URI"] == "grpc://gateway:50051"
     assert env["MLFLOW_RUN_ID"] == request().run_id and env["PYTHONUNBUFFERED"] == "1"

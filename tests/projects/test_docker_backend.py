@@ -114,8 +114,8 @@ def test_an_image_as_is_gets_volumes_environment_and_the_run_variables(
         system = _output(submitted, "system")
     assert lines[0] == "from the host"
     assert lines[1] == "new value|copied|"
-    uri = grpc_stack.tracking_uri
-    assert lines[2] == f"{submitted.run_id}|0|{uri}|{uri}"
+    uri = grpc_stack.tracking_uri  # MLflow's client gets it in mlgrid's MLflow plugin scheme
+    assert lines[2] == f"{submitted.run_id}|0|{uri}|{uri.replace('grpc://', 'mlgrid://')}"
     assert "NOT_SET_ANYWHERE is not set on the host; not passed" in system
     assert Client(grpc_stack.tracking_uri).get_run(submitted.run_id).info.status == "FINISHED"
 

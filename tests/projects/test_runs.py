@@ -107,8 +107,10 @@ def test_run_logs_params_metrics_and_tags_to_the_same_store(
     assert env.pop("store") is None
     for prefix in ("MLFLOW", "MLGRID"):
         assert env[f"{prefix}_RUN_ID"] == submitted.run_id
-        assert env[f"{prefix}_TRACKING_URI"] == stack_uri
         assert env[f"{prefix}_EXPERIMENT_ID"] == experiment.experiment_id
+    # The SDK's name for the gateway, and the mlflow client's (mlgrid's MLflow plugin).
+    assert env["MLGRID_TRACKING_URI"] == stack_uri
+    assert env["MLFLOW_TRACKING_URI"] == stack_uri.replace("grpc://", "mlgrid://", 1)
 
 
 def test_hostile_parameters_reach_the_child_literally(stack_uri: str, tmp_path: Path) -> None:
