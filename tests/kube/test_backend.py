@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,15 +275,18 @@ def test_the_requested_run_id_is_the_run_the_job_logs_into(
     assert env["MLFLOW_RUN_ID"] == mine.info.run_id
 
 
-def test_a_private_registry_push_with_docker_config_and_pull_with_a_pull_secret(
+def _private_registry_run(
     grpc_stack,
     cluster: Cluster,
     python_image: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """mlflow/mlflow#1672: the push to a registry that wants credentials uses the Docker
-    config's; the Job's pods get the pull Secret the backend config names."""
+    pull_secrets: list[str],
+) -> Any:
+    """A run pushed to the engine's registry that wants credentials (with the Docker config's),
+    whose Job names ``pull_secrets``; the cluster holds Secret ``regcred`` with the registry's
+    credentials. The template pulls Always, so a copy of the image the engine already has (it
+    built it) does not stand in for the pull."""
     import base64
 
     from kubernetes import client as k8s
@@ -312,18 +316,64 @@ def test_a_private_registry_push_with_docker_config_and_pull_with_a_pull_secret(
     )
     (tmp_path / "job.yaml").write_text(template)
     use_tracking_uri(grpc_stack.tracking_uri, monkeypatch)
-    submitted = mlgrid.projects.run(
+    config: dict[str, Any] = {
+        "repository-uri": f"{private}/kube-private",
+        "kube-job-template-path": str(tmp_path / "job.yaml"),
+    }
+    if pull_secrets:
+        config["image-pull-secrets"] = pull_secrets
+    return mlgrid.projects.run(
         str(project(tmp_path / "proj", python_image)),
         backend="kubernetes",
-        backend_config={
-            "repository-uri": f"{private}/kube-private",
-            "kube-job-template-path": str(tmp_path / "job.yaml"),
-            "image-pull-secrets": ["regcred"],
-        },
+        backend_config=config,
         synchronous=False,
+    )
+
+
+def test_a_private_registry_push_with_docker_config_and_pull_with_a_pull_secret(
+    grpc_stack,
+    cluster: Cluster,
+    python_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mlflow/mlflow#1672: the push to a registry that wants credentials uses the Docker
+    config's; the Job's pods get the pull Secret the backend config names, and pull with it."""
+    submitted = _private_registry_run(
+        grpc_stack, cluster, python_image, tmp_path, monkeypatch, ["regcred"]
     )
     assert submitted.wait() is True, submitted.message
     (job,) = [e[3] for e in cluster.api.store.events if e[1] == "jobs" and e[2] == "ADDED"]
     pod_spec = job["spec"]["template"]["spec"]
+    private = cluster.engine.auth_registry
     assert pod_spec["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod_spec["containers"][0]["image"].startswith(f"{private}/kube-private@sha256:")
+    client = Client(grpc_stack.tracking_uri)
+    assert client.get_run(submitted.run_id).data.metrics == {"doubled": 1.0}
+
+
+def test_without_the_pull_secret_the_private_image_is_not_pulled_and_the_run_fails(
+    grpc_stack,
+    cluster: Cluster,
+    python_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same push and Job with no pull Secret: the registry refuses the pull (the engine's
+    copy of the image is not used, and the service's Docker config is not lent to the pods)."""
+    submitted = _private_registry_run(grpc_stack, cluster, python_image, tmp_path, monkeypatch, [])
+    assert submitted.wait() is False
+    run = Client(grpc_stack.tracking_uri).get_run(submitted.run_id)
+    assert run.info.status == "FAILED"
+    assert "ImagePullBackOff" in submitted.message, submitted.message
+    (job,) = [e[3] for e in cluster.api.store.events if e[1] == "jobs" and e[2] == "ADDED"]
+    assert "imagePullSecrets" not in job["spec"]["template"]["spec"]
+    pulls = [
+        e[3]["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        for e in cluster.api.store.events
+        if e[1] == "pods" and "ErrImagePull" in json.dumps(e[3].get("status", {}))
+    ]
+    assert pulls and all(cluster.engine.auth_registry in m for m in pulls)
+    assert any("unauthorized" in m.lower() or "authentication" in m.lower() for m in pulls), pulls
+    assert cluster.api.store.list("jobs", None, "", "")[0] == []
+    assert cluster.api.store.list("pods", None, "", "")[0] == []
