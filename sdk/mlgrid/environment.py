@@ -317,6 +317,43 @@ MLGRID_PROJECTS_MAX_SOURCE_BYTES = EnvironmentVariable(
     "Projects service: the largest project (bytes of its working copy) a run may fetch.",
     fallback=None,
 )
+MLGRID_PROJECTS_RUN_USER = EnvironmentVariable[str | None](
+    "MLGRID_PROJECTS_RUN_USER",
+    _parse_str,
+    "nobody",
+    "Projects service running as root: the user (name or uid) local runs execute as; '' runs "
+    "them as the service's own user (embedded mode's default).",
+    fallback=None,
+)
+MLGRID_PROJECTS_RUN_MAX_CPU_SECONDS = EnvironmentVariable(
+    "MLGRID_PROJECTS_RUN_MAX_CPU_SECONDS",
+    _parse_non_negative_float,
+    86400.0,
+    "Projects service: CPU seconds a local run's process may use (RLIMIT_CPU); 0: no limit.",
+    fallback=None,
+)
+MLGRID_PROJECTS_RUN_MAX_SECONDS = EnvironmentVariable(
+    "MLGRID_PROJECTS_RUN_MAX_SECONDS",
+    _parse_non_negative_float,
+    86400.0,
+    "Projects service: wall-clock seconds a local run's command may take; 0: no limit.",
+    fallback=None,
+)
+MLGRID_PROJECTS_RUN_MAX_MEMORY_BYTES = EnvironmentVariable(
+    "MLGRID_PROJECTS_RUN_MAX_MEMORY_BYTES",
+    _parse_non_negative_float,
+    16.0 * 1024**3,
+    "Projects service: address space of each process of a local run (RLIMIT_AS); 0: no limit.",
+    fallback=None,
+)
+MLGRID_PROJECTS_RUN_MAX_DISK_BYTES = EnvironmentVariable(
+    "MLGRID_PROJECTS_RUN_MAX_DISK_BYTES",
+    _parse_non_negative_float,
+    10.0 * 1024**3,
+    "Projects service: bytes a local run may write to one file (RLIMIT_FSIZE) and hold in its "
+    "working copy; 0: no limit.",
+    fallback=None,
+)
 MLGRID_ENABLE_SYSTEM_METRICS_LOGGING = EnvironmentVariable(
     "MLGRID_ENABLE_SYSTEM_METRICS_LOGGING",
     _parse_bool,

@@ -16,7 +16,7 @@ import grpc
 from mlgrid import environment as env
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
-from mlgrid.environment import MLGRID_PROJECTS_ALLOW_LOCAL_PATHS
+from mlgrid.environment import MLGRID_PROJECTS_ALLOW_LOCAL_PATHS, MLGRID_PROJECTS_RUN_USER
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
@@ -94,6 +94,9 @@ def create(config: ServiceConfig) -> ServiceApp:
         # Embedded in the user's own process: its projects are the user's local directories
         # (source_policy.py; a deployment keeps server-local paths off).
         MLGRID_PROJECTS_ALLOW_LOCAL_PATHS.set(MLGRID_PROJECTS_ALLOW_LOCAL_PATHS.get_raw() or "true")
+        # … and its runs are the user's own programs, run as that user (as MLflow runs them).
+        if not MLGRID_PROJECTS_RUN_USER.is_set:
+            MLGRID_PROJECTS_RUN_USER.set("")
     runner = create_runner(config)
     runner.start_reconciling()
     servicer = ProjectsServicer(runner)

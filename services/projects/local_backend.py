@@ -13,7 +13,9 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue
@@ -33,6 +35,14 @@ from .envcache import BuildOutput
 from .environments import EnvironmentPlan, build_environment, plan_environment
 from .logbuffer import LogBuffer
 from .process import ChildProcess
+from .run_limits import (
+    RunLimits,
+    RunUser,
+    directory_bytes,
+    give_to,
+    resolve_run_user,
+    unreachable_part,
+)
 from .run_variables import run_variables
 from .state import kill_leftover_group
 
@@ -54,6 +64,12 @@ _SERVICE_ONLY = (
     "MLGRID_GATEWAY_TARGET",
     "MLGRID_PUBLIC_TRACKING_URI",
 )
+#: How often the supervisor checks the wall-clock time and the working copy's size.
+_LIMIT_CHECK_SECONDS = 1.0
+#: How much of the run's last stderr is read to tell why it failed (e.g. MemoryError).
+_TAIL_BYTES = 8192
+#: A shell's exit codes for "found but not executable" and "not found".
+_CANNOT_EXECUTE = (126, 127)
 TRACKING_STATUS = {
     "FINISHED": tracking_pb2.RUN_STATUS_FINISHED,
     "FAILED": tracking_pb2.RUN_STATUS_FAILED,
@@ -87,6 +103,7 @@ class LocalSubmittedRun(SubmittedRun):
         self._cancelled = False
         self._stop_status = ("KILLED", "cancelled")
         self._build_output = BuildOutput(self.log.system)
+        self._reach_warning = ""
         self._child: ChildProcess | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -175,29 +192,94 @@ class LocalSubmittedRun(SubmittedRun):
                 values[name] = self._host.download(value, target)
         command = build_command(request.entry, values, request.params.extra)
         env = child_environment(request, activation, self._host.artifact_root)
+        user = self._run_user(request, activation)
+        if user is not None:
+            env["HOME"] = str(request.workdir)  # the service's home is not the run's
+        limits = RunLimits.from_env()
         with self._lock:
             if self._cancelled:
                 return "KILLED"
-            self.log.system(f"[mlgrid] running: {command}\n")
+            who = f" as {user.name}" if user else ""
+            self.log.system(f"[mlgrid] running{who}: {command}\n")
             # RUNNING before the child exists: its first output can reach a follower before
             # this thread runs again, and a status read then must not say SCHEDULED.
             self._status = "RUNNING"
-            self._child = ChildProcess(command, request.project_dir, env, self.log)
+            self._child = ChildProcess(
+                command, request.project_dir, env, self.log, user=user, limits=limits
+            )
         child = self._child
         self._host.record(
             OwnedHandle(
                 request.run_id, request.backend, {"pid": child.pid, "start": child.start_time}
             )
         )
-        code = child.wait()
+        code = self._wait_within_limits(child, limits, request.workdir)
         child.join_output()
         self.exit_code = code
         if code == 0:
             return "FINISHED"
-        self.message = (
-            f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        stopped_by = limits.explain(
+            code,
+            elapsed=time.monotonic() - child.started,
+            workdir_bytes=directory_bytes(request.workdir, limits.disk_bytes),
+            output_tail=self.log.tail("stderr", _TAIL_BYTES),
         )
+        if stopped_by is not None:
+            self.message = stopped_by
+        elif code in _CANNOT_EXECUTE and self._reach_warning:
+            self.message = f"exit code {code}: {self._reach_warning}"
+        else:
+            self.message = (
+                f"killed by signal {-code}"
+                if code is not None and code < 0
+                else f"exit code {code}"
+            )
         return "FAILED"
+
+    def _run_user(self, request: RunRequest, activation: dict[str, str]) -> RunUser | None:
+        """The account the command runs as (None: the service's), given the working copy."""
+        user = resolve_run_user()
+        if user is None:
+            return None
+        give_to(request.workdir, user)
+        blocked = unreachable_part(request.project_dir, user)
+        if blocked is not None:
+            raise InvalidParameterValue(
+                f"runs execute as user {user.name!r} (MLGRID_PROJECTS_RUN_USER), who cannot "
+                f"enter {blocked}; point MLGRID_PROJECTS_WORK_DIR at a directory that user can "
+                "reach, or set MLGRID_PROJECTS_RUN_USER"
+            )
+        # The environment's Python (the service's own for env manager "local"): the command
+        # may not use it, so an unreachable one is a warning, repeated if the command fails.
+        python = shutil.which("python", path=activation.get("PATH"))
+        blocked = unreachable_part(Path(python).resolve(), user) if python else None
+        if blocked is not None:
+            self._reach_warning = (
+                f"user {user.name!r} (MLGRID_PROJECTS_RUN_USER) cannot enter {blocked}, so "
+                f"cannot run the environment's Python {python}; build environments where "
+                "that user can reach them (MLGRID_ENV_ROOT, a Python outside private homes)"
+            )
+            self.log.system(f"[mlgrid] warning: {self._reach_warning}\n")
+        return user
+
+    def _wait_within_limits(self, child: ChildProcess, limits: RunLimits, workdir: Path) -> int:
+        """The child's exit code; stops it at the wall-clock limit or when the working copy
+        outgrows the disk limit (what no rlimit covers)."""
+        while True:
+            code = child.wait(_LIMIT_CHECK_SECONDS)
+            if code is not None:
+                return code
+            elapsed = time.monotonic() - child.started
+            over_time = bool(limits.wall_seconds) and elapsed >= limits.wall_seconds
+            over_disk = bool(limits.disk_bytes) and (
+                directory_bytes(workdir, limits.disk_bytes) >= limits.disk_bytes
+            )
+            if over_time or over_disk:
+                what = "wall-clock" if over_time else "working-copy disk"
+                self.log.system(f"[mlgrid] the run reached its {what} limit: stopping it\n")
+                child.terminate(self._host.kill_grace)
+                final = child.wait(5.0)
+                return final if final is not None else -9
 
     def _finish(self, status: str) -> None:
         request = self._request

@@ -66,6 +66,19 @@ class LogBuffer:
     def closed(self) -> bool:
         return self._closed
 
+    def tail(self, stream: str, limit: int) -> bytes:
+        """The last ``limit`` bytes kept of one stream (to tell why a run failed)."""
+        with self._cond:
+            chunks: list[bytes] = []
+            size = 0
+            for entry in reversed(self._entries):
+                if entry.stream == stream:
+                    chunks.append(entry.data)
+                    size += len(entry.data)
+                    if size >= limit:
+                        break
+        return b"".join(reversed(chunks))[-limit:]
+
     def read(self, position: int, wait: float = 0.0) -> tuple[list[LogEntry], int, bool]:
         """Entries from ``position`` on, the next position, and whether the log is complete.
 

@@ -15,7 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+from mlgrid.exceptions import InvalidParameterValue
+
 from .logbuffer import LogBuffer
+from .run_limits import RunLimits, RunUser
 
 __all__ = ["ChildProcess", "process_start_time"]
 
@@ -42,13 +45,50 @@ def process_start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else "?"
 
 
+def _switch_user(user: RunUser) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise InvalidParameterValue(
+            f"runs execute as user {user.name!r} (MLGRID_PROJECTS_RUN_USER), which needs "
+            "util-linux's setpriv on the projects service's host; install it, or set "
+            "MLGRID_PROJECTS_RUN_USER to run as the service's user"
+        )
+    return [
+        setpriv,
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--no-new-privs",  # setuid programs (sudo, su) cannot take the run back to root
+        "--",
+    ]
+
+
 class ChildProcess:
     """One running command of a project run."""
 
-    def __init__(self, command: str, cwd: Path, env: dict[str, str], log: LogBuffer) -> None:
+    def __init__(
+        self,
+        command: str,
+        cwd: Path,
+        env: dict[str, str],
+        log: LogBuffer,
+        *,
+        user: RunUser | None = None,
+        limits: RunLimits | None = None,
+    ) -> None:
         shell = shutil.which("bash") or "/bin/sh"
+        self.started = time.monotonic()
+        if limits is not None:
+            command = limits.shell_prefix(shell) + command
+        argv = [shell, "-c", command]
+        if user is not None:
+            # util-linux's setpriv switches the account right before the shell: Popen's own
+            # user=/group= would do it between fork and exec in a child of this threaded
+            # service, where glibc's set*id crashes now and then.
+            argv = [*_switch_user(user), *argv]
         self._proc = subprocess.Popen(
-            [shell, "-c", command],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -77,3 +77,7 @@ def _open_project_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
     monkeypatch.setenv("MLGRID_PROJECTS_ALLOWED_HOSTS", "*")
     monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_PRIVATE_ADDRESSES", "true")
+    # Their projects, inputs and environment caches live in root's private temporary
+    # directories, which the default run user (nobody) cannot enter; the run user and the
+    # limits are tested in tests/hardening/test_run_limits.py.
+    monkeypatch.setenv("MLGRID_PROJECTS_RUN_USER", "")
