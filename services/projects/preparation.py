@@ -18,11 +18,11 @@ from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.limits import MAX_RUN_TAG_VALUE_LENGTH
 from mlgrid.projects.backend import RunRequest
-from mlgrid.projects.fetch import FetchedProject, fetch_project
+from mlgrid.projects.fetch import FetchedProject, SourceTooLarge, fetch_project
 from mlgrid.projects.params import build_command, resolve_parameters
 from mlgrid.projects.spec import Project, load_project
 
-from .source_policy import check_project_source, check_source_size
+from .source_policy import SourcePolicy, check_project_source, source_too_large
 
 __all__ = ["LoadedProject", "Submission", "load_submission", "run_tags"]
 
@@ -100,9 +100,18 @@ def load_submission(sub: Submission, tracking_uri: str) -> LoadedProject:
         )
     workdir = Path(tempfile.mkdtemp(prefix="mlgrid-run-", dir=work_root()))
     try:
-        check_project_source(sub.uri)  # the deployment's policy, before anything is fetched
-        fetched = fetch_project(sub.uri, sub.version, workdir / "project", sub.base_dir)
-        check_source_size(workdir / "project", sub.uri)
+        policy = SourcePolicy.from_env()
+        check_project_source(sub.uri, policy)  # the deployment's policy, before any fetch
+        try:
+            fetched = fetch_project(
+                sub.uri,
+                sub.version,
+                workdir / "project",
+                sub.base_dir,
+                max_bytes=policy.max_source_bytes,
+            )
+        except SourceTooLarge:
+            raise source_too_large(sub.uri, policy) from None
         project = load_project(fetched.directory)
         entry = project.get_entry_point(sub.entry_point or "main")
         params = resolve_parameters(entry, sub.parameters, sub.base_dir)

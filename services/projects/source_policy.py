@@ -10,7 +10,8 @@ with its own rights, so a client's URI is held to a policy before anything is fe
 - Whatever the host, none of its addresses may be loopback, link-local (``169.254.169.254``, the
   cloud metadata service), private or otherwise internal unless
   ``MLGRID_PROJECTS_ALLOW_PRIVATE_ADDRESSES`` is true.
-- A fetched project larger than ``MLGRID_PROJECTS_MAX_SOURCE_BYTES`` is refused and removed.
+- A project larger than ``MLGRID_PROJECTS_MAX_SOURCE_BYTES`` is refused while it is fetched
+  (the download, clone or copy stops there) and the partial copy removed.
 
 Every refusal is INVALID_ARGUMENT naming the setting to change.
 """
@@ -18,7 +19,6 @@ Every refusal is INVALID_ARGUMENT naming the setting to change.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from dataclasses import dataclass
@@ -127,18 +127,11 @@ def check_project_source(uri: str, policy: SourcePolicy | None = None) -> None:
         )
 
 
-def check_source_size(directory: Path, uri: str, policy: SourcePolicy | None = None) -> None:
-    """Refuses a fetched project larger than the limit (the caller removes the copy)."""
-    limit = (policy or SourcePolicy.from_env()).max_source_bytes
-    total = 0
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-            if total > limit:
-                raise InvalidParameterValue(
-                    f"project {shown(uri)} is larger than MLGRID_PROJECTS_MAX_SOURCE_BYTES "
-                    f"({limit} bytes); make it smaller or have the operator raise the limit"
-                )
+def source_too_large(uri: str, policy: SourcePolicy) -> InvalidParameterValue:
+    """The error for a project whose fetch passed ``MLGRID_PROJECTS_MAX_SOURCE_BYTES`` (the
+    fetch stops there: ``fetch_project(max_bytes=…)``)."""
+    return InvalidParameterValue(
+        f"project {shown(uri)} is larger than MLGRID_PROJECTS_MAX_SOURCE_BYTES "
+        f"({policy.max_source_bytes} bytes); its fetch was stopped there. Make it smaller or "
+        "have the operator raise the limit"
+    )

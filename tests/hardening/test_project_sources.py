@@ -4,6 +4,12 @@ link-local or private addresses unless allowed, and a size limit on what is fetc
 
 from __future__ import annotations
 
+import http.server
+import os
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,11 +18,12 @@ import pytest
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.projects.fetch import SourceTooLarge, fetch_project
 from mlgrid_services.projects.source_policy import (
     SourcePolicy,
     check_project_source,
-    check_source_size,
 )
+from tests.projects.helpers import commit_all, git
 
 DEFAULTS = SourcePolicy(
     allow_local=False,
@@ -64,11 +71,123 @@ def test_allowed_hosts_match_names_and_subdomains() -> None:
         check_project_source("https://example.com/repo.git", policy)
 
 
-def test_a_fetched_project_over_the_size_limit_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "MLproject").write_text("name: big\n")
-    (tmp_path / "data.bin").write_bytes(b"x" * 2048)
-    with pytest.raises(InvalidParameterValue, match="MLGRID_PROJECTS_MAX_SOURCE_BYTES"):
-        check_source_size(tmp_path, "https://github.com/x/big.git", DEFAULTS)
+class _Streamer(http.server.BaseHTTPRequestHandler):
+    """Serves /endless.zip (no length, bytes until the client hangs up) and /declared.zip
+    (a Content-Length of 1 GiB); counts what it managed to send."""
+
+    sent = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.path == "/declared.zip":
+            self.send_header("Content-Length", str(1024**3))
+        self.end_headers()
+        chunk = b"x" * 65536
+        try:
+            for _ in range(16 * 1024):  # at most 1 GiB
+                self.wfile.write(chunk)
+                type(self).sent += len(chunk)
+        except OSError:
+            pass  # the client stopped reading
+
+
+@pytest.fixture
+def streamer() -> Iterator[tuple[str, type[_Streamer]]]:
+    handler = type("Streamer", (_Streamer,), {"sent": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _submit(grpc_stack, uri: str) -> grpc.RpcError:
+    projects = pb_grpc.ProjectsServiceStub(grpc_stack.channel())
+    with pytest.raises(grpc.RpcError) as info:
+        projects.SubmitRun(pb.SubmitRunRequest(backend="local", uri=uri), timeout=60)
+    return info.value
+
+
+@pytest.fixture
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> int:
+    cap = 1024**2
+    monkeypatch.setenv("MLGRID_PROJECTS_MAX_SOURCE_BYTES", str(cap))
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOWED_HOSTS", "*")
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_PRIVATE_ADDRESSES", "true")
+    return cap
+
+
+def _assert_too_large(error: grpc.RpcError) -> None:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "MLGRID_PROJECTS_MAX_SOURCE_BYTES" in (error.details() or ""), error.details()
+
+
+def test_an_endless_download_is_stopped_at_the_size_limit(
+    grpc_stack, small_cap: int, streamer: tuple[str, type[_Streamer]]
+) -> None:
+    url, handler = streamer
+    _assert_too_large(_submit(grpc_stack, f"{url}/endless.zip"))
+    # The client hung up just past the cap: the server got to send little more (its socket
+    # buffers), not the gigabyte it offered.
+    time.sleep(0.5)
+    assert handler.sent < small_cap + 16 * 1024**2
+
+
+def test_a_download_declaring_a_length_past_the_limit_is_refused_before_reading(
+    grpc_stack, small_cap: int, streamer: tuple[str, type[_Streamer]]
+) -> None:
+    url, handler = streamer
+    _assert_too_large(_submit(grpc_stack, f"{url}/declared.zip"))
+    time.sleep(0.5)
+    assert handler.sent < 16 * 1024**2
+
+
+def test_a_zip_declaring_more_than_the_limit_is_refused_before_extracting(
+    grpc_stack, small_cap: int, tmp_path: Path
+) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("MLproject", "name: bomb\n")
+        zf.writestr("zeros.bin", b"\0" * (4 * small_cap))  # compresses to a few KiB
+    assert archive.stat().st_size < small_cap
+    _assert_too_large(_submit(grpc_stack, str(archive)))
+
+
+def test_a_git_clone_past_the_limit_is_stopped(grpc_stack, small_cap: int, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "MLproject").write_text("name: big\n")
+    (repo / "data.bin").write_bytes(os.urandom(4 * small_cap))  # incompressible
+    git(repo, "init", "-q")
+    commit_all(repo, "big")
+    _assert_too_large(_submit(grpc_stack, f"file://{repo}"))
+
+
+def test_a_local_copy_past_the_limit_is_stopped(grpc_stack, small_cap: int, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "MLproject").write_text("name: big\n")
+    for i in range(8):
+        (project / f"part{i}.bin").write_bytes(b"x" * (small_cap // 2))
+    _assert_too_large(_submit(grpc_stack, str(project)))
+
+
+def test_a_project_under_the_limit_is_fetched_whole(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "MLproject").write_text("name: small\n")
+    (project / "data.bin").write_bytes(b"x" * 2048)
+    fetched = fetch_project(str(project), None, tmp_path / "copy", max_bytes=4096)
+    assert (fetched.directory / "data.bin").stat().st_size == 2048
+    with pytest.raises(SourceTooLarge):
+        fetch_project(str(project), None, tmp_path / "copy2", max_bytes=1024)
 
 
 def test_the_projects_service_refuses_a_server_path_before_copying_anything(

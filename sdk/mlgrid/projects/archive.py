@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.projects.size_cap import SizeCap
 
 __all__ = ["extract_zip"]
 
@@ -39,8 +40,11 @@ def _check_entry(info: zipfile.ZipInfo, dest: Path, archive: str) -> None:
         )
 
 
-def extract_zip(archive: Path, dest: Path, shown_as: str | None = None) -> None:
-    """Extracts ``archive`` into the (existing) directory ``dest`` after checking every entry."""
+def extract_zip(
+    archive: Path, dest: Path, shown_as: str | None = None, cap: SizeCap | None = None
+) -> None:
+    """Extracts ``archive`` into the (existing) directory ``dest`` after checking every entry
+    (and, with ``cap``, their declared sizes: zipfile reads no more than an entry declares)."""
     label = shown_as or str(archive)
     dest = dest.resolve()
     try:
@@ -48,6 +52,8 @@ def extract_zip(archive: Path, dest: Path, shown_as: str | None = None) -> None:
             entries = zf.infolist()
             for info in entries:
                 _check_entry(info, dest, label)
+            if cap is not None:
+                cap.check_declared(sum(info.file_size for info in entries))
             for info in entries:
                 zf.extract(info, dest)
                 mode = (info.external_attr >> 16) & 0o777

@@ -9,12 +9,15 @@ user's checkout is never run in place: every run gets its own copy.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -22,9 +25,13 @@ from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects import git
 from mlgrid.projects.archive import extract_zip
+from mlgrid.projects.size_cap import SizeCap, SourceTooLarge
 from mlgrid.projects.spec import resolve_inside
 
-__all__ = ["FetchedProject", "fetch_project", "split_subdirectory"]
+__all__ = ["FetchedProject", "SourceTooLarge", "fetch_project", "split_subdirectory"]
+
+#: Bytes read from a download at a time.
+_CHUNK = 256 * 1024
 
 _SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:")
 _GIT_SCHEMES = ("https", "http", "ssh", "git", "git+ssh", "git+https")
@@ -100,25 +107,31 @@ def _with_subdir(root: Path, sub: str, uri: str) -> Path:
 
 
 def fetch_project(
-    uri: str, version: str | None, dest: Path, base_dir: Path | None = None
+    uri: str,
+    version: str | None,
+    dest: Path,
+    base_dir: Path | None = None,
+    max_bytes: int | None = None,
 ) -> FetchedProject:
     """Copies, clones or extracts the project at ``uri`` into the empty directory ``dest``.
 
-    Relative local paths resolve against ``base_dir`` (the caller's working directory).
+    Relative local paths resolve against ``base_dir`` (the caller's working directory). With
+    ``max_bytes`` the fetch stops (:class:`SourceTooLarge`) as soon as it brings in more.
     """
     uri = uri.strip()
     if not uri or uri.startswith("-") or "\x00" in uri:
         raise InvalidParameterValue(f"project URI {uri!r} is not a path, file:// URI or git URI")
     version = version or None
+    cap = SizeCap(max_bytes, repr(uri[:200])) if max_bytes is not None else None
     base, sub = split_subdirectory(uri)
     dest.mkdir(parents=True, exist_ok=True)
     if base.lower().endswith(".zip"):
         if version:
             raise InvalidParameterValue("a version can only be given for git projects, not zips")
-        _fetch_zip(base, dest, base_dir)
+        _fetch_zip(base, dest, base_dir, cap)
         return FetchedProject(directory=_with_subdir(dest, sub, uri), source_name=uri)
     if _is_git_uri(base):
-        commit = git.clone(base, dest / "repo", version)
+        commit = git.clone(base, dest / "repo", version, cap)
         return FetchedProject(
             directory=_with_subdir(dest / "repo", sub, uri),
             source_name=uri,
@@ -142,9 +155,9 @@ def fetch_project(
     shown = f"{shown}#{sub}" if sub else shown
     if (scheme == "file" and git.is_git_repo_root(path)) or version:
         repo_url = base.split("#")[0] if scheme == "file" else None
-        return _fetch_local_repo(path, sub, version, dest, shown, repo_url)
+        return _fetch_local_repo(path, sub, version, dest, shown, repo_url, cap)
     copy = dest / path.name
-    shutil.copytree(path, copy, symlinks=True, ignore=_COPY_IGNORE)
+    shutil.copytree(path, copy, symlinks=True, ignore=_COPY_IGNORE, copy_function=_copier(cap))
     top = git.toplevel(path)
     return FetchedProject(
         directory=_with_subdir(copy, sub, uri),
@@ -154,8 +167,26 @@ def fetch_project(
     )
 
 
+def _copier(cap: SizeCap | None) -> Callable[[str, str], object]:
+    """copytree's copy function, counting each file against ``cap`` before it is copied."""
+    if cap is None:
+        return shutil.copy2
+
+    def copy(src: str, dst: str) -> object:
+        cap.add(os.lstat(src).st_size)
+        return shutil.copy2(src, dst)
+
+    return copy
+
+
 def _fetch_local_repo(
-    path: Path, sub: str, version: str | None, dest: Path, shown: str, repo_url: str | None
+    path: Path,
+    sub: str,
+    version: str | None,
+    dest: Path,
+    shown: str,
+    repo_url: str | None,
+    cap: SizeCap | None = None,
 ) -> FetchedProject:
     """Clones a local repository (committed state at ``version``); a project inside a
     repository keeps its place relative to the repository root."""
@@ -166,7 +197,7 @@ def _fetch_local_repo(
             "only apply to git projects"
         )
     inner = path.relative_to(top.resolve()) if top.resolve() != path else Path()
-    commit = git.clone(str(top), dest / "repo", version)
+    commit = git.clone(str(top), dest / "repo", version, cap)
     root = (dest / "repo" / inner) if str(inner) != "." else dest / "repo"
     return FetchedProject(
         directory=_with_subdir(root, sub, shown),
@@ -177,7 +208,7 @@ def _fetch_local_repo(
     )
 
 
-def _fetch_zip(base: str, dest: Path, base_dir: Path | None) -> None:
+def _fetch_zip(base: str, dest: Path, base_dir: Path | None, cap: SizeCap | None) -> None:
     scheme = urlsplit(base).scheme
     if scheme in ("http", "https"):
         with tempfile.NamedTemporaryFile(suffix=".zip", dir=dest) as tmp:
@@ -185,11 +216,11 @@ def _fetch_zip(base: str, dest: Path, base_dir: Path | None) -> None:
                 with urllib.request.urlopen(
                     base, timeout=env.MLGRID_PROJECT_FETCH_TIMEOUT.get()
                 ) as response:
-                    shutil.copyfileobj(response, tmp)
+                    _download(response, tmp, cap)
             except OSError as exc:
                 raise InvalidParameterValue(f"cannot download {base!r}: {exc}") from exc
             tmp.flush()
-            extract_zip(Path(tmp.name), dest, shown_as=base)
+            extract_zip(Path(tmp.name), dest, shown_as=base, cap=cap)
         return
     if len(scheme) > 1 and scheme != "file":
         raise InvalidParameterValue(f"zip archive {base!r}: unsupported scheme {scheme!r}")
@@ -198,4 +229,17 @@ def _fetch_zip(base: str, dest: Path, base_dir: Path | None) -> None:
         path = (base_dir or Path.cwd()) / path
     if not path.is_file():
         raise InvalidParameterValue(f"zip archive {str(path)!r} does not exist")
-    extract_zip(path, dest, shown_as=base)
+    extract_zip(path, dest, shown_as=base, cap=cap)
+
+
+def _download(response: Any, sink: IO[bytes], cap: SizeCap | None) -> None:
+    """Streams ``response`` into ``sink``, stopping once past ``cap`` (a declared length past
+    it is refused before anything is read)."""
+    if cap is not None:
+        length = response.headers.get("Content-Length")
+        if length and length.strip().isdigit():
+            cap.check_declared(int(length))
+    while chunk := response.read(_CHUNK):
+        if cap is not None:
+            cap.add(len(chunk))
+        sink.write(chunk)
