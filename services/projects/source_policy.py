@@ -22,7 +22,6 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlgrid.environment import (
