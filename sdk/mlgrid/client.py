@@ -26,6 +26,7 @@ from mlgrid.context.default import current_user
 from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 from mlgrid.entities import (
     DatasetInput,
+    DatasetSummary,
     Experiment,
     LoggedModelInput,
     Metric,
@@ -388,6 +389,13 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
             models=[m.to_proto() for m in models or []],
         )
         self._call(self._stub.LogInputs, request)
+
+    def search_datasets(self, experiment_ids: Sequence[str]) -> list[DatasetSummary]:
+        """The distinct datasets (with their ``mlflow.data.context``) that the runs of 1 to 20
+        experiments used; at most 1,000."""
+        request = rpc.SearchDatasetsRequest(experiment_ids=[str(e) for e in experiment_ids])
+        response = self._call(self._stub.SearchDatasets, request)
+        return [DatasetSummary.from_proto(s) for s in response.dataset_summaries]
 
     # -- metric history ---------------------------------------------------------------------
 

@@ -36,6 +36,10 @@ MAX_DATASET_FIELD_LENGTHS: tuple[tuple[str, int], ...] = (
 
 # ---------------------------------------------------------------- tracking: counts per call
 
+#: SearchDatasets: experiments per call, and dataset summaries in one answer (MLflow's numbers).
+MAX_DATASET_SEARCH_EXPERIMENTS = 20
+MAX_DATASET_SUMMARIES = 1000
+
 #: One log_batch call; the SDK splits bigger batches into several calls.
 MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS = 100

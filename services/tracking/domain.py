@@ -392,6 +392,22 @@ class TrackingDomain(LoggedModelsDomain):
         if inputs or not models:
             self.store.log_inputs(run_id, inputs)
 
+    def search_datasets(self, experiment_ids: Sequence[str]) -> list[tracking_pb2.DatasetSummary]:
+        """The datasets the runs of 1 to 20 experiments used (MLflow's limits and messages)."""
+        if not experiment_ids:
+            raise InvalidParameterValue(
+                "SearchDatasets request must specify at least one experiment_id."
+            )
+        if len(experiment_ids) > limits.MAX_DATASET_SEARCH_EXPERIMENTS:
+            raise InvalidParameterValue(
+                "SearchDatasets request cannot specify more than "
+                f"{limits.MAX_DATASET_SEARCH_EXPERIMENTS} experiment_ids. Received "
+                f"{len(experiment_ids)} experiment_ids."
+            )
+        for experiment_id in experiment_ids:
+            v.validate_experiment_id(experiment_id, "experiment_ids")
+        return self.store.search_datasets(list(experiment_ids), limits.MAX_DATASET_SUMMARIES)
+
     # ---------------------------------------------------------------- history
 
     def get_metric_history(

@@ -155,6 +155,10 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self.domains.for_call(context).log_inputs(request.run_id, request.datasets, request.models)
         return pb.LogInputsResponse()
 
+    def SearchDatasets(self, request, context):
+        summaries = self.domains.for_call(context).search_datasets(request.experiment_ids)
+        return pb.SearchDatasetsResponse(dataset_summaries=summaries)
+
     def IngestMetrics(self, request_iterator, context):
         written = 0
         for message in request_iterator:

@@ -8,6 +8,7 @@ metric chart drawn.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -143,3 +144,32 @@ def test_mlflows_ui_shows_what_mlgrids_sdk_logged(sdk, unique, mlflow_server, br
     open_until(
         browser, f"{mlflow_server}/#/models/ui-model-{unique}", f"ui-model-{unique}", "Version 1"
     )
+
+
+def test_mlflow_servers_dataset_filter_lists_the_datasets_runs_used(
+    mlflow_server: str, client, experiment_id: str
+) -> None:
+    # The UI's dataset filter asks MLflow's server, which asks the plugin's store.
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    run_id = client.create_run(experiment_id).info.run_id
+    iris = Dataset("iris", "0123abcd", "local", '{"uri": "/data/iris.csv"}')
+    client.log_inputs(run_id, [DatasetInput(iris, [InputTag("mlflow.data.context", "eval")])])
+    request = urllib.request.Request(
+        f"{mlflow_server}/ajax-api/2.0/mlflow/experiments/search-datasets",
+        data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        body = json.loads(answer.read())
+    assert body == {
+        "dataset_summaries": [
+            {
+                "experiment_id": experiment_id,
+                "name": "iris",
+                "digest": "0123abcd",
+                "context": "eval",
+            }
+        ]
+    }

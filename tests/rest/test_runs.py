@@ -199,6 +199,61 @@ def test_log_inputs_shows_the_dataset(client: mlflow.MlflowClient, experiment_id
     assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "train")]
 
 
+def test_search_datasets_lists_what_the_runs_used_for_the_ui(
+    rest_url: str, client: mlflow.MlflowClient, experiment_id: str
+) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    train = Dataset("train", "abc123", "local", '{"uri": "/data/train"}')
+    extra = Dataset("extra", "def456", "local", '{"uri": "/data/extra"}')
+    for _ in range(2):  # two runs on the same dataset: listed once
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_inputs(run_id, [DatasetInput(train, [InputTag("mlflow.data.context", "train")])])
+    client.log_inputs(run_id, [DatasetInput(extra, [])])
+    answer = call(
+        rest_url,
+        "POST",
+        "/ajax-api/2.0/mlflow/experiments/search-datasets",
+        {"experiment_ids": [experiment_id]},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "dataset_summaries": [
+            # No context tag: no "context" field, as MLflow's server writes it.
+            {"experiment_id": experiment_id, "name": "extra", "digest": "def456"},
+            {
+                "experiment_id": experiment_id,
+                "name": "train",
+                "digest": "abc123",
+                "context": "train",
+            },
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ([], "SearchDatasets request must specify at least one experiment_id."),
+        (
+            [str(i) for i in range(21)],
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            "Received 21 experiment_ids.",
+        ),
+    ],
+)
+def test_search_datasets_needs_one_to_twenty_experiments(
+    rest_url: str, ids: list[str], message: str
+) -> None:
+    answer = call(
+        rest_url,
+        "POST",
+        "/ajax-api/2.0/mlflow/experiments/search-datasets",
+        {"experiment_ids": ids},
+    )
+    assert error_of(answer) == (400, "INVALID_PARAMETER_VALUE", message)
+
+
 def test_metric_history_pages_and_bulk_interval(
     rest_url: str, client: mlflow.MlflowClient, experiment_id: str
 ) -> None:

@@ -67,6 +67,7 @@ PUBLIC_API = [
 ENTITIES = [
     "Dataset",
     "DatasetInput",
+    "DatasetSummary",
     "Experiment",
     "ExperimentTag",
     "InputTag",

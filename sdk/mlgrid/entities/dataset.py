@@ -59,6 +59,21 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class DatasetSummary:
+    """A dataset as the runs of one experiment used it: ``context`` is the input's
+    ``mlflow.data.context`` tag (e.g. ``"train"``), None when the input has none."""
+
+    experiment_id: str
+    name: str
+    digest: str
+    context: str | None = None
+
+    @classmethod
+    def from_proto(cls, proto: tracking_pb2.DatasetSummary) -> DatasetSummary:
+        return cls(proto.experiment_id, proto.name, proto.digest, proto.context or None)
+
+
+@dataclass(frozen=True)
 class DatasetInput:
     """A dataset together with the tags of its use by one run."""
 

@@ -23,6 +23,7 @@ from mlflow.entities import (
     ViewType,
 )
 from mlflow.entities import LoggedModelInput as MlflowLoggedModelInput
+from mlflow.entities.dataset_summary import _DatasetSummary
 from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import NOT_IMPLEMENTED
@@ -221,6 +222,15 @@ class MlgridTrackingStore(LoggedModelMethods, AbstractStore):
             [convert.to_dataset_input(d) for d in datasets or []],
             [LoggedModelInput(m.model_id) for m in models or []],
         )
+
+    @mlflow_errors
+    def _search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
+        # Private in MLflow too: its server's experiments/search-datasets (the UI's dataset
+        # filter) calls it on stores that have it.
+        return [
+            _DatasetSummary(s.experiment_id, s.name, s.digest, s.context)
+            for s in self._client.search_datasets(experiment_ids)
+        ]
 
     @mlflow_errors
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:

@@ -262,6 +262,16 @@ class AbstractTrackingStore(abc.ABC):
         """Links datasets to a run. A dataset is identified by (experiment, name, digest) and
         stored once; linking the same dataset again replaces the input's tags."""
 
+    def search_datasets(
+        self, experiment_ids: Sequence[str], limit: int
+    ) -> list[tracking_pb2.DatasetSummary]:
+        """The distinct (experiment, name, digest, context) of the dataset inputs of the runs of
+        ``experiment_ids`` (deleted runs included, as in MLflow), at most ``limit``, ordered by
+        experiment id, name, digest, context. ``context`` is the input's
+        ``mlflow.data.context`` tag, "" without one. Unknown experiments contribute nothing.
+        Not abstract: a store written before it answers NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} does not list datasets")
+
     # ------------------------------------------------------------------- history
 
     @abc.abstractmethod

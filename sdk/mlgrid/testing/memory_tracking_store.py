@@ -461,6 +461,31 @@ class MemoryTrackingStore(AbstractTrackingStore):
                 copy = tracking_pb2.DatasetInput.FromString(item.SerializeToString())
                 run.inputs[(item.dataset.name, item.dataset.digest)] = copy
 
+    def search_datasets(
+        self, experiment_ids: Sequence[str], limit: int
+    ) -> list[tracking_pb2.DatasetSummary]:
+        wanted = set(experiment_ids)
+        found: set[tuple[int, str, str, str, str]] = set()
+        with self._lock:
+            for run in self._runs.values():
+                if run.info.experiment_id not in wanted:
+                    continue
+                for item in run.inputs.values():
+                    context = next((t.value for t in item.tags if t.key == DATASET_CONTEXT_TAG), "")
+                    found.add(
+                        (
+                            int(run.info.experiment_id),
+                            run.info.experiment_id,
+                            item.dataset.name,
+                            item.dataset.digest,
+                            context,
+                        )
+                    )
+        return [
+            tracking_pb2.DatasetSummary(experiment_id=e, name=n, digest=d, context=c)
+            for _, e, n, d, c in sorted(found)[:limit]
+        ]
+
     # ------------------------------------------------------------------- history
 
     def _points(self, run_id: str, key: str) -> list[HistoryPoint]:

@@ -356,6 +356,41 @@ class TrackingStoreContract:
         )
         assert self.names(found) == ["with-data"]
 
+    def test_search_datasets_lists_each_dataset_and_context_once(
+        self, tracking_store: AbstractTrackingStore
+    ) -> None:
+        experiment_id = self.new_experiment(tracking_store)
+        other = self.new_experiment(tracking_store)
+        iris = tracking_pb2.Dataset(name="iris", digest="d1", source_type="local", source="x")
+        wine = tracking_pb2.Dataset(name="wine", digest="d2", source_type="local", source="y")
+        for name, used in (("a", [(iris, "train"), (wine, "")]), ("b", [(iris, "train")])):
+            run_id = self.new_run(tracking_store, experiment_id, name)
+            tracking_store.log_inputs(
+                run_id,
+                [
+                    tracking_pb2.DatasetInput(
+                        dataset=dataset,
+                        tags=[_tag("mlflow.data.context", context)] if context else [],
+                    )
+                    for dataset, context in used
+                ],
+            )
+        elsewhere = self.new_run(tracking_store, other, "c")
+        tracking_store.log_inputs(
+            elsewhere, [tracking_pb2.DatasetInput(dataset=iris, tags=[_tag("mlflow.data.context", "eval")])]
+        )  # fmt: skip
+        found = tracking_store.search_datasets([experiment_id, other], 100)
+        assert [(s.experiment_id, s.name, s.digest, s.context) for s in found] == sorted(
+            [
+                (experiment_id, "iris", "d1", "train"),
+                (experiment_id, "wine", "d2", ""),
+                (other, "iris", "d1", "eval"),
+            ],
+            key=lambda row: (int(row[0]), row[1:]),
+        )
+        assert len(tracking_store.search_datasets([experiment_id, other], 2)) == 2
+        assert tracking_store.search_datasets(["987654321"], 100) == []
+
     # ------------------------------------------------------------------- search
 
     def test_search_runs_filters_with_and_or_and_parentheses(

@@ -36,7 +36,7 @@ NOT_SERVED_FAMILIES = frozenset(
     }
 )
 #: Single MLflow endpoints (below ``mlflow/``) that mlgrid does not serve.
-NOT_SERVED_PATHS = frozenset({"experiments/search-datasets", "artifacts/presigned-upload-url"})
+NOT_SERVED_PATHS = frozenset({"artifacts/presigned-upload-url"})
 _API_PREFIXES = ("/api/", "/ajax-api/")
 
 StreamHandler = Callable[[RestContext, Exchange], None]

@@ -103,6 +103,13 @@ def metric_out(m: tracking_pb2.Metric) -> dict[str, Any]:
     return out
 
 
+def dataset_summary_out(s: tracking_pb2.DatasetSummary) -> dict[str, Any]:
+    out = {"experiment_id": s.experiment_id, "name": s.name, "digest": s.digest}
+    if s.context:  # MLflow leaves the field out for an input without a context tag
+        out["context"] = s.context
+    return out
+
+
 def experiment_out(e: tracking_pb2.Experiment, uris: ArtifactUris) -> dict[str, Any]:
     out: dict[str, Any] = {
         "experiment_id": e.experiment_id,

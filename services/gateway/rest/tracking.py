@@ -292,6 +292,15 @@ def log_inputs(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def search_datasets(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
+    """The UI's dataset filter: the datasets the runs of the shown experiments used."""
+    answer = ctx.backends.tracking().SearchDatasets(
+        pb.SearchDatasetsRequest(experiment_ids=req.get("experiment_ids", ())),
+        timeout=_time(ctx),
+    )
+    return {"dataset_summaries": [ent.dataset_summary_out(s) for s in answer.dataset_summaries]}
+
+
 def log_model(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
     """MLflow 2's record of a logged model: appended to the run's ``mlflow.log-model.history``
     tag, as MLflow's stores do."""
@@ -579,6 +588,13 @@ ENDPOINTS: list[JsonEndpoint] = [
             objects("models", _MODEL_INPUT),
         ),
         log_inputs,
+    ),
+    JsonEndpoint(
+        "searchDatasets",
+        ("POST",),
+        "experiments/search-datasets",
+        Spec(Field("experiment_ids", Kind.STR_LIST)),
+        search_datasets,
     ),
     JsonEndpoint(
         "logModel",

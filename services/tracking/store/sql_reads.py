@@ -20,6 +20,7 @@ from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_va
 from . import schema as t
 from .rows import RUN_INFO_COLUMNS, PageRow, fill_run_info_from_page_row, run_info_from_row
 from .sql_base import SqlStoreBase
+from .sql_filters import DATASET_CONTEXT_TAG
 
 
 class RunReadsMixin(SqlStoreBase):
@@ -268,3 +269,34 @@ class RunReadsMixin(SqlStoreBase):
                 if tagged is not None:
                     tagged.tags.append(common_pb2.Tag(key=key, value=value))
         return by_run
+
+    def search_datasets(
+        self, experiment_ids: Sequence[str], limit: int
+    ) -> list[tracking_pb2.DatasetSummary]:
+        d, ri, rit = t.datasets.c, t.run_inputs.c, t.run_input_tags.c
+        numbers = [int(e) for e in experiment_ids if e.isdigit() and len(e) < 10]
+        # The context tag is an outer join: an input without one is listed with context "".
+        context_tag = sa.and_(
+            rit.run_uuid == ri.run_uuid,
+            rit.dataset_uuid == ri.dataset_uuid,
+            rit.key == DATASET_CONTEXT_TAG,
+        )
+        context = sa.func.coalesce(rit.value, "")
+        statement = (
+            sa.select(d.experiment_id, d.name, d.digest, context)
+            .distinct()
+            .select_from(t.datasets)
+            .join(t.run_inputs, ri.dataset_uuid == d.dataset_uuid)
+            .outerjoin(t.run_input_tags, context_tag)
+            .where(d.experiment_id.in_(numbers))
+            .order_by(d.experiment_id, d.name, d.digest, context)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(statement).all()
+        return [
+            tracking_pb2.DatasetSummary(
+                experiment_id=str(experiment_id), name=name, digest=digest, context=value
+            )
+            for experiment_id, name, digest, value in rows
+        ]

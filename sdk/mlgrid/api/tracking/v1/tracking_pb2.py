@@ -15,17 +15,17 @@ _sym_db = _symbol_database.Default()
 from mlgrid.api.common.v1 import common_pb2 as mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlgrid/api/tracking/v1/tracking.proto\x12\x16mlgrid.api.tracking.v1\x1a!mlgrid/api/common/v1/common.proto\"\xbf\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12\x17\n\x0flifecycle_stage\x18\x04 \x01(\t\x12\x15\n\rcreation_time\x18\x05 \x01(\x03\x12\x18\n\x10last_update_time\x18\x06 \x01(\x03\x12\'\n\x04tags\x18\x07 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\"\xed\x01\n\x07RunInfo\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.mlgrid.api.tracking.v1.RunStatus\x12\x12\n\nstart_time\x18\x06 \x01(\x03\x12\x15\n\x08\x65nd_time\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0c\x61rtifact_uri\x18\x08 \x01(\t\x12\x17\n\x0flifecycle_stage\x18\t \x01(\tB\x0b\n\t_end_time\"\x95\x01\n\x06Metric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x14\n\x0c\x64\x61taset_name\x18\x05 \x01(\t\x12\x16\n\x0e\x64\x61taset_digest\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\"Q\n\x0fMetricWithRunId\x12.\n\x06metric\x18\x01 \x01(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"#\n\x05Param\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x92\x01\n\x07RunData\x12/\n\x07metrics\x18\x01 \x03(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric\x12-\n\x06params\x18\x02 \x03(\x0b\x32\x1d.mlgrid.api.tracking.v1.Param\x12\'\n\x04tags\x18\x03 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\"m\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0bsource_type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"i\n\x0c\x44\x61tasetInput\x12\'\n\x04tags\x18\x01 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12\x30\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.Dataset\"\x83\x01\n\tRunInputs\x12<\n\x0e\x64\x61taset_inputs\x18\x01 \x03(\x0b\x32$.mlgrid.api.tracking.v1.DatasetInput\x12\x38\n\x0cmodel_inputs\x18\x02 \x03(\x0b\x32\".mlgrid.api.tracking.v1.ModelInput\"H\n\nRunOutputs\x12:\n\rmodel_outputs\x18\x01 \x03(\x0b\x32#.mlgrid.api.tracking.v1.ModelOutput\"\x1e\n\nModelInput\x12\x10\n\x08model_id\x18\x01 \x01(\t\"-\n\x0bModelOutput\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\"\xcb\x01\n\x03Run\x12-\n\x04info\x18\x01 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.RunInfo\x12-\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.RunData\x12\x31\n\x06inputs\x18\x03 \x01(\x0b\x32!.mlgrid.api.tracking.v1.RunInputs\x12\x33\n\x07outputs\x18\x04 \x01(\x0b\x32\".mlgrid.api.tracking.v1.RunOutputs\"{\n\x0bLoggedModel\x12\x35\n\x04info\x18\x01 \x01(\x0b\x32\'.mlgrid.api.tracking.v1.LoggedModelInfo\x12\x35\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\'.mlgrid.api.tracking.v1.LoggedModelData\"\xa7\x03\n\x0fLoggedModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1d\n\x15\x63reation_timestamp_ms\x18\x04 \x01(\x03\x12!\n\x19last_updated_timestamp_ms\x18\x05 \x01(\x03\x12\x14\n\x0c\x61rtifact_uri\x18\x06 \x01(\t\x12\x39\n\x06status\x18\x07 \x01(\x0e\x32).mlgrid.api.tracking.v1.LoggedModelStatus\x12\x12\n\ncreator_id\x18\x08 \x01(\x03\x12\x12\n\nmodel_type\x18\t \x01(\t\x12\x15\n\rsource_run_id\x18\n \x01(\t\x12\x16\n\x0estatus_message\x18\x0b \x01(\t\x12\'\n\x04tags\x18\x0c \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12J\n\rregistrations\x18\r \x03(\x0b\x32\x33.mlgrid.api.tracking.v1.LoggedModelRegistrationInfo\"<\n\x1bLoggedModelRegistrationInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"q\n\x0fLoggedModelData\x12-\n\x06params\x18\x01 \x03(\x0b\x32\x1d.mlgrid.api.tracking.v1.Param\x12/\n\x07metrics\x18\x02 \x03(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05*\x9f\x01\n\x11LoggedModelStatus\x12#\n\x1fLOGGED_MODEL_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bLOGGED_MODEL_STATUS_PENDING\x10\x01\x12\x1d\n\x19LOGGED_MODEL_STATUS_READY\x10\x02\x12%\n!LOGGED_MODEL_STATUS_UPLOAD_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mlgrid/api/tracking/v1/tracking.proto\x12\x16mlgrid.api.tracking.v1\x1a!mlgrid/api/common/v1/common.proto\"\xbf\x01\n\nExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61rtifact_location\x18\x03 \x01(\t\x12\x17\n\x0flifecycle_stage\x18\x04 \x01(\t\x12\x15\n\rcreation_time\x18\x05 \x01(\x03\x12\x18\n\x10last_update_time\x18\x06 \x01(\x03\x12\'\n\x04tags\x18\x07 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\"\xed\x01\n\x07RunInfo\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.mlgrid.api.tracking.v1.RunStatus\x12\x12\n\nstart_time\x18\x06 \x01(\x03\x12\x15\n\x08\x65nd_time\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x0c\x61rtifact_uri\x18\x08 \x01(\t\x12\x17\n\x0flifecycle_stage\x18\t \x01(\tB\x0b\n\t_end_time\"\x95\x01\n\x06Metric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x14\n\x0c\x64\x61taset_name\x18\x05 \x01(\t\x12\x16\n\x0e\x64\x61taset_digest\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\"Q\n\x0fMetricWithRunId\x12.\n\x06metric\x18\x01 \x01(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric\x12\x0e\n\x06run_id\x18\x02 \x01(\t\"#\n\x05Param\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x92\x01\n\x07RunData\x12/\n\x07metrics\x18\x01 \x03(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric\x12-\n\x06params\x18\x02 \x03(\x0b\x32\x1d.mlgrid.api.tracking.v1.Param\x12\'\n\x04tags\x18\x03 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\"m\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0bsource_type\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06schema\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"i\n\x0c\x44\x61tasetInput\x12\'\n\x04tags\x18\x01 \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12\x30\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.Dataset\"V\n\x0e\x44\x61tasetSummary\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\"\x83\x01\n\tRunInputs\x12<\n\x0e\x64\x61taset_inputs\x18\x01 \x03(\x0b\x32$.mlgrid.api.tracking.v1.DatasetInput\x12\x38\n\x0cmodel_inputs\x18\x02 \x03(\x0b\x32\".mlgrid.api.tracking.v1.ModelInput\"H\n\nRunOutputs\x12:\n\rmodel_outputs\x18\x01 \x03(\x0b\x32#.mlgrid.api.tracking.v1.ModelOutput\"\x1e\n\nModelInput\x12\x10\n\x08model_id\x18\x01 \x01(\t\"-\n\x0bModelOutput\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\"\xcb\x01\n\x03Run\x12-\n\x04info\x18\x01 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.RunInfo\x12-\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1f.mlgrid.api.tracking.v1.RunData\x12\x31\n\x06inputs\x18\x03 \x01(\x0b\x32!.mlgrid.api.tracking.v1.RunInputs\x12\x33\n\x07outputs\x18\x04 \x01(\x0b\x32\".mlgrid.api.tracking.v1.RunOutputs\"{\n\x0bLoggedModel\x12\x35\n\x04info\x18\x01 \x01(\x0b\x32\'.mlgrid.api.tracking.v1.LoggedModelInfo\x12\x35\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\'.mlgrid.api.tracking.v1.LoggedModelData\"\xa7\x03\n\x0fLoggedModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1d\n\x15\x63reation_timestamp_ms\x18\x04 \x01(\x03\x12!\n\x19last_updated_timestamp_ms\x18\x05 \x01(\x03\x12\x14\n\x0c\x61rtifact_uri\x18\x06 \x01(\t\x12\x39\n\x06status\x18\x07 \x01(\x0e\x32).mlgrid.api.tracking.v1.LoggedModelStatus\x12\x12\n\ncreator_id\x18\x08 \x01(\x03\x12\x12\n\nmodel_type\x18\t \x01(\t\x12\x15\n\rsource_run_id\x18\n \x01(\t\x12\x16\n\x0estatus_message\x18\x0b \x01(\t\x12\'\n\x04tags\x18\x0c \x03(\x0b\x32\x19.mlgrid.api.common.v1.Tag\x12J\n\rregistrations\x18\r \x03(\x0b\x32\x33.mlgrid.api.tracking.v1.LoggedModelRegistrationInfo\"<\n\x1bLoggedModelRegistrationInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"q\n\x0fLoggedModelData\x12-\n\x06params\x18\x01 \x03(\x0b\x32\x1d.mlgrid.api.tracking.v1.Param\x12/\n\x07metrics\x18\x02 \x03(\x0b\x32\x1e.mlgrid.api.tracking.v1.Metric*\xa0\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n\x14RUN_STATUS_SCHEDULED\x10\x02\x12\x17\n\x13RUN_STATUS_FINISHED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x15\n\x11RUN_STATUS_KILLED\x10\x05*\x9f\x01\n\x11LoggedModelStatus\x12#\n\x1fLOGGED_MODEL_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bLOGGED_MODEL_STATUS_PENDING\x10\x01\x12\x1d\n\x19LOGGED_MODEL_STATUS_READY\x10\x02\x12%\n!LOGGED_MODEL_STATUS_UPLOAD_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mlgrid.api.tracking.v1.tracking_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_RUNSTATUS']._serialized_start=2395
-  _globals['_RUNSTATUS']._serialized_end=2555
-  _globals['_LOGGEDMODELSTATUS']._serialized_start=2558
-  _globals['_LOGGEDMODELSTATUS']._serialized_end=2717
+  _globals['_RUNSTATUS']._serialized_start=2483
+  _globals['_RUNSTATUS']._serialized_end=2643
+  _globals['_LOGGEDMODELSTATUS']._serialized_start=2646
+  _globals['_LOGGEDMODELSTATUS']._serialized_end=2805
   _globals['_EXPERIMENT']._serialized_start=101
   _globals['_EXPERIMENT']._serialized_end=292
   _globals['_RUNINFO']._serialized_start=295
@@ -42,22 +42,24 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_DATASET']._serialized_end=1064
   _globals['_DATASETINPUT']._serialized_start=1066
   _globals['_DATASETINPUT']._serialized_end=1171
-  _globals['_RUNINPUTS']._serialized_start=1174
-  _globals['_RUNINPUTS']._serialized_end=1305
-  _globals['_RUNOUTPUTS']._serialized_start=1307
-  _globals['_RUNOUTPUTS']._serialized_end=1379
-  _globals['_MODELINPUT']._serialized_start=1381
-  _globals['_MODELINPUT']._serialized_end=1411
-  _globals['_MODELOUTPUT']._serialized_start=1413
-  _globals['_MODELOUTPUT']._serialized_end=1458
-  _globals['_RUN']._serialized_start=1461
-  _globals['_RUN']._serialized_end=1664
-  _globals['_LOGGEDMODEL']._serialized_start=1666
-  _globals['_LOGGEDMODEL']._serialized_end=1789
-  _globals['_LOGGEDMODELINFO']._serialized_start=1792
-  _globals['_LOGGEDMODELINFO']._serialized_end=2215
-  _globals['_LOGGEDMODELREGISTRATIONINFO']._serialized_start=2217
-  _globals['_LOGGEDMODELREGISTRATIONINFO']._serialized_end=2277
-  _globals['_LOGGEDMODELDATA']._serialized_start=2279
-  _globals['_LOGGEDMODELDATA']._serialized_end=2392
+  _globals['_DATASETSUMMARY']._serialized_start=1173
+  _globals['_DATASETSUMMARY']._serialized_end=1259
+  _globals['_RUNINPUTS']._serialized_start=1262
+  _globals['_RUNINPUTS']._serialized_end=1393
+  _globals['_RUNOUTPUTS']._serialized_start=1395
+  _globals['_RUNOUTPUTS']._serialized_end=1467
+  _globals['_MODELINPUT']._serialized_start=1469
+  _globals['_MODELINPUT']._serialized_end=1499
+  _globals['_MODELOUTPUT']._serialized_start=1501
+  _globals['_MODELOUTPUT']._serialized_end=1546
+  _globals['_RUN']._serialized_start=1549
+  _globals['_RUN']._serialized_end=1752
+  _globals['_LOGGEDMODEL']._serialized_start=1754
+  _globals['_LOGGEDMODEL']._serialized_end=1877
+  _globals['_LOGGEDMODELINFO']._serialized_start=1880
+  _globals['_LOGGEDMODELINFO']._serialized_end=2303
+  _globals['_LOGGEDMODELREGISTRATIONINFO']._serialized_start=2305
+  _globals['_LOGGEDMODELREGISTRATIONINFO']._serialized_end=2365
+  _globals['_LOGGEDMODELDATA']._serialized_start=2367
+  _globals['_LOGGEDMODELDATA']._serialized_end=2480
 # @@protoc_insertion_point(module_scope)

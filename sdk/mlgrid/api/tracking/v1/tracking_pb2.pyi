@@ -407,6 +407,42 @@ class DatasetInput(_message.Message):
 Global___DatasetInput: _TypeAlias = DatasetInput  # noqa: Y015
 
 @_typing.final
+class DatasetSummary(_message.Message):
+    """A dataset as some experiment's runs used it, for listing: which experiment, which dataset,
+    and the role it played (the input's mlflow.data.context tag, e.g. "train").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    """Experiment id."""
+    name: _builtins.str
+    """Dataset name."""
+    digest: _builtins.str
+    """Dataset digest."""
+    context: _builtins.str
+    """The input's mlflow.data.context tag; empty when the input has none."""
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        context: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "digest", b"digest", "experiment_id", b"experiment_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetSummary: _TypeAlias = DatasetSummary  # noqa: Y015
+
+@_typing.final
 class RunInputs(_message.Message):
     """A run's inputs."""
 

@@ -1150,6 +1150,54 @@ class LogInputsResponse(_message.Message):
 Global___LogInputsResponse: _TypeAlias = LogInputsResponse  # noqa: Y015
 
 @_typing.final
+class SearchDatasetsRequest(_message.Message):
+    """Request for SearchDatasets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Experiments whose runs' dataset inputs are listed: 1 to 20 ids (MLflow's limits)."""
+
+    def __init__(
+        self,
+        *,
+        experiment_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_ids", b"experiment_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDatasetsRequest: _TypeAlias = SearchDatasetsRequest  # noqa: Y015
+
+@_typing.final
+class SearchDatasetsResponse(_message.Message):
+    """Response of SearchDatasets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_SUMMARIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dataset_summaries(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.DatasetSummary]:
+        """One entry per distinct (experiment, dataset name, digest, context); at most 1,000."""
+
+    def __init__(
+        self,
+        *,
+        dataset_summaries: _abc.Iterable[_tracking_pb2.DatasetSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_summaries", b"dataset_summaries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDatasetsResponse: _TypeAlias = SearchDatasetsResponse  # noqa: Y015
+
+@_typing.final
 class IngestMetricsRequest(_message.Message):
     """One message of an IngestMetrics stream: points for one run."""
 

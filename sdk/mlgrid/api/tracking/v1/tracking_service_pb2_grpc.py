@@ -120,6 +120,11 @@ class TrackingServiceStub(object):
                 request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsResponse.FromString,
                 )
+        self.SearchDatasets = channel.unary_unary(
+                '/mlgrid.api.tracking.v1.TrackingService/SearchDatasets',
+                request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsResponse.FromString,
+                )
         self.IngestMetrics = channel.stream_unary(
                 '/mlgrid.api.tracking.v1.TrackingService/IngestMetrics',
                 request_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.IngestMetricsRequest.SerializeToString,
@@ -339,6 +344,14 @@ class TrackingServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchDatasets(self, request, context):
+        """The distinct datasets the runs of some experiments used (MLflow's UI lists them to filter
+        runs by dataset): at most 1,000, no paging, as MLflow's own store answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestMetrics(self, request_iterator, context):
         """Client-streaming ingest for high-rate logging: each message is validated and written as it
         arrives (no per-call batch ceiling); the answer counts what was written. The first invalid
@@ -545,6 +558,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.LogInputs,
                     request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsRequest.FromString,
                     response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsResponse.SerializeToString,
+            ),
+            'SearchDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchDatasets,
+                    request_deserializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsResponse.SerializeToString,
             ),
             'IngestMetrics': grpc.stream_unary_rpc_method_handler(
                     servicer.IngestMetrics,
@@ -976,6 +994,23 @@ class TrackingService(object):
         return grpc.experimental.unary_unary(request, target, '/mlgrid.api.tracking.v1.TrackingService/LogInputs',
             mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsRequest.SerializeToString,
             mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.LogInputsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SearchDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/mlgrid.api.tracking.v1.TrackingService/SearchDatasets',
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsRequest.SerializeToString,
+            mlgrid_dot_api_dot_tracking_dot_v1_dot_tracking__service__pb2.SearchDatasetsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -80,6 +80,10 @@ class TrackingServiceStub:
     """Logs metrics, params and tags in one round trip, atomically: all or nothing."""
     LogInputs: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.LogInputsRequest, _tracking_service_pb2.LogInputsResponse]
     """Logs dataset inputs of a run."""
+    SearchDatasets: _grpc.UnaryUnaryMultiCallable[_tracking_service_pb2.SearchDatasetsRequest, _tracking_service_pb2.SearchDatasetsResponse]
+    """The distinct datasets the runs of some experiments used (MLflow's UI lists them to filter
+    runs by dataset): at most 1,000, no paging, as MLflow's own store answers.
+    """
     IngestMetrics: _grpc.StreamUnaryMultiCallable[_tracking_service_pb2.IngestMetricsRequest, _tracking_service_pb2.IngestMetricsResponse]
     """Client-streaming ingest for high-rate logging: each message is validated and written as it
     arrives (no per-call batch ceiling); the answer counts what was written. The first invalid
@@ -170,6 +174,10 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     """Logs metrics, params and tags in one round trip, atomically: all or nothing."""
     LogInputs: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.LogInputsRequest, _tracking_service_pb2.LogInputsResponse]  # type: ignore[assignment]
     """Logs dataset inputs of a run."""
+    SearchDatasets: _aio.UnaryUnaryMultiCallable[_tracking_service_pb2.SearchDatasetsRequest, _tracking_service_pb2.SearchDatasetsResponse]  # type: ignore[assignment]
+    """The distinct datasets the runs of some experiments used (MLflow's UI lists them to filter
+    runs by dataset): at most 1,000, no paging, as MLflow's own store answers.
+    """
     IngestMetrics: _aio.StreamUnaryMultiCallable[_tracking_service_pb2.IngestMetricsRequest, _tracking_service_pb2.IngestMetricsResponse]  # type: ignore[assignment]
     """Client-streaming ingest for high-rate logging: each message is validated and written as it
     arrives (no per-call batch ceiling); the answer counts what was written. The first invalid
@@ -383,6 +391,16 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tracking_service_pb2.LogInputsResponse, _abc.Awaitable[_tracking_service_pb2.LogInputsResponse]]:
         """Logs dataset inputs of a run."""
+
+    @_abc_1.abstractmethod
+    def SearchDatasets(
+        self,
+        request: _tracking_service_pb2.SearchDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_service_pb2.SearchDatasetsResponse, _abc.Awaitable[_tracking_service_pb2.SearchDatasetsResponse]]:
+        """The distinct datasets the runs of some experiments used (MLflow's UI lists them to filter
+        runs by dataset): at most 1,000, no paging, as MLflow's own store answers.
+        """
 
     @_abc_1.abstractmethod
     def IngestMetrics(
