@@ -150,3 +150,29 @@ def test_replicas_killed_one_by_one_under_load(replicated: UpProcess, tmp_path: 
     failed_creates = sum(len(result["failures"]["create_run"]) for result in results.values())
     assert acked <= stored_runs
     assert len(stored_runs) <= len(acked) + failed_creates
+
+
+def test_registry_reads_see_writes_made_on_another_replica(
+    replicated: UpProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each registry replica caches version reads; a write on one empties the others' caches
+    (PostgreSQL NOTIFY) before the writer's answer reaches the client, so an alias moved through
+    one replica is read back as moved through the next (round robin: always another one)."""
+    monkeypatch.setenv("MLGRID_GATEWAY_TUNNELS", "false")
+    client = Client(replicated.endpoint)
+    run_id = client.create_run(client.create_experiment("aliases")).info.run_id
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifacts(run_id, str(model_dir), "model")
+    client.create_registered_model("champion")
+    for _ in range(3):
+        client.create_model_version("champion", f"runs:/{run_id}/model", run_id=run_id)
+    stale = []
+    for i in range(150):
+        version = str(i % 3 + 1)
+        client.set_registered_model_alias("champion", "live", version)
+        read = client.get_model_version_by_alias("champion", "live").version
+        if str(read) != version:
+            stale.append((i, version, read))
+    assert stale == []
