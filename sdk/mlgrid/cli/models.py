@@ -190,3 +190,113 @@ def delete(name: str, version: str | None, yes: bool, tracking_uri: str | None) 
         click.confirm(f"Delete registered model {name!r} and all its versions?", abort=True)
     client.delete_registered_model(name)
     click.echo(f"Deleted registered model {name!r}")
+
+
+# -- shipping a model: serve, predict, build-docker (MLflow's `mlflow models ...` flags) ----------
+
+ENV_MANAGERS = click.Choice(["local", "virtualenv", "conda"])
+model_uri_option = click.option(
+    "--model-uri",
+    "-m",
+    required=True,
+    metavar="URI",
+    help="The model: a local path, runs:/<run_id>/<path>, models:/<name>/<version|stage|alias>, "
+    "models:/<model_id> or an artifact URI.",
+)
+env_manager_option = click.option(
+    "--env-manager",
+    type=ENV_MANAGERS,
+    default="local",
+    show_default=True,
+    help="Where the model runs: this Python (local), a virtualenv built from the model's "
+    "python_env.yaml and requirements.txt, or a conda env from its conda.yaml.",
+)
+
+
+def _use_tracking_uri(tracking_uri: str | None) -> None:
+    if tracking_uri:
+        import mlgrid
+
+        mlgrid.set_tracking_uri(tracking_uri)
+
+
+@models.command("serve", context_settings={"help_option_names": ["--help"]})
+@model_uri_option
+@click.option("--host", "-h", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=5000, show_default=True)
+@click.option("--workers", "-w", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option(
+    "--timeout",
+    "-t",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds a prediction may take; longer ones are answered with 503.",
+)
+@click.option(
+    "--max-body-mib",
+    type=click.FloatRange(0, min_open=True),
+    default=64.0,
+    show_default=True,
+    help="Largest request body accepted (413 above it).",
+)
+@env_manager_option
+@click.option(
+    "--no-conda", is_flag=True, hidden=True, help="MLflow's old flag: --env-manager local"
+)
+@tracking_uri_option
+def serve(
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    timeout: float,
+    max_body_mib: float,
+    env_manager: str,
+    no_conda: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Serve a model over HTTP with MLflow's scoring protocol (POST /invocations)."""
+    from mlgrid.models.server import ServeOptions
+    from mlgrid.models.shipping import serve_model
+
+    _use_tracking_uri(tracking_uri)
+    options = ServeOptions(host, port, workers, timeout, int(max_body_mib * 1024 * 1024))
+    serve_model(model_uri, options, "local" if no_conda else env_manager)
+
+
+@models.command("predict")
+@model_uri_option
+@click.option(
+    "--input-path", "-i", required=True, type=click.Path(dir_okay=False), help="Input file."
+)
+@click.option(
+    "--content-type",
+    "-t",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="json: a scoring request body (dataframe_split, dataframe_records, instances or inputs); "
+    "csv: a table with a header row.",
+)
+@click.option("--output-path", "-o", type=click.Path(dir_okay=False), help="Default: stdout.")
+@env_manager_option
+@tracking_uri_option
+def predict(
+    model_uri: str,
+    input_path: str,
+    content_type: str,
+    output_path: str | None,
+    env_manager: str,
+    tracking_uri: str | None,
+) -> None:
+    """Predict on a file with a model, as its server would answer."""
+    from mlgrid.models.shipping import predict_file
+
+    _use_tracking_uri(tracking_uri)
+    result = predict_file(model_uri, input_path, content_type, env_manager)
+    if output_path:
+        with open(output_path, "wb") as fh:
+            fh.write(result)
+    else:
+        click.echo(result.decode())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.models.signature import ModelSignature
 
 from .model import FunctionModel, PyFuncModel, PythonModel, PythonModelContext
@@ -172,6 +172,12 @@ def get_model_dir(model_uri: str, dst_path: str | os.PathLike[str] | None = None
     local = _local_dir(location)
     if local is not None:  # on this machine already: read in place (read_descriptor checks it)
         return local
+    from .packaging import _local_path
+
+    missing = _local_path(location)
+    if missing is not None:  # a local path (or file: URI) that is not a directory
+        what = "is a file, not a model directory" if missing.exists() else "does not exist"
+        raise ResourceDoesNotExist(f"model {model_uri!r}: {str(missing)!r} {what}")
     from mlgrid.artifacts import download_artifacts
 
     target = str(dst_path) if dst_path is not None else tempfile.mkdtemp(prefix="mlgrid-load-")

@@ -1,0 +1,269 @@
+"""The environment a model runs in, for ``--env-manager virtualenv|conda`` (as MLflow's).
+
+``virtualenv``: a venv made with the Python the model's ``python_env.yaml`` names (this
+interpreter when the minor versions agree, else ``pythonX.Y`` on PATH), its
+``build_dependencies``, then its ``dependencies`` (``-r requirements.txt`` read from the model),
+plus the running mlgrid (which need not be on any index: installed from where it is installed
+from here) and pandas, which the scoring server needs. ``conda``: ``conda env create`` from the
+model's ``conda.yaml`` plus the same mlgrid; conda comes from MLGRID_CONDA_HOME /
+MLFLOW_CONDA_HOME or PATH, and a clear error says so when there is none.
+
+Environments are cached under ``MLGRID_ENV_ROOT`` (~/.mlgrid/envs), named by a hash of what
+went into them; a build happens in a scratch directory, under a per-key lock, and becomes
+visible by a rename only once complete, so a failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from mlgrid import environment
+from mlgrid.exceptions import InvalidParameterValue, MlgridException
+
+__all__ = ["ModelEnvironment", "build_model_environment", "mlgrid_requirement"]
+
+COMPLETE_MARKER = ".mlgrid-env-complete"
+Log = Callable[[str], None]
+
+
+class ModelEnvironment:
+    """A built environment: its ``bin`` directory holds ``python`` and ``mlgrid``."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self.bin = prefix / "bin"
+
+    @property
+    def mlgrid(self) -> str:
+        return str(self.bin / "mlgrid")
+
+
+def _env_root() -> Path:
+    root = Path(environment.MLGRID_ENV_ROOT.get() or Path.home() / ".mlgrid" / "envs")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def mlgrid_requirement() -> str:
+    """How pip installs the running mlgrid: from its source directory when it was installed
+    from one (a checkout), else by version from the index."""
+    try:
+        dist = metadata.distribution("mlgrid")
+        direct = dist.read_text("direct_url.json")
+        version = dist.version
+    except metadata.PackageNotFoundError:
+        import mlgrid
+
+        return f"mlgrid=={mlgrid.__version__}"
+    if direct:
+        url = json.loads(direct).get("url", "")
+        if url.startswith("file://"):
+            return f"mlgrid[pandas] @ {url}"
+    return f"mlgrid[pandas]=={version}"
+
+
+def _is_mlgrid_line(line: str) -> bool:
+    name = line.split(";", 1)[0].strip()
+    for stop in "[=<>!~ @":
+        name = name.split(stop, 1)[0]
+    return name.lower().replace("_", "-") == "mlgrid"
+
+
+def _pip_dependencies(model_dir: Path, dependencies: list[str]) -> list[str]:
+    """The model's dependencies with ``-r file`` expanded (from the model directory) and any
+    mlgrid line replaced by the running mlgrid."""
+    out: list[str] = []
+    for entry in dependencies:
+        entry = str(entry).strip()
+        if entry.startswith("-r"):
+            name = entry[2:].strip()
+            requirements = (model_dir / name).resolve()
+            if not requirements.is_relative_to(model_dir.resolve()) or not requirements.is_file():
+                raise InvalidParameterValue(
+                    f"python_env.yaml names {name!r}, which is not a file of the model"
+                )
+            lines = requirements.read_text().splitlines()
+            out += _pip_dependencies(
+                model_dir, [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+            )
+        elif not _is_mlgrid_line(entry):
+            out.append(entry)
+    return out
+
+
+def _interpreter(version: str | None) -> str:
+    if not version:
+        return sys.executable
+    wanted = ".".join(str(version).split(".")[:2])
+    if wanted == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return sys.executable
+    found = shutil.which(f"python{wanted}")
+    if found:
+        return found
+    raise InvalidParameterValue(
+        f"the model was saved with Python {version} and no python{wanted} is on PATH: install "
+        "it, or serve the model with --env-manager local"
+    )
+
+
+@contextlib.contextmanager
+def _locked(root: Path, key: str) -> Iterator[None]:
+    with open(root / f".{key}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(command: list[str], log: Log, what: str) -> None:
+    log(f"{what}: {' '.join(command)}\n")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-2000:]
+        raise MlgridException(f"{what} failed (exit code {done.returncode}):\n{tail}")
+
+
+def _content_key(spec: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def build_model_environment(model_dir: Path, manager: str, log: Log) -> ModelEnvironment:
+    """Builds (or reuses) the ``virtualenv`` or ``conda`` environment of a model directory."""
+    if manager == "virtualenv":
+        return _virtualenv(model_dir, log)
+    if manager == "conda":
+        return _conda(model_dir, log)
+    raise InvalidParameterValue(
+        f"env manager {manager!r} builds nothing; choose virtualenv or conda (or local)"
+    )
+
+
+def _virtualenv(model_dir: Path, log: Log) -> ModelEnvironment:
+    env_file = model_dir / "python_env.yaml"
+    spec = yaml.safe_load(env_file.read_text()) if env_file.is_file() else {}
+    if not isinstance(spec, dict):
+        raise InvalidParameterValue(f"{env_file} is not a YAML mapping")
+    if not env_file.is_file():  # an old model: its requirements.txt alone
+        spec = (
+            {"dependencies": ["-r requirements.txt"]}
+            if (model_dir / "requirements.txt").is_file()
+            else {}
+        )
+    interpreter = _interpreter(spec.get("python"))
+    build = [str(d) for d in spec.get("build_dependencies") or []]
+    deps = _pip_dependencies(model_dir, list(spec.get("dependencies") or []))
+    deps.append(mlgrid_requirement())
+    root = _env_root()
+    key = _content_key(
+        {"kind": "model-virtualenv", "python": interpreter, "build": build, "deps": deps}
+    )
+    final = root / f"model-venv-{key}"
+    if (final / COMPLETE_MARKER).exists():
+        log(f"reusing the model's virtualenv {final}\n")
+        return ModelEnvironment(final)
+    with _locked(root, key):
+        if (final / COMPLETE_MARKER).exists():
+            return ModelEnvironment(final)
+        scratch = root / f".scratch-{key}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            _run([interpreter, "-m", "venv", str(scratch)], log, "creating the virtualenv")
+            pip = [str(scratch / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            pip.append("--disable-pip-version-check")
+            if build:
+                _run([*pip, *build], log, "installing build_dependencies")
+            _run([*pip, *deps], log, "installing the model's dependencies")
+            # venvs are not relocatable: build where it will live, then mark it complete.
+            (scratch / COMPLETE_MARKER).write_text("ok\n")
+            shutil.rmtree(final, ignore_errors=True)
+            scratch.rename(final)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return ModelEnvironment(final)
+
+
+def find_conda() -> str:
+    """conda: $MLGRID_CONDA_HOME/bin/conda ($MLFLOW_CONDA_HOME), else on PATH."""
+    home = environment.MLGRID_CONDA_HOME.get()
+    if home:
+        binary = Path(home) / "bin" / "conda"
+        if binary.exists():
+            return str(binary)
+        raise InvalidParameterValue(
+            f"{environment.MLGRID_CONDA_HOME.source()}={home} has no bin/conda; point it at a "
+            "conda installation"
+        )
+    found = shutil.which("conda")
+    if found:
+        return found
+    raise InvalidParameterValue(
+        "--env-manager conda needs conda, and none is installed: set MLGRID_CONDA_HOME (or "
+        "MLFLOW_CONDA_HOME) to a conda installation or put conda on PATH; or use "
+        "--env-manager virtualenv (the model's python_env.yaml) or local"
+    )
+
+
+def _conda(model_dir: Path, log: Log) -> ModelEnvironment:
+    conda = find_conda()
+    env_file = model_dir / "conda.yaml"
+    if not env_file.is_file():
+        raise InvalidParameterValue(
+            "the model has no conda.yaml; serve it with --env-manager virtualenv or local"
+        )
+    spec = yaml.safe_load(env_file.read_text()) or {}
+    dependencies = list(spec.get("dependencies") or [])
+    for entry in dependencies:
+        if isinstance(entry, dict) and "pip" in entry:
+            entry["pip"] = [p for p in entry["pip"] if not _is_mlgrid_line(str(p))]
+            entry["pip"].append(mlgrid_requirement())
+            break
+    else:
+        dependencies += ["pip", {"pip": [mlgrid_requirement()]}]
+    spec["dependencies"] = dependencies
+    text = yaml.safe_dump(spec, sort_keys=True)
+    root = _env_root()
+    key = _content_key({"kind": "model-conda", "conda": conda, "spec": text})
+    final = root / f"model-conda-{key}"
+    if (final / COMPLETE_MARKER).exists():
+        return ModelEnvironment(final)
+    with _locked(root, key):
+        if (final / COMPLETE_MARKER).exists():
+            return ModelEnvironment(final)
+        shutil.rmtree(final, ignore_errors=True)
+        spec_file = root / f".{key}.conda.yaml"
+        spec_file.write_text(text)
+        try:
+            _run(
+                [
+                    conda,
+                    "env",
+                    "create",
+                    "--quiet",
+                    "--prefix",
+                    str(final),
+                    "--file",
+                    str(spec_file),
+                ],
+                log,
+                "creating the conda environment",
+            )
+            (final / COMPLETE_MARKER).write_text("ok\n")
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+        finally:
+            spec_file.unlink(missing_ok=True)
+    return ModelEnvironment(final)
