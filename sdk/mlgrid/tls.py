@@ -121,10 +121,15 @@ def explain_tls_failure(details: str, target: str, tls: ClientTls) -> str | None
     if "CERTIFICATE_VERIFY_FAILED" in details:
         reason = details.rsplit("CERTIFICATE_VERIFY_FAILED:", 1)[-1].strip(" :")
         reason = reason.removesuffix(": OK").strip()
+        insecure = (
+            " (MLGRID_TRACKING_INSECURE_TLS cannot turn verification off: gRPC has no such switch)"
+            if env.MLGRID_TRACKING_INSECURE_TLS.get()
+            else ""
+        )
         return (
             f"TLS: the certificate of the gateway at {target} is not trusted ({reason}): it is "
             f"not signed by {trusted}; set MLGRID_TRACKING_SERVER_CERT_PATH to the CA bundle "
-            "that signed it"
+            f"that signed it{insecure}"
         )
     if "Peer name" in details and "not in peer certificate" in details:
         return (
