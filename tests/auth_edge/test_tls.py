@@ -5,7 +5,10 @@ it, tunnels included. Certificates are made by the test (tests/auth_edge/keys.py
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -257,3 +260,54 @@ def test_a_client_certificate_without_its_key_names_the_variable(
         InvalidParameterValue, match=r"MLFLOW_TRACKING_CLIENT_CERT_PATH .*no PEM private key"
     ):
         Client(tracking_uri="grpcs://127.0.0.1:1")
+
+
+# ---------------------------------------------------------------- the unmodified mlflow client
+
+
+def _mlflow(script: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
+    environment.update(variables)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+LOG_A_RUN = (
+    "import mlflow\n"
+    "mlflow.set_experiment('{name}')\n"
+    "with mlflow.start_run() as run:\n"
+    "    mlflow.log_metric('loss', 0.25)\n"
+    "print(mlflow.get_run(run.info.run_id).data.metrics['loss'])\n"
+)
+
+
+def test_the_mlflow_plugin_over_mutual_tls_with_mlflows_variables(
+    mutual_tls: EdgeStack, pki: Pki
+) -> None:
+    pytest.importorskip("mlflow")
+    result = _mlflow(
+        LOG_A_RUN.format(name="plugin-mtls"),
+        MLFLOW_TRACKING_URI=f"mlgrids://{mutual_tls.target}",
+        MLFLOW_TRACKING_SERVER_CERT_PATH=str(pki.ca.cert_path),
+        MLFLOW_TRACKING_CLIENT_CERT_PATH=str(pki.client.cert_path),
+        MLGRID_TRACKING_CLIENT_KEY_PATH=str(pki.client.key_path),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("0.25")
+
+
+def test_the_mlflow_rest_client_over_https(server_tls: EdgeStack, pki: Pki) -> None:
+    pytest.importorskip("mlflow")
+    assert server_tls.gateway.rest is not None
+    result = _mlflow(
+        LOG_A_RUN.format(name="rest-https"),
+        MLFLOW_TRACKING_URI=server_tls.gateway.rest.url,
+        MLFLOW_TRACKING_SERVER_CERT_PATH=str(pki.ca.cert_path),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("0.25")
