@@ -20,7 +20,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import LogChunk, ProjectBackend, SubmittedRun
 from mlgrid.projects.errors import ExecutionException
 from mlgrid.projects.submitted import RemoteSubmittedRun
-from mlgrid.uris import is_gateway_uri
+from mlgrid.uris import is_gateway_uri, redact_credentials
 
 __all__ = [
     "ExecutionException",
@@ -88,6 +88,30 @@ def print_logs(submitted: SubmittedRun, follow: bool = True) -> None:
         stream.flush()
 
 
+#: The setting the projects service names when it refuses a path on its own machine
+#: (services/projects/source_policy.py).
+_LOCAL_PATHS_SETTING = "MLGRID_PROJECTS_ALLOW_LOCAL_PATHS"
+
+
+def _local_directory_refused(
+    uri: str, tracking_uri: str, refusal: InvalidParameterValue
+) -> InvalidParameterValue | None:
+    """The error a user should see when a directory on this machine was refused by a projects
+    service that cannot read it (a cluster, compose, any deployment): the service's own message
+    talks about paths on the server, which is not what the user meant. None: not that case."""
+    local = Path(uri.partition("#")[0]).expanduser()
+    if _LOCAL_PATHS_SETTING not in str(refusal) or not local.is_dir():
+        return None
+    return InvalidParameterValue(
+        f"{uri} is a directory on this machine, and the projects service of "
+        f"{redact_credentials(tracking_uri)} "
+        "runs elsewhere: it cannot read it (it only runs projects it can fetch). Push the "
+        "project to a git repository and run that (mlgrid run https://host/repo.git -v "
+        "<commit>), or run the directory against a stack on this machine (mlgrid up, then "
+        "MLGRID_TRACKING_URI=grpc://127.0.0.1:50051)."
+    )
+
+
 def run(
     uri: str,
     entry_point: str = "main",
@@ -145,7 +169,10 @@ def run(
         working_directory=os.getcwd(),
         run_id=run_id or "",
     )
-    answer = transport.call(transport.projects.SubmitRun, request)
+    try:
+        answer = transport.call(transport.projects.SubmitRun, request)
+    except InvalidParameterValue as exc:
+        raise _local_directory_refused(str(uri), transport.tracking_uri, exc) or exc from None
     submitted = RemoteSubmittedRun(transport, backend, answer.run_id)
     if synchronous:
         try:
