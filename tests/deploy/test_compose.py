@@ -54,10 +54,79 @@ def test_compose_has_the_stack_and_its_dependencies(compose: dict[str, Any]) -> 
     services = compose["services"]
     assert {"postgres", "minio", "minio-init", "migrate", *MLGRID_SERVICES} <= set(services)
     assert set(_mlgrid_containers(compose)) == {"migrate", *MLGRID_SERVICES}
-    # The one public port is the gateway's.
-    published = {name for name, svc in services.items() if svc.get("ports")}
-    assert "gateway" in published and not published & {"tracking", "registry", "projects"}
-    assert services["gateway"]["ports"] == ["50051:50051", "50050:50050"]
+    # The one published service is the gateway, on loopback unless MLGRID_BIND says otherwise.
+    published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
+    assert published == {"gateway": ["${MLGRID_BIND:-127.0.0.1}:50051:50051",
+                                      "${MLGRID_BIND:-127.0.0.1}:50050:50050"]}  # fmt: skip
+
+
+def test_every_other_image_is_pinned_to_an_exact_release(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        if name in _mlgrid_containers(compose):
+            continue
+        image = svc["image"]
+        repository, _, tag = image.rpartition(":")
+        assert "@sha256:" in image or (repository and re.search(r"\d+\.\d+|RELEASE\.", tag)), (
+            f"{name}: {image} is not pinned to an exact release"
+        )
+        assert "latest" not in tag
+
+
+#: The secret files each container may read: only what it uses.
+NEEDED_SECRETS = {
+    "postgres": {"postgres-password"},
+    "minio": {"s3-access-key", "s3-secret-key"},
+    "minio-init": {"s3-access-key", "s3-secret-key"},
+    "migrate": {"store-uri"},
+    "tracking": {"store-uri"},
+    "registry": {"store-uri"},
+    "artifacts": {"s3-access-key", "s3-secret-key"},
+    "projects": set(),
+    "gateway": set(),
+}
+
+
+def test_credentials_are_files_and_each_container_gets_only_its_own(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert {name: set(svc.get("secrets", [])) for name, svc in services.items()} == NEEDED_SECRETS
+    for name, svc in services.items():
+        for key, value in (svc.get("environment") or {}).items():
+            # A credential is named by a *_FILE variable, never given as a value.
+            assert not re.search(r"(PASSWORD|SECRET_ACCESS_KEY|ACCESS_KEY_ID|STORE_URI)$", key), (name, key)
+            assert "://" not in str(value) or "@" not in str(value), (name, key)
+        for part in [*(svc.get("command") or []), *(svc.get("entrypoint") or [])]:
+            assert "mlgrid-secret" not in str(part) and ":mlgrid@" not in str(part)
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
+
+
+def test_the_entrypoint_reads_each_file_variable_compose_sets(compose: dict[str, Any]) -> None:
+    text = (DEPLOY / "entrypoint.sh").read_text()
+    (names,) = re.findall(r"^for name in (.+); do$", text, flags=re.M)
+    handled = set(names.split())
+    for name, svc in _mlgrid_containers(compose).items():
+        for key in svc.get("environment") or {}:
+            if key.endswith("_FILE"):
+                assert key.removesuffix("_FILE") in handled, (name, key)
+
+
+def test_compose_secrets_script_writes_matching_credentials_once(tmp_path: Path) -> None:
+    script = tmp_path / "deploy" / "compose-secrets.sh"
+    script.parent.mkdir()
+    shutil.copy2(DEPLOY / "compose-secrets.sh", script)
+    subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=30)
+    secrets = tmp_path / "deploy" / "secrets"
+    first = {p.name: p.read_text() for p in secrets.iterdir()}
+    assert set(first) == {"postgres-password", "store-uri", "s3-access-key", "s3-secret-key"}
+    assert len(first["postgres-password"]) >= 32
+    assert first["store-uri"] == (
+        f"postgresql://mlgrid:{first['postgres-password']}@postgres:5432/mlgrid"
+    )
+    assert oct(secrets.stat().st_mode & 0o777) == "0o700"
+    subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=30)
+    assert {p.name: p.read_text() for p in secrets.iterdir()} == first  # kept, not replaced
 
 
 def test_every_mlgrid_command_is_a_valid_cli_invocation(compose: dict[str, Any]) -> None:
@@ -80,11 +149,13 @@ def test_environment_names_are_ones_mlgrid_reads(compose: dict[str, Any]) -> Non
     for name, svc in _mlgrid_containers(compose).items():
         for key in svc.get("environment", {}):
             if key.startswith(("MLGRID_", "MLFLOW_")):
-                assert key in known, f"{name}: {key} is not read anywhere in mlgrid"
+                read = key.removesuffix("_FILE")  # the entrypoint turns NAME_FILE into NAME
+                assert read in known, f"{name}: {key} is not read anywhere in mlgrid"
     env = compose["services"]["tracking"]["environment"]
-    assert env["MLGRID_BACKEND_STORE_URI"].startswith("postgresql://")
-    assert "@postgres:5432/" in env["MLGRID_BACKEND_STORE_URI"]
-    assert env["MLGRID_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["MLGRID_BACKEND_STORE_URI_FILE"] == "/run/secrets/store-uri"
+    assert compose["services"]["artifacts"]["environment"]["MLGRID_S3_ENDPOINT_URL"] == (
+        "http://minio:9000"
+    )
 
 
 def test_health_checks_and_dependencies(compose: dict[str, Any]) -> None:
@@ -120,6 +191,7 @@ def test_health_checks_and_dependencies(compose: dict[str, Any]) -> None:
         "service_completed_successfully"
     )
     assert "mc mb --ignore-existing local/mlgrid" in services["minio-init"]["command"][0]
+    assert "MC_HOST_local=" in services["minio-init"]["command"][0]
 
 
 def test_gateway_routes_reach_every_service_on_its_port(compose: dict[str, Any]) -> None:
