@@ -94,7 +94,8 @@ def test_credentials_are_files_and_each_container_gets_only_its_own(
     for name, svc in services.items():
         for key, value in (svc.get("environment") or {}).items():
             # A credential is named by a *_FILE variable, never given as a value.
-            assert not re.search(r"(PASSWORD|SECRET_ACCESS_KEY|ACCESS_KEY_ID|STORE_URI)$", key), (name, key)
+            secret_named = re.search(r"(PASSWORD|SECRET_ACCESS_KEY|ACCESS_KEY_ID|STORE_URI)$", key)
+            assert not secret_named, (name, key)
             assert "://" not in str(value) or "@" not in str(value), (name, key)
         for part in [*(svc.get("command") or []), *(svc.get("entrypoint") or [])]:
             assert "mlgrid-secret" not in str(part) and ":mlgrid@" not in str(part)
