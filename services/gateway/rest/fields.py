@@ -7,8 +7,12 @@ body, checks each field's JSON type against its proto field, and answers a wrong
 does that shape check and nothing more: what a value means (key syntax, lengths, limits) is
 checked once, by the service behind the contract.
 
-Unlike MLflow, a field that the request message does not have is refused with a message that
-lists the accepted ones, instead of being dropped without a word.
+As MLflow's server does (it parses with protobuf's ``ignore_unknown_fields``), a field that the
+request does not have is ignored, in a JSON body at any depth and in a query string: a client
+newer than this table may send fields it does not know. In a JSON body each field is also read
+under its protobuf JSON name (``experimentIds`` for ``experiment_ids``), and a body that spells
+one field both ways is refused, as MLflow refuses it; a query string is read by the fields'
+proto names only, as MLflow reads it.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ class Spec:
 
     def __init__(self, *fields: Field) -> None:
         self.fields = {f.name: f for f in fields}
-        self.accepted = ", ".join(self.fields)
+        #: Every spelling a field is read under: its name and its protobuf JSON name.
+        self._spellings = {f.name: f.name for f in fields}
+        self._spellings.update({json_name(f.name): f.name for f in fields})
 
     def read_json(self, data: Any, where: str = "") -> dict[str, Any]:
         """The fields of a parsed JSON object; absent and null fields are left out."""
@@ -67,27 +73,32 @@ class Spec:
                 f"supplied: expected a JSON object. {_DOCS_HINT}"
             )
         out: dict[str, Any] = {}
-        fields = self.fields
-        for name, value in data.items():
-            spec = fields.get(name)
-            if spec is None:
-                raise invalid(
-                    f"Unknown parameter {shown(name)}{_inside(where)}; accepted: {self.accepted}"
-                )
-            if value is None:
+        for spelled, value in data.items():
+            name = self._known(spelled, data, where)
+            if name is None or value is None:
                 continue
-            out[name] = _convert(spec, value, f"{where}.{name}" if where else name)
+            out[name] = _convert(self.fields[name], value, f"{where}.{name}" if where else name)
         self._check_required(out, where)
         return out
+
+    def _known(self, spelled: str, given: Mapping[str, Any], where: str) -> str | None:
+        """The field ``spelled`` names (None: not a field, ignored); refuses a request that also
+        spells the same field the other way."""
+        name = self._spellings.get(spelled)
+        if name is not None and name != spelled and name in given:
+            full = f"{where}.{name}" if where else name
+            raise invalid(
+                f"Request specifies both '{full}' and '{spelled}'; provide only one of them."
+            )
+        return name
 
     def read_query(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
         """The fields of a query string (``parse_qs`` output: every value a string)."""
         out: dict[str, Any] = {}
-        fields = self.fields
         for name, values in query.items():
-            spec = fields.get(name)
-            if spec is None:
-                raise invalid(f"Unknown parameter {shown(name)}; accepted: {self.accepted}")
+            spec = self.fields.get(name)
+            if spec is None:  # MLflow reads a query string by the fields' proto names only
+                continue
             if spec.kind is Kind.STR_LIST:
                 out[name] = values
             elif spec.kind in (Kind.OBJECTS, Kind.OBJECT):
@@ -108,8 +119,10 @@ class Spec:
                 raise invalid(f"Missing value for required parameter '{full}'. {_DOCS_HINT}")
 
 
-def _inside(where: str) -> str:
-    return f" in '{where}'" if where else ""
+def json_name(name: str) -> str:
+    """A field's protobuf JSON name: lowerCamelCase (``run_id`` -> ``runId``)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _wrong(spec: Field, value: Any, where: str) -> RestError:
