@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from mlgrid import environment as env
 from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
+from mlgrid_services.common.auth.runtime import auth_runtime
+from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
 from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
 from mlgrid_services.stack import READY, ROUTED, absolute_store_uri, announce, client_host
@@ -83,10 +85,12 @@ def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> Embedd
     target = f"unix:{socket_dir}/grpc.sock"
     # Services that call other services (registry -> tracking) reach them on the same socket;
     # project runs get the tracking URI itself, so they open the same store embedded.
+    # Open, as MLflow's local mode: the socket is private to this user and process.
     config = replace(
         config,
         gateway_target=target,
         public_tracking_uri=config.public_tracking_uri or absolute_store_uri(tracking_uri),
+        auth=AuthSettings(),
     )
     apps: list[ServiceApp] = []
     names = available_services()
@@ -98,7 +102,11 @@ def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> Embedd
         close_apps(apps)
         shutil.rmtree(socket_dir, ignore_errors=True)
         raise
-    log.debug("embedded mlgrid (%s) on %s", ", ".join(names), target)
+    log.info(
+        "embedded mlgrid (%s) on a private socket, without authentication (open to this "
+        "process only)",
+        ", ".join(names),
+    )
     return EmbeddedStack(
         target=target,
         config=config,
@@ -164,9 +172,11 @@ def serve_service(
     if parent_pipe:
         importlib.import_module(f"mlgrid_services.{name}.app")
         config = _wait_for_go(config)
+    check_exposure(f"mlgrid {name}", host, config.auth, env.MLGRID_ALLOW_OPEN.get())
+    runtime = auth_runtime(config.auth)
     app = create_service_app(name, config)
     try:
-        running = start_server(app.services, host=host, port=port)
+        running = start_server(app.services, host=host, port=port, auth=runtime)
     except BaseException:
         app.close()
         raise
@@ -195,17 +205,19 @@ def serve_gateway(
     Under ``mlgrid up`` (``parent_pipe``) the parent sends ``discover <address>`` lines on stdin
     as the services come up, and each is answered with a ``routed`` line on stdout.
     """
+    from mlgrid_services.common.config import ServiceConfig
     from mlgrid_services.gateway.app import start_gateway
     from mlgrid_services.gateway.config import load_config
 
     _configure_logging("gateway")
     config = load_config(config_path) if config_path else None
+    services_config = ServiceConfig.from_env()
     if rest_port is not None and not rest_artifacts_root:
-        from mlgrid_services.common.config import ServiceConfig
-
         # The root the services give experiments that name none: what the proxy serves.
-        rest_artifacts_root = ServiceConfig.from_env().effective_artifact_root
+        rest_artifacts_root = services_config.effective_artifact_root
+    check_exposure("the mlgrid gateway", host, services_config.auth, env.MLGRID_ALLOW_OPEN.get())
     gateway = start_gateway(
+        auth=auth_runtime(services_config.auth),
         host=host,
         port=port,
         config=config,

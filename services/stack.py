@@ -30,6 +30,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlgrid import environment as settings
 
 #: Line a child prints once it serves: ``mlgrid-ready {"name": ..., "address": ..., "pid": ...}``.
 READY = "mlgrid-ready"
@@ -231,6 +234,10 @@ class Stack:
         # A local stack serves its own machine: `mlgrid run ./project` names local directories
         # (the projects service refuses server-local paths in deployments; source_policy.py).
         env.setdefault("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
+        if settings.MLGRID_AUTH.get():
+            # Every process of the stack signs or checks identity assertions with one secret;
+            # made here when the user set none (it lives as long as the stack).
+            env.setdefault("MLGRID_AUTH_SECRET", secrets.token_urlsafe(32))
         if o.registry_store_uri:
             env["MLGRID_REGISTRY_STORE_URI"] = o.registry_store_uri
         else:

@@ -554,6 +554,51 @@ MLGRID_KUBE_TRACKING_URI = EnvironmentVariable[str | None](
     fallback="KUBE_MLFLOW_TRACKING_URI",
 )
 
+# ---------------------------------------------------------------- authentication (services)
+
+MLGRID_AUTH = EnvironmentVariable(
+    "MLGRID_AUTH",
+    _parse_bool,
+    False,
+    "Services and gateway: require authentication and check permissions (docs/auth.md).",
+    fallback=None,
+)
+MLGRID_AUTH_SECRET = _own_str(
+    "MLGRID_AUTH_SECRET",
+    "Services and gateway: the shared secret that signs identity assertions (auth on).",
+)
+MLGRID_AUTH_STORE_URI = _own_str(
+    "MLGRID_AUTH_STORE_URI",
+    "Services and gateway: the database of users, tokens and grants (the tracking store's).",
+)
+MLGRID_AUTH_ADMIN_USERNAME = _own_str(
+    "MLGRID_AUTH_ADMIN_USERNAME", "Services: the admin user created at start when missing."
+)
+MLGRID_AUTH_ADMIN_PASSWORD = _own_str(
+    "MLGRID_AUTH_ADMIN_PASSWORD", "Services: the password of that admin user."
+)
+MLGRID_AUTH_DEFAULT_PERMISSION = _own_str(
+    "MLGRID_AUTH_DEFAULT_PERMISSION",
+    "Services: the default permission set at first start (READ, USE, EDIT, MANAGE, NO_PERMISSIONS).",
+)
+MLGRID_AUTH_CACHE_SECONDS = EnvironmentVariable(
+    "MLGRID_AUTH_CACHE_SECONDS",
+    _parse_non_negative_float,
+    2.0,
+    "Services and gateway: how long a verified credential or a user's grants are reused.",
+    fallback=None,
+)
+MLGRID_ALLOW_OPEN = EnvironmentVariable(
+    "MLGRID_ALLOW_OPEN",
+    _parse_bool,
+    False,
+    "Servers: allow serving without auth on an address other than loopback.",
+    fallback=None,
+)
+MLGRID_WORKSPACE = _own_str(
+    "MLGRID_WORKSPACE", "SDK: the workspace new experiments, models and project runs go to."
+)
+
 #: Every declared variable, for documentation and diagnostics.
 ALL: tuple[EnvironmentVariable[object], ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, EnvironmentVariable)

@@ -37,6 +37,10 @@ AUTHORIZATION_METADATA = "authorization"
 #: it, since the gateway drops every ``mlgrid-internal-`` key it receives.
 IDENTITY_METADATA = INTERNAL_METADATA_PREFIX + "identity"
 
+#: The workspace a caller creates experiments, registered models and project runs in (set by the
+#: SDK from ``MLGRID_WORKSPACE``); absent: the default workspace.
+WORKSPACE_METADATA = "mlgrid-workspace"
+
 # ---------------------------------------------------------------- tunnels (HTTP CONNECT)
 
 #: The full gRPC service name a tunnel is for (``mlgrid.api.tracking.v1.TrackingService``).

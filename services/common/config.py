@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlgrid import environment as env
+
+from .auth.settings import AuthSettings
 
 #: The embedded defaults, as in MLflow: a SQLite file and an artifact folder in the working dir.
 DEFAULT_STORE_URI = env.MLGRID_BACKEND_STORE_URI.default
@@ -32,6 +34,8 @@ class ServiceConfig:
     gateway_target: str | None = None
     #: Tracking URI handed to project runs' child processes (``grpc://host:port``).
     public_tracking_uri: str | None = None
+    #: Authentication and permission checks (off unless MLGRID_AUTH=true; docs/auth.md).
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def effective_registry_store_uri(self) -> str:
@@ -60,4 +64,5 @@ class ServiceConfig:
             "public_tracking_uri": env.MLGRID_PUBLIC_TRACKING_URI.get(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        auth = AuthSettings.from_env(store_uri=values["backend_store_uri"] or DEFAULT_STORE_URI)
+        return cls(**values, auth=auth)  # type: ignore[arg-type]

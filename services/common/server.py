@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +24,11 @@ from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_CONCURRENT_CALLS
 from mlgrid.protocol import SERVER_OPTIONS
 
+from .auth.policy import Rule
 from .errors import ErrorMappingInterceptor
+
+if TYPE_CHECKING:
+    from .auth.runtime import AuthRuntime
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class ServedService:
     schemes: list[str] = field(default_factory=list)
     #: gRPC server options the service needs beyond SERVER_OPTIONS (they override them).
     server_options: list[tuple[str, int]] = field(default_factory=list)
+    #: "/pkg.Service/Method" -> what the call needs when auth is on (services/common/auth);
+    #: a service with rules has every method without one refused.
+    rules: dict[str, Rule] = field(default_factory=dict)
 
 
 class _BackendInfoServicer(common_pb2_grpc.BackendInfoServiceServicer):
@@ -87,15 +95,23 @@ def start_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
     address: str | None = None,
+    auth: AuthRuntime | None = None,
 ) -> RunningServer:
     """Builds and starts a server for ``services`` on ``host:port`` (or a ``unix:`` address).
 
     ``generic_handlers`` take every method the registered services do not (the gateway uses
-    this to forward calls it does not serve itself).
+    this to forward calls it does not serve itself). ``auth`` (the process's auth runtime, when
+    auth is on) installs the auth interceptor with the services' rules.
     """
+    checks: list[grpc.ServerInterceptor] = []
+    if auth is not None:
+        from .auth.interceptor import AuthInterceptor
+
+        rules = {method: rule for s in services for method, rule in s.rules.items()}
+        checks.append(AuthInterceptor(auth, rules, {s.name for s in services if s.rules}))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor(), *interceptors],
+        interceptors=[ErrorMappingInterceptor(), *checks, *interceptors],
         options=_merged_options(services),
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )

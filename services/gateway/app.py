@@ -22,11 +22,13 @@ import mlgrid
 from mlgrid import environment as env
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.protocol import SERVER_OPTIONS
+from mlgrid_services.common.auth.runtime import AuthRuntime
 from mlgrid_services.common.server import RunningServer
 
 from .channels import ChannelPool
 from .config import GatewayConfig
 from .discovery import Discovery
+from .edge_auth import EdgeAuth
 from .forwarder import Forwarder
 from .methods import ForwardedService, builtin_services
 from .readiness import RoutingHealth
@@ -197,6 +199,7 @@ def start_gateway(
     rest_artifacts_root: str | None = None,
     tls: TlsSettings | None = None,
     internal_port: int | None = None,
+    auth: AuthRuntime | None = None,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
@@ -205,6 +208,7 @@ def start_gateway(
     ``tunnel_port`` (0: any free port) opens the tunnel listener on ``host``; None: no tunnels.
     ``rest_port`` (0: any free port) serves MLflow's REST API on ``host``, with the proxied
     ``mlflow-artifacts:/`` root ``rest_artifacts_root``; None: no REST port.
+    ``auth`` (the process's auth runtime, auth on) authenticates every call and tunnel.
     """
     config = config or GatewayConfig()
     forwarded = [*builtin_services(), *extra_services]
@@ -217,7 +221,8 @@ def start_gateway(
         service_config=service_config(kind for s in forwarded for kind in s.methods.values())
     )
     discovery = Discovery(table, pool)
-    forwarder = Forwarder(table, pool, discovery)
+    edge = EdgeAuth(auth) if auth is not None else None
+    forwarder = Forwarder(table, pool, discovery, auth=edge)
     health_servicer = RoutingHealth()
     tunnel = None
     if tunnel_port is not None and address is None:
@@ -226,6 +231,9 @@ def start_gateway(
             table.services,
             discovery.retry_pending,
             tls=tls.server_context(["h2"]) if tls is not None else None,
+            # Plaintext tunnels carry the credentials on CONNECT; TLS tunnels do not
+            # (the CONNECT is in clear): there each call's credentials are checked by the service.
+            check_caller=edge.check_connect if edge is not None and tls is None else None,
         )
         tunnel.start(host, tunnel_port)
     try:

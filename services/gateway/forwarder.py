@@ -22,6 +22,7 @@ from mlgrid_services.common.errors import abort_with
 
 from .channels import ChannelPool
 from .discovery import Discovery
+from .edge_auth import EdgeAuth
 from .methods import ForwardedService, MethodKind, RouteBy, method_index
 from .routing import Route, RoutingTable
 from .wire import WireFormatError, read_string_field
@@ -57,7 +58,9 @@ class Forwarder(grpc.GenericRpcHandler):
         table: RoutingTable,
         pool: ChannelPool,
         discovery: Discovery | None = None,
+        auth: EdgeAuth | None = None,
     ) -> None:
+        self._auth = auth
         self._table = table
         self._pool = pool
         self._discovery = discovery
@@ -113,6 +116,19 @@ class Forwarder(grpc.GenericRpcHandler):
             raise self._table.no_route_error(forwarded, key, shown)
         return route
 
+    def _outgoing(self, context: grpc.ServicerContext) -> list[tuple[str, Any]]:
+        """What the backend gets: the caller's metadata minus reserved keys; with auth on,
+        minus the credentials plus the signed identity (ends the call when unauthenticated)."""
+        metadata = context.invocation_metadata()
+        forwardable = forwardable_metadata(metadata)
+        if self._auth is None:
+            return forwardable
+        try:
+            return self._auth.outgoing(forwardable, metadata)
+        except MlgridException as exc:
+            abort_with(context, exc)
+            raise  # unreachable: abort_with raises
+
     # -- relaying answers --------------------------------------------------------------------
 
     @staticmethod
@@ -142,6 +158,7 @@ class Forwarder(grpc.GenericRpcHandler):
 
     def _make_handler(self, forwarded: ForwardedService, kind: MethodKind) -> grpc.RpcMethodHandler:
         pool = self._pool
+        outgoing = self._outgoing
         route_of = self._route
         relay_error = self._relay_error
         pass_trailing = self._pass_trailing
@@ -153,13 +170,12 @@ class Forwarder(grpc.GenericRpcHandler):
             return first, itertools.chain((first,), requests)
 
         def unary_unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            metadata = outgoing(context)
             route = route_of(forwarded, request, context)
             forward = pool.multicallable(route.address, kind)
             try:
                 response, call = forward.with_call(
-                    request,
-                    timeout=remaining_timeout(context),
-                    metadata=forwardable_metadata(context.invocation_metadata()),
+                    request, timeout=remaining_timeout(context), metadata=metadata
                 )
             except grpc.RpcError as err:
                 relay_error(err, route, context)
@@ -168,12 +184,11 @@ class Forwarder(grpc.GenericRpcHandler):
             return response  # type: ignore[no-any-return]
 
         def stream_unary(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+            metadata = outgoing(context)
             first, all_requests = first_and_rest(requests)
             route = route_of(forwarded, first, context)
             future = pool.multicallable(route.address, kind).future(
-                all_requests,
-                timeout=remaining_timeout(context),
-                metadata=forwardable_metadata(context.invocation_metadata()),
+                all_requests, timeout=remaining_timeout(context), metadata=metadata
             )
             context.add_callback(future.cancel)
             try:
@@ -185,12 +200,10 @@ class Forwarder(grpc.GenericRpcHandler):
             return response  # type: ignore[no-any-return]
 
         def streaming_response(
-            route: Route, requests: Any, context: grpc.ServicerContext
+            route: Route, requests: Any, context: grpc.ServicerContext, metadata: Any
         ) -> Iterator[bytes]:
             call = pool.multicallable(route.address, kind)(
-                requests,
-                timeout=remaining_timeout(context),
-                metadata=forwardable_metadata(context.invocation_metadata()),
+                requests, timeout=remaining_timeout(context), metadata=metadata
             )
             # The caller hanging up (or its deadline) cancels the backend call too.
             context.add_callback(call.cancel)
@@ -202,15 +215,17 @@ class Forwarder(grpc.GenericRpcHandler):
             pass_trailing(call, context)
 
         def unary_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            metadata = outgoing(context)
             route = route_of(forwarded, request, context)
-            yield from streaming_response(route, request, context)
+            yield from streaming_response(route, request, context, metadata)
 
         def stream_stream(
             requests: Iterator[bytes], context: grpc.ServicerContext
         ) -> Iterator[bytes]:
+            metadata = outgoing(context)
             first, all_requests = first_and_rest(requests)
             route = route_of(forwarded, first, context)
-            yield from streaming_response(route, all_requests, context)
+            yield from streaming_response(route, all_requests, context, metadata)
 
         behaviours: dict[tuple[bool, bool], tuple[Callable[..., Any], Callable[..., Any]]] = {
             (False, False): (grpc.unary_unary_rpc_method_handler, unary_unary),

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import ServiceDescriptor
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2
+from mlgrid.api.auth.v1 import auth_service_pb2
 from mlgrid.api.projects.v1 import projects_service_pb2
 from mlgrid.api.registry.v1 import registry_service_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2
 from mlgrid.retries import is_idempotent
 
 #: Short names of the forwarded services, as used in the routing table and the config file.
-SERVICE_KEYS: tuple[str, ...] = ("tracking", "artifacts", "registry", "projects")
+SERVICE_KEYS: tuple[str, ...] = ("tracking", "artifacts", "registry", "projects", "auth")
 
 
 class RouteBy(enum.Enum):
@@ -33,6 +34,8 @@ class RouteBy(enum.Enum):
     NAME_FIELD = "name_field"
     #: The scheme of the ``mlgrid-store-uri`` metadata value (tracking, registry).
     STORE_METADATA = "store_metadata"
+    #: Nothing: every call goes to the service's default backend (auth: one per deployment).
+    DEFAULT_ONLY = "default_only"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class ForwardedService:
         """How users name the routing key, for error messages."""
         if self.route_by is RouteBy.STORE_METADATA:
             return "metadata 'mlgrid-store-uri'"
+        if self.route_by is RouteBy.DEFAULT_ONLY:
+            return "nothing (the default backend)"
         return f"field 1 ('{self.first_field}')"
 
 
@@ -93,7 +98,7 @@ def describe(
 
 
 def builtin_services() -> list[ForwardedService]:
-    """The four mlgrid services."""
+    """The mlgrid services (auth is served by the tracking process)."""
     return [
         describe(
             "tracking",
@@ -115,6 +120,11 @@ def builtin_services() -> list[ForwardedService]:
             projects_service_pb2.DESCRIPTOR.services_by_name["ProjectsService"],
             RouteBy.NAME_FIELD,
             empty_key="local",
+        ),
+        describe(
+            "auth",
+            auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"],
+            RouteBy.DEFAULT_ONLY,
         ),
     ]
 

@@ -120,6 +120,8 @@ class RoutingTable:
         self, forwarded: ForwardedService, field_value: str | None, store_uri: str | None
     ) -> str:
         """The routing key of one call: a scheme, a backend name, or DEFAULT."""
+        if forwarded.route_by is RouteBy.DEFAULT_ONLY:
+            return DEFAULT
         if forwarded.route_by is RouteBy.STORE_METADATA:
             if not store_uri:
                 return DEFAULT

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlgrid.exceptions import MlgridException
 from mlgrid.protocol import TUNNEL_ROUTE_HEADER, TUNNEL_SERVICE_HEADER
 
 from .methods import ForwardedService
@@ -165,7 +166,12 @@ class TunnelListener:
         retry_discovery: Callable[[], bool] = lambda: False,
         max_tunnels: int = DEFAULT_MAX_TUNNELS,
         tls: ssl.SSLContext | None = None,
+
+        check_caller: Callable[[dict[str, str]], object] | None = None,
     ) -> None:
+        #: With auth on: verifies the CONNECT's credentials (raises Unauthenticated); the
+        #: services check each tunnelled call's own credentials too (edge_auth.py).
+        self._check_caller = check_caller
         self._table = table
         #: Server context of a TLS gateway (ALPN h2); None: tunnels are relayed as they come.
         self._tls = tls
@@ -249,7 +255,9 @@ class TunnelListener:
         conn.settimeout(HEAD_TIMEOUT_S)
         try:
             head, early = _read_head(conn)
-            route = self._route(parse_head(head))
+            request = parse_head(head)
+            self._authenticate(request)
+            route = self._route(request)
             backend = self._open(route)
         except TunnelRefused as refused:
             self._refuse(conn, refused)
@@ -297,6 +305,14 @@ class TunnelListener:
         back.start()
         _relay_chunks(end.recv, backend.sendall, lambda: backend.shutdown(socket.SHUT_WR))
         back.join()
+
+    def _authenticate(self, request: ConnectRequest) -> None:
+        if self._check_caller is None:
+            return
+        try:
+            self._check_caller(request.headers)
+        except MlgridException as exc:
+            raise TunnelRefused(401, exc.message) from None
 
     def _route(self, request: ConnectRequest) -> Route:
         name = request.headers.get(TUNNEL_SERVICE_HEADER, "")

@@ -1,0 +1,194 @@
+"""Who may do what on which resource: grants, roles, workspaces and defaults, decided per call
+from a briefly cached picture of the caller (one store read per caller every few seconds).
+
+A caller's level on a resource:
+
+1. an admin (or an mlgrid service) has MANAGE on everything;
+2. a resource lives in a workspace (the default one unless placed elsewhere); a caller who is not
+   a member of it has NO_PERMISSIONS there, whatever else it was granted;
+3. a grant to the caller itself decides (NO_PERMISSIONS included, so it can deny);
+4. else the best grant to one of its roles;
+5. else its permission in the resource's workspace (in the default workspace: its default
+   permission, its own if set, else the deployment's).
+
+Changes made through this process's AuthService are seen at once here (caches dropped); other
+processes see them within ``cache_seconds``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from mlgrid.exceptions import PermissionDenied, Unauthenticated
+
+from .identity import Identity
+from .permissions import Permission, ResourceKind
+from .store import DEFAULT_WORKSPACE, AuthStore, SubjectView, UserRecord
+
+_CACHE_LIMIT = 50_000
+
+
+class AccessControl:
+    """Permission decisions over one auth store."""
+
+    def __init__(self, store: AuthStore, cache_seconds: float = 2.0) -> None:
+        self.store = store
+        self._ttl = cache_seconds
+        self._lock = threading.Lock()
+        self._views: dict[str, tuple[SubjectView | None, float]] = {}
+        self._placed: dict[tuple[ResourceKind, str], tuple[str, float]] = {}
+        self._any_workspace: tuple[bool, float] = (False, -1e9)
+
+    def invalidate(self) -> None:
+        """Forgets everything cached (after a change made through this process)."""
+        with self._lock:
+            self._views.clear()
+            self._placed.clear()
+            self._any_workspace = (False, -1e9)
+
+    # ------------------------------------------------------------------ pictures
+
+    def view(self, identity: Identity) -> SubjectView:
+        """The caller's grants and memberships; Unauthenticated when the user is gone."""
+        now = time.monotonic()
+        cached = self._views.get(identity.subject)
+        if cached is not None and now - cached[1] < self._ttl:
+            view = cached[0]
+        else:
+            view = self.store.subject_view(identity.subject)
+            with self._lock:
+                if len(self._views) >= _CACHE_LIMIT:
+                    self._views.clear()
+                self._views[identity.subject] = (view, now)
+        if view is None:
+            if identity.method == "oidc":
+                return self._outside_view(identity)
+            raise Unauthenticated(f"user {identity.subject!r} no longer exists")
+        return view
+
+    def _outside_view(self, identity: Identity) -> SubjectView:
+        """An identity provider's user that the store has no record of: defaults only."""
+        default = self.store.global_default()
+        user = UserRecord(0, identity.subject, False, 0, workspaces=(DEFAULT_WORKSPACE,))
+        return SubjectView(user, {}, {DEFAULT_WORKSPACE: default}, default)
+
+    def _workspaces_exist(self) -> bool:
+        now = time.monotonic()
+        known, at = self._any_workspace
+        if now - at < self._ttl:
+            return known
+        known = bool(self.store.list_workspaces())
+        self._any_workspace = (known, now)
+        return known
+
+    def workspace_of(self, kind: ResourceKind, resource_id: str) -> str:
+        if not self._workspaces_exist():
+            return DEFAULT_WORKSPACE
+        now = time.monotonic()
+        cached = self._placed.get((kind, resource_id))
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        found = self.store.resource_workspaces(kind, [resource_id]).get(resource_id)
+        workspace = found or DEFAULT_WORKSPACE
+        with self._lock:
+            if len(self._placed) >= _CACHE_LIMIT:
+                self._placed.clear()
+            self._placed[(kind, resource_id)] = (workspace, now)
+        return workspace
+
+    # ----------------------------------------------------------------- decisions
+
+    def is_admin(self, identity: Identity) -> bool:
+        if identity.is_service or identity.method == "open":
+            return True
+        return self.view(identity).user.is_admin
+
+    def level(self, identity: Identity, kind: ResourceKind, resource_id: str) -> Permission:
+        if self.is_admin(identity):
+            return Permission.MANAGE
+        view = self.view(identity)
+        return self._level(view, kind, resource_id, self.workspace_of(kind, resource_id))
+
+    @staticmethod
+    def _level(
+        view: SubjectView, kind: ResourceKind, resource_id: str, workspace: str
+    ) -> Permission:
+        member = view.memberships.get(workspace)
+        if member is None:
+            return Permission.NO_PERMISSIONS
+        key = (kind, resource_id)
+        own = view.own.get(key)
+        if own is not None:
+            return own
+        granted = view.grants.get(key)
+        if granted is not None:
+            return granted
+        return member
+
+    def require(
+        self,
+        identity: Identity,
+        kind: ResourceKind,
+        resource_id: str,
+        needed: Permission,
+        action: str,
+    ) -> None:
+        """Raises PermissionDenied naming the resource and the permission ``action`` needs."""
+        level = self.level(identity, kind, resource_id)
+        if not level.allows(needed):
+            raise PermissionDenied(
+                f"{action} needs {needed.name} on {kind.shown} {resource_id[:256]!r}; "
+                f"user {identity.subject!r} has {level.name}"
+            )
+
+    def readable(
+        self, identity: Identity, kind: ResourceKind, resource_ids: Iterable[str]
+    ) -> set[str]:
+        """The ids among ``resource_ids`` the caller may read (one store read for all)."""
+        ids = set(resource_ids)
+        if self.is_admin(identity):
+            return ids
+        view = self.view(identity)
+        placed = self.store.resource_workspaces(kind, ids) if self._workspaces_exist() else {}
+        return {
+            rid
+            for rid in ids
+            if self._level(view, kind, rid, placed.get(rid, DEFAULT_WORKSPACE)).allows(
+                Permission.READ
+            )
+        }
+
+    def require_admin(self, identity: Identity, action: str) -> None:
+        if not self.is_admin(identity):
+            raise PermissionDenied(f"{action} needs an admin; user {identity.subject!r} is not one")
+
+    def check_can_create(self, identity: Identity, workspace: str, what: str) -> None:
+        """Creating in a workspace needs membership with EDIT; in the default workspace any
+        authenticated user may create (as in MLflow), unless its default is NO_PERMISSIONS."""
+        if self.is_admin(identity):
+            if workspace != DEFAULT_WORKSPACE:
+                names = {name for name, _ in self.store.list_workspaces()}
+                if workspace not in names:
+                    raise PermissionDenied(f"workspace {workspace!r} does not exist")
+            return
+        view = self.view(identity)
+        member = view.memberships.get(workspace)
+        needed = Permission.READ if workspace == DEFAULT_WORKSPACE else Permission.EDIT
+        if member is None or not member.allows(needed):
+            have = member.name if member is not None else "no membership"
+            raise PermissionDenied(
+                f"creating {what} in workspace {workspace!r} needs {needed.name} there; "
+                f"user {identity.subject!r} has {have}"
+            )
+
+    def record_created(
+        self, identity: Identity, kind: ResourceKind, resource_id: str, workspace: str
+    ) -> None:
+        """The creator gets MANAGE on what it made, which lives in ``workspace``."""
+        self.store.place_resource(kind, resource_id, workspace)
+        person = not identity.is_service and identity.method != "open" and identity.subject
+        if person and self.store.password_record(identity.subject) is not None:
+            self.store.set_grant(kind, resource_id, Permission.MANAGE, username=identity.subject)
+        self.invalidate()
