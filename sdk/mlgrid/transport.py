@@ -21,12 +21,18 @@ import grpc
 from mlgrid import environment as env
 from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
+from mlgrid.api.auth.v1 import auth_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
 from mlgrid.exceptions import MlgridException, TemporarilyUnavailable
 from mlgrid.plugins.headers import request_header_metadata
-from mlgrid.protocol import AUTHORIZATION_METADATA, CHANNEL_OPTIONS, STORE_URI_METADATA
+from mlgrid.protocol import (
+    AUTHORIZATION_METADATA,
+    CHANNEL_OPTIONS,
+    STORE_URI_METADATA,
+    WORKSPACE_METADATA,
+)
 from mlgrid.tls import ClientTls, authorization_header, explain_tls_failure
 from mlgrid.tunnels import Tunnels
 from mlgrid.uris import is_gateway_uri, uri_scheme
@@ -84,6 +90,9 @@ def gateway_metadata() -> list[tuple[str, str]]:
     store = env.MLGRID_STORE_URI.get()
     if store:
         metadata.append((STORE_URI_METADATA, store))
+    workspace = env.MLGRID_WORKSPACE.get()
+    if workspace:
+        metadata.append((WORKSPACE_METADATA, workspace))
     return metadata
 
 
@@ -126,6 +135,7 @@ class Transport:
         self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
         self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
         self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
+        self.auth = auth_service_pb2_grpc.AuthServiceStub(self.channel)
         if self._embedded is None:
             self.metadata_providers.append(gateway_metadata)
         # Request header provider plugins (mlgrid.request_header_provider): their headers go

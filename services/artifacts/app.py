@@ -18,6 +18,7 @@ from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.paths import check_uri
 from mlgrid_services.common.server import ServedService
 
+from .access_rules import artifacts_rules
 from .domain import ArtifactsDomain
 from .orphans import OrphanSweeper
 from .repositories import ARTIFACT_REPOSITORIES
@@ -98,5 +99,6 @@ def create(config: ServiceConfig) -> ServiceApp:
         register=register,
         schemes=ARTIFACT_REPOSITORIES.schemes(),
         server_options=BULK_SERVER_OPTIONS,
+        rules=artifacts_rules(config.effective_artifact_root),
     )
     return ServiceApp(services=[service], close=sweeper.close)

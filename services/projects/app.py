@@ -22,6 +22,7 @@ from mlgrid_services.common.app import ServiceApp
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
 
+from .access_rules import projects_rules
 from .runner import ProjectRunner
 from .servicer import ProjectsServicer
 from .state import RunStateStore, default_state_dir
@@ -76,7 +77,7 @@ def create_runner(
         grace = env.MLGRID_PROJECTS_KILL_GRACE.get()
     sdk_uri = _sdk_tracking_uri(config)
     return ProjectRunner(
-        TrackingClient(config.gateway_target),
+        TrackingClient(config.gateway_target, config.auth),
         RunStateStore(state_dir or default_state_dir(), config.backend_store_uri),
         child_tracking_uri=sdk_uri,
         download=lambda uri, dst: _download(uri, dst, sdk_uri),
@@ -104,5 +105,10 @@ def create(config: ServiceConfig) -> ServiceApp:
     def register(server: grpc.Server) -> None:
         pb_grpc.add_ProjectsServiceServicer_to_server(servicer, server)
 
-    served = ServedService(name=SERVICE_NAME, register=register, schemes=runner.backend_names())
+    served = ServedService(
+        name=SERVICE_NAME,
+        register=register,
+        schemes=runner.backend_names(),
+        rules=projects_rules(TrackingClient(config.gateway_target or "", config.auth)),
+    )
     return ServiceApp(services=[served], close=runner.close)

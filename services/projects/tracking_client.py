@@ -19,6 +19,8 @@ from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2, tracking_
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_BATCH_PARAMS
 from mlgrid.protocol import CHANNEL_OPTIONS, STORE_URI_METADATA
+from mlgrid_services.common.auth.outgoing import as_service
+from mlgrid_services.common.auth.settings import AuthSettings
 
 __all__ = ["TERMINAL", "TrackingClient"]
 
@@ -35,8 +37,9 @@ _TIMEOUT = 60.0
 class TrackingClient:
     """Experiments and runs, as the projects service needs them."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, auth: AuthSettings | None = None) -> None:
         self.target = target
+        self._auth = auth or AuthSettings()
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
 
@@ -45,7 +48,8 @@ class TrackingClient:
         with self._lock:
             if self._channel is None:
                 self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
-            return tracking_service_pb2_grpc.TrackingServiceStub(self._channel)
+            channel = as_service(self._channel, self._auth, "projects")
+            return tracking_service_pb2_grpc.TrackingServiceStub(channel)
 
     def close(self) -> None:
         with self._lock:
@@ -89,6 +93,15 @@ class TrackingClient:
                 store_uri,
             )
             return str(created.experiment_id)
+
+    def resolve_existing(self, experiment_name: str, store_uri: str | None = None) -> str:
+        """The id of the experiment named ``experiment_name`` (ResourceDoesNotExist if none)."""
+        answer = self._call(
+            "GetExperimentByName",
+            tracking_service_pb2.GetExperimentByNameRequest(experiment_name=experiment_name),
+            store_uri,
+        )
+        return str(answer.experiment.experiment_id)
 
     def create_run(
         self,

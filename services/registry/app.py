@@ -13,6 +13,7 @@ from mlgrid_services.common.location_policy import policy_for
 from mlgrid_services.common.server import ServedService
 from mlgrid_services.common.store_router import StoreRouter
 
+from .access_rules import registry_rules
 from .domain import Registry
 from .servicer import RegistryServicer
 from .sources import TrackingRunLookup
@@ -24,7 +25,7 @@ SERVICE_NAME = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService
 def create(config: ServiceConfig) -> ServiceApp:
     """Opens the registry store (``config.effective_registry_store_uri``, migrated to head) and
     returns the servicer; runs are looked up through ``config.gateway_target``."""
-    runs = TrackingRunLookup(config.gateway_target)
+    runs = TrackingRunLookup(config.gateway_target, auth=config.auth)
     policy = policy_for(config)
 
     def open_registry(uri: str) -> tuple[Registry, Callable[[], None]]:
@@ -47,6 +48,10 @@ def create(config: ServiceConfig) -> ServiceApp:
         registries.close()
 
     return ServiceApp(
-        services=[ServedService(SERVICE_NAME, register, registry_stores().schemes())],
+        services=[
+            ServedService(
+                SERVICE_NAME, register, registry_stores().schemes(), rules=registry_rules()
+            )
+        ],
         close=close,
     )

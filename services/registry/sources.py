@@ -28,6 +28,8 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_gr
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.limits import MAX_SOURCE_LENGTH
 from mlgrid_services.common import paths
+from mlgrid_services.common.auth.outgoing import as_service
+from mlgrid_services.common.auth.settings import AuthSettings
 from mlgrid_services.common.location_policy import LocationPolicy
 from mlgrid_services.common.validation import shorten, validate_run_id
 
@@ -152,8 +154,11 @@ class TrackingRunLookup:
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, target: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, target: str | None, timeout: float = 30.0, auth: AuthSettings | None = None
+    ) -> None:
         self.target = target
+        self._auth = auth or AuthSettings()
         self.timeout = timeout
         self._stub: tracking_service_pb2_grpc.TrackingServiceStub | None = None
         self._channel: grpc.Channel | None = None
@@ -169,7 +174,9 @@ class TrackingRunLookup:
                         "tracking service (gateway_target is not configured)"
                     )
                 self._channel = grpc.insecure_channel(self.target)
-                self._stub = tracking_service_pb2_grpc.TrackingServiceStub(self._channel)
+                self._stub = tracking_service_pb2_grpc.TrackingServiceStub(
+                    as_service(self._channel, self._auth, "registry")
+                )
             return self._stub
 
     def __call__(self, run_id: str) -> str:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("mlgrid.cli.models", "models"),
     "run": ("mlgrid.cli.projects", "run"),
     "plugin": ("mlgrid.cli.plugin", "plugin"),
+    "auth": ("mlgrid.cli.auth", "auth"),
 }
 
 

@@ -123,6 +123,12 @@ def _require_server() -> None:
 )
 @click.option("--no-rest", is_flag=True, help="Do not serve MLflow's REST API.")
 @_tls_options(gateway_only=False)
+@click.option(
+    "--allow-open",
+    is_flag=True,
+    help="Serve without authentication on an address other than loopback, on purpose "
+    "[env MLGRID_ALLOW_OPEN].",
+)
 @click.option("--grace", default=10.0, show_default=True, help="Seconds to finish calls on stop.")
 @click.option(
     "--replicas",
@@ -145,6 +151,7 @@ def up(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    allow_open: bool,
     grace: float,
     replicas: int,
 ) -> None:
@@ -154,6 +161,8 @@ def up(
     https://); the services reach each other through a plaintext gateway port on 127.0.0.1.
     """
     _require_server()
+    if allow_open:
+        env.MLGRID_ALLOW_OPEN.set(True)  # the children read it
     from mlgrid_services.stack import StackOptions, present_services, run_stack
 
     tls = _tls_settings(tls_cert, tls_key, tls_client_ca)
@@ -271,6 +280,12 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
 @click.option(
     "--grace", default=10.0, show_default=True, help="Seconds to finish calls on SIGTERM."
 )
+@click.option(
+    "--allow-open",
+    is_flag=True,
+    help="Serve without authentication on an address other than loopback, on purpose "
+    "[env MLGRID_ALLOW_OPEN].",
+)
 @click.option("--parent-pipe", is_flag=True, hidden=True, help="Run under `mlgrid up`.")
 def server(
     name: str,
@@ -292,6 +307,7 @@ def server(
     tls_client_ca: str | None,
     internal_port: int | None,
     grace: float,
+    allow_open: bool,
     parent_pipe: bool,
 ) -> None:
     """Run one service (or the gateway) in this process, for deployments.
@@ -301,7 +317,11 @@ def server(
     SIGTERM stops it after calls in flight finish (within --grace).
     """
     _require_server()
+    if allow_open:
+        env.MLGRID_ALLOW_OPEN.set(True)
     from mlgrid_services import launcher
+
+    from mlgrid.exceptions import MlgridException
 
     bind_port = DEFAULT_PORTS[name] if port is None else port
     if name == "gateway":
@@ -325,6 +345,8 @@ def server(
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None
+        except MlgridException as exc:  # bad settings (open on a public address, no secret)
+            raise click.ClickException(exc.message) from None
         except OSError as exc:  # the public port is taken
             raise click.ClickException(
                 f"{exc} (is another mlgrid gateway running there?)"
@@ -338,8 +360,6 @@ def server(
         default_artifact_root=default_artifact_root,
         gateway_target=gateway_target,
     )
-    from mlgrid.exceptions import MlgridException
-
     try:
         launcher.serve_service(
             name, config, host=host, port=bind_port, parent_pipe=parent_pipe, grace=grace

@@ -28,6 +28,9 @@ from .permissions import Permission, ResourceKind
 from .store import DEFAULT_WORKSPACE, AuthStore, SubjectView, UserRecord
 
 _CACHE_LIMIT = 50_000
+#: The resource id of what belongs to no resource the grants know (an artifact location
+#: outside the experiments' root): only admins and mlgrid's services may touch it.
+UNOWNED = ""
 
 
 class AccessControl:
@@ -136,6 +139,9 @@ class AccessControl:
         action: str,
     ) -> None:
         """Raises PermissionDenied naming the resource and the permission ``action`` needs."""
+        if resource_id == UNOWNED:
+            self.require_admin(identity, f"{action} on a location outside every experiment")
+            return
         level = self.level(identity, kind, resource_id)
         if not level.allows(needed):
             raise PermissionDenied(

@@ -94,8 +94,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             and rule.kind is not None
             and request is not None
         ):
+            needs = rule.needs_of(request) if rule.needs_of is not None else rule.needs
             for resource_id in rule.ids(request):
-                access.require(identity, rule.kind, resource_id, rule.needs, action)
+                access.require(identity, rule.kind, resource_id, needs, action)
 
     def _after(
         self, rule: Rule | None, identity: Identity, request: Any, response: Any, context: Any

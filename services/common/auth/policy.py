@@ -26,6 +26,8 @@ class Rule:
     #: The level needed on each resource ``ids`` names.
     needs: Permission | None = None
     ids: IdsOf | None = None
+    #: When the level depends on the request (a presigned URL to read or to write).
+    needs_of: Callable[[Any], Permission] | None = None
     #: The call creates a resource: (request, response) -> its id. The caller needs to be allowed
     #: to create in its workspace, and gets MANAGE on it afterwards.
     creates: Callable[[Any, Any], str] | None = None
