@@ -28,15 +28,19 @@ class ExperimentOfLocation:
         self._root = artifact_root.rstrip("/") + "/"
 
     def __call__(self, request: Any) -> Iterable[str]:
-        uri = request.artifact_uri.rstrip("/")
-        if request.path:
-            uri = f"{uri}/{request.path.lstrip('/')}"
-        if not uri.startswith(self._root):
-            return (UNOWNED,)
+        paths = [request.path] if hasattr(request, "path") else [f.path for f in request.files]
+        return {self._experiment(request.artifact_uri, path) for path in paths or [""]}
+
+    def _experiment(self, artifact_uri: str, path: str) -> str:
+        uri = artifact_uri.rstrip("/")
+        if path:
+            uri = f"{uri}/{path.lstrip('/')}"
+        # A location that climbs out of where it starts belongs to nobody the grants know
+        # (the service refuses such paths anyway).
+        if not uri.startswith(self._root) or "/../" in f"{uri}/" or "/./" in f"{uri}/":
+            return UNOWNED
         first = uri[len(self._root) :].split("/", 1)[0]
-        if not first or first in (".", "..") or not first.isdigit():
-            return (UNOWNED,)
-        return (first,)
+        return first if first.isdigit() else UNOWNED
 
 
 def artifacts_rules(artifact_root: str) -> dict[str, Rule]:

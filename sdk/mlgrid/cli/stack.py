@@ -319,9 +319,8 @@ def server(
     _require_server()
     if allow_open:
         env.MLGRID_ALLOW_OPEN.set(True)
-    from mlgrid_services import launcher
-
     from mlgrid.exceptions import MlgridException
+    from mlgrid_services import launcher
 
     bind_port = DEFAULT_PORTS[name] if port is None else port
     if name == "gateway":

@@ -171,21 +171,20 @@ class AccessControl:
             raise PermissionDenied(f"{action} needs an admin; user {identity.subject!r} is not one")
 
     def check_can_create(self, identity: Identity, workspace: str, what: str) -> None:
-        """Creating in a workspace needs membership with EDIT; in the default workspace any
-        authenticated user may create (as in MLflow), unless its default is NO_PERMISSIONS."""
-        if self.is_admin(identity):
-            if workspace != DEFAULT_WORKSPACE:
-                names = {name for name, _ in self.store.list_workspaces()}
-                if workspace not in names:
-                    raise PermissionDenied(f"workspace {workspace!r} does not exist")
+        """In the default workspace any authenticated user may create (as in MLflow, whatever
+        its default permission); in another one, a member with EDIT. The workspace must exist
+        (checked before anything is written)."""
+        if workspace == DEFAULT_WORKSPACE:
             return
-        view = self.view(identity)
-        member = view.memberships.get(workspace)
-        needed = Permission.READ if workspace == DEFAULT_WORKSPACE else Permission.EDIT
-        if member is None or not member.allows(needed):
+        if self.is_admin(identity):
+            if workspace not in {name for name, _ in self.store.list_workspaces()}:
+                raise PermissionDenied(f"workspace {workspace[:256]!r} does not exist")
+            return
+        member = self.view(identity).memberships.get(workspace)
+        if member is None or not member.allows(Permission.EDIT):
             have = member.name if member is not None else "no membership"
             raise PermissionDenied(
-                f"creating {what} in workspace {workspace!r} needs {needed.name} there; "
+                f"creating {what} in workspace {workspace[:256]!r} needs EDIT there; "
                 f"user {identity.subject!r} has {have}"
             )
 

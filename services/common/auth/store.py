@@ -462,8 +462,8 @@ class AuthStore:
                     g.principal_type == _ROLE, g.principal_id == self._role_id(conn, role)
                 )
             rows = conn.execute(query.order_by(g.resource_type, g.resource_id)).all()
-            user_names = dict(conn.execute(users_q).tuples().all())
-            role_names = dict(conn.execute(roles_q).tuples().all())
+            user_names = {r.id: r.username for r in conn.execute(users_q)}
+            role_names = {r.id: r.name for r in conn.execute(roles_q)}
         return [
             GrantRecord(
                 ResourceKind(r.resource_type),

@@ -1,0 +1,212 @@
+"""Every RPC of every service, with auth on: without credentials, with each permission level on
+the resource it touches, through the gateway port, a tunnel and the service's own port.
+
+The RPC list comes from the service descriptors, so a new RPC without a rule in its service or
+an entry in rpc_matrix.py fails ``test_every_rpc_has_a_rule_and_an_entry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
+from mlgrid.api.registry.v1 import registry_service_pb2 as reg
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
+from mlgrid_services.common.auth.permissions import Permission
+
+from .conftest import AuthStack, code_of, error_of, start_auth_stack
+from .rpc_matrix import CREATES, LISTS, MATRIX, SERVICES, TUNNELLED, Entry, Resources, invoke
+
+LEVELS = [
+    Permission.NO_PERMISSIONS,
+    Permission.READ,
+    Permission.USE,
+    Permission.EDIT,
+    Permission.MANAGE,
+]
+PATHS = ["gateway", "tunnel", "service"]
+REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+@dataclass
+class World:
+    stack: AuthStack
+    resources: Resources
+    users: dict[Permission, list[tuple[str, str]]]
+
+
+def _make_resources(stack: AuthStack) -> Resources:
+    """An experiment with a run and a logged model, and a registered model with version 1,
+    made by the admin."""
+    admin = stack.admin
+    tracking = SERVICES["tracking"][2](stack.gateway())
+    registry = SERVICES["registry"][2](stack.gateway())
+    name = f"exp-{len(stack.channels)}-{id(admin)}-{__import__('uuid').uuid4().hex[:6]}"
+    experiment_id = tracking.CreateExperiment(
+        trk.CreateExperimentRequest(name=name), metadata=admin
+    ).experiment_id
+    run = tracking.CreateRun(trk.CreateRunRequest(experiment_id=experiment_id), metadata=admin).run
+    logged = tracking.CreateLoggedModel(
+        trk.CreateLoggedModelRequest(experiment_id=experiment_id, name="lm"), metadata=admin
+    ).model
+    model = f"model-{name}"
+    registry.CreateRegisteredModel(reg.CreateRegisteredModelRequest(name=model), metadata=admin)
+    registry.CreateModelVersion(
+        reg.CreateModelVersionRequest(
+            name=model, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        ),
+        metadata=admin,
+    )
+    return Resources(
+        experiment_id=experiment_id,
+        experiment_name=name,
+        run_id=run.info.run_id,
+        logged_model_id=logged.info.model_id,
+        model_name=model,
+        artifact_uri=run.info.artifact_uri,
+    )
+
+
+def _grant(stack: AuthStack, resources: Resources, username: str, level: Permission) -> None:
+    for kind, resource_id in (
+        (auth_pb.RESOURCE_TYPE_EXPERIMENT, resources.experiment_id),
+        (auth_pb.RESOURCE_TYPE_REGISTERED_MODEL, resources.model_name),
+    ):
+        stack.auth().SetPermission(
+            auth_pb.SetPermissionRequest(
+                permission=auth_pb.Permission(
+                    resource_type=kind,
+                    resource_id=resource_id,
+                    username=username,
+                    permission=level.name,
+                )
+            ),
+            metadata=stack.admin,
+        )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    stack = start_auth_stack(tmp_path_factory.mktemp("matrix"))
+    try:
+        # Nothing by default: what a user may do comes from its grant alone.
+        stack.auth().SetDefaultPermission(
+            auth_pb.SetDefaultPermissionRequest(permission="NO_PERMISSIONS"), metadata=stack.admin
+        )
+        resources = _make_resources(stack)
+        users = {}
+        for level in LEVELS:
+            name = f"user-{level.name.lower().replace('_', '-')}"
+            users[level] = stack.create_user(name)
+            _grant(stack, resources, name, level)
+        yield World(stack, resources, users)
+    finally:
+        stack.close()
+
+
+def _channel(
+    world: World, service: str, path: str, credentials: list[tuple[str, str]]
+) -> grpc.Channel:
+    if path == "gateway":
+        return world.stack.gateway()
+    if path == "service":
+        return world.stack.service_port(service)
+    module, name, _ = SERVICES[service]
+    full = module.DESCRIPTOR.services_by_name[name].full_name
+    return world.stack.tunnel(full, credentials, TUNNELLED[service])
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    return [
+        (service, method, path)
+        for service, entries in MATRIX.items()
+        for method in entries
+        for path in PATHS
+        if path != "tunnel" or service in TUNNELLED
+    ]
+
+
+def test_every_rpc_has_a_rule_and_an_entry(world: World) -> None:
+    """A new RPC must say what it needs (its service's rules) and be walked here."""
+    rules = {
+        method
+        for app in world.stack.stack.apps.values()
+        for served in app.services
+        for method in served.rules
+    }
+    for service, (module, name, _) in SERVICES.items():
+        descriptor = module.DESCRIPTOR.services_by_name[name]
+        for method in descriptor.methods:
+            path = f"/{descriptor.full_name}/{method.name}"
+            assert path in rules, f"{path} has no permission rule in its service"
+            assert method.name in MATRIX[service], (
+                f"{path} has no entry in tests/auth/rpc_matrix.py"
+            )
+    auth = auth_pb.DESCRIPTOR.services_by_name["AuthService"]
+    for method in auth.methods:
+        assert f"/{auth.full_name}/{method.name}" in rules
+
+
+@pytest.mark.parametrize(("service", "method", "path"), _cases())
+def test_without_credentials_the_call_is_unauthenticated(
+    world: World, service: str, method: str, path: str
+) -> None:
+    # Through a tunnel the CONNECT itself carries a user's credentials; the call carries none.
+    channel = _channel(world, service, path, world.users[Permission.MANAGE])
+    stub = SERVICES[service][2](channel)
+    entry = MATRIX[service][method]
+    err = error_of(invoke(stub, method, entry, world.resources, metadata=None))
+    assert err.code() is grpc.StatusCode.UNAUTHENTICATED, err.details()
+    assert "authorization" in (err.details() or "")
+
+
+@pytest.mark.parametrize(("service", "method", "path"), _cases())
+def test_each_permission_level_gets_what_it_allows(
+    world: World, service: str, method: str, path: str
+) -> None:
+    entry = MATRIX[service][method]
+    for level in LEVELS:
+        credentials = world.users[level]
+        stub = SERVICES[service][2](_channel(world, service, path, credentials))
+        if entry.needs == LISTS:
+            _check_listing(world, stub, method, entry, level, credentials)
+            continue
+        if entry.needs == CREATES or level >= entry.needs:  # type: ignore[operator]
+            resources = world.resources
+            if entry.destroys:  # a fresh set, so the shared one survives
+                resources = _make_resources(world.stack)
+                _grant(world.stack, resources, _username(level), level)
+            code = code_of(invoke(stub, method, entry, resources, credentials))
+            assert code not in REFUSALS, f"{level.name} was refused {method} ({code})"
+            continue
+        err = error_of(invoke(stub, method, entry, world.resources, credentials))
+        assert err.code() is grpc.StatusCode.PERMISSION_DENIED, (level, err.details())
+        details = err.details() or ""
+        assert f"needs {entry.needs.name}" in details and f"has {level.name}" in details, details  # type: ignore[union-attr]
+
+
+def _username(level: Permission) -> str:
+    return f"user-{level.name.lower().replace('_', '-')}"
+
+
+def _check_listing(
+    world: World,
+    stub: object,
+    method: str,
+    entry: Entry,
+    level: Permission,
+    credentials: list[tuple[str, str]],
+) -> None:
+    assert entry.listed is not None and entry.target is not None
+    request = entry.request(world.resources)
+    answer = getattr(stub, method)(request, metadata=credentials, timeout=30)
+    shown = entry.listed(answer)
+    target = entry.target(world.resources)
+    if level >= Permission.READ:
+        assert target in shown, f"{level.name} does not see {target} in {method}"
+    else:
+        assert target not in shown, f"{level.name} sees {target} in {method}"
