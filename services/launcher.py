@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from mlgrid import environment as env
 from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
-from mlgrid_services.common.auth.runtime import auth_runtime
 from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
 from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
@@ -172,6 +171,8 @@ def serve_service(
     if parent_pipe:
         importlib.import_module(f"mlgrid_services.{name}.app")
         config = _wait_for_go(config)
+    from mlgrid_services.common.auth.runtime import auth_runtime
+
     check_exposure(f"mlgrid {name}", host, config.auth, env.MLGRID_ALLOW_OPEN.get())
     runtime = auth_runtime(config.auth)
     app = create_service_app(name, config)
@@ -216,8 +217,13 @@ def serve_gateway(
         # The root the services give experiments that name none: what the proxy serves.
         rest_artifacts_root = services_config.effective_artifact_root
     check_exposure("the mlgrid gateway", host, services_config.auth, env.MLGRID_ALLOW_OPEN.get())
+    runtime = None
+    if services_config.auth.enabled:  # the store's SQL code is loaded only when auth is on
+        from mlgrid_services.common.auth.runtime import auth_runtime
+
+        runtime = auth_runtime(services_config.auth)
     gateway = start_gateway(
-        auth=auth_runtime(services_config.auth),
+        auth=runtime,
         host=host,
         port=port,
         config=config,

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
-from mlgrid_services.common.auth.access import UNOWNED
 from mlgrid_services.common.auth.permissions import Permission, ResourceKind
-from mlgrid_services.common.auth.policy import Rule, edits, manages, reads
+from mlgrid_services.common.auth.policy import UNOWNED, Rule, edits, manages, reads
 
 EXPERIMENT = ResourceKind.EXPERIMENT
 _SERVICE = pb.DESCRIPTOR.services_by_name["ArtifactsService"].full_name

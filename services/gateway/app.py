@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -22,7 +23,6 @@ import mlgrid
 from mlgrid import environment as env
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.protocol import SERVER_OPTIONS
-from mlgrid_services.common.auth.runtime import AuthRuntime
 from mlgrid_services.common.server import RunningServer
 
 from .channels import ChannelPool
@@ -37,6 +37,9 @@ from .rest import RestServer, start_rest_server
 from .routing import DEFAULT, Route, RoutingTable
 from .tls import TlsSettings
 from .tunnel import TunnelListener
+
+if TYPE_CHECKING:
+    from mlgrid_services.common.auth.runtime import AuthRuntime
 
 log = logging.getLogger(__name__)
 

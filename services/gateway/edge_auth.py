@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlgrid.protocol import AUTHORIZATION_METADATA, IDENTITY_METADATA
 from mlgrid_services.common.auth.identity import Identity
-from mlgrid_services.common.auth.runtime import AuthRuntime
+
+if TYPE_CHECKING:
+    from mlgrid_services.common.auth.runtime import AuthRuntime
 
 
 class EdgeAuth:

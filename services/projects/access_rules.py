@@ -14,9 +14,8 @@ from typing import Any
 
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.exceptions import ResourceDoesNotExist
-from mlgrid_services.common.auth.access import UNOWNED
 from mlgrid_services.common.auth.permissions import ResourceKind
-from mlgrid_services.common.auth.policy import Rule, edits, reads
+from mlgrid_services.common.auth.policy import UNOWNED, Rule, edits, reads
 
 from .tracking_client import TrackingClient
 

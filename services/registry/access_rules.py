@@ -8,12 +8,14 @@ new model of the same name starts clean.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlgrid.api.registry.v1 import registry_service_pb2 as pb
-from mlgrid_services.common.auth.access import AccessControl
 from mlgrid_services.common.auth.permissions import Permission, ResourceKind
 from mlgrid_services.common.auth.policy import Rule, creates, edits, field, manages, reads
+
+if TYPE_CHECKING:
+    from mlgrid_services.common.auth.access import AccessControl
 
 MODEL = ResourceKind.REGISTERED_MODEL
 _SERVICE = pb.DESCRIPTOR.services_by_name["RegistryService"].full_name

@@ -25,12 +25,10 @@ from mlgrid.exceptions import PermissionDenied, Unauthenticated
 
 from .identity import Identity
 from .permissions import Permission, ResourceKind
+from .policy import UNOWNED
 from .store import DEFAULT_WORKSPACE, AuthStore, SubjectView, UserRecord
 
 _CACHE_LIMIT = 50_000
-#: The resource id of what belongs to no resource the grants know (an artifact location
-#: outside the experiments' root): only admins and mlgrid's services may touch it.
-UNOWNED = ""
 
 
 class AccessControl:

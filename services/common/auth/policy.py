@@ -11,6 +11,9 @@ from typing import Any
 
 from .permissions import Permission, ResourceKind
 
+#: The resource id of what belongs to no resource the grants know (an artifact location
+#: outside the experiments' root): only admins and mlgrid's services may touch it.
+UNOWNED = ""
 #: request -> the ids of the resources it touches (empty: nothing to check, e.g. not found).
 IdsOf = Callable[[Any], Iterable[str]]
 #: (response, readable) -> the response with only what ``readable`` keeps.
