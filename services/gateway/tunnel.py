@@ -166,7 +166,6 @@ class TunnelListener:
         retry_discovery: Callable[[], bool] = lambda: False,
         max_tunnels: int = DEFAULT_MAX_TUNNELS,
         tls: ssl.SSLContext | None = None,
-
         check_caller: Callable[[dict[str, str]], object] | None = None,
     ) -> None:
         #: With auth on: verifies the CONNECT's credentials (raises Unauthenticated); the

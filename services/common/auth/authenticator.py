@@ -163,9 +163,9 @@ class Authenticator:
             )
         try:
             claims = self.jwt_verifier.verify(token)
-        except Exception as exc:  # the verifier's own error says what failed
-            raise Unauthenticated(f"the identity provider's token is not valid: {exc}") from None
-        subject = getattr(claims, "email", None) or getattr(claims, "subject", "")
+        except Unauthenticated:
+            raise  # the verifier's message says which check failed
+        subject = getattr(claims, "username", None) or getattr(claims, "subject", "")
         if not subject:
             raise Unauthenticated("the identity provider's token names no subject")
         found = self._store.password_record(subject)

@@ -76,9 +76,6 @@ def release_runtime(settings: AuthSettings) -> None:
 def load_jwt_verifier() -> JwtVerifier | None:
     """The OIDC verifier when an identity provider is configured (services/gateway/oidc.py,
     optional: without it only Basic and mlgrid tokens are accepted)."""
-    try:
-        from mlgrid_services.gateway import oidc  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    factory = getattr(oidc, "verifier_from_env", None)
-    return factory() if factory is not None else None
+    from mlgrid_services.gateway.oidc import OidcVerifier
+
+    return OidcVerifier.from_env()
