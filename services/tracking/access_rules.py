@@ -118,6 +118,7 @@ def tracking_rules(domain: Callable[[], TrackingDomain]) -> dict[str, Rule]:
         "RestoreRun": manages(EXPERIMENT, run),
         # Every experiment searched must be readable (runs come only from those).
         "SearchRuns": reads(EXPERIMENT, repeated("experiment_ids")),
+        "SearchDatasets": reads(EXPERIMENT, repeated("experiment_ids")),
         "LogParam": edits(EXPERIMENT, run),
         "LogMetric": edits(EXPERIMENT, run),
         "SetTag": edits(EXPERIMENT, run),

@@ -103,6 +103,9 @@ TRACKING: dict[str, Entry] = {
     "DeleteRun": Entry(M, lambda f: trk.DeleteRunRequest(run_id=f.run_id), destroys=True),
     "RestoreRun": Entry(M, lambda f: trk.RestoreRunRequest(run_id=f.run_id)),
     "SearchRuns": Entry(R, lambda f: trk.SearchRunsRequest(experiment_ids=[f.experiment_id])),
+    "SearchDatasets": Entry(
+        R, lambda f: trk.SearchDatasetsRequest(experiment_ids=[f.experiment_id])
+    ),
     "LogParam": Entry(
         E, lambda f: trk.LogParamRequest(run_id=f.run_id, key=_unique("p"), value="1")
     ),
