@@ -12,7 +12,7 @@ PORT ?= 50051
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help up test test-all compat proto proto-lint lint bench venv clean system-deps image image-lock push
+.PHONY: help up test test-all compat proto proto-lint lint bench bench-scale venv clean system-deps image image-lock push
 
 # The image (deploy/Dockerfile; docs/deploy.md "Image"). ENGINE: docker when its daemon answers,
 # else podman. CA_BUNDLE / PIP_CONF are passed as build secrets (never stored in the image).
@@ -71,6 +71,9 @@ lint: $(STAMP) proto-lint ## ruff (lint + format check) and mypy on hand-written
 
 bench: $(STAMP) ## Benchmark mlgrid against the real MLflow server, side by side
 	$(PY) -m bench $(ARGS)
+
+bench-scale: $(STAMP) ## Scale tier (not in CI): 10k..1M runs, 10M points, beside MLflow
+	$(PY) -m bench.scale $(ARGS)
 
 image: ## Build the image $(IMAGE) with $(ENGINE) (BASE_IMAGE, PIP_INDEX_URL, CA_BUNDLE, PIP_CONF, IMAGE_BUILD_FLAGS)
 	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) \

@@ -1,0 +1,406 @@
+"""The phases of the scale tier. Each takes the started server, its client (remote.py), the
+options and a work directory, and returns ``{"rows": [...], "detail": {...}}``: one row per size
+(a figure and what it means), so mlgrid's and MLflow's rows line up in the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench import mlflow_env, servers
+from bench.scale import populate
+from bench.scale.client import RESULT_MARKER
+
+CLIENT_SCRIPT = Path(__file__).resolve().parent / "client.py"
+SEARCH_FILTER = f"params.{populate.PARAM_KEY} = '0.01'"
+SEARCH_ORDER = [f"metrics.{populate.METRIC_KEY} DESC"]
+HISTORY_KEY = "loss"
+MIB = 1024 * 1024
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Options:
+    sizes: list[int]
+    history_points: int
+    mlflow_history_points: int
+    metric_keys: int
+    list_entries: int
+    artifact_mib: int
+    log_metric_calls: int
+    embedded_reps: int
+    #: Timed calls per figure, and the wall-clock budget after which fewer are enough.
+    calls: int = 20
+    budget_seconds: float = 60.0
+
+
+@dataclass
+class Context:
+    target: str
+    server: servers.Server
+    remote: Any
+    db_url: str
+    workdir: Path
+    options: Options
+
+
+def timed(call: Callable[[], object], calls: int, budget: float, warmup: int = 2) -> Row:
+    """p50/p90/min of ``call`` in ms: ``calls`` timed calls, or fewer (at least 3) when they
+    would overrun ``budget`` seconds."""
+    for _ in range(warmup):
+        call()
+    spent, seconds = 0.0, list[float]()
+    while len(seconds) < calls and (len(seconds) < 3 or spent < budget):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+        spent += seconds[-1]
+    ms = sorted(s * 1000 for s in seconds)
+    return {
+        "p50_ms": statistics.median(ms),
+        "p90_ms": ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))],
+        "min_ms": ms[0],
+        "calls": len(ms),
+    }
+
+
+def _server_name(ctx: Context) -> str:
+    return servers.TARGETS[ctx.target].server
+
+
+# --- search at 10k, 100k, 1M runs ----------------------------------------------------------------
+
+
+def search(ctx: Context) -> dict[str, Any]:
+    """One experiment grown to each size in turn; a page of 100 with a param filter (a third of
+    the runs match) ordered by a metric."""
+    remote, opts = ctx.remote, ctx.options
+    experiment_id = remote.create_experiment("scale-search")
+    artifact_root = _artifact_root(ctx)
+    rows, have = [], 0
+    for size in sorted(opts.sizes):
+        start = time.perf_counter()
+        populate.add_runs(
+            _server_name(ctx), ctx.db_url, experiment_id, artifact_root, have + 1, size
+        )
+        fill = time.perf_counter() - start
+        have = size
+        names = remote.search(experiment_id, SEARCH_FILTER, SEARCH_ORDER)
+        if len(names) != 100:
+            raise AssertionError(f"search at {size} runs returned {len(names)} runs, not 100")
+        figures = timed(
+            lambda: remote.search(experiment_id, SEARCH_FILTER, SEARCH_ORDER),
+            opts.calls,
+            opts.budget_seconds,
+        )
+        rows.append({"size": size, **figures, "populate_s": fill, "first_runs": names[:3]})
+        print(f"  search {ctx.target} {size:,} runs: p50 {figures['p50_ms']:.1f} ms", flush=True)
+    return {"rows": rows, "detail": {"filter": SEARCH_FILTER, "order_by": SEARCH_ORDER}}
+
+
+def _artifact_root(ctx: Context) -> str:
+    if _server_name(ctx) == "mlgrid":
+        return (ctx.workdir / "mlgrid-artifacts").as_uri()
+    return "mlflow-artifacts:"
+
+
+# --- a long metric history, streamed --------------------------------------------------------------
+
+
+def history(ctx: Context) -> dict[str, Any]:
+    remote = ctx.remote
+    points = (
+        ctx.options.history_points
+        if _server_name(ctx) == "mlgrid"
+        else min(ctx.options.history_points, ctx.options.mlflow_history_points)
+    )
+    experiment_id = remote.create_experiment("scale-history")
+    run_id, _ = remote.create_run(experiment_id)
+    start = time.perf_counter()
+    populate.add_history(_server_name(ctx), ctx.db_url, run_id, HISTORY_KEY, points)
+    fill = time.perf_counter() - start
+    rows = []
+    for attempt in ("first", "second"):
+        with servers.RssSampler(ctx.server.process.pid) as rss:
+            start = time.perf_counter()
+            got = remote.stream_history(run_id, HISTORY_KEY)
+            seconds = time.perf_counter() - start
+        if got != points:
+            raise AssertionError(f"history returned {got} points, not {points}")
+        rows.append(
+            {"size": points, "read": attempt, "seconds": seconds, "rss_growth_mib": rss.growth_mib}
+        )
+        print(
+            f"  history {ctx.target} {points:,} points ({attempt}): {seconds:.2f} s, "
+            f"+{rss.growth_mib:.0f} MiB",
+            flush=True,
+        )
+    return {"rows": rows, "detail": {"populate_s": fill}}
+
+
+# --- a run with many metric keys ----------------------------------------------------------------
+
+
+def wide_run(ctx: Context) -> dict[str, Any]:
+    remote, keys = ctx.remote, ctx.options.metric_keys
+    experiment_id = remote.create_experiment("scale-wide")
+    run_id, _ = remote.create_run(experiment_id)
+    for first in range(0, keys, 1000):
+        remote.log_metrics(
+            run_id, {f"m{k:05d}": float(k) for k in range(first, min(keys, first + 1000))}
+        )
+    if remote.get_run_metric_count(run_id) != keys:
+        raise AssertionError(f"the run does not have {keys} metrics")
+    get = timed(lambda: remote.get_run_metric_count(run_id), ctx.options.calls, 30)
+    found = timed(
+        lambda: remote.search(experiment_id, "metrics.m00000 >= 0", ["metrics.m00001 DESC"]),
+        ctx.options.calls,
+        30,
+    )
+    print(
+        f"  {keys:,} keys {ctx.target}: get_run p50 {get['p50_ms']:.1f} ms, "
+        f"search p50 {found['p50_ms']:.1f} ms",
+        flush=True,
+    )
+    return {
+        "rows": [
+            {"size": keys, "call": "get_run", **get},
+            {"size": keys, "call": "search_runs", **found},
+        ],
+        "detail": {},
+    }
+
+
+# --- artifacts ------------------------------------------------------------------------------------
+
+
+def _local_dir(ctx: Context, artifact_uri: str) -> Path:
+    if artifact_uri.startswith("file:"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(artifact_uri).path))
+    # MLflow's proxied store: mlflow-artifacts:/<exp>/<run>/artifacts under its destination.
+    return ctx.workdir / "mlflow-artifacts" / artifact_uri.split(":", 1)[1].lstrip("/")
+
+
+def artifact_listing(ctx: Context) -> dict[str, Any]:
+    """A directory of N empty files written straight to the store's disk, listed through the
+    server page by page (mlgrid: pages of 1,000; MLflow: one answer, it has no pages)."""
+    remote, entries = ctx.remote, ctx.options.list_entries
+    run_id, artifact_uri = remote.create_run(remote.create_experiment("scale-listing"))
+    folder = _local_dir(ctx, artifact_uri) / "many"
+    folder.mkdir(parents=True)
+    for i in range(entries):
+        os.close(os.open(folder / f"f{i:07d}.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    with servers.RssSampler(ctx.server.process.pid) as rss:
+        start = time.perf_counter()
+        pages = remote.list_dir_pages(run_id, artifact_uri, "many")
+        seconds = time.perf_counter() - start
+    if sum(pages) != entries:
+        raise AssertionError(f"listed {sum(pages)} entries, not {entries}")
+    print(f"  list {entries:,} entries {ctx.target}: {seconds:.2f} s", flush=True)
+    shutil.rmtree(folder)
+    return {
+        "rows": [
+            {
+                "size": entries,
+                "seconds": seconds,
+                "pages": len(pages),
+                "ms_per_page": seconds * 1000 / len(pages),
+                "rss_growth_mib": rss.growth_mib,
+            }
+        ],
+        "detail": {},
+    }
+
+
+def _write_file(path: Path, mib: int) -> None:
+    block = os.urandom(MIB)
+    with path.open("wb") as out:
+        for _ in range(mib):
+            out.write(block)
+
+
+def artifact_transfer(ctx: Context) -> dict[str, Any]:
+    """One large file up and down; the server's memory growth (mlgrid: its artifacts service;
+    MLflow: its largest process) while it moves."""
+    remote, mib = ctx.remote, ctx.options.artifact_mib
+    run_id, artifact_uri = remote.create_run(remote.create_experiment("scale-transfer"))
+    source = ctx.workdir / "big.bin"
+    _write_file(source, mib)
+    match = "artifacts" if _server_name(ctx) == "mlgrid" else None
+    rows = []
+    with servers.RssSampler(ctx.server.process.pid, match=match) as rss:
+        start = time.perf_counter()
+        remote.upload(run_id, artifact_uri, source)
+        seconds = time.perf_counter() - start
+    rows.append(
+        {"size": mib, "way": "upload", "seconds": seconds, "mib_s": mib / seconds,
+         "rss_growth_mib": rss.growth_mib}
+    )  # fmt: skip
+    source.unlink()
+    target = ctx.workdir / "down"
+    target.mkdir(exist_ok=True)
+    with servers.RssSampler(ctx.server.process.pid, match=match) as rss:
+        start = time.perf_counter()
+        local = remote.download(run_id, artifact_uri, "big.bin", target)
+        seconds = time.perf_counter() - start
+    size = local.stat().st_size
+    local.unlink()
+    shutil.rmtree(_local_dir(ctx, artifact_uri), ignore_errors=True)
+    if size != mib * MIB:
+        raise AssertionError(f"downloaded {size} bytes, not {mib * MIB}")
+    rows.append(
+        {"size": mib, "way": "download", "seconds": seconds, "mib_s": mib / seconds,
+         "rss_growth_mib": rss.growth_mib}
+    )  # fmt: skip
+    for row in rows:
+        print(
+            f"  {row['way']} {mib:,} MiB {ctx.target}: {row['mib_s']:.0f} MiB/s, "
+            f"+{row['rss_growth_mib']:.0f} MiB",
+            flush=True,
+        )
+    return {"rows": rows, "detail": {}}
+
+
+# --- CPU per log_metric ---------------------------------------------------------------------------
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _backends(db_url: str) -> list[psutil.Process]:
+    """The PostgreSQL backend processes serving the target's database."""
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(servers.ADMIN_URL, autocommit=True) as admin:
+        pids = [
+            pid
+            for (pid,) in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+        ]
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    return procs
+
+
+def cpu_per_call(ctx: Context) -> dict[str, Any]:
+    """Summed CPU (user + system) of the client, every server process and the database's
+    backends over N synchronous ``log_metric`` calls, per call."""
+    server = _server_name(ctx)
+    run_id, _ = ctx.remote.create_run(ctx.remote.create_experiment("scale-cpu"))
+    python = sys.executable if server == "mlgrid" else str(mlflow_env.python())
+    calls = ctx.options.log_metric_calls
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    child = subprocess.Popen(
+        [python, str(CLIENT_SCRIPT), "log-metric", "--sdk", server, "--uri", ctx.server.uri,
+         "--run-id", run_id, "--calls", str(calls)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {server} client did not start")
+        tree = servers.process_tree(ctx.server.process.pid)
+        backends = _backends(ctx.db_url)
+        server_before, db_before = _cpu(tree), _cpu(backends)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        answer: dict[str, Any] = {}
+        for line in child.stdout:
+            if line.startswith(RESULT_MARKER):
+                answer = json.loads(line[len(RESULT_MARKER) :])
+                break
+        server_cpu = _cpu(tree) - server_before
+        db_cpu = _cpu(backends) - db_before
+    finally:
+        child.stdin.close()
+        child.wait(60)
+    if not answer:
+        raise RuntimeError(f"the {server} client gave no result")
+    client_cpu = answer["cpu_seconds"]
+    total_ms = (client_cpu + server_cpu + db_cpu) * 1000 / calls
+    row = {
+        "size": calls,
+        "cpu_ms_per_call": total_ms,
+        "client_ms": client_cpu * 1000 / calls,
+        "server_ms": server_cpu * 1000 / calls,
+        "database_ms": db_cpu * 1000 / calls,
+        "wall_ms_per_call": answer["wall_seconds"] * 1000 / calls,
+    }
+    print(
+        f"  cpu/log_metric {ctx.target}: {total_ms:.3f} ms (client {row['client_ms']:.3f}, "
+        f"server {row['server_ms']:.3f}, db {row['database_ms']:.3f})",
+        flush=True,
+    )
+    return {"rows": [row], "detail": {"database_backends": len(backends)}}
+
+
+SERVER_PHASES: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "search": search,
+    "history": history,
+    "wide": wide_run,
+    "listing": artifact_listing,
+    "transfer": artifact_transfer,
+    "cpu": cpu_per_call,
+}
+
+
+# --- embedded mode (no server) --------------------------------------------------------------------
+
+
+def embedded(options: Options, workdir: Path) -> dict[str, Any]:
+    """The newcomer's script as a whole process on each SDK's SQLite store, mlgrid and MLflow
+    alternating (paired runs), each in a fresh directory."""
+    seconds: dict[str, list[float]] = {"mlgrid": [], "mlflow": []}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    for rep in range(options.embedded_reps):
+        for sdk in ("mlgrid", "mlflow"):
+            folder = workdir / f"embedded-{sdk}-{rep}"
+            folder.mkdir()
+            python = sys.executable if sdk == "mlgrid" else str(mlflow_env.python())
+            command = [python, str(CLIENT_SCRIPT), "embedded", "--sdk", sdk,
+                       "--uri", f"sqlite:///{folder / 'store.db'}"]  # fmt: skip
+            start = time.perf_counter()
+            subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
+            seconds[sdk].append(time.perf_counter() - start)
+            shutil.rmtree(folder, ignore_errors=True)
+        print(
+            f"  embedded rep {rep + 1}: mlgrid {seconds['mlgrid'][-1]:.2f} s, "
+            f"mlflow {seconds['mlflow'][-1]:.2f} s",
+            flush=True,
+        )
+    ratios = [f / g for g, f in zip(seconds["mlgrid"], seconds["mlflow"], strict=True)]
+    return {
+        "rows": [
+            {"sdk": sdk, "p50_s": statistics.median(v), "min_s": min(v), "runs_s": v}
+            for sdk, v in seconds.items()
+        ],
+        "detail": {"paired_ratio_p50": statistics.median(ratios), "ratios": ratios},
+    }
