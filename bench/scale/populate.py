@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from services.tracking.store.series import metric_series
+from mlgrid_services.tracking.store.series import metric_series
 
 #: The param every run has (three values, so an equality filter keeps a third of the runs), the
 #: metric every run has, and MLflow's run-name tag.

@@ -35,7 +35,7 @@ TABLES = {
     "run_model_inputs",
 }
 #: The newest tracking revision.
-HEAD = "0004_logged_models"
+HEAD = "0005_latest_metrics_value_index"
 
 
 @pytest.mark.parametrize(

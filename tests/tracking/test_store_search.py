@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 import pytest
 
@@ -129,6 +130,41 @@ def test_paging_walks_every_run_once(domain: TrackingDomain, population) -> None
         if not token:
             break
     assert seen == ["r5", "r4", "r3", "r2", "r1"]
+
+
+@pytest.mark.parametrize("direction", ["DESC", "ASC"])
+@pytest.mark.parametrize("page_size", [1, 2, 3, 100])
+def test_metric_order_pages_cross_from_numbers_to_nan_and_missing(
+    domain: TrackingDomain, direction: str, page_size: int
+) -> None:
+    """Pages ordered by a metric are served from the runs that have a number for it while they
+    fill the page, then by the general statement: every page, at every boundary, is the one the
+    whole ordering gives (numbers, then NaN, then missing; ties by newest start first)."""
+    experiment_id = new_experiment(domain)
+    values = {"a": 0.5, "b": 0.9, "c": math.nan, "d": None, "e": 0.1, "f": 0.5, "g": None}
+    for start, (name, value) in enumerate(values.items()):
+        run_id = domain.create_run(experiment_id, "u", start + 1, [], name).info.run_id
+        params = [tracking_pb2.Param(key="kind", value="x" if name != "e" else "y")]
+        domain.log_batch(run_id, [metric("m", value)] if value is not None else [], params, [])
+    for text, skip in (("", set()), ("params.kind = 'x'", {"e"})):
+        numbers = sorted(
+            (v, -start, n)
+            for start, (n, v) in enumerate(values.items())
+            if v is not None and not math.isnan(v) and n not in skip
+        )
+        if direction == "DESC":
+            numbers = sorted(numbers, key=lambda item: (-item[0], item[1]))
+        expected = [n for _, _, n in numbers] + ["c"] + ["g", "d"]
+        seen: list[str] = []
+        token = ""
+        while True:
+            runs, token = domain.search_runs(
+                [experiment_id], text, 1, page_size, [f"metrics.m {direction}"], token
+            )
+            seen += [r.info.run_name for r in runs]
+            if not token:
+                break
+        assert seen == expected
 
 
 def test_tampered_page_token_is_invalid(domain: TrackingDomain, population) -> None:

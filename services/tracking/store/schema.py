@@ -7,7 +7,8 @@ Design notes:
   step) is stored once per run however often it is logged, as MLflow does, so client retries are
   safe. NaN is stored as value 0 with ``is_nan`` true (SQLite cannot store NaN).
 - ``latest_metrics`` holds each key's greatest (step, timestamp, value) point, maintained by the
-  same transaction as the insert, so search and get_run read one row per key.
+  same transaction as the insert, so search and get_run read one row per key; its (key, is_nan,
+  value) index serves searches ordered by a metric.
 - Runs carry ``deleted_with_experiment`` so restoring an experiment restores exactly the runs
   its deletion took along.
 """
@@ -134,6 +135,9 @@ latest_metrics = sa.Table(
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float(53), nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False),
+    # Search ordered by a metric walks one key's numbers in value order and stops after a page
+    # (sql_runs.search_runs), whatever the number of runs.
+    sa.Index("ix_latest_metrics_key_value", "key", "is_nan", "value"),
 )
 
 datasets = sa.Table(
