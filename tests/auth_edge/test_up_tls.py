@@ -4,6 +4,7 @@ and the stack's own services still reach each other (registry asks tracking abou
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 import subprocess
@@ -93,3 +94,44 @@ def test_up_with_mutual_tls(pki: Pki, tmp_path: Path, monkeypatch: pytest.Monkey
             assert answer.read() == b"OK"
     finally:
         _stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["--tls-cert", "{cert}"], {}, "set --tls-key / MLGRID_GATEWAY_TLS_KEY too"),
+        ([], {"MLGRID_GATEWAY_TLS_KEY": "{key}"}, "set --tls-cert / MLGRID_GATEWAY_TLS_CERT too"),
+        (["--tls-cert", "{cert}", "--tls-key", "{other_key}"], {}, "is not the key"),
+    ],
+)
+def test_the_gateway_command_refuses_tls_files_that_do_not_fit(
+    pki: Pki, tmp_path: Path, args: list[str], variables: dict[str, str], message: str
+) -> None:
+    files = {
+        "cert": str(pki.server.cert_path),
+        "key": str(pki.server.key_path),
+        "other_key": str(pki.client.key_path),
+    }
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_GATEWAY_TLS")}
+    environment.update({k: v.format(**files) for k, v in variables.items()})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlgrid.cli.main",
+            "server",
+            "gateway",
+            "--port",
+            "0",
+            "--no-tunnel",
+            "--no-rest",
+            *(a.format(**files) for a in args),
+        ],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
