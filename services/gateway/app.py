@@ -96,14 +96,24 @@ class Gateway:
 class _BackendInfo(common_pb2_grpc.BackendInfoServiceServicer):
     """The gateway serves every forwarded contract (so one gateway can sit behind another)."""
 
-    def __init__(self, forwarded: Sequence[ForwardedService], tunnel_port: int) -> None:
+    def __init__(
+        self, forwarded: Sequence[ForwardedService], tunnel_port: int, tls: bool = False
+    ) -> None:
         self._answer = common_pb2.GetBackendInfoResponse(
             services=[common_pb2.ServedService(service=s.full_name) for s in forwarded],
             version=mlgrid.__version__,
             tunnel_port=tunnel_port,
         )
+        #: The same without tunnels: what a TLS gateway tells a caller on its plaintext internal
+        #: port, whose plaintext tunnels its TLS tunnel port would refuse.
+        self._plain_answer = common_pb2.GetBackendInfoResponse(
+            services=self._answer.services, version=self._answer.version
+        )
+        self._tls = tls
 
     def GetBackendInfo(self, request, context):
+        if self._tls and context.auth_context().get("transport_security_type") != [b"ssl"]:
+            return self._plain_answer
         return self._answer
 
 
@@ -127,7 +137,7 @@ def _serve(
         options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
     )
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(
-        _BackendInfo(forwarded, tunnel_port), server
+        _BackendInfo(forwarded, tunnel_port, tls=tls is not None), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in forwarded]

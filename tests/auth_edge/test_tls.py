@@ -17,11 +17,13 @@ from pathlib import Path
 import grpc
 import pytest
 
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
 from mlgrid.client import Client
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.transport import get_transport
+from mlgrid_services.gateway.app import start_gateway
 from mlgrid_services.gateway.tls import TlsConfigError, TlsSettings
 from tests.auth_edge.conftest import EdgeStack, Pki, edge_stack
 
@@ -311,3 +313,26 @@ def test_the_mlflow_rest_client_over_https(server_tls: EdgeStack, pki: Pki) -> N
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("0.25")
+
+
+def test_the_internal_port_is_plaintext_on_loopback_and_offers_no_tunnels(pki: Pki) -> None:
+    """mlgrid up's services reach a TLS gateway there; its TLS tunnel port would refuse their
+    plaintext tunnels, so it is not announced to them."""
+    tls = TlsSettings.from_files(str(pki.server.cert_path), str(pki.server.key_path))
+    gateway = start_gateway(tls=tls, tunnel_port=0, internal_port=0)
+    try:
+        request = common_pb2.GetBackendInfoRequest()
+        secure = grpc.secure_channel(
+            f"127.0.0.1:{gateway.port}",
+            grpc.ssl_channel_credentials(pki.ca.cert_path.read_bytes()),
+        )
+        internal = grpc.insecure_channel(f"127.0.0.1:{gateway.internal_port}")
+        assert gateway.tunnel is not None
+        info = common_pb2_grpc.BackendInfoServiceStub(secure).GetBackendInfo(request, timeout=5)
+        assert info.tunnel_port == gateway.tunnel.port
+        info = common_pb2_grpc.BackendInfoServiceStub(internal).GetBackendInfo(request, timeout=5)
+        assert info.tunnel_port == 0 and info.services
+        secure.close()
+        internal.close()
+    finally:
+        gateway.stop(grace=0.5)
