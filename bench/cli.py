@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import mlflow_env, report, servers
+from bench import mlflow_env, report, servers, serving
 from bench.children import RESULT_MARKER
 from bench.phases import FULL, GROUPS, PHASES, QUICK, Phase, select
 
@@ -183,9 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     if any(servers.TARGETS[t].server == "mlflow" for t in args.targets):
         meta["mlflow_version"] = mlflow_env.ensure()
     results: report.Results = {}
-    for target in args.targets:
+    # Serving phases run their own model servers (bench/serving.py), no tracking server.
+    serving_phases = [p for p in args.selected if p.group == "serving"]
+    server_phases = [p for p in args.selected if p.group != "serving"]
+    for target in args.targets if server_phases else []:
         print(f"== {target}", file=sys.stderr, flush=True)
         results[target] = bench_target(target, args, meta)
+    if serving_phases:
+        print("== serving", file=sys.stderr, flush=True)
+        for target, figures in serving.run(args.quick, args.targets).items():
+            wanted = {p.id for p in serving_phases}
+            results.setdefault(target, {}).update({k: v for k, v in figures.items() if k in wanted})
     if args.reuse:
         previous = json.loads(args.reuse.read_text())
         if previous["meta"].get("scale") != meta["scale"]:

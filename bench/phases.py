@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 #: Phase groups, in run order. "startup" is measured by the controller, not by a worker.
-GROUPS: tuple[str, ...] = ("tracking", "artifacts", "registry")
+GROUPS: tuple[str, ...] = ("tracking", "artifacts", "registry", "serving")
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,38 @@ PHASES: tuple[Phase, ...] = (
     ),
     Phase("get_by_alias", "registry", "get version by alias, p50", "ms", False, target_factor=5),
 )
+
+#: Models serving (bench/serving.py): `mlgrid models serve` against `mlflow models serve` on
+#: one sklearn model; measured by the controller, without any tracking server.
+SERVING_PHASES: tuple[Phase, ...] = (
+    Phase(
+        "serve_single_rps",
+        "serving",
+        "serve 1-row requests",
+        "req/s",
+        True,
+        target_factor=3,
+        controller=True,
+    ),
+    Phase("serve_single_p50", "serving", "serve 1-row requests, p50", "ms", False, controller=True),
+    Phase(
+        "serve_single_p99",
+        "serving",
+        "serve 1-row requests, p99",
+        "ms",
+        False,
+        target_factor=1,
+        controller=True,
+    ),
+    Phase("serve_batch_rps", "serving", "serve 1,000-row requests", "req/s", True, controller=True),
+    Phase(
+        "serve_batch_p50", "serving", "serve 1,000-row requests, p50", "ms", False, controller=True
+    ),
+    Phase(
+        "serve_batch_p99", "serving", "serve 1,000-row requests, p99", "ms", False, controller=True
+    ),
+)
+PHASES = PHASES + SERVING_PHASES
 
 BY_ID: dict[str, Phase] = {phase.id: phase for phase in PHASES}
 
