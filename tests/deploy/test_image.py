@@ -34,6 +34,8 @@ from .cli_args import ROOT
 #: A password with characters a URI must encode; PostgreSQL here trusts local connections, so
 #: it is accepted and must only never be printed.
 PASSWORD = "img:pw@/x"
+#: The first test builds the image in its setup (about two minutes here, more on a busy machine).
+pytestmark = pytest.mark.timeout(1200)
 BUILD_INPUTS = ("deploy/Dockerfile", "deploy/requirements.lock", "deploy/entrypoint.sh",
                 "deploy/healthcheck.py", "pyproject.toml", "setup.py")  # fmt: skip
 
