@@ -278,6 +278,13 @@ def test_projects_service_runs_projects_as_jobs_with_in_cluster_defaults(
     assert config.image_pull_secrets == ("pull-creds",)
     job = parse_template(config.job_template)
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # The Jobs' pods drop what a project never needs (Pod Security "baseline" and more).
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert "DOCKER_HOST" not in env and "DOCKER_CONFIG" not in env
 
 
