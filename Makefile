@@ -92,6 +92,7 @@ push: ## Tag $(IMAGE) as $(REGISTRY)/mlgrid:$(VERSION) and push it (e.g. make pu
 	$(ENGINE) tag $(IMAGE) $(REGISTRY)/mlgrid:$(VERSION)
 	$(ENGINE) push $(REGISTRY)/mlgrid:$(VERSION)
 	@echo "pushed $(REGISTRY)/mlgrid:$(VERSION): helm install … --set image.repository=$(REGISTRY)/mlgrid"
+	@echo "its digest (image.digest pins it):"; $(ENGINE) image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' $(REGISTRY)/mlgrid:$(VERSION)
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .venv-proto tools/node_modules .pytest_cache .mypy_cache .ruff_cache

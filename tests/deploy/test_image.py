@@ -220,3 +220,28 @@ def _wait_serving(target: str, containers: list[Any], limit: float = 90.0) -> No
                 )
                 pytest.fail(f"the stack from the image did not become ready:\n{logs}")
             time.sleep(0.5)
+
+
+def test_make_push_publishes_the_image_where_the_chart_pulls_it(
+    container_engine: Any, mlgrid_image: str
+) -> None:
+    import json
+    import urllib.request
+
+    podman, engine_env = container_engine.podman_cli()
+    registry = f"{container_engine.registry}/ml"
+    pushed = subprocess.run(
+        ["make", "--no-print-directory", "push", f"ENGINE={' '.join(podman)}",
+         f"IMAGE={mlgrid_image}", f"REGISTRY={registry}"],
+        cwd=ROOT, env=engine_env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
+    assert f"--set image.repository={registry}/mlgrid" in pushed.stdout
+    assert f"{registry}/mlgrid@sha256:" in pushed.stdout  # the digest to pin
+    url = f"http://{container_engine.registry}/v2/ml/mlgrid/tags/list"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert json.load(answer)["tags"] == ["0.1.0"]
+    # Without REGISTRY it says what it needs instead of pushing somewhere.
+    refused = subprocess.run(["make", "--no-print-directory", "push"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode != 0 and "make push needs REGISTRY=" in refused.stdout
