@@ -3,6 +3,8 @@ their own artifact location), autolog, logged-model calls, and the registry's mo
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pytest
@@ -37,6 +39,29 @@ def test_sklearn_log_model_and_load_model(experiment_id):
     assert list(pyfunc.predict(X)) == list(model.predict(X))
     files = {f.path for f in mlflow.MlflowClient().list_logged_model_artifacts(info.model_id)}
     assert "MLmodel" in files
+
+
+def test_register_an_mlflow3_logged_model_and_load_it_by_name_and_version(
+    client, experiment_id, unique
+):
+    model = LogisticRegression().fit(X, Y)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="clf", **FAST)
+    name = f"registered-{unique}"
+    version = mlflow.register_model(f"models:/{info.model_id}", name)
+    assert version.version == "1"
+    assert version.model_id == info.model_id
+    fetched = client.get_model_version(name, "1")
+    assert (fetched.model_id, fetched.run_id) == (info.model_id, run.info.run_id)
+    assert fetched.source == f"models:/{info.model_id}"
+    # The client records the registration on the logged model, as against MLflow's server.
+    registrations = client.get_logged_model(info.model_id).tags["mlflow.modelVersions"]
+    assert json.loads(registrations) == [{"name": name, "version": "1"}]
+
+    loaded = mlflow.sklearn.load_model(f"models:/{name}/1")
+    assert list(loaded.predict(X)) == list(model.predict(X))
+    download = client.get_model_version_download_uri(name, "1")
+    assert download.startswith("mlgrid-artifacts://") and info.model_id in download
 
 
 def test_autolog_records_params_metrics_and_tags(experiment_id):

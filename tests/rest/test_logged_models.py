@@ -93,6 +93,33 @@ def test_a_flavor_logs_and_loads_a_model_through_the_proxy(
     assert [o.model_id for o in outputs] == [info.model_id]
 
 
+def test_a_registered_logged_model_keeps_its_model_id_and_loads_by_version(
+    rest_url: str, experiment_id: str
+) -> None:
+    class AddN(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return [x + 3 for x in model_input]
+
+    mlflow.set_tracking_uri(rest_url)
+    mlflow.set_registry_uri(rest_url)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = mlflow.pyfunc.log_model(name="adder", python_model=AddN())
+    name = unique("registered-logged-model")
+    version = mlflow.register_model(f"models:/{info.model_id}", name)
+    assert version.version == "1"
+    answer = call(
+        rest_url,
+        "GET",
+        "/api/2.0/mlflow/model-versions/get",
+        params={"name": name, "version": "1"},
+    )
+    body = answer.json()["model_version"]
+    assert (body["model_id"], body["run_id"]) == (info.model_id, run.info.run_id)
+    assert body["source"] == f"models:/{info.model_id}"
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    assert list(loaded.predict([1, 2])) == [4, 5]
+
+
 def test_unknown_logged_model_is_404(rest_url: str) -> None:
     response = call(
         rest_url, "GET", "/api/2.0/mlflow/logged-models/m-00000000000000000000000000000000"

@@ -154,6 +154,7 @@ def model_version(gateway: Gateway, version: mg_registry.ModelVersion) -> mf_reg
         tags=[mf_registry.ModelVersionTag(k, v) for k, v in version.tags.items()],
         run_link=version.run_link or None,
         aliases=list(version.aliases),
+        model_id=version.model_id,
     )
 
 

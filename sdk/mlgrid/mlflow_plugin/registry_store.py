@@ -121,6 +121,7 @@ class MlgridRegistryStore(AbstractStore):
             tags={t.key: t.value for t in tags or []},
             run_link=run_link,
             description=description,
+            model_id=model_id,
         )
         return convert.model_version(self._gateway, created)
 

@@ -199,6 +199,11 @@ def model_version_out(v: registry_pb2.ModelVersion, uris: ArtifactUris) -> dict[
         out["tags"] = tags_out(v.tags)
     if v.aliases:
         out["aliases"] = list(v.aliases)
+    if v.model_id:
+        # MLflow 3's link to the logged model the version was made from. MLflow's server leaves
+        # it out (its entity does not write it yet) and its client does not read it; the field
+        # is in MLflow's ModelVersion message, so clients that parse it (the UI) get it.
+        out["model_id"] = v.model_id
     return out
 
 

@@ -149,6 +149,7 @@ def create_model_version(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any
             tags=ent.tags_in(req.get("tags")),
             run_link=req.get("run_link", ""),
             description=req.get("description", ""),
+            model_id=req.get("model_id", ""),
         ),
         timeout=ctx.timeout,
     )
