@@ -32,6 +32,9 @@ def test_sklearn_log_model_and_load_model(experiment_id):
     assert [o.model_id for o in mlflow.get_run(run.info.run_id).outputs.model_outputs] == [
         info.model_id
     ]
+    # Search answers the run's model outputs too (MLflow 3's run.outputs), as get_run does.
+    [found] = mlflow.MlflowClient().search_runs([experiment_id], f"run_id = '{run.info.run_id}'")
+    assert [(o.model_id, o.step) for o in found.outputs.model_outputs] == [(info.model_id, 0)]
 
     loaded = mlflow.sklearn.load_model(info.model_uri)
     assert list(loaded.predict(X)) == list(model.predict(X))

@@ -91,6 +91,12 @@ def test_a_flavor_logs_and_loads_a_model_through_the_proxy(
     assert "MLmodel" in {f["path"] for f in listed.json()["files"]}
     outputs = mlflow.get_run(run.info.run_id).outputs.model_outputs
     assert [o.model_id for o in outputs] == [info.model_id]
+    searched = call(
+        rest_url, "POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]}
+    ).json()["runs"]
+    assert [r["outputs"]["model_outputs"] for r in searched] == [
+        [{"model_id": info.model_id, "step": 0}]
+    ]
 
 
 def test_a_registered_logged_model_keeps_its_model_id_and_loads_by_version(

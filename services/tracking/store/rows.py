@@ -102,13 +102,16 @@ def run_info_from_row(row: Sequence[Any], info: tracking_pb2.RunInfo | None = No
 
 class PageRow:
     """The layout of a search page row (see RunReadsMixin._page_statement): a UNION ALL of
-    runs, params, tags, latest metrics and input markers, tagged by kind, each arm filling the
-    typed slots it uses and leaving the others NULL:
+    runs, params, tags, latest metrics, input markers and MLflow 3's model outputs and inputs,
+    tagged by kind, each arm filling the typed slots it uses and leaving the others NULL:
 
     ``(kind, order, run_uuid, TEXTS texts, number, flag, INTEGERS integers)``
+
+    A model output is (model_id as the first text, step as the third integer); a model input
+    is its model_id alone.
     """
 
-    RUN, PARAM, TAG, METRIC, INPUTS = 3, 0, 1, 2, 4
+    RUN, PARAM, TAG, METRIC, INPUTS, MODEL_OUTPUT, MODEL_INPUT = 3, 0, 1, 2, 4, 5, 6
 
     TEXTS = max(2, sum(field.slot == TEXT for field in RUN_INFO_FIELDS))
     INTEGERS = max(3, sum(field.slot == INTEGER for field in RUN_INFO_FIELDS))

@@ -368,8 +368,8 @@ class LoggedModelsMixin(SqlStoreBase):
         ):
             by_id[run_id].inputs.model_inputs.add(model_id=model_id)
 
-    # search_runs stays one query per page (tests/tracking/test_store_search.py): its runs
-    # carry no model inputs or outputs; get_run has them.
+    # search_runs stays one query per page (tests/tracking/test_store_search.py): its page
+    # statement reads the model outputs and inputs itself (RunReadsMixin._page_statement).
     def get_run(self, run_id: str) -> tracking_pb2.Run:
         run: tracking_pb2.Run = super().get_run(run_id)  # type: ignore[misc]
         with self._read() as conn:

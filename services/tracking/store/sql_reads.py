@@ -17,6 +17,7 @@ from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid_services.common.sql_dialect import POSTGRESQL, ids_condition, ids_value, typed_null
 
+from . import logged_model_schema as lms
 from . import schema as t
 from .rows import RUN_INFO_COLUMNS, PageRow, fill_run_info_from_page_row, run_info_from_row
 from .sql_base import SqlStoreBase
@@ -157,8 +158,10 @@ class RunReadsMixin(SqlStoreBase):
             )
 
         p, g, lm, ri = t.params, t.tags, t.latest_metrics, t.run_inputs
+        mo, mi = lms.run_model_outputs, lms.run_model_inputs
         run_texts, run_ints = PageRow.run_slots(pc)
         metric_ints = (null_int, lm.c.timestamp, lm.c.step)
+        output_ints = (null_int, null_int, mo.c.step)
         union = sa.union_all(
             arm(PageRow.RUN, pc.run_uuid, order=pc.ord, texts=run_texts, ints=run_ints),
             arm(PageRow.PARAM, p.c.run_uuid, texts=(p.c.key, p.c.value)).where(
@@ -176,6 +179,14 @@ class RunReadsMixin(SqlStoreBase):
             # Which runs have dataset inputs (kind 4): usually none, found by the primary key
             # of run_inputs; the inputs themselves are read only for those runs.
             arm(PageRow.INPUTS, ri.c.run_uuid).where(in_page(ri.c.run_uuid)).distinct(),
+            # MLflow 3's logged models a run produced and used (few, and usually none): read
+            # whole here, by each table's (run_uuid, model_id) primary key, as get_run has them.
+            arm(
+                PageRow.MODEL_OUTPUT, mo.c.run_uuid, texts=(mo.c.model_id,), ints=output_ints
+            ).where(in_page(mo.c.run_uuid)),
+            arm(PageRow.MODEL_INPUT, mi.c.run_uuid, texts=(mi.c.model_id,)).where(
+                in_page(mi.c.run_uuid)
+            ),
         )
         return union
 
@@ -193,6 +204,8 @@ class RunReadsMixin(SqlStoreBase):
                 fill_run_info_from_page_row(run.info, row)
                 runs[row[2]] = (row[1], run)
         with_inputs: list[str] = []
+        outputs: dict[str, list[tuple[int, str]]] = {}
+        inputs: dict[str, list[str]] = {}
         data_of = PageRow.data
         for row in rows:
             kind, run_uuid, key, text, number, is_nan, timestamp, step = data_of(row)
@@ -206,6 +219,16 @@ class RunReadsMixin(SqlStoreBase):
                 )
             elif kind == PageRow.INPUTS:
                 with_inputs.append(run_uuid)
+            elif kind == PageRow.MODEL_OUTPUT:
+                outputs.setdefault(run_uuid, []).append((step, key))
+            elif kind == PageRow.MODEL_INPUT:
+                inputs.setdefault(run_uuid, []).append(key)
+        for run_uuid, produced in outputs.items():  # in get_run's order: step, then model id
+            for step, model_id in sorted(produced):
+                runs[run_uuid][1].outputs.model_outputs.add(model_id=model_id, step=step)
+        for run_uuid, used in inputs.items():
+            for model_id in sorted(used):
+                runs[run_uuid][1].inputs.model_inputs.add(model_id=model_id)
         ordered = [run for _, run in sorted(runs.values(), key=lambda pair: pair[0])]
         return ordered, with_inputs
 
