@@ -300,3 +300,29 @@ def predict(
             fh.write(result)
     else:
         click.echo(result.decode())
+
+
+@models.command("build-docker")
+@click.option(
+    "--model-uri", "-m", required=True, metavar="URI", help="The model to put in the image."
+)
+@click.option("--name", "-n", required=True, help="Tag of the image, e.g. fraud-model:3.")
+@click.option(
+    "--base-image",
+    default=None,
+    help="An image with python3 and its venv module, of this Python's minor version "
+    "(default: python:<major>.<minor>-slim).",
+)
+@tracking_uri_option
+def build_docker(
+    model_uri: str, name: str, base_image: str | None, tracking_uri: str | None
+) -> None:
+    """Build an image that serves the model on port 8080 (docker run -p 5001:8080 NAME)."""
+    import sys
+
+    from mlgrid.models.docker_image import build_model_image
+    from mlgrid.pyfunc import get_model_dir
+
+    _use_tracking_uri(tracking_uri)
+    image_id = build_model_image(get_model_dir(model_uri), name, base_image, sys.stderr.write)
+    click.echo(f"Built image {name} ({image_id})")
