@@ -324,5 +324,8 @@ def build_docker(
     from mlgrid.pyfunc import get_model_dir
 
     _use_tracking_uri(tracking_uri)
-    image_id = build_model_image(get_model_dir(model_uri), name, base_image, sys.stderr.write)
+    def log(text: str) -> None:
+        sys.stderr.write(text)
+
+    image_id = build_model_image(get_model_dir(model_uri), name, base_image, log)
     click.echo(f"Built image {name} ({image_id})")
