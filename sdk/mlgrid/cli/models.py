@@ -324,6 +324,7 @@ def build_docker(
     from mlgrid.pyfunc import get_model_dir
 
     _use_tracking_uri(tracking_uri)
+
     def log(text: str) -> None:
         sys.stderr.write(text)
 
