@@ -336,3 +336,36 @@ def test_the_internal_port_is_plaintext_on_loopback_and_offers_no_tunnels(pki: P
         internal.close()
     finally:
         gateway.stop(grace=0.5)
+
+
+def test_bulk_bytes_and_parallel_calls_through_a_mutual_tls_tunnel(
+    mutual_tls: EdgeStack, pki: Pki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The tunnel's TLS end relays both directions at once: large uploads and downloads, and
+    many small calls from several threads, arrive intact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("MLGRID_TRACKING_SERVER_CERT_PATH", str(pki.ca.cert_path))
+    monkeypatch.setenv("MLGRID_TRACKING_CLIENT_CERT_PATH", str(pki.client.cert_path))
+    monkeypatch.setenv("MLGRID_TRACKING_CLIENT_KEY_PATH", str(pki.client.key_path))
+    uri = f"grpcs://{mutual_tls.target}"
+    client = Client(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("bulk-over-tls")).info.run_id
+    payload = os.urandom(12 * 1024 * 1024)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(payload)
+    client.log_artifact(run_id, source, "model")
+
+    def log(step: int) -> None:
+        client.log_metric(run_id, "loss", step / 100, step=step)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(log, range(200)))
+    downloaded = client.download_artifacts(run_id, "model/weights.bin", str(tmp_path / "out"))
+    assert Path(downloaded).read_bytes() == payload
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(200))
+    tunnels = get_transport(uri)._tunnels
+    assert tunnels is not None
+    assert tunnels.channel("artifacts", "file:") is not None  # the bytes went through a tunnel
+    assert tunnels.channel("tracking") is not None
