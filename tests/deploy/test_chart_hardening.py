@@ -52,6 +52,11 @@ RENDERS = _renders()
         ),
         (
             {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
+             "ingress": {"http": {"enabled": True}}, "gateway": {"rest": {"enabled": False}}},
+            r"ingress\.http routes to MLflow's REST API",
+        ),
+        (
+            {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
              "auth": {"enabled": True}},
             r"auth\.enabled: authentication at the gateway is not in this version",
         ),

@@ -47,6 +47,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.projects.enabled (gt (int .Values.projects.replicas) 1) -}}
 {{- fail "projects.replicas must be 1: a run is owned by the replica that started it and its state is not shared between replicas yet (issue #17)" -}}
 {{- end -}}
+{{- if and .Values.ingress.http.enabled (not .Values.gateway.rest.enabled) -}}
+{{- fail "ingress.http routes to MLflow's REST API, which gateway.rest.enabled=false turns off: enable both or neither" -}}
+{{- end -}}
 {{- if .Values.auth.enabled -}}
 {{- fail "auth.enabled: authentication at the gateway is not in this version yet (issue #13); leave it false" -}}
 {{- end -}}
