@@ -7,13 +7,15 @@ served in-process (embedded mode). The registry URI defaults to the tracking URI
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.plugins.registry import ENTRY_POINT_GROUPS
 from mlgrid.transport import Transport, get_transport
-from mlgrid.uris import sdk_gateway_uri
+from mlgrid.uris import sdk_gateway_uri, uri_scheme
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -65,11 +67,31 @@ def resolve_uri(uri: str) -> str:
             "(the address `mlgrid up` prints), or grpcs:// for TLS"
         )
     if not parts.scheme or len(parts.scheme) == 1:  # a bare path or a Windows drive letter
+        raise InvalidParameterValue(f"tracking URI {uri!r} has no scheme; {_ACCEPTED}")
+    scheme = uri_scheme(uri)
+    if scheme not in _STORE_SCHEMES and scheme not in _plugin_store_schemes():
         raise InvalidParameterValue(
-            f"tracking URI {uri!r} has no scheme; use grpc://host:port for a server, "
-            "sqlite:///<path> or postgresql://… for a store served in-process"
+            f"tracking URI {uri[:200]!r} has scheme {scheme[:40]!r}, which nothing here serves; "
+            f"{_ACCEPTED}, or install the plugin that serves {scheme[:40]!r} (entry point "
+            f"group {_STORE_PLUGIN_GROUP})"
         )
     return uri
+
+
+#: What a tracking URI may be, said once for every message that refuses one.
+_ACCEPTED = (
+    "use grpc://host:port for a server (the address `mlgrid up` prints; grpcs:// for TLS, "
+    "mlgrid:// as MLflow's client names it), or sqlite:///<path>, postgresql://user@host/db "
+    "or mysql://user@host/db for a store served in-process"
+)
+#: Stores mlgrid serves in-process itself (a ``+driver`` suffix is dropped by uri_scheme).
+_STORE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
+_STORE_PLUGIN_GROUP = ENTRY_POINT_GROUPS["tracking_store"]
+
+
+def _plugin_store_schemes() -> set[str]:
+    """Schemes of installed tracking-store plugins (entry point names; nothing is imported)."""
+    return {entry.name for entry in metadata.entry_points(group=_STORE_PLUGIN_GROUP)}
 
 
 def set_tracking_uri(uri: str | Path | None) -> None:

@@ -133,7 +133,7 @@ def _configure_mysql(engine: Engine) -> None:
 def make_engine(uri: str, **overrides: Any) -> Engine:
     """A SQLAlchemy engine for ``uri`` (``sqlite:///…``, ``postgresql://…``, ``postgres://…``).
 
-    SQLite: parent directories are created, WAL, busy_timeout, foreign keys. PostgreSQL: psycopg
+    SQLite: the database's directory must exist (the file is created), WAL, busy_timeout, foreign keys. PostgreSQL: psycopg
     3, a pool big enough for a gRPC server's worker threads. MySQL/MariaDB: PyMySQL, utf8mb4,
     READ COMMITTED (as PostgreSQL: a write transaction sees what others committed before each
     statement, which the stores' write-once checks rely on). Commits are durable unless the
@@ -153,7 +153,14 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
     if backend == "sqlite":
         path = _sqlite_path(uri)
         if path is not None:
-            path.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            # The file is created, its directory is not: a typo in the path must not quietly
+            # make a tree of directories and an empty store somewhere unexpected.
+            parent = path.expanduser().absolute().parent
+            if not parent.is_dir():
+                raise InvalidParameterValue(
+                    f"store URI {uri[:200]!r}: directory {str(parent)[:200]!r} does not exist; "
+                    "create it first, or correct the path"
+                )
         options.update(pool_size=8, max_overflow=16, connect_args={"check_same_thread": False})
         if path is None:
             # An in-memory database exists once per connection: share one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -43,3 +44,91 @@ def test_a_missing_postgresql_database_is_one_line_from_a_server(tmp_path: Path)
     assert "Traceback" not in done.stderr + done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "MLGRID_BACKEND_STORE_URI" in errors[0], done.stderr
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The only line on stderr (no gRPC log lines, no traceback), which is an error."""
+    assert done.returncode != 0, done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    return lines[0]
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+_S3_SETTINGS = ("MLGRID_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+
+
+def test_s3_with_no_endpoint_configured_says_which_setting_at_once(tmp_path: Path) -> None:
+    # A region whose AWS host name does not resolve anywhere, so the answer is the same with
+    # or without a network to AWS.
+    env = {**_without(*_S3_SETTINGS), "AWS_DEFAULT_REGION": "mlgrid-nowhere-1"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "mlgrid.cli.main", "artifacts", "list", "-u", "s3://bucket/x"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    line = _one_line(done)
+    assert "MLGRID_S3_ENDPOINT_URL" in line and "AWS" in line, line
+    assert "MaxRetryError" not in line and "INTERNAL" not in line
+    assert elapsed < 6, elapsed  # was 7 s of retries, then INTERNAL
+
+
+def test_an_s3_endpoint_that_cannot_be_reached_is_named(tmp_path: Path) -> None:
+    done = _mlgrid(
+        "artifacts",
+        "list",
+        "-u",
+        "s3://bucket/x",
+        cwd=tmp_path,
+        MLGRID_S3_ENDPOINT_URL="http://127.0.0.1:9",
+    )
+    line = _one_line(done)
+    assert "'http://127.0.0.1:9' (MLGRID_S3_ENDPOINT_URL) cannot be reached" in line, line
+
+
+def test_an_unknown_artifact_scheme_is_one_line_without_grpc_noise(tmp_path: Path) -> None:
+    done = _mlgrid("artifacts", "list", "-u", "gs://bucket/x", cwd=tmp_path)
+    line = _one_line(done)
+    assert "'gs'" in line and "known schemes: file, s3" in line, line
+
+
+def test_load_model_of_an_unknown_scheme_raises_without_grpc_noise(tmp_path: Path) -> None:
+    script = (
+        "import mlgrid.pyfunc\n"
+        "try:\n"
+        "    mlgrid.pyfunc.load_model('foo://bar')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.stderr == ""  # nothing logged by gRPC (or anything else)
+    assert done.stdout.startswith("InvalidParameterValue") and "'foo'" in done.stdout
+
+
+def test_an_unknown_tracking_scheme_names_the_accepted_ones(tmp_path: Path) -> None:
+    done = _mlgrid("experiments", "search", cwd=tmp_path, MLGRID_TRACKING_URI="foo://bar")
+    line = _one_line(done)
+    for accepted in ("grpc://host:port", "grpcs://", "mlgrid://", "sqlite:///", "postgresql://"):
+        assert accepted in line, line
+    assert "mlgrid.tracking_store" in line  # where a plugin for 'foo' would come from
+
+
+def test_a_sqlite_path_in_a_missing_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "dir"
+    done = _mlgrid(
+        "experiments", "search", cwd=tmp_path, MLGRID_TRACKING_URI=f"sqlite:///{missing}/x.db"
+    )
+    line = _one_line(done)
+    assert f"directory '{missing}' does not exist" in line, line
+    assert not (tmp_path / "typo").exists()  # nothing made on the way

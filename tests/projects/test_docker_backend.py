@@ -285,6 +285,7 @@ def test_a_local_store_is_mounted_so_what_the_run_logs_is_there_afterwards(
     container_engine, tmp_path: Path
 ) -> None:
     """Embedded mode (no server): the container opens the same SQLite store and artifact root."""
+    (tmp_path / "store").mkdir()
     store = f"sqlite:///{tmp_path / 'store' / 'mlgrid.db'}"
     _logging_project(tmp_path / "proj", container_engine.python_image)
     result = _mlgrid_run(store, "proj", "-b", "docker", "--build-image", "-P", "n=7", cwd=tmp_path)

@@ -21,6 +21,7 @@ ARTIFACT_ROOT = "file:///tmp/mlgrid-tracking-tests"
 @pytest.fixture(scope="session")
 def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlTrackingStore]:
     path: Path = tmp_path_factory.mktemp("tracking") / "deep" / "dir" / "mlgrid.db"
+    path.parent.mkdir(parents=True)
     store = SqlTrackingStore(f"sqlite:///{path}", ARTIFACT_ROOT)
     yield store
     store.close()

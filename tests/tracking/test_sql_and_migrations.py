@@ -51,15 +51,24 @@ def test_postgres_uris_are_normalised_to_psycopg(given: str, expected: str) -> N
     assert normalize_db_uri(given) == expected
 
 
-def test_sqlite_engine_creates_parent_dirs_and_sets_pragmas(tmp_path: Path) -> None:
+def test_sqlite_engine_refuses_a_missing_directory_and_creates_nothing(tmp_path: Path) -> None:
+    # A typo in the path (sqlite:////typo/dir/x.db) must not quietly make directories.
     path = tmp_path / "a" / "b" / "store.db"
+    with pytest.raises(InvalidParameterValue, match=r"directory .* does not exist"):
+        make_engine(f"sqlite:///{path}")
+    assert not (tmp_path / "a").exists()
+
+
+def test_sqlite_engine_creates_the_file_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "store.db"
+    path.parent.mkdir()
     engine = make_engine(f"sqlite:///{path}")
     with engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
         }
-    assert path.parent.is_dir()
+    assert path.is_file()
     assert pragmas == {
         "journal_mode": "wal",
         "synchronous": 2,  # FULL: durable by default

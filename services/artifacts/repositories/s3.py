@@ -18,6 +18,8 @@ from datetime import timedelta
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
@@ -33,7 +35,11 @@ from mlgrid.artifacts.repository import (
     PresignedUrl,
     UploadedPart,
 )
-from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.exceptions import (
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+    TemporarilyUnavailable,
+)
 from mlgrid_services.common.paths import check_uri
 
 #: Size of the parts a streamed upload is cut into (S3's minimum is 5 MiB).
@@ -83,7 +89,47 @@ class S3Settings:
             secure=secure,
             # A fixed region spares a GetBucketLocation round trip per bucket.
             region=self.region or "us-east-1",
+            http_client=_ExplainingPoolManager(self.endpoint_url),
         )
+
+
+class _ExplainingPoolManager(urllib3.PoolManager):
+    """minio's HTTP client with minio's settings, except that an endpoint that cannot be
+    reached is reported at once (one connection retry, not five with backoff) and in one line
+    that says where it tried and which setting chooses where to go."""
+
+    def __init__(self, endpoint_url: str | None) -> None:
+        timeout = timedelta(minutes=5).seconds
+        super().__init__(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            maxsize=10,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(
+                total=5, connect=1, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self._endpoint_url = endpoint_url
+
+    # PoolManager's own signature, which urllib3's stubs declare narrower than RequestMethods'.
+    def urlopen(  # type: ignore[override]
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> Any:
+        try:
+            return super().urlopen(method, url, redirect=redirect, **kw)
+        except urllib3.exceptions.MaxRetryError as exc:
+            reason = str(exc.reason)[:200]
+            if self._endpoint_url is None:
+                raise InvalidParameterValue(
+                    "no S3 endpoint is configured (MLGRID_S3_ENDPOINT_URL or "
+                    "MLFLOW_S3_ENDPOINT_URL on the artifacts service), so s3:// went to AWS, "
+                    f"which cannot be reached from here ({reason}); set MLGRID_S3_ENDPOINT_URL "
+                    "to your S3-compatible store (MinIO: http://host:9000)"
+                ) from None
+            raise TemporarilyUnavailable(
+                f"the S3 endpoint {self._endpoint_url[:200]!r} (MLGRID_S3_ENDPOINT_URL) cannot "
+                f"be reached ({reason})"
+            ) from None
 
 
 _clients: dict[S3Settings, Minio] = {}
