@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from mlgrid.client import Client
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
 from mlgrid_services.projects.kubernetes.submitted import LOG_ARTIFACT
+from tests.projects.serve_projects import config_argument
 
 from .conftest import Cluster, project
 from .test_backend import TEMPLATE
@@ -27,7 +27,7 @@ def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
 ) -> None:
     project_dir = project(tmp_path / "proj", cluster.python_image)
     state = tmp_path / "state"
-    config = json.dumps(dataclasses.asdict(grpc_stack.config))
+    config = config_argument(grpc_stack.config)
     service = subprocess.Popen(
         [sys.executable, str(SERVER), config, str(state)], stdout=subprocess.PIPE, text=True
     )

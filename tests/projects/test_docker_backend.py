@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from mlgrid_services.projects.app import create_runner
 from mlgrid_services.projects.docker_backend.run import RUN_ID_LABEL
 
 from .helpers import write
+from .serve_projects import config_argument
 from .service import own_projects_service
 
 
@@ -307,7 +307,7 @@ def test_a_restarted_service_takes_over_the_containers_of_a_dead_one(
         {"MLproject": _mlproject(container_engine.tiny_image, "echo before; sleep 4; echo after")},
     )
     state = tmp_path / "state"
-    config = json.dumps(dataclasses.asdict(grpc_stack.config))
+    config = config_argument(grpc_stack.config)
     server = Path(__file__).with_name("serve_projects.py")
     service = subprocess.Popen(
         [sys.executable, str(server), config, str(state)], stdout=subprocess.PIPE, text=True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import signal
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
 
 from .helpers import write
+from .serve_projects import config_argument
 from .service import own_projects_service
 from .test_runs import alive
 
@@ -33,7 +32,7 @@ def test_runs_of_a_dead_service_are_failed_at_the_next_start(grpc_stack, tmp_pat
         },
     )
     state = tmp_path / "state"
-    config = json.dumps(dataclasses.asdict(grpc_stack.config))
+    config = config_argument(grpc_stack.config)
     service = subprocess.Popen(
         [sys.executable, str(SERVER), config, str(state)], stdout=subprocess.PIPE, text=True
     )
