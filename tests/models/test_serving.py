@@ -226,3 +226,24 @@ def test_conda_without_conda_is_a_clear_error(scorer_dir: Path, tmp_path: Path) 
     )
     assert done.returncode == 1
     assert "--env-manager conda needs conda, and none is installed" in done.stderr
+
+
+def test_virtualenv_env_manager_serves_from_the_models_own_environment(
+    scorer_dir: Path, tmp_path: Path
+) -> None:
+    # A venv from the model's python_env.yaml and requirements.txt, with the running mlgrid.
+    env = quiet_env(MLGRID_ENV_ROOT=str(tmp_path / "envs"))
+    with served(str(scorer_dir), "--env-manager", "virtualenv", env=env) as running:
+        assert running.invoke({"inputs": {"x": [2.0], "n": [2], "tag": ["a"]}}) == (
+            200,
+            {"predictions": [4.0]},
+        )
+    built = list((tmp_path / "envs").glob("model-venv-*"))
+    assert len(built) == 1
+    python = built[0] / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", "import mlgrid, sys; print(mlgrid.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.stdout.startswith(str(built[0]))  # its own copy, not this venv's

@@ -45,8 +45,10 @@ class ModelEnvironment:
         self.bin = prefix / "bin"
 
     @property
-    def mlgrid(self) -> str:
-        return str(self.bin / "mlgrid")
+    def mlgrid(self) -> list[str]:
+        """The mlgrid command inside the environment. Through ``python -m``: the console
+        script's first line names the directory the environment was built in, not this one."""
+        return [str(self.bin / "python"), "-m", "mlgrid.cli.main"]
 
 
 def _env_root() -> Path:
@@ -71,6 +73,19 @@ def mlgrid_requirement() -> str:
         if url.startswith("file://"):
             return f"mlgrid[pandas] @ {url}"
     return f"mlgrid[pandas]=={version}"
+
+
+def mlgrid_fingerprint() -> str:
+    """A hash of the running mlgrid's code (file names, sizes, modification times), so an
+    environment holding an older copy of it is not reused."""
+    import mlgrid
+
+    root = Path(mlgrid.__file__).parent
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _is_mlgrid_line(line: str) -> bool:
@@ -167,7 +182,13 @@ def _virtualenv(model_dir: Path, log: Log) -> ModelEnvironment:
     deps.append(mlgrid_requirement())
     root = _env_root()
     key = _content_key(
-        {"kind": "model-virtualenv", "python": interpreter, "build": build, "deps": deps}
+        {
+            "kind": "model-virtualenv",
+            "python": interpreter,
+            "build": build,
+            "deps": deps,
+            "mlgrid": mlgrid_fingerprint(),
+        }
     )
     final = root / f"model-venv-{key}"
     if (final / COMPLETE_MARKER).exists():
@@ -235,7 +256,9 @@ def _conda(model_dir: Path, log: Log) -> ModelEnvironment:
     spec["dependencies"] = dependencies
     text = yaml.safe_dump(spec, sort_keys=True)
     root = _env_root()
-    key = _content_key({"kind": "model-conda", "conda": conda, "spec": text})
+    key = _content_key(
+        {"kind": "model-conda", "conda": conda, "spec": text, "mlgrid": mlgrid_fingerprint()}
+    )
     final = root / f"model-conda-{key}"
     if (final / COMPLETE_MARKER).exists():
         return ModelEnvironment(final)

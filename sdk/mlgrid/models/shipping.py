@@ -38,7 +38,7 @@ def serve_model(model_uri: str, options: ServeOptions, env_manager: str) -> None
         model_dir = _model_dir(model_uri)
         env = build_model_environment(model_dir, env_manager, _log)
         command = [
-            env.mlgrid, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+            *env.mlgrid, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
             "-h", options.host, "-p", str(options.port), "-w", str(options.workers),
             "-t", str(options.timeout), "--max-body-mib", str(options.max_body_bytes / 2**20),
         ]  # fmt: skip
@@ -63,7 +63,7 @@ def predict_file(model_uri: str, input_path: str, content_type: str, env_manager
 
         model_dir = _model_dir(model_uri)
         env = build_model_environment(model_dir, env_manager, _log)
-        command = [env.mlgrid, "models", "predict", "-m", str(model_dir), "-i", str(path)]
+        command = [*env.mlgrid, "models", "predict", "-m", str(model_dir), "-i", str(path)]
         command += ["-t", content_type, "--env-manager", "local"]
         done = subprocess.run(command, stdout=subprocess.PIPE)
         if done.returncode != 0:
