@@ -29,7 +29,6 @@ import importlib.util
 import json
 import os
 import queue
-import re
 import secrets
 import signal
 import subprocess
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgrid import environment as settings
+from mlgrid.uris import redact_credentials
 
 #: Line a child prints once it serves: ``mlgrid-ready {"name": ..., "address": ..., "pid": ...}``.
 READY = "mlgrid-ready"
@@ -453,11 +453,6 @@ class Stack:
         log(f"mlgrid up: {child.name} is serving again (pid {child.proc.pid}, {address})")
 
 
-def without_password(uri: str) -> str:
-    """``uri`` with its password (if any) masked, for printing."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", uri)
-
-
 def absolute_store_uri(uri: str) -> str:
     """``sqlite:///rel.db`` made absolute, so every process (and project run) opens one file."""
     prefix = "sqlite:///"
@@ -498,7 +493,7 @@ def run_stack(options: StackOptions, available: list[str], echo: Callable[[str],
         echo(
             f"mlgrid is up at {stack.endpoint} ({', '.join(['gateway', *stack.shown(available)])}; "
             f"ready in {stack.ready_after:.2f} s)\n"
-            f"  backend store: {without_password(options.backend_store_uri)}\n"
+            f"  backend store: {redact_credentials(options.backend_store_uri)}\n"
             f"  artifact root: {options.default_artifact_root}\n"
             f"  export MLGRID_TRACKING_URI={stack.endpoint}\n"
             + (
