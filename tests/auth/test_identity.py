@@ -44,7 +44,7 @@ def test_a_bad_assertion_is_unauthenticated(auth_stack: AuthStack, fault: str) -
     now = time.time() - 3600 if fault == "expired" else None
     assertion = signer.sign(Identity(ADMIN[0], True), now=now)
     if fault == "tampered":
-        payload, signature = assertion.split(".")
+        _, signature = assertion.split(".")
         forged = AssertionSigner("y" * 40).sign(Identity("root", True)).split(".")[0]
         assertion = f"{forged}.{signature}"
     err = error_of(_search(auth_stack.service_port("tracking"), [(IDENTITY_METADATA, assertion)]))
@@ -63,7 +63,13 @@ def test_callers_cannot_send_an_assertion_through_the_gateway(auth_stack: AuthSt
 def test_wrong_password_and_unknown_token_are_unauthenticated(auth_stack: AuthStack) -> None:
     auth_stack.create_user("mallory-victim", "right-password")
     for metadata in (
-        [("authorization", "Basic " + __import__("base64").b64encode(b"mallory-victim:wrong-password").decode())],
+        [
+            (
+                "authorization",
+                "Basic "
+                + __import__("base64").b64encode(b"mallory-victim:wrong-password").decode(),
+            )
+        ],
         [("authorization", "Bearer mlg_not-a-token")],
         [("authorization", "Digest whatever")],
     ):
@@ -133,13 +139,11 @@ def test_a_user_removed_while_its_client_is_connected_is_refused(
     history = admin.GetMetricHistory(
         trk.GetMetricHistoryRequest(run_id=run_id, metric_key="m"), metadata=auth_stack.admin
     )
-    assert [m.value for m in history.metrics][0] == 1.0
+    assert history.metrics[0].value == 1.0
 
 
 def _server(args: list[str], tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))
-    }
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
     environment.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "mlgrid.cli.main", "server", *args],

@@ -59,9 +59,10 @@ def test_the_creator_manages_what_it_made_and_can_share_it(auth_stack: AuthStack
         .experiment_id
     )
     get = trk.GetExperimentRequest(experiment_id=experiment_id)
-    assert error_of(
-        lambda: _tracking(auth_stack).GetExperiment(get, metadata=friend)
-    ).code() is grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        error_of(lambda: _tracking(auth_stack).GetExperiment(get, metadata=friend)).code()
+        is grpc.StatusCode.PERMISSION_DENIED
+    )
     auth_stack.auth().SetPermission(
         auth_pb.SetPermissionRequest(
             permission=auth_pb.Permission(
@@ -103,9 +104,10 @@ def test_role_grants_reach_their_members(auth_stack: AuthStack) -> None:
         reg.CreateRegisteredModelRequest(name="team-model"), metadata=auth_stack.admin
     )
     get = reg.GetRegisteredModelRequest(name="team-model")
-    assert error_of(
-        lambda: registry.GetRegisteredModel(get, metadata=member)
-    ).code() is grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        error_of(lambda: registry.GetRegisteredModel(get, metadata=member)).code()
+        is grpc.StatusCode.PERMISSION_DENIED
+    )
     admin = auth_stack.admin
     auth_stack.auth().CreateRole(auth_pb.CreateRoleRequest(name="ml-team"), metadata=admin)
     auth_stack.auth().AddRoleMember(
@@ -173,17 +175,21 @@ def test_workspaces_hide_what_non_members_may_not_see(auth_stack: AuthStack) -> 
     assert err.code() is grpc.StatusCode.PERMISSION_DENIED
     err = error_of(
         lambda: _tracking(auth_stack).CreateExperiment(
-            trk.CreateExperimentRequest(name="nope"), metadata=[*reader, (WORKSPACE_METADATA, "team-a")]
+            trk.CreateExperimentRequest(name="nope"),
+            metadata=[*reader, (WORKSPACE_METADATA, "team-a")],
         )
     )
     assert err.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "needs EDIT there" in (err.details() or "")
     # Nothing half-written: the refused experiment does not exist.
-    assert error_of(
-        lambda: _tracking(auth_stack).GetExperimentByName(
-            trk.GetExperimentByNameRequest(experiment_name="nope"), metadata=admin
-        )
-    ).code() is grpc.StatusCode.NOT_FOUND
+    assert (
+        error_of(
+            lambda: _tracking(auth_stack).GetExperimentByName(
+                trk.GetExperimentByNameRequest(experiment_name="nope"), metadata=admin
+            )
+        ).code()
+        is grpc.StatusCode.NOT_FOUND
+    )
     # Each sees only its own workspaces.
     spaces = auth_stack.auth().ListWorkspaces(auth_pb.ListWorkspacesRequest(), metadata=outside)
     assert [w.name for w in spaces.workspaces] == []
@@ -193,10 +199,10 @@ def test_workspaces_hide_what_non_members_may_not_see(auth_stack: AuthStack) -> 
     assert list(who.workspaces) == ["default", "team-a"]
 
 
-def _cli(auth_stack: AuthStack, *args: str, user: tuple[str, str] = ADMIN) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))
-    }
+def _cli(
+    auth_stack: AuthStack, *args: str, user: tuple[str, str] = ADMIN
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
     environment.update(
         MLGRID_TRACKING_URI=auth_stack.stack.tracking_uri,
         MLGRID_TRACKING_USERNAME=user[0],
@@ -236,4 +242,6 @@ def test_bad_permission_names_the_field(auth_stack: AuthStack, level: str) -> No
         )
     )
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "permission" in (err.details() or "") and "use one of NO_PERMISSIONS, READ" in (err.details() or "")
+    assert "permission" in (err.details() or "") and "use one of NO_PERMISSIONS, READ" in (
+        err.details() or ""
+    )
