@@ -212,6 +212,7 @@ def test_external_database_and_object_store_from_secrets() -> None:
         "minio": {"enabled": False},
         "store": {"existingSecret": "prod-db"},
         "s3": {"existingSecret": "prod-s3"},
+        "auth": {"existingSecret": "prod-auth"},
         "defaultArtifactRoot": "s3://ml-artifacts/mlgrid",
     })  # fmt: skip
     assert not by_kind(docs, "StatefulSet")

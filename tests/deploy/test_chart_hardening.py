@@ -57,8 +57,23 @@ RENDERS = _renders()
         ),
         (
             {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
-             "auth": {"enabled": True}},
-            r"auth\.enabled: authentication at the gateway is not in this version",
+             "auth": {"secret": "too-short"}},
+            r"auth\.secret must be at least 16 characters",
+        ),
+        (
+            {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
+             "auth": {"adminPassword": "admin"}},
+            r"auth\.adminPassword must be at least 12 characters",
+        ),
+        (
+            {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
+             "auth": {"oidc": {"issuer": "https://sso.example.com/realms/ml"}}},
+            r"auth\.oidc\.issuer needs auth\.oidc\.audience",
+        ),
+        (
+            {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
+             "auth": {"enabled": False, "oidc": {"issuer": "https://sso.example.com"}}},
+            r"auth\.oidc is set but auth\.enabled=false",
         ),
     ],
 )  # fmt: skip

@@ -50,8 +50,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.ingress.http.enabled (not .Values.gateway.rest.enabled) -}}
 {{- fail "ingress.http routes to MLflow's REST API, which gateway.rest.enabled=false turns off: enable both or neither" -}}
 {{- end -}}
-{{- if .Values.auth.enabled -}}
-{{- fail "auth.enabled: authentication at the gateway is not in this version yet (issue #13); leave it false" -}}
+{{- with .Values.auth -}}
+{{- if and .enabled (not .existingSecret) -}}
+{{- if and .secret (lt (len .secret) 16) -}}
+{{- fail "auth.secret must be at least 16 characters (leave it empty and the chart generates one)" -}}
+{{- end -}}
+{{- if not .adminUsername -}}
+{{- fail "auth.adminUsername must be set: the admin user created at first start" -}}
+{{- end -}}
+{{- if and .adminPassword (lt (len .adminPassword) 12) -}}
+{{- fail "auth.adminPassword must be at least 12 characters (leave it empty and the chart generates one)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .enabled .oidc.issuer (or (not .oidc.audience) (not .oidc.jwksUrl)) -}}
+{{- fail "auth.oidc.issuer needs auth.oidc.audience (mlgrid's client id at the provider) and auth.oidc.jwksUrl (the provider's jwks_uri)" -}}
+{{- end -}}
+{{- if and (not .enabled) .oidc.issuer -}}
+{{- fail "auth.oidc is set but auth.enabled=false: tokens would not be checked; enable auth or clear auth.oidc" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -164,4 +180,69 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "mlgrid.projectsClaim" -}}
 {{- $p := .Values.projects.persistence -}}
 {{- default (default (printf "%s-projects-state" (include "mlgrid.fullname" .)) .Values.projects.stateClaim) $p.existingClaim -}}
+{{- end -}}
+
+{{- define "mlgrid.authSecret" -}}
+{{- default (printf "%s-auth" (include "mlgrid.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Environment of every mlgrid process: auth on with the shared secret, admin and store from
+  Secrets (never literal values), or, with auth off, leave to serve open on the pod's address. */}}
+{{- define "mlgrid.authEnv" -}}
+{{- $a := .Values.auth -}}
+{{- if $a.enabled }}
+- name: MLGRID_AUTH
+  value: "true"
+- name: MLGRID_AUTH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlgrid.authSecret" . }}
+      key: secret
+- name: MLGRID_AUTH_ADMIN_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlgrid.authSecret" . }}
+      key: admin-username
+- name: MLGRID_AUTH_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlgrid.authSecret" . }}
+      key: admin-password
+- name: MLGRID_AUTH_STORE_URI
+  valueFrom:
+    secretKeyRef:
+      {{- if $a.storeUri }}
+      name: {{ include "mlgrid.authSecret" . }}
+      key: store-uri
+      {{- else }}
+      name: {{ include "mlgrid.storeSecret" . }}
+      key: backend-store-uri
+      {{- end }}
+{{- with $a.defaultPermission }}
+- name: MLGRID_AUTH_DEFAULT_PERMISSION
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.oidc }}
+{{- if .issuer }}
+- name: MLGRID_AUTH_OIDC_ISSUER
+  value: {{ .issuer | quote }}
+- name: MLGRID_AUTH_OIDC_AUDIENCE
+  value: {{ .audience | quote }}
+- name: MLGRID_AUTH_OIDC_JWKS_URL
+  value: {{ .jwksUrl | quote }}
+{{- with .usernameClaim }}
+- name: MLGRID_AUTH_OIDC_USERNAME_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- with .groupsClaim }}
+- name: MLGRID_AUTH_OIDC_GROUPS_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- else }}
+# auth.enabled=false: serve without authentication on the pod's address, on purpose.
+- name: MLGRID_ALLOW_OPEN
+  value: "true"
+{{- end }}
 {{- end -}}
