@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -340,6 +341,12 @@ def _model(sdk: Sdk, state: State) -> str:
         model = f"bench-model-{uuid.uuid4().hex[:8]}"
         sdk.client.create_registered_model(model)
         run_id = new_run(sdk, state)
+        # The versions' source needs files (mlgrid refuses a source with none): one small
+        # MLmodel, logged untimed.
+        with tempfile.TemporaryDirectory(prefix="bench-model-") as scratch:
+            descriptor = Path(scratch) / "MLmodel"
+            descriptor.write_text("flavors: {}\n")
+            sdk.client.log_artifact(run_id, str(descriptor), "model")
         source = sdk.client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
         state["model"] = (model, source, run_id)
         state["versions"] = 0

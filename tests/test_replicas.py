@@ -136,7 +136,7 @@ def test_replicas_killed_one_by_one_under_load(replicated: UpProcess, tmp_path: 
         # replica.
         assert failures["log_metric"] == [], f"{name}: {failures['log_metric'][:3]}"
         assert failures["get_run"] == [], f"{name}: {failures['get_run'][:3]}"
-        assert len(result["steps"]) > 50, f"{name} barely ran: {len(result['steps'])} steps"
+        assert len(result["steps"]) > 10, f"{name} barely ran: {len(result['steps'])} steps"
         # Every acknowledged point is stored, and once.
         history = client.get_metric_history(run_id, f"w{name}")
         stored = [point.step for point in history]

@@ -30,7 +30,7 @@ from mlgrid_services.common.validation import (
     validate_registry_tag,
 )
 
-from .sources import LoggedModelLookup, RunArtifactLookup, check_source
+from .sources import FilesLookup, LoggedModelLookup, RunArtifactLookup, check_source
 
 _ALIAS = re.compile(r"^[\w-]*$")
 _LOGGED_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w-]{0,35}$")
@@ -189,6 +189,8 @@ class Registry:
         policy = self.location_policy.current() if self.location_policy is not None else None
         checked = check_source(source, run_id, self.run_artifact_uri, policy)
         storage = checked.storage_location
+        if checked.run_id or checked.source_is_local:
+            self._require_files(source, storage or checked.source)
         if checked.model_version is not None:
             storage = self.store.get_model_version_download_uri(*checked.model_version)
         if checked.logged_model_id and model_id and model_id != checked.logged_model_id:
@@ -216,6 +218,15 @@ class Registry:
             storage,
             **extra,
         )
+
+    def _require_files(self, source: str, location: str) -> None:
+        """Refuses a source with no files: registered, it would only fail when loaded."""
+        lookup = self.run_artifact_uri
+        if isinstance(lookup, FilesLookup) and not lookup.has_files(location):
+            raise InvalidParameterValue(
+                f"source {shorten(source)} has no files (nothing at {shorten(location)}); log "
+                "the model's files (e.g. with log_model) before registering them"
+            )
 
     def _logged_model(self, model_id: str) -> tuple[str, str]:
         if not _LOGGED_MODEL_ID.match(model_id):

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import grpc
 
 from mlgrid._rpc_errors import from_rpc_error
+from mlgrid.api.artifacts.v1 import artifacts_service_pb2, artifacts_service_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.limits import MAX_SOURCE_LENGTH
@@ -55,6 +56,8 @@ class CheckedSource:
     model_version: tuple[str, int] | None = None
     #: For models:/<model_id> sources: the MLflow 3 logged model whose files these are.
     logged_model_id: str = ""
+    #: A path (or file: URI) on the artifact root of ``run_id``.
+    source_is_local: bool = False
 
 
 #: Looks a run up and returns its artifact_uri (raises ResourceDoesNotExist when missing).
@@ -68,6 +71,13 @@ class LoggedModelLookup(Protocol):
     def __call__(self, run_id: str) -> str: ...
 
     def logged_model(self, model_id: str) -> tuple[str, str]: ...
+
+
+@runtime_checkable
+class FilesLookup(Protocol):
+    """A lookup that can also tell whether a location holds files (TrackingRunLookup)."""
+
+    def has_files(self, location: str) -> bool: ...
 
 
 def check_source(
@@ -142,7 +152,7 @@ def _check_local_source(
             f"source {source!r} is not allowed: it lies outside the artifact root {root!r} of "
             f"run {run_id!r}; {LOCAL_HINT}"
         )
-    return CheckedSource(source)
+    return CheckedSource(source, source_is_local=True)
 
 
 class TrackingRunLookup:
@@ -207,6 +217,35 @@ class TrackingRunLookup:
             raise from_rpc_error(err) from None
         info = response.model.info
         return str(info.artifact_uri), str(info.source_run_id)
+
+    def has_files(self, location: str) -> bool:
+        """Whether the artifacts service finds anything at ``location``: a directory with
+        entries, or a file (looked up in its parent's listing). Asked of the artifacts service
+        through the gateway, so every scheme it serves is checked where the files really are."""
+        self._tracking()  # opens the channel (or says there is no route)
+        assert self._channel is not None
+        stub = artifacts_service_pb2_grpc.ArtifactsServiceStub(
+            as_service(self._channel, self._auth, "registry")
+        )
+        parent, _, name = location.rstrip("/").rpartition("/")
+        try:
+            listed = stub.ListArtifacts(
+                artifacts_service_pb2.ListArtifactsRequest(artifact_uri=location, page_size=1),
+                timeout=self.timeout,
+            )
+            if listed.files:
+                return True
+            siblings = stub.ListArtifacts(
+                artifacts_service_pb2.ListArtifactsRequest(artifact_uri=parent),
+                timeout=self.timeout,
+            )
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise from_rpc_error(err) from None
+        return any(
+            f.path.rstrip("/").rsplit("/", 1)[-1] == name and not f.is_dir for f in siblings.files
+        )
 
     def close(self) -> None:
         with self._lock:

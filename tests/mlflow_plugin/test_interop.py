@@ -83,6 +83,7 @@ def test_an_experiment_location_given_to_mlflow_is_stored_unwrapped(
 def test_registry_entries_are_shared_and_sources_stay_mlgrids_own(sdk, client, unique):
     run = sdk.create_run(sdk.create_experiment(f"reg-{unique}"))
     storage_source = f"{run.info.artifact_uri}/model"
+    sdk.log_text(run.info.run_id, "flavors: {}\n", "model/MLmodel")  # a source holds files
     sdk.create_registered_model(f"sdk-model-{unique}", tags={"by": "sdk"})
     sdk.create_model_version(f"sdk-model-{unique}", storage_source, run_id=run.info.run_id)
     sdk.set_registered_model_alias(f"sdk-model-{unique}", "prod", "1")

@@ -21,6 +21,9 @@ def now_ms() -> int:
 def source(client, experiment_id) -> tuple[str, str]:
     """A run and a ``runs:/`` source inside it."""
     run_id = client.create_run(experiment_id).info.run_id
+    # A version's source must hold files (mlgrid refuses one registered from nothing).
+    for directory in ("model", "another_model"):
+        client.log_text(run_id, "flavors: {}\n", f"{directory}/MLmodel")
     return run_id, f"runs:/{run_id}/model"
 
 

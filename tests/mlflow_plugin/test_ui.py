@@ -118,6 +118,7 @@ def test_mlflows_ui_shows_what_mlgrids_sdk_logged(sdk, unique, mlflow_server, br
     losses = [mg.Metric("loss", 1.0 / (step + 1), 1_000 + step, step) for step in range(10)]
     sdk.log_batch(run_id, metrics=losses, params=[mg.Param("lr", "0.01")], synchronous=True)
     sdk.set_terminated(run_id)
+    sdk.log_text(run_id, "flavors: {}\n", "model/MLmodel")  # a version's source holds files
     sdk.create_registered_model(f"ui-model-{unique}")
     sdk.create_model_version(f"ui-model-{unique}", f"{run.info.artifact_uri}/model", run_id=run_id)
 

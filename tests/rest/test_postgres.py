@@ -36,6 +36,7 @@ def test_tracking_registry_and_artifacts_on_postgresql(pg_rest_url: str, tmp_pat
     assert Path(got).read_text() == "pg"
     name = unique("pg-model")
     client.create_registered_model(name)
+    client.log_text(run_id, "flavors: {}\n", "model/MLmodel")  # a version's source holds files
     client.create_model_version(name, f"runs:/{run_id}/model", run_id)
     client.set_registered_model_alias(name, "prod", "1")
     assert client.get_model_version_by_alias(name, "prod").run_id == run_id

@@ -14,7 +14,10 @@ from .helpers import call, error_of, unique
 
 @pytest.fixture
 def run_id(client: mlflow.MlflowClient) -> str:
-    return client.create_run(client.create_experiment(unique("reg"))).info.run_id
+    """A run with files under model/: a version's source must hold some."""
+    run_id = client.create_run(client.create_experiment(unique("reg"))).info.run_id
+    client.log_text(run_id, "flavors: {}\n", "model/MLmodel")
+    return run_id
 
 
 def test_create_get_update_delete_registered_model(client: mlflow.MlflowClient) -> None:

@@ -127,6 +127,7 @@ def test_registering_a_logged_model_links_the_version_to_it(
     """MLflow 3's register_model("models:/<model_id>"): the version's files are the logged
     model's, its run is the model's source run, and it remembers the model id."""
     run_id = client.create_run(experiment_id).info.run_id
+    client.log_text(run_id, "flavors: {}\n", "model/MLmodel")  # a source must hold files
     model = client.create_logged_model(experiment_id, name="clf", source_run_id=run_id)
     client.create_registered_model(unique_name)
     version = client.create_model_version(unique_name, f"models:/{model.model_id}")
