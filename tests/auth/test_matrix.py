@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -53,6 +55,10 @@ def _make_resources(stack: AuthStack) -> Resources:
     logged = tracking.CreateLoggedModel(
         trk.CreateLoggedModelRequest(experiment_id=experiment_id, name="lm"), metadata=admin
     ).model
+    # A version's source must hold files: the run's model directory, on this machine's disk.
+    model_dir = Path(urlsplit(run.info.artifact_uri).path) / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
     model = f"model-{name}"
     registry.CreateRegisteredModel(reg.CreateRegisteredModelRequest(name=model), metadata=admin)
     registry.CreateModelVersion(
