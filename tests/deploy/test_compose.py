@@ -379,3 +379,25 @@ def test_healthcheck_script_reports_a_real_server() -> None:
         timeout=30,
     )
     assert down.returncode == 1 and "UNAVAILABLE" in down.stdout
+
+
+def test_every_process_bound_beyond_loopback_passes_its_own_exposure_check(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mlgrid process listens on 0.0.0.0 inside the compose network; with auth off it
+    must say it is open on purpose, or it refuses to start (services/common/auth)."""
+    from mlgrid.environment import MLGRID_ALLOW_OPEN
+    from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
+
+    bound = {
+        name: service
+        for name, service in compose["services"].items()
+        if "--host=0.0.0.0" in (service.get("command") or [])
+    }
+    assert set(bound) == {"gateway", "tracking", "artifacts", "registry", "projects"}
+    for name, service in bound.items():
+        for variable in ("MLGRID_AUTH", "MLGRID_ALLOW_OPEN", "MLGRID_AUTH_SECRET"):
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in (service.get("environment") or {}).items():
+            monkeypatch.setenv(variable, str(value))
+        check_exposure(name, "0.0.0.0", AuthSettings.from_env(), MLGRID_ALLOW_OPEN.get())
