@@ -63,6 +63,30 @@ def _database_errors() -> Iterator[None]:
         raise database_unavailable("tracking", exc) from exc
 
 
+class _Attempt:
+    """One try of a write (see SqlStoreBase._deadlock_retries): swallows an InnoDB deadlock
+    unless it is the last try."""
+
+    def __init__(self, last: bool) -> None:
+        self.last = last
+        self.done = False
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            self.done = True
+            return False
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        orig = getattr(cause, "orig", None)
+        code = orig.args[0] if orig is not None and getattr(orig, "args", None) else None
+        if not self.last and code in (1213, 1205):
+            time.sleep(0.01)
+            return True  # rolled back whole by InnoDB: run the transaction again
+        return False
+
+
 class SqlStoreBase:
     """Engine, dialect-specific statements and the checks every write starts with."""
 
@@ -118,6 +142,19 @@ class SqlStoreBase:
     def _write(self) -> Iterator[Connection]:
         with _database_errors(), write_transaction(self.engine) as conn:
             yield conn
+
+    def _deadlock_retries(self, tries: int = 4) -> Iterator[_Attempt]:
+        """Attempts of one write transaction: ``for a in self._deadlock_retries(): with a, ...``.
+
+        InnoDB (MySQL, MariaDB) may pick racing metric upserts of one run as deadlock victims
+        and roll the victim's whole transaction back (errors 1213, 1205); the transaction is then
+        simply run again. The other databases never need it: SQLite serialises writers, and
+        PostgreSQL's upserts on one key queue rather than deadlock."""
+        for number in range(tries):
+            attempt = _Attempt(last=number == tries - 1 or self.dialect != "mysql")
+            yield attempt
+            if attempt.done:
+                return
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -175,9 +175,11 @@ class WritesMixin(SqlStoreBase):
         if self._fast is not None:
             self._raise_unless_active(run_id, self._fast.log_metric(run_id, metric))
             return
-        with self._write() as conn:
-            self._check_run_writable(conn, run_id)
-            self._write_points(conn, run_id, stored_points([metric]))
+        points = stored_points([metric])
+        for attempt in self._deadlock_retries():
+            with attempt, self._write() as conn:
+                self._check_run_writable(conn, run_id)
+                self._write_points(conn, run_id, points)
 
     def set_tag(self, run_id: str, tag: common_pb2.Tag) -> None:
         with self._write() as conn:
@@ -208,12 +210,13 @@ class WritesMixin(SqlStoreBase):
             if params and not metrics and self._fast_params(run_id, params):
                 return
         points = stored_points(metrics)
-        with self._write() as conn:
-            self._check_run_writable(conn, run_id)
-            # Params first: a conflict aborts before the bulk metric insert does any work.
-            self._write_params(conn, run_id, params)
-            self._write_tags(conn, run_id, tags)
-            self._write_points(conn, run_id, points)
+        for attempt in self._deadlock_retries():
+            with attempt, self._write() as conn:
+                self._check_run_writable(conn, run_id)
+                # Params first: a conflict aborts before the bulk metric insert does any work.
+                self._write_params(conn, run_id, params)
+                self._write_tags(conn, run_id, tags)
+                self._write_points(conn, run_id, points)
 
     def log_inputs(self, run_id: str, inputs: Sequence[tracking_pb2.DatasetInput]) -> None:
         d = t.datasets.c
