@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import grpc
@@ -27,30 +28,24 @@ class _Details(NamedTuple):
     compression: Any
 
 
-class _ServiceCredentials(
+class AuthorizationInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    def __init__(self, signer: AssertionSigner, service: str) -> None:
-        self._signer = signer
-        self._service = service
-        self._value = ""
-        self._renew_at = 0.0
-        self._lock = threading.Lock()
+    """Puts ``supply()``'s credentials (the ``authorization`` metadata, or nothing) on every
+    call, in place of any the call carried; every call kind."""
 
-    def _authorization(self) -> str:
-        now = time.monotonic()
-        with self._lock:
-            if now >= self._renew_at:
-                self._value = service_credentials(self._signer, self._service)
-                self._renew_at = now + self._signer.lifetime / 2
-            return self._value
+    def __init__(self, supply: Callable[[], str | None]) -> None:
+        self._supply = supply
 
-    def _details(self, details: Any) -> _Details:
+    def _details(self, details: Any) -> Any:
+        value = self._supply()
+        if not value:
+            return details
         metadata = [(k, v) for k, v in (details.metadata or ()) if k != AUTHORIZATION_METADATA]
-        metadata.append((AUTHORIZATION_METADATA, self._authorization()))
+        metadata.append((AUTHORIZATION_METADATA, value))
         return _Details(
             details.method,
             details.timeout,
@@ -73,9 +68,28 @@ class _ServiceCredentials(
         return continuation(self._details(client_call_details), request_iterator)
 
 
+class _ServiceCredentials:
+    """``service:<name>``'s signed credentials, signed again halfway through their lifetime."""
+
+    def __init__(self, signer: AssertionSigner, service: str) -> None:
+        self._signer = signer
+        self._service = service
+        self._value = ""
+        self._renew_at = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._renew_at:
+                self._value = service_credentials(self._signer, self._service)
+                self._renew_at = now + self._signer.lifetime / 2
+            return self._value
+
+
 def as_service(channel: grpc.Channel, settings: AuthSettings, service: str) -> grpc.Channel:
     """``channel`` with ``service``'s credentials on every call when auth is on."""
     if not settings.enabled:
         return channel
-    interceptor = _ServiceCredentials(AssertionSigner(settings.secret), service)
-    return grpc.intercept_channel(channel, interceptor)
+    credentials = _ServiceCredentials(AssertionSigner(settings.secret), service)
+    return grpc.intercept_channel(channel, AuthorizationInterceptor(credentials))

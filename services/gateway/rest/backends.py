@@ -22,7 +22,7 @@ from mlgrid.uris import uri_scheme
 
 from ..channels import ChannelPool
 from ..routing import DEFAULT, RoutingTable
-from .caller import CallerCredentials
+from .caller import caller_credentials
 from .errors import RestError
 
 _STUBS: dict[str, Callable[[Any], Any]] = {
@@ -69,7 +69,7 @@ class Backends:
                 stub = self._stubs.get(cache_key)
                 if stub is None:
                     channel = grpc.intercept_channel(
-                        self._pool.channel(route.address), CallerCredentials()
+                        self._pool.channel(route.address), caller_credentials()
                     )
                     stub = _STUBS[service](channel)
                     self._stubs[cache_key] = stub
