@@ -2,7 +2,8 @@
 
 Each method builds one request, calls the tracking service through the transport (errors come
 back as typed exceptions from :mod:`mlgrid.exceptions`) and returns domain objects from
-:mod:`mlgrid.entities`. Artifact and registry methods come from the mixins their areas own.
+:mod:`mlgrid.entities`. Artifact, registry and logged-model methods come from the parts their areas own
+(:mod:`mlgrid.delegation`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from mlgrid import environment as env
 from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as rpc
-from mlgrid.artifacts.client_mixin import ArtifactsClientMixin
+from mlgrid.artifacts.client import ArtifactsClient
 from mlgrid.async_logging import AsyncLogger, RunOperations
 from mlgrid.batching import add_metrics, batch_requests, split_batch
 from mlgrid.context.default import current_user
 from mlgrid.context.tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
+from mlgrid.delegation import Delegated
 from mlgrid.entities import (
     DatasetInput,
     DatasetSummary,
@@ -40,8 +42,8 @@ from mlgrid.entities import (
 )
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.limits import MAX_PARAM_VALUE_LENGTH, MAX_RUN_TAG_VALUE_LENGTH, SEARCH_RUNS_DEFAULT
-from mlgrid.logged_model_client import LoggedModelsClientMixin
-from mlgrid.registry.client_mixin import RegistryClientMixin
+from mlgrid.logged_models_client import LoggedModelsClient
+from mlgrid.registry.client import RegistryClient
 from mlgrid.tracking_uri import get_tracking_transport
 from mlgrid.transport import Transport
 
@@ -75,14 +77,22 @@ def _truncate(kind: str, key: str, value: Any, limit: int) -> str:
     return text
 
 
-class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin):
-    """Client of a tracking server (``grpc://``) or an embedded store (``sqlite:///``, ...)."""
+class Client:
+    """Client of a tracking server (``grpc://``) or an embedded store (``sqlite:///``, ...).
+
+    Tracking calls are its own methods; artifact, registry and logged-model calls live in the
+    parts ``client.artifacts``, ``client.registry`` and ``client.logged_models`` (each built from
+    the same transport) and are exposed here under MlflowClient's names.
+    """
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         self._transport: Transport = get_tracking_transport(tracking_uri, registry_uri)
         self._tracking_uri = self._transport.tracking_uri
         self._registry_uri = registry_uri or self._transport.registry_uri or self._tracking_uri
         self._async_logger: AsyncLogger | None = None
+        self.artifacts = ArtifactsClient(self._transport, self._artifact_root_of_run)
+        self.registry = RegistryClient(self._transport)
+        self.logged_models = LoggedModelsClient(self._transport)
 
     @property
     def tracking_uri(self) -> str:
@@ -94,6 +104,70 @@ class Client(ArtifactsClientMixin, RegistryClientMixin, LoggedModelsClientMixin)
     @property
     def _stub(self) -> Any:
         return self._transport.tracking
+
+    def _artifact_root_of_run(self, run_id: str) -> str:
+        return str(self.get_run(run_id).info.artifact_uri)
+
+    # -- artifacts (ArtifactsClient) -------------------------------------------
+
+    log_artifact = Delegated("artifacts", ArtifactsClient.log_artifact)
+    log_artifacts = Delegated("artifacts", ArtifactsClient.log_artifacts)
+    list_artifacts = Delegated("artifacts", ArtifactsClient.list_artifacts)
+    download_artifacts = Delegated("artifacts", ArtifactsClient.download_artifacts)
+    log_text = Delegated("artifacts", ArtifactsClient.log_text)
+    log_dict = Delegated("artifacts", ArtifactsClient.log_dict)
+    log_figure = Delegated("artifacts", ArtifactsClient.log_figure)
+    log_image = Delegated("artifacts", ArtifactsClient.log_image)
+    log_artifact_at = Delegated("artifacts", ArtifactsClient.log_artifact_at)
+    log_artifacts_at = Delegated("artifacts", ArtifactsClient.log_artifacts_at)
+    log_bytes_at = Delegated("artifacts", ArtifactsClient.log_bytes_at)
+    list_artifacts_at = Delegated("artifacts", ArtifactsClient.list_artifacts_at)
+    download_artifacts_at = Delegated("artifacts", ArtifactsClient.download_artifacts_at)
+    read_artifact_at = Delegated("artifacts", ArtifactsClient.read_artifact_at)
+    delete_artifacts_at = Delegated("artifacts", ArtifactsClient.delete_artifacts_at)
+    get_presigned_url_at = Delegated("artifacts", ArtifactsClient.get_presigned_url_at)
+
+    # -- registry (RegistryClient) ---------------------------------------------
+
+    create_registered_model = Delegated("registry", RegistryClient.create_registered_model)
+    get_registered_model = Delegated("registry", RegistryClient.get_registered_model)
+    rename_registered_model = Delegated("registry", RegistryClient.rename_registered_model)
+    update_registered_model = Delegated("registry", RegistryClient.update_registered_model)
+    delete_registered_model = Delegated("registry", RegistryClient.delete_registered_model)
+    search_registered_models = Delegated("registry", RegistryClient.search_registered_models)
+    get_latest_versions = Delegated("registry", RegistryClient.get_latest_versions)
+    set_registered_model_tag = Delegated("registry", RegistryClient.set_registered_model_tag)
+    delete_registered_model_tag = Delegated("registry", RegistryClient.delete_registered_model_tag)
+    create_model_version = Delegated("registry", RegistryClient.create_model_version)
+    get_model_version = Delegated("registry", RegistryClient.get_model_version)
+    update_model_version = Delegated("registry", RegistryClient.update_model_version)
+    delete_model_version = Delegated("registry", RegistryClient.delete_model_version)
+    search_model_versions = Delegated("registry", RegistryClient.search_model_versions)
+    transition_model_version_stage = Delegated(
+        "registry", RegistryClient.transition_model_version_stage
+    )
+    set_model_version_tag = Delegated("registry", RegistryClient.set_model_version_tag)
+    delete_model_version_tag = Delegated("registry", RegistryClient.delete_model_version_tag)
+    get_model_version_download_uri = Delegated(
+        "registry", RegistryClient.get_model_version_download_uri
+    )
+    set_registered_model_alias = Delegated("registry", RegistryClient.set_registered_model_alias)
+    delete_registered_model_alias = Delegated(
+        "registry", RegistryClient.delete_registered_model_alias
+    )
+    get_model_version_by_alias = Delegated("registry", RegistryClient.get_model_version_by_alias)
+
+    # -- logged_models (LoggedModelsClient) ------------------------------------
+
+    create_logged_model = Delegated("logged_models", LoggedModelsClient.create_logged_model)
+    finalize_logged_model = Delegated("logged_models", LoggedModelsClient.finalize_logged_model)
+    get_logged_model = Delegated("logged_models", LoggedModelsClient.get_logged_model)
+    delete_logged_model = Delegated("logged_models", LoggedModelsClient.delete_logged_model)
+    search_logged_models = Delegated("logged_models", LoggedModelsClient.search_logged_models)
+    set_logged_model_tags = Delegated("logged_models", LoggedModelsClient.set_logged_model_tags)
+    delete_logged_model_tag = Delegated("logged_models", LoggedModelsClient.delete_logged_model_tag)
+    log_model_params = Delegated("logged_models", LoggedModelsClient.log_model_params)
+    log_outputs = Delegated("logged_models", LoggedModelsClient.log_outputs)
 
     # -- experiments ------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ def load_text(artifact_uri: str, tracking_uri: str | None = None) -> str:
 
 def load_dict(artifact_uri: str, tracking_uri: str | None = None) -> Any:
     """The JSON or YAML content of one artifact file."""
-    from mlgrid.artifacts.client_mixin import parse_dict
+    from mlgrid.artifacts.client import parse_dict
 
     data, name = _read(artifact_uri, tracking_uri)
     return parse_dict(data, name)

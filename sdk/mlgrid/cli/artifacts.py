@@ -82,7 +82,7 @@ def _artifact_root(client: Client, run_id: str | None, artifact_uri: str | None)
     if (run_id is None) == (artifact_uri is None):
         raise click.UsageError("pass exactly one of --run-id or --artifact-uri")
     if run_id is not None:
-        return client._run_artifact_uri(run_id)
+        return client.artifacts.run_artifact_uri(run_id)
     from mlgrid.artifacts import resolve_artifact_uri
 
     assert artifact_uri is not None

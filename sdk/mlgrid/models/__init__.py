@@ -30,7 +30,8 @@ from .inference import infer_schema, infer_signature
 from .signature import ColSpec, ModelSignature, ParamSpec, Schema, TensorSpec
 
 if TYPE_CHECKING:
-    from mlgrid.registry.client_mixin import RegistryClientMixin
+    from mlgrid.client import Client
+    from mlgrid.registry.client import RegistryClient
     from mlgrid.registry.entities import ModelVersion
 
 __all__ = [
@@ -115,7 +116,9 @@ def parse_model_uri(uri: str) -> ModelUri:
     return ModelUri(name=name, stage=stage, path=path)
 
 
-def _client(client: RegistryClientMixin | None, tracking_uri: str | None, registry_uri: str | None):  # type: ignore[no-untyped-def]
+def _client(
+    client: RegistryClient | Client | None, tracking_uri: str | None, registry_uri: str | None
+):  # type: ignore[no-untyped-def]
     if client is not None:
         return client
     if tracking_uri is None and registry_uri is None:
@@ -129,7 +132,7 @@ def _client(client: RegistryClientMixin | None, tracking_uri: str | None, regist
 
 def get_model_version_for_uri(
     uri: str | ModelUri,
-    client: RegistryClientMixin | None = None,
+    client: RegistryClient | Client | None = None,
     *,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
@@ -153,7 +156,7 @@ def get_model_version_for_uri(
 
 def resolve_model_uri(
     uri: str,
-    client: RegistryClientMixin | None = None,
+    client: RegistryClient | Client | None = None,
     *,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,

@@ -1,5 +1,5 @@
 """The model registry on the client side: entities, the store interface plugins implement,
-the Client methods (RegistryClientMixin) and ``register_model``."""
+the Client methods (RegistryClient, exposed on Client) and ``register_model``."""
 
 from mlgrid.registry.entities import ModelVersion, RegisteredModel
 

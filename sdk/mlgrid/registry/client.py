@@ -1,4 +1,8 @@
-"""Registry methods of :class:`mlgrid.client.Client`, with MlflowClient's names and signatures."""
+"""The registry part of :class:`mlgrid.client.Client`: MlflowClient's registry methods over gRPC.
+
+Built from a transport alone, so it works without the rest of the client
+(``RegistryClient(transport)``); ``Client`` exposes each method under the same name.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +29,11 @@ def _order_by(order_by: list[str] | str | None) -> list[str]:
     return [order_by] if isinstance(order_by, str) else list(order_by)
 
 
-class RegistryClientMixin:
-    """Mixed into Client; uses ``self._transport``."""
+class RegistryClient:
+    """Registered models and their versions, aliases and tags."""
 
-    _transport: Transport
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _registry_call(self, method_name: str, request: Any) -> Any:
         stub = self._transport.registry

@@ -1,4 +1,4 @@
-"""Artifact methods of :class:`mlgrid.client.Client` (log_artifact, list_artifacts, ...).
+"""The artifacts part of :class:`mlgrid.client.Client` (log_artifact, list_artifacts, ...).
 
 Names and signatures are MLflow's ``MlflowClient`` ones. Run-based methods resolve the run's
 ``artifact_uri`` through the tracking service; the ``*_at`` helpers work on any artifact URI.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from mlgrid.transport import Transport
 
 
-#: Runs whose artifact root a client remembers (see ``_run_artifact_uri``).
+#: Runs whose artifact root a client remembers (see ``ArtifactsClient.run_artifact_uri``).
 _MAX_CACHED_RUNS = 10_000
 
 
@@ -44,24 +45,27 @@ def parse_dict(data: bytes, artifact_file: str) -> Any:
     return yaml.safe_load(data)
 
 
-class ArtifactsClientMixin:
-    """Mixed into Client; uses ``self._transport`` and ``self.get_run``."""
+class ArtifactsClient:
+    """Uploads, downloads and listings, by run id or by any artifact URI (the ``*_at`` methods).
 
-    _transport: Transport
+    Built from a transport and a function giving a run's artifact root (the client asks the
+    tracking service); ``Client`` exposes each method under the same name.
+    """
 
-    if TYPE_CHECKING:
+    def __init__(self, transport: Transport, run_artifact_root: Callable[[str], str]) -> None:
+        self._transport = transport
+        self._run_artifact_root = run_artifact_root
+        self._run_artifact_uris: dict[str, str] = {}
 
-        def get_run(self, run_id: str) -> Any: ...
-
-    def _run_artifact_uri(self, run_id: str) -> str:
+    def run_artifact_uri(self, run_id: str) -> str:
         """The run's artifact root. A run's artifact_uri never changes once the run exists, so
         it is remembered: repeated artifact calls for a run cost one tracking call, not one each."""
         if not run_id:
             raise InvalidParameterValue("run_id '' is not allowed: name the run")
-        cache: dict[str, str] = self.__dict__.setdefault("_run_artifact_uris", {})
+        cache = self._run_artifact_uris
         uri = cache.get(run_id)
         if uri is None:
-            uri = str(self.get_run(run_id).info.artifact_uri)
+            uri = self._run_artifact_root(run_id)
             if len(cache) >= _MAX_CACHED_RUNS:
                 cache.clear()
             cache[run_id] = uri
@@ -80,7 +84,7 @@ class ArtifactsClientMixin:
         if Path(local_path).is_dir():
             self.log_artifacts(run_id, local_path, join_path(artifact_path, Path(local_path).name))
             return
-        self.log_artifact_at(self._run_artifact_uri(run_id), local_path, artifact_path, progress)
+        self.log_artifact_at(self.run_artifact_uri(run_id), local_path, artifact_path, progress)
 
     def log_artifacts(
         self,
@@ -90,11 +94,11 @@ class ArtifactsClientMixin:
         progress: Progress | None = None,
     ) -> None:
         """Uploads every file below ``local_dir`` (in parallel) to the run's ``artifact_path``."""
-        self.log_artifacts_at(self._run_artifact_uri(run_id), local_dir, artifact_path, progress)
+        self.log_artifacts_at(self.run_artifact_uri(run_id), local_dir, artifact_path, progress)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         """Direct children of ``path`` in the run's artifacts (paths relative to the run root)."""
-        return self.list_artifacts_at(self._run_artifact_uri(run_id), path)
+        return self.list_artifacts_at(self.run_artifact_uri(run_id), path)
 
     def download_artifacts(
         self,
@@ -104,16 +108,16 @@ class ArtifactsClientMixin:
         progress: Progress | None = None,
     ) -> str:
         """Downloads a run's file or directory to ``dst_path/<path>``; returns the local path."""
-        return self.download_artifacts_at(self._run_artifact_uri(run_id), path, dst_path, progress)
+        return self.download_artifacts_at(self.run_artifact_uri(run_id), path, dst_path, progress)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Stores ``text`` (UTF-8) as the run's ``artifact_file``."""
-        self.log_bytes_at(self._run_artifact_uri(run_id), text.encode("utf-8"), artifact_file)
+        self.log_bytes_at(self.run_artifact_uri(run_id), text.encode("utf-8"), artifact_file)
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
         """Stores ``dictionary`` as JSON, or YAML for .yaml/.yml names."""
         data = serialize_dict(dictionary, artifact_file)
-        self.log_bytes_at(self._run_artifact_uri(run_id), data, artifact_file)
+        self.log_bytes_at(self.run_artifact_uri(run_id), data, artifact_file)
 
     def log_figure(
         self,
@@ -127,14 +131,14 @@ class ArtifactsClientMixin:
         from mlgrid.artifacts.media import figure_bytes
 
         data = figure_bytes(figure, artifact_file, save_kwargs or {})
-        self.log_bytes_at(self._run_artifact_uri(run_id), data, artifact_file)
+        self.log_bytes_at(self.run_artifact_uri(run_id), data, artifact_file)
 
     def log_image(self, run_id: str, image: Any, artifact_file: str) -> None:
         """Stores a numpy array or PIL image as ``artifact_file`` (format from the extension)."""
         from mlgrid.artifacts.media import image_bytes
 
         data = image_bytes(image, artifact_file)
-        self.log_bytes_at(self._run_artifact_uri(run_id), data, artifact_file)
+        self.log_bytes_at(self.run_artifact_uri(run_id), data, artifact_file)
 
     # -- the same on any artifact URI ----------------------------------------------------------
 

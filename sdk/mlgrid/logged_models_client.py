@@ -1,5 +1,5 @@
-"""MLflow 3's logged-model methods of :class:`mlgrid.client.Client`, with MlflowClient's names
-and signatures (``create_logged_model``, ``finalize_logged_model``, ``search_logged_models``, …).
+"""The logged-model part of :class:`mlgrid.client.Client`: MLflow 3's logged-model methods with
+MlflowClient's names and signatures (``create_logged_model``, ``finalize_logged_model``, ``search_logged_models``, …).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mlgrid.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus, P
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.transport import Transport
 
-__all__ = ["LoggedModelsClientMixin"]
+__all__ = ["LoggedModelsClient"]
 
 
 def _tags(tags: Mapping[str, Any] | None) -> list[common_pb2.Tag]:
@@ -52,12 +52,14 @@ def _order_by(clause: Mapping[str, Any] | str) -> rpc.LoggedModelOrderBy:
     return order
 
 
-class LoggedModelsClientMixin:
-    """Create, finalize, read, search, tag and delete logged models; link runs to them."""
+class LoggedModelsClient:
+    """Create, finalize, read, search, tag and delete logged models; link runs to them.
 
-    """Mixed into Client; uses ``self._transport``."""
+    Built from a transport alone; ``Client`` exposes each method under the same name.
+    """
 
-    _transport: Transport
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _model_call(self, method_name: str, request: Any) -> Any:
         stub = self._transport.tracking
