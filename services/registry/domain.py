@@ -3,6 +3,7 @@ source checks. The store receives only valid, canonical input (see AbstractRegis
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -31,6 +32,8 @@ from mlgrid_services.common.validation import (
 )
 
 from .sources import FilesLookup, LoggedModelLookup, RunArtifactLookup, check_source
+
+log = logging.getLogger(__name__)
 
 _ALIAS = re.compile(r"^[\w-]*$")
 _LOGGED_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w-]{0,35}$")
@@ -207,7 +210,7 @@ class Registry:
                 storage = location
             run_id = run_id or source_run
         extra = {"model_id": model_id} if model_id else {}
-        return self.store.create_model_version(
+        created = self.store.create_model_version(
             name,
             checked.source,
             run_id or checked.run_id,
@@ -218,6 +221,9 @@ class Registry:
             storage,
             **extra,
         )
+        if model_id and isinstance(self.run_artifact_uri, LoggedModelLookup):
+            _record_on_logged_model(self.run_artifact_uri, model_id, created)
+        return created
 
     def _require_files(self, source: str, location: str) -> None:
         """Refuses a source with no files: registered, it would only fail when loaded."""
@@ -297,4 +303,21 @@ class Registry:
     def get_model_version_by_alias(self, name: str, alias: str) -> registry_pb2.ModelVersion:
         return self.store.get_model_version_by_alias(
             validate_model_name(name), validate_alias(alias)
+        )
+
+
+def _record_on_logged_model(
+    lookup: LoggedModelLookup, model_id: str, created: registry_pb2.ModelVersion
+) -> None:
+    # The version is committed and is the answer; a failure to note it on the logged model
+    # only leaves the model's registrations list short, so it is logged, not raised.
+    try:
+        lookup.record_version(model_id, created.name, created.version)
+    except Exception as err:
+        log.warning(
+            "model version %s/%s was created but not listed on logged model %s: %s",
+            created.name,
+            created.version,
+            model_id,
+            err,
         )

@@ -14,6 +14,7 @@ not otherwise read (REFERENCE.md, model registry).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -25,7 +26,9 @@ import grpc
 
 from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2, artifacts_service_pb2_grpc
+from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
+from mlgrid.context.tags import MLFLOW_MODEL_VERSIONS
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.limits import MAX_SOURCE_LENGTH
 from mlgrid_services.common import paths
@@ -71,6 +74,8 @@ class LoggedModelLookup(Protocol):
     def __call__(self, run_id: str) -> str: ...
 
     def logged_model(self, model_id: str) -> tuple[str, str]: ...
+
+    def record_version(self, model_id: str, name: str, version: str) -> None: ...
 
 
 @runtime_checkable
@@ -155,6 +160,15 @@ def _check_local_source(
     return CheckedSource(source, source_is_local=True)
 
 
+def _versions_listed(value: str) -> list[object]:
+    """The tag's list, or an empty one when it is missing or not a JSON list."""
+    try:
+        listed = json.loads(value) if value else []
+    except ValueError:
+        return []
+    return listed if isinstance(listed, list) else []
+
+
 class TrackingRunLookup:
     """Finds a run's artifact root through the tracking service (via the gateway).
 
@@ -217,6 +231,35 @@ class TrackingRunLookup:
             raise from_rpc_error(err) from None
         info = response.model.info
         return str(info.artifact_uri), str(info.source_run_id)
+
+    def record_version(self, model_id: str, name: str, version: str) -> None:
+        """Adds ``{"name", "version"}`` to the logged model's ``mlflow.modelVersions`` tag, as
+        MLflow's server does after registering a version made from a logged model (its UI and
+        ``LoggedModel.registrations`` read that tag). Two registrations of one model racing
+        may each write the list without the other: the versions themselves are not affected."""
+        try:
+            model = (
+                self._tracking()
+                .GetLoggedModel(
+                    tracking_service_pb2.GetLoggedModelRequest(model_id=model_id),
+                    timeout=self.timeout,
+                )
+                .model
+            )
+            current = next((t.value for t in model.info.tags if t.key == MLFLOW_MODEL_VERSIONS), "")
+            # A number, as MLflow's server writes it (its client, registering through
+            # mlflow.register_model, appends the same version again as text).
+            entry = {"name": name, "version": int(version)}
+            listed = _versions_listed(current)
+            if entry in listed:
+                return
+            tag = common_pb2.Tag(key=MLFLOW_MODEL_VERSIONS, value=json.dumps([*listed, entry]))
+            self._tracking().SetLoggedModelTags(
+                tracking_service_pb2.SetLoggedModelTagsRequest(model_id=model_id, tags=[tag]),
+                timeout=self.timeout,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     def has_files(self, location: str) -> bool:
         """Whether the artifacts service finds anything at ``location``: a directory with

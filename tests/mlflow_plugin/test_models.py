@@ -57,14 +57,30 @@ def test_register_an_mlflow3_logged_model_and_load_it_by_name_and_version(
     fetched = client.get_model_version(name, "1")
     assert (fetched.model_id, fetched.run_id) == (info.model_id, run.info.run_id)
     assert fetched.source == f"models:/{info.model_id}"
-    # The client records the registration on the logged model, as against MLflow's server.
-    registrations = client.get_logged_model(info.model_id).tags["mlflow.modelVersions"]
-    assert json.loads(registrations) == [{"name": name, "version": "1"}]
+    # The registration is recorded on the logged model as against MLflow's server: the server
+    # writes it (the version as a number), then MLflow's register_model appends it as text.
+    logged = client.get_logged_model(info.model_id)
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [
+        {"name": name, "version": 1},
+        {"name": name, "version": "1"},
+    ]
 
     loaded = mlflow.sklearn.load_model(f"models:/{name}/1")
     assert list(loaded.predict(X)) == list(model.predict(X))
     download = client.get_model_version_download_uri(name, "1")
     assert download.startswith("mlgrid-artifacts://") and info.model_id in download
+
+
+def test_a_version_created_from_a_logged_model_is_listed_on_it(client, experiment_id, unique):
+    # MlflowClient.create_model_version(model_id=...) leaves the tag to the server alone.
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, Y), name="clf", **FAST)
+    name = f"direct-{unique}"
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, f"models:/{info.model_id}", model_id=info.model_id)
+    tag = client.get_logged_model(info.model_id).tags["mlflow.modelVersions"]
+    assert json.loads(tag) == [{"name": name, "version": 1}, {"name": name, "version": 2}]
 
 
 def test_autolog_records_params_metrics_and_tags(experiment_id):

@@ -155,6 +155,16 @@ def test_registrations_come_from_mlflows_model_versions_tag(domain: TrackingDoma
     assert [(r.name, r.version) for r in info.registrations] == [("clf", "1"), ("clf", "2")]
 
 
+def test_a_registration_written_as_number_and_as_text_is_listed_once(
+    domain: TrackingDomain,
+) -> None:
+    # MLflow's server writes {"version": 1}; its register_model appends {"version": "1"}.
+    model_id = new_model(domain, new_experiment(domain)).info.model_id
+    versions = '[{"name": "clf", "version": 1}, {"name": "clf", "version": "1"}]'
+    info = domain.set_logged_model_tags(model_id, [tag("mlflow.modelVersions", versions)]).info
+    assert [(r.name, r.version) for r in info.registrations] == [("clf", "1")]
+
+
 def test_params_are_write_once(domain: TrackingDomain) -> None:
     model_id = new_model(domain, new_experiment(domain), params={"a": "1"}).info.model_id
     domain.log_logged_model_params(

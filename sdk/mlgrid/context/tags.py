@@ -14,3 +14,5 @@ MLFLOW_PROJECT_ENTRY_POINT = "mlflow.project.entryPoint"
 MLFLOW_PROJECT_BACKEND = "mlflow.project.backend"
 MLFLOW_DOCKER_IMAGE_URI = "mlflow.docker.image.uri"
 MLFLOW_DOCKER_IMAGE_ID = "mlflow.docker.image.id"
+#: On a logged model: the registered versions made from it, a JSON list of {"name", "version"}.
+MLFLOW_MODEL_VERSIONS = "mlflow.modelVersions"

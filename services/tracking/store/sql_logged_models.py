@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.context.tags import MLFLOW_MODEL_VERSIONS
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 
 from . import logged_model_schema as lm
@@ -34,9 +35,8 @@ _MODEL_COLUMNS = (
     _M.source_run_id,
     _M.status_message,
 )
-#: MLflow's tag listing the registered model versions made from a logged model (JSON list of
-#: {"name", "version"}); LoggedModelInfo.registrations is read from it.
-MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+#: LoggedModelInfo.registrations is read from MLflow's tag listing the registered versions.
+MODEL_VERSIONS_TAG = MLFLOW_MODEL_VERSIONS
 
 
 def model_not_found(model_id: str) -> ResourceDoesNotExist:
@@ -48,10 +48,17 @@ def _registrations(info: tracking_pb2.LoggedModelInfo, value: str) -> None:
         versions = json.loads(value)
     except ValueError:
         return  # a hand-set tag that is not MLflow's JSON: no registrations to show
-    if isinstance(versions, list):
-        for item in versions:
-            if isinstance(item, dict) and "name" in item and "version" in item:
-                info.registrations.add(name=str(item["name"]), version=str(item["version"]))
+    if not isinstance(versions, list):
+        return
+    # MLflow's server writes the version as a number and its client appends it again as text:
+    # one registration each, however written.
+    seen: set[tuple[str, str]] = set()
+    for item in versions:
+        if isinstance(item, dict) and "name" in item and "version" in item:
+            entry = (str(item["name"]), str(item["version"]))
+            if entry not in seen:
+                seen.add(entry)
+                info.registrations.add(name=entry[0], version=entry[1])
 
 
 def load_models(conn: Connection, model_ids: Sequence[str]) -> list[tracking_pb2.LoggedModel]:
