@@ -588,6 +588,13 @@ MLGRID_AUTH_CACHE_SECONDS = EnvironmentVariable(
     "Services and gateway: how long a verified credential or a user's grants are reused.",
     fallback=None,
 )
+MLGRID_AUTH_RUN_TOKEN_SECONDS = EnvironmentVariable(
+    "MLGRID_AUTH_RUN_TOKEN_SECONDS",
+    _parse_positive_int,
+    7 * 24 * 3600,
+    "Projects service: most seconds a project run's access token lives (revoked when it ends).",
+    fallback=None,
+)
 MLGRID_ALLOW_OPEN = EnvironmentVariable(
     "MLGRID_ALLOW_OPEN",
     _parse_bool,

@@ -19,6 +19,8 @@ from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
 from mlgrid.environment import MLGRID_PROJECTS_ALLOW_LOCAL_PATHS, MLGRID_PROJECTS_RUN_USER
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid_services.common.app import ServiceApp
+from mlgrid_services.common.auth.run_tokens import RunTokens
+from mlgrid_services.common.auth.runtime import auth_runtime
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
 
@@ -86,6 +88,7 @@ def create_runner(
         kill_grace=grace,
         artifact_root=config.effective_artifact_root,
         keep_workdirs=env.MLGRID_PROJECTS_KEEP_WORKDIRS.get(),
+        run_tokens=RunTokens(lambda: auth_runtime(config.auth)),
     )
 
 

@@ -43,7 +43,7 @@ from .run_limits import (
     resolve_run_user,
     unreachable_part,
 )
-from .run_variables import run_variables
+from .run_variables import is_service_secret, run_variables
 from .state import kill_leftover_group
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,6 @@ _RUN_SCOPED = tuple(
     f"{prefix}_{name}"
     for prefix in ("MLFLOW", "MLGRID")
     for name in ("RUN_ID", "EXPERIMENT_ID", "EXPERIMENT_NAME", "TRACKING_URI", "STORE_URI")
-)
-#: The service's own configuration (database URLs may hold credentials): a run talks to the
-#: tracking URI it is given, never to the stores behind it.
-_SERVICE_ONLY = (
-    "MLGRID_BACKEND_STORE_URI",
-    "MLGRID_REGISTRY_STORE_URI",
-    "MLGRID_GATEWAY_TARGET",
-    "MLGRID_PUBLIC_TRACKING_URI",
 )
 #: How often the supervisor checks the wall-clock time and the working copy's size.
 _LIMIT_CHECK_SECONDS = 1.0
@@ -81,7 +73,7 @@ def child_environment(
     request: RunRequest, activation: dict[str, str], artifact_root: str
 ) -> dict[str, str]:
     """The child's environment: the service's, minus run-scoped variables, plus this run's."""
-    env = {k: v for k, v in os.environ.items() if k not in _RUN_SCOPED + _SERVICE_ONLY}
+    env = {k: v for k, v in os.environ.items() if k not in _RUN_SCOPED and not is_service_secret(k)}
     env.update(activation)
     env.update(run_variables(request))
     if not is_gateway_uri(request.tracking_uri) and artifact_root:

@@ -11,6 +11,7 @@ over are marked FAILED.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, MlgridException, ResourceDoesNotExist
 from mlgrid.projects.backend import BackendHost, LogChunk, SubmittedRun
+from mlgrid_services.common.auth.identity import current_identity
+from mlgrid_services.common.auth.run_tokens import RunTokens
 
 from .backends import DEFAULT_BACKEND, BackendTable
 from .preparation import Submission, load_submission, run_tags
@@ -66,9 +69,12 @@ class ProjectRunner:
         keep_workdirs: bool = False,
         sdk_tracking_uri: str = "",
         upload: Callable[[str, str, bytes], None] | None = None,
+        run_tokens: RunTokens | None = None,
     ) -> None:
         self.tracking = tracking
         self.state = state
+        #: Each run's own credential (auth on): minted at submit, revoked when the run ends.
+        self.run_tokens = run_tokens or RunTokens()
         self.child_tracking_uri = child_tracking_uri
         self.host = BackendHost(
             end_run=self._end_run,
@@ -99,7 +105,10 @@ class ProjectRunner:
     # -- submission -------------------------------------------------------------------------
 
     def _end_run(self, run_id: str, status: int, store_uri: str | None) -> None:
-        self.tracking.terminate_if_running(run_id, status, store_uri)
+        try:
+            self.tracking.terminate_if_running(run_id, status, store_uri)
+        finally:
+            self.run_tokens.revoke(run_id)
 
     def _save_artifact(self, run_id: str, store_uri: str | None, path: str, data: bytes) -> None:
         assert self._upload is not None
@@ -131,12 +140,14 @@ class ProjectRunner:
         run_id = run.info.run_id
         try:
             self.tracking.log_params(run_id, loaded.request.params.all(), sub.store_uri)
-            submitted = backend.submit(
-                loaded.request.for_run(run_id, experiment_id, run.info.artifact_uri)
-            )
+            request = loaded.request.for_run(run_id, experiment_id, run.info.artifact_uri)
+            token = self.run_tokens.mint(current_identity(), run_id)
+            submitted = backend.submit(dataclasses.replace(request, tracking_token=token))
         except BaseException as exc:
             self.state.forget(run_id)
             loaded.discard()
+            with contextlib.suppress(Exception):
+                self.run_tokens.revoke(run_id)
             with contextlib.suppress(MlgridException):
                 self.tracking.terminate_if_running(
                     run_id, tracking_pb2.RUN_STATUS_FAILED, sub.store_uri
@@ -247,9 +258,11 @@ class ProjectRunner:
                     )
                     done.append(owned.run_id)
                     self.state.forget(owned.run_id)
+                    self.run_tokens.revoke(owned.run_id)
                     break
                 except ResourceDoesNotExist:
                     self.state.forget(owned.run_id)
+                    self.run_tokens.revoke(owned.run_id)
                     break
                 except MlgridException as exc:
                     if attempt == attempts - 1:

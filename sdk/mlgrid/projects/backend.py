@@ -91,6 +91,10 @@ class RunRequest:
     working_directory: str = ""
     #: Store named by the caller's metadata (forwarded on tracking calls and to the run).
     store_uri: str | None = None
+    #: With auth on: an access token acting as the submitter, for the run's code only (its
+    #: environment's MLGRID_TRACKING_TOKEN and MLFLOW_TRACKING_TOKEN); revoked when the run ends.
+    #: Never logged or put in a command line.
+    tracking_token: str = field(default="", repr=False)
 
     @property
     def project_dir(self) -> Path:

@@ -33,6 +33,9 @@ class AuthSettings:
     default_permission: Permission = Permission.READ
     #: Seconds verified credentials and a caller's grants are reused.
     cache_seconds: float = 2.0
+    #: Longest life of the access token a project run gets (it is revoked when the run ends;
+    #: the expiry only matters when the projects service died meanwhile).
+    run_token_seconds: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls, store_uri: str = "") -> AuthSettings:
@@ -49,6 +52,7 @@ class AuthSettings:
                 else Permission.READ
             ),
             cache_seconds=env.MLGRID_AUTH_CACHE_SECONDS.get(),
+            run_token_seconds=env.MLGRID_AUTH_RUN_TOKEN_SECONDS.get(),
         )
 
     def check(self) -> None:

@@ -319,6 +319,13 @@ class AuthStore:
         if not deleted:
             raise ResourceDoesNotExist(f"access token {token_id[:64]!r} does not exist")
 
+    def revoke_tokens_named(self, name: str) -> int:
+        """Removes every token called ``name`` (whoever owns it); how many there were."""
+        with write_transaction(self.engine) as conn:
+            return int(
+                conn.execute(schema.tokens.delete().where(schema.tokens.c.name == name)).rowcount
+            )
+
     def user_for_token(self, token: str) -> UserRecord | None:
         """The owner of ``token`` when it exists and has not expired."""
         with self.engine.connect() as conn:

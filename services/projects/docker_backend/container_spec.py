@@ -30,7 +30,7 @@ from mlgrid.projects.backend import RunRequest
 from mlgrid.projects.env_files import DockerEnv
 from mlgrid.uris import is_gateway_uri, uri_scheme
 
-from ..run_variables import run_variables
+from ..run_variables import is_service_secret, run_variables
 
 __all__ = [
     "ContainerSpec",
@@ -41,15 +41,8 @@ __all__ = [
 ]
 
 _MODES = ("ro", "rw")
-#: Names never copied from the service's environment (its own configuration and secrets).
-_NEVER_COPIED = (
-    "MLGRID_BACKEND_STORE_URI",
-    "MLGRID_REGISTRY_STORE_URI",
-    "MLGRID_GATEWAY_TARGET",
-    "MLGRID_PUBLIC_TRACKING_URI",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-)
+#: Names never copied from the service's environment besides its own settings and secrets.
+_NEVER_COPIED = ("DOCKER_HOST", "DOCKER_CONFIG")
 
 
 @dataclass
@@ -143,10 +136,10 @@ def docker_env_variables(env: DockerEnv, notes: list[str]) -> dict[str, str]:
         if isinstance(item, tuple):
             values[item[0]] = item[1]
             continue
-        if item in _NEVER_COPIED:
+        if item in _NEVER_COPIED or is_service_secret(item):
             raise InvalidParameterValue(
                 f"docker_env.environment: {item!r} is the projects service's own setting and "
-                "is not copied into runs"
+                "is not copied into runs (with auth on, a run is given its own credential)"
             )
         if item in os.environ:
             values[item] = os.environ[item]

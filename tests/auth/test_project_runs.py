@@ -1,0 +1,216 @@
+"""Project runs with auth on: the run's own code logs as the user who submitted it, with a
+token that grants no more than that user has and stops working when the run ends; the service's
+secrets and credentials never reach it. Real stack, real child processes (local backend)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from mlgrid import projects
+from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
+from mlgrid.client import Client
+from mlgrid.protocol import AUTHORIZATION_METADATA
+from tests.projects.helpers import write
+
+from .conftest import ADMIN, CACHE_SECONDS, SECRET, AuthStack, code_of
+
+ALICE = ("alice-runs", "alice-runs-password")
+
+#: The project: logs a metric to its run, then tries what alice may not do, and reports what it
+#: was given (never the token itself: only whether the two names carry the same one).
+PROJECT = {
+    "MLproject": """
+        name: credentials
+        entry_points:
+          main:
+            parameters: {foreign: string, token_file: string}
+            command: "python train.py {foreign} {token_file}"
+    """,
+    "train.py": """
+        import json, os, sys
+        import mlgrid
+        from mlgrid.client import Client
+        from mlgrid.exceptions import MlgridException
+
+        foreign, token_file = sys.argv[1], sys.argv[2]
+        with mlgrid.start_run():
+            mlgrid.log_metric("accuracy", 0.93)
+        client = Client()
+        try:
+            client.create_run(foreign)
+            foreign_write = "allowed"
+        except MlgridException as exc:
+            foreign_write = exc.error_code
+        # The test reads the token afterwards, to see that it stops working.
+        with open(token_file, "w") as out:
+            out.write(os.environ["MLGRID_TRACKING_TOKEN"])
+        print(json.dumps({
+            "same_token": os.environ["MLGRID_TRACKING_TOKEN"]
+            == os.environ["MLFLOW_TRACKING_TOKEN"],
+            "foreign_write": foreign_write,
+            "leaked": sorted(
+                name for name in os.environ
+                if name.startswith("MLGRID_AUTH")
+                or name.endswith(("TRACKING_USERNAME", "TRACKING_PASSWORD"))
+            ),
+        }))
+    """,
+}
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [(AUTHORIZATION_METADATA, f"Bearer {token}")]
+
+
+@pytest.fixture
+def as_alice(auth_stack: AuthStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """alice exists; this process (the submitter, and the projects service, which tests host
+    in-process) has her credentials and the deployment's secret in its environment."""
+    try:
+        auth_stack.create_user(*ALICE)
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    monkeypatch.setenv("MLGRID_TRACKING_URI", auth_stack.stack.tracking_uri)
+    monkeypatch.setenv("MLGRID_TRACKING_USERNAME", ALICE[0])
+    monkeypatch.setenv("MLGRID_TRACKING_PASSWORD", ALICE[1])
+    monkeypatch.setenv("MLGRID_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("MLGRID_AUTH_ADMIN_PASSWORD", ADMIN[1])
+    for name in ("MLGRID_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_ID", "MLGRID_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLGRID_PROJECTS_ALLOW_LOCAL_PATHS", "true")
+    monkeypatch.setenv("MLGRID_PROJECTS_RUN_USER", "")
+    yield ALICE[0]
+
+
+def _admins_experiment(auth_stack: AuthStack, name: str) -> str:
+    """An experiment alice may only read (the default permission)."""
+    tracking = trk_grpc.TrackingServiceStub(auth_stack.gateway())
+    return str(
+        tracking.CreateExperiment(
+            trk.CreateExperimentRequest(name=name), metadata=auth_stack.admin
+        ).experiment_id
+    )
+
+
+def test_a_project_run_logs_as_its_submitter_and_its_token_ends_with_it(
+    auth_stack: AuthStack, as_alice: str, tmp_path: Path
+) -> None:
+    foreign = _admins_experiment(auth_stack, "admins-only-runs")
+    client = Client()
+    experiment_id = client.create_experiment("alice-project-runs")
+    project = write(tmp_path / "proj", PROJECT)
+    token_file = tmp_path / "token"
+
+    submitted = projects.run(
+        str(project),
+        parameters={"foreign": foreign, "token_file": str(token_file)},
+        experiment_id=experiment_id,
+        backend="local",
+    )
+
+    chunks = list(submitted.logs())
+    logs = b"".join(c.data for c in chunks).decode()
+    stdout = b"".join(c.data for c in chunks if c.stream == "stdout").decode()
+    assert submitted.get_status() == "FINISHED", logs
+    # What the run logged is alice's to see, in the run the service created for her.
+    run = client.get_run(submitted.run_id)
+    assert run.data.metrics == {"accuracy": 0.93}
+    seen = json.loads(stdout.strip().splitlines()[-1])
+    assert seen == {"same_token": True, "foreign_write": "PERMISSION_DENIED", "leaked": []}
+    token = token_file.read_text()
+    assert token.startswith("mlg_")
+    # The token is in the run's environment only: not in its logs, parameters or tags.
+    assert token not in logs
+    assert token not in json.dumps({**run.data.params, **run.data.tags})
+    # It stopped working when the run ended (after the credential cache's few moments).
+    time.sleep(CACHE_SECONDS + 0.2)
+    tracking = trk_grpc.TrackingServiceStub(auth_stack.gateway())
+    request = trk.GetRunRequest(run_id=submitted.run_id)
+    assert code_of(lambda: tracking.GetRun(request, metadata=bearer(token))) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+    # … and it is gone from alice's tokens.
+    tokens = auth_stack.auth().ListAccessTokens(
+        auth_pb.ListAccessTokensRequest(username=as_alice), metadata=auth_stack.admin
+    )
+    assert not [t for t in tokens.access_tokens if submitted.run_id in t.name]
+
+
+def test_the_token_works_while_the_run_runs_and_only_as_the_submitter(
+    auth_stack: AuthStack, as_alice: str, tmp_path: Path
+) -> None:
+    """A cancelled run's token is revoked too; while it ran, the token was alice's: it could
+    read her run and not an experiment she was denied."""
+    client = Client()
+    experiment_id = client.create_experiment("alice-cancelled-runs")
+    denied = _admins_experiment(auth_stack, "denied-to-alice")
+    auth_stack.auth().SetPermission(
+        auth_pb.SetPermissionRequest(
+            permission=auth_pb.Permission(
+                resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
+                resource_id=denied,
+                username=as_alice,
+                permission="NO_PERMISSIONS",
+            )
+        ),
+        metadata=auth_stack.admin,
+    )
+    project = write(
+        tmp_path / "proj",
+        {
+            "MLproject": """
+                name: waits
+                entry_points:
+                  main:
+                    parameters: {token_file: string}
+                    command: "python wait.py {token_file}"
+            """,
+            "wait.py": """
+                import os, sys, time
+                with open(sys.argv[1] + ".tmp", "w") as out:
+                    out.write(os.environ["MLGRID_TRACKING_TOKEN"])
+                os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+                time.sleep(120)
+            """,
+        },
+    )
+    token_file = tmp_path / "token"
+    submitted = projects.run(
+        str(project),
+        parameters={"token_file": str(token_file)},
+        experiment_id=experiment_id,
+        backend="local",
+        synchronous=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not token_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        token = token_file.read_text()
+        tracking = trk_grpc.TrackingServiceStub(auth_stack.gateway())
+        own = trk.GetRunRequest(run_id=submitted.run_id)
+        assert code_of(lambda: tracking.GetRun(own, metadata=bearer(token))) == (grpc.StatusCode.OK)
+        other = trk.GetExperimentRequest(experiment_id=denied)
+        assert code_of(lambda: tracking.GetExperiment(other, metadata=bearer(token))) == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        users = auth_pb.ListUsersRequest()
+        assert code_of(lambda: auth_stack.auth().ListUsers(users, metadata=bearer(token))) == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+    finally:
+        submitted.cancel()
+    assert submitted.get_status() == "KILLED"
+    time.sleep(CACHE_SECONDS + 0.2)
+    assert code_of(lambda: tracking.GetRun(own, metadata=bearer(token))) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
