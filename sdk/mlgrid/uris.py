@@ -70,7 +70,7 @@ def redact_credentials(uri: str) -> str:
 #: A gateway in the SDK's schemes -> the same gateway in the schemes of mlgrid's MLflow plugin
 #: (``mlgrid://host:port``), which is how the unmodified ``mlflow`` client names it.
 MLFLOW_GATEWAY_SCHEMES = {"grpc": "mlgrid", "grpcs": "mlgrids"}
-_SDK_GATEWAY_SCHEMES = {mlflow: sdk for sdk, mlflow in MLFLOW_GATEWAY_SCHEMES.items()}
+SDK_GATEWAY_SCHEMES = {mlflow: sdk for sdk, mlflow in MLFLOW_GATEWAY_SCHEMES.items()}
 
 
 def mlflow_gateway_uri(uri: str) -> str:
@@ -86,5 +86,5 @@ def sdk_gateway_uri(uri: str) -> str:
     for MLflow may hand the SDK through ``MLFLOW_TRACKING_URI``) as the SDK names it
     (``grpc://host:port``); any other URI unchanged."""
     scheme, sep, rest = uri.partition("://")
-    mapped = _SDK_GATEWAY_SCHEMES.get(scheme.lower()) if sep else None
+    mapped = SDK_GATEWAY_SCHEMES.get(scheme.lower()) if sep else None
     return f"{mapped}://{rest}" if mapped and rest else uri

@@ -27,9 +27,10 @@ from typing import overload
 from urllib.parse import urlsplit
 
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.uris import SDK_GATEWAY_SCHEMES
 
-#: Tracking/registry scheme -> the SDK's scheme for the same gateway.
-STORE_SCHEMES = {"mlgrid": "grpc", "mlgrids": "grpcs"}
+#: Tracking/registry scheme -> the SDK's scheme for the same gateway (one table, in mlgrid.uris).
+STORE_SCHEMES = SDK_GATEWAY_SCHEMES
 #: Tracking/registry scheme -> the artifact scheme that names the same gateway.
 ARTIFACT_SCHEMES = {"mlgrid": "mlgrid-artifacts", "mlgrids": "mlgrids-artifacts"}
 _STORE_BY_ARTIFACT_SCHEME = {v: k for k, v in ARTIFACT_SCHEMES.items()}
