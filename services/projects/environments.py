@@ -3,7 +3,7 @@
 ``local`` runs in the service's own interpreter; ``virtualenv`` builds a venv from
 python_env.yaml (or a conda project's pip dependencies) with the requested Python; ``conda``
 builds from conda.yaml with the conda binary from ``MLGRID_CONDA_HOME`` / ``MLFLOW_CONDA_HOME``
-or PATH. Built environments are cached by content hash (see envcache) and reused. Both get the
+or PATH. Built environments are cached by content hash (see mlgrid.env_cache) and reused. Both get the
 running mlgrid SDK (see sdk_site), as MLflow puts itself into the environments it builds.
 
 Planning (choosing the manager, finding the interpreter or conda binary) happens when the run
@@ -22,25 +22,25 @@ from pathlib import Path
 
 import yaml
 
-from mlgrid import environment
-from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.projects.env_files import CondaEnv, DockerEnv, PythonEnv
-from mlgrid.projects.spec import Project
-
-from .envcache import (
+from mlgrid.env_cache import (
     COMPLETE_MARKER,
     Log,
     content_key,
     env_root,
+    find_conda,
     key_lock,
     publish,
     run_logged,
     scratch_dir,
 )
+from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.projects.env_files import CondaEnv, DockerEnv, PythonEnv
+from mlgrid.projects.spec import Project
+
 from .python_versions import Interpreter, find_python
 from .sdk_site import link_sdk
 
-__all__ = ["ENV_MANAGERS", "EnvironmentPlan", "build_environment", "find_conda", "plan_environment"]
+__all__ = ["ENV_MANAGERS", "EnvironmentPlan", "build_environment", "plan_environment"]
 
 ENV_MANAGERS = ("local", "virtualenv", "conda")
 _PIP = ("install", "--disable-pip-version-check", "--no-input")
@@ -58,27 +58,6 @@ class EnvironmentPlan:
     #: conda: the binary and the environment file's content.
     conda: str | None = None
     conda_spec: str | None = None
-
-
-def find_conda() -> str:
-    """The conda binary: $MLGRID_CONDA_HOME/bin/conda, $MLFLOW_CONDA_HOME/bin/conda, or PATH."""
-    home = environment.MLGRID_CONDA_HOME.get()
-    if home:
-        binary = Path(home) / "bin" / "conda"
-        if not binary.exists():
-            raise InvalidParameterValue(
-                f"{environment.MLGRID_CONDA_HOME.source()}={home} has no bin/conda; point it at a "
-                "conda installation"
-            )
-        return str(binary)
-    found = shutil.which("conda")
-    if found:
-        return found
-    raise InvalidParameterValue(
-        "this project needs conda, but no conda is installed: set MLGRID_CONDA_HOME (or "
-        "MLFLOW_CONDA_HOME) to a conda installation or put conda on PATH; or run with "
-        "env_manager 'virtualenv' (uses its pip dependencies) or 'local'"
-    )
 
 
 def _default_manager(project: Project) -> str:
@@ -120,7 +99,7 @@ def plan_environment(project: Project, env_manager: str | None) -> EnvironmentPl
             python_env = PythonEnv(python=None)
         interpreter = find_python(python_env.python, _describe(project))
         return EnvironmentPlan(manager=manager, python_env=python_env, interpreter=interpreter)
-    conda = find_conda()
+    conda = find_conda("run with env_manager 'virtualenv' (uses its pip dependencies) or 'local'")
     if isinstance(env, CondaEnv):
         spec = env.path.read_text(encoding="utf-8")
     else:

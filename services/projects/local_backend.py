@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.env_cache import BuildOutput
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.backend import (
     TERMINAL_STATUSES,
@@ -31,7 +32,6 @@ from mlgrid.projects.backend import (
 from mlgrid.projects.params import build_command, needs_download
 from mlgrid.uris import is_gateway_uri
 
-from .envcache import BuildOutput
 from .environments import EnvironmentPlan, build_environment, plan_environment
 from .logbuffer import LogBuffer
 from .process import ChildProcess

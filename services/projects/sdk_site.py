@@ -18,9 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from mlgrid.exceptions import InvalidParameterValue
-
-from .envcache import (
+from mlgrid.env_cache import (
     COMPLETE_MARKER,
     Log,
     content_key,
@@ -30,6 +28,8 @@ from .envcache import (
     run_logged,
     scratch_dir,
 )
+from mlgrid.exceptions import InvalidParameterValue
+
 from .sdk_wheel import sdk_wheel
 
 __all__ = ["PTH_NAME", "link_sdk"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .envcache import env_root
+from mlgrid.env_cache import env_root
 
 __all__ = ["SdkWheel", "sdk_wheel"]
 

@@ -225,7 +225,7 @@ def test_conda_without_conda_is_a_clear_error(scorer_dir: Path, tmp_path: Path) 
         env=env,
     )
     assert done.returncode == 1
-    assert "--env-manager conda needs conda, and none is installed" in done.stderr
+    assert "conda is needed but no conda is installed" in done.stderr
 
 
 def test_virtualenv_env_manager_serves_from_the_models_own_environment(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mlgrid.env_cache import COMPLETE_MARKER
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.spec import load_project
-from mlgrid_services.projects.envcache import COMPLETE_MARKER
 from mlgrid_services.projects.environments import build_environment, plan_environment
 from mlgrid_services.projects.python_versions import find_python
 

@@ -8,33 +8,36 @@ from here) and pandas, which the scoring server needs. ``conda``: ``conda env cr
 model's ``conda.yaml`` plus the same mlgrid; conda comes from MLGRID_CONDA_HOME /
 MLFLOW_CONDA_HOME or PATH, and a clear error says so when there is none.
 
-Environments are cached under ``MLGRID_ENV_ROOT`` (~/.mlgrid/envs), named by a hash of what
-went into them; a build happens in a scratch directory, under a per-key lock, and becomes
-visible by a rename only once complete, so a failed build leaves nothing behind.
+Environments are cached as projects' are (:mod:`mlgrid.env_cache`): under ``MLGRID_ENV_ROOT``
+(~/.mlgrid/envs), named by a hash of what went into them, built in a scratch directory under a
+per-key lock and made visible by a rename only once complete, so a failed build leaves nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
-from mlgrid import environment
-from mlgrid.exceptions import InvalidParameterValue, MlgridException
+from mlgrid.env_cache import (
+    COMPLETE_MARKER,
+    Log,
+    content_key,
+    env_root,
+    find_conda,
+    key_lock,
+    publish,
+    run_logged,
+    scratch_dir,
+)
+from mlgrid.exceptions import InvalidParameterValue
 
 __all__ = ["ModelEnvironment", "build_model_environment", "mlgrid_requirement"]
-
-COMPLETE_MARKER = ".mlgrid-env-complete"
-Log = Callable[[str], None]
 
 
 class ModelEnvironment:
@@ -49,12 +52,6 @@ class ModelEnvironment:
         """The mlgrid command inside the environment. Through ``python -m``: the console
         script's first line names the directory the environment was built in, not this one."""
         return [str(self.bin / "python"), "-m", "mlgrid.cli.main"]
-
-
-def _env_root() -> Path:
-    root = Path(environment.MLGRID_ENV_ROOT.get() or Path.home() / ".mlgrid" / "envs")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def mlgrid_requirement() -> str:
@@ -132,28 +129,6 @@ def _interpreter(version: str | None) -> str:
     )
 
 
-@contextlib.contextmanager
-def _locked(root: Path, key: str) -> Iterator[None]:
-    with open(root / f".{key}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _run(command: list[str], log: Log, what: str) -> None:
-    log(f"{what}: {' '.join(command)}\n")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip()[-2000:]
-        raise MlgridException(f"{what} failed (exit code {done.returncode}):\n{tail}")
-
-
-def _content_key(spec: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
-
-
 def build_model_environment(model_dir: Path, manager: str, log: Log) -> ModelEnvironment:
     """Builds (or reuses) the ``virtualenv`` or ``conda`` environment of a model directory."""
     if manager == "virtualenv":
@@ -180,8 +155,8 @@ def _virtualenv(model_dir: Path, log: Log) -> ModelEnvironment:
     build = [str(d) for d in spec.get("build_dependencies") or []]
     deps = _pip_dependencies(model_dir, list(spec.get("dependencies") or []))
     deps.append(mlgrid_requirement())
-    root = _env_root()
-    key = _content_key(
+    root = env_root()
+    key = content_key(
         {
             "kind": "model-virtualenv",
             "python": interpreter,
@@ -194,51 +169,26 @@ def _virtualenv(model_dir: Path, log: Log) -> ModelEnvironment:
     if (final / COMPLETE_MARKER).exists():
         log(f"reusing the model's virtualenv {final}\n")
         return ModelEnvironment(final)
-    with _locked(root, key):
+    with key_lock(root, key):
         if (final / COMPLETE_MARKER).exists():
             return ModelEnvironment(final)
-        scratch = root / f".scratch-{key}"
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch = scratch_dir(root, key)
         try:
-            _run([interpreter, "-m", "venv", str(scratch)], log, "creating the virtualenv")
+            run_logged([interpreter, "-m", "venv", str(scratch)], log, "creating the virtualenv")
             pip = [str(scratch / "bin" / "python"), "-m", "pip", "install", "--quiet"]
             pip.append("--disable-pip-version-check")
             if build:
-                _run([*pip, *build], log, "installing build_dependencies")
-            _run([*pip, *deps], log, "installing the model's dependencies")
-            # venvs are not relocatable: build where it will live, then mark it complete.
-            (scratch / COMPLETE_MARKER).write_text("ok\n")
-            shutil.rmtree(final, ignore_errors=True)
-            scratch.rename(final)
+                run_logged([*pip, *build], log, "installing build_dependencies")
+            run_logged([*pip, *deps], log, "installing the model's dependencies")
+            publish(scratch, final)  # rewrites the scratch path in scripts, then renames
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
     return ModelEnvironment(final)
 
 
-def find_conda() -> str:
-    """conda: $MLGRID_CONDA_HOME/bin/conda ($MLFLOW_CONDA_HOME), else on PATH."""
-    home = environment.MLGRID_CONDA_HOME.get()
-    if home:
-        binary = Path(home) / "bin" / "conda"
-        if binary.exists():
-            return str(binary)
-        raise InvalidParameterValue(
-            f"{environment.MLGRID_CONDA_HOME.source()}={home} has no bin/conda; point it at a "
-            "conda installation"
-        )
-    found = shutil.which("conda")
-    if found:
-        return found
-    raise InvalidParameterValue(
-        "--env-manager conda needs conda, and none is installed: set MLGRID_CONDA_HOME (or "
-        "MLFLOW_CONDA_HOME) to a conda installation or put conda on PATH; or use "
-        "--env-manager virtualenv (the model's python_env.yaml) or local"
-    )
-
-
 def _conda(model_dir: Path, log: Log) -> ModelEnvironment:
-    conda = find_conda()
+    conda = find_conda("serve with --env-manager virtualenv (the model's python_env.yaml) or local")
     env_file = model_dir / "conda.yaml"
     if not env_file.is_file():
         raise InvalidParameterValue(
@@ -255,21 +205,21 @@ def _conda(model_dir: Path, log: Log) -> ModelEnvironment:
         dependencies += ["pip", {"pip": [mlgrid_requirement()]}]
     spec["dependencies"] = dependencies
     text = yaml.safe_dump(spec, sort_keys=True)
-    root = _env_root()
-    key = _content_key(
+    root = env_root()
+    key = content_key(
         {"kind": "model-conda", "conda": conda, "spec": text, "mlgrid": mlgrid_fingerprint()}
     )
     final = root / f"model-conda-{key}"
     if (final / COMPLETE_MARKER).exists():
         return ModelEnvironment(final)
-    with _locked(root, key):
+    with key_lock(root, key):
         if (final / COMPLETE_MARKER).exists():
             return ModelEnvironment(final)
         shutil.rmtree(final, ignore_errors=True)
         spec_file = root / f".{key}.conda.yaml"
         spec_file.write_text(text)
         try:
-            _run(
+            run_logged(
                 [
                     conda,
                     "env",

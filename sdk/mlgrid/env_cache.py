@@ -1,5 +1,8 @@
 """The environment cache: content-addressed directories under ``MLGRID_ENV_ROOT``.
 
+Shared by the environments projects run in (the projects service) and the environments models
+are served in (``mlgrid models serve --env-manager``): one lock, one key, one build protocol.
+
 Builders of the same environment take a per-key file lock, so a second builder waits and then
 reuses the first one's result; a build happens in a scratch directory and becomes visible by an
 atomic rename, so a crashed or failed build never leaves a half-built environment behind.
@@ -30,8 +33,11 @@ __all__ = [
     "BuildOutput",
     "content_key",
     "env_root",
+    "find_conda",
     "key_lock",
+    "publish",
     "run_logged",
+    "scratch_dir",
 ]
 
 #: Written last into a finished environment.
@@ -43,6 +49,29 @@ Log = Callable[[str], None]
 def env_root() -> Path:
     """``MLGRID_ENV_ROOT``, else ``~/.mlgrid/envs``."""
     return Path(environment.MLGRID_ENV_ROOT.get() or Path.home() / ".mlgrid" / "envs").expanduser()
+
+
+def find_conda(instead: str) -> str:
+    """The conda binary: $MLGRID_CONDA_HOME/bin/conda ($MLFLOW_CONDA_HOME), else on PATH.
+
+    ``instead`` ends the error when there is none: what the caller can use in its place.
+    """
+    home = environment.MLGRID_CONDA_HOME.get()
+    if home:
+        binary = Path(home) / "bin" / "conda"
+        if not binary.exists():
+            raise InvalidParameterValue(
+                f"{environment.MLGRID_CONDA_HOME.source()}={home} has no bin/conda; point it at a "
+                "conda installation"
+            )
+        return str(binary)
+    found = shutil.which("conda")
+    if found:
+        return found
+    raise InvalidParameterValue(
+        "conda is needed but no conda is installed: set MLGRID_CONDA_HOME (or MLFLOW_CONDA_HOME) "
+        f"to a conda installation or put conda on PATH; or {instead}"
+    )
 
 
 def content_key(description: dict[str, Any]) -> str:
@@ -174,4 +203,6 @@ def run_logged(
         if output is not None:
             output.started(None)
     if code != 0:
-        raise InvalidParameterValue(f"{what} failed with exit code {code} (see the run's log)")
+        raise InvalidParameterValue(
+            f"{what} failed with exit code {code} (its output is logged above)"
+        )
