@@ -1,9 +1,10 @@
 """Starting mlgrid services in a process: embedded in the SDK's process, or one per process.
 
 * :func:`start_embedded` backs the SDK's embedded mode (a tracking URI that is not
-  ``grpc://``): every available service in this process, on one server listening on a private
-  unix socket. There is no gateway hop here: in-process backends serve every scheme they know
-  themselves (built-in and plugin schemes alike), so the router has nothing to choose.
+  ``grpc://``): the services run in this process and the SDK calls them through an in-process
+  channel (services/common/inprocess.py). Each service starts on its first call. There is no
+  gateway hop here: in-process backends serve every scheme they know themselves (built-in and
+  plugin schemes alike), so the router has nothing to choose.
 * :func:`serve_service` is the main of ``mlgrid server <service>``.
 """
 
@@ -17,15 +18,29 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import grpc
+
 from mlgrid import environment as env
-from mlgrid_services.common.app import ServiceApp, available_services, create_service_app
+from mlgrid_services.common.app import (
+    GRPC_SERVICES,
+    SERVICE_NAMES,
+    ServiceApp,
+    create_service_app,
+    service_module,
+)
 from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
-from mlgrid_services.common.server import RunningServer, serve_until_signalled, start_server
+from mlgrid_services.common.inprocess import InProcessChannel
+from mlgrid_services.common.server import (
+    RunningServer,
+    call_interceptors,
+    serve_until_signalled,
+    start_server,
+)
 from mlgrid_services.stack import READY, ROUTED, absolute_store_uri, announce, client_host
 
 if TYPE_CHECKING:
@@ -33,28 +48,122 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Services that never call another service: they start without the private socket. The
+#: others (the registry asks tracking about runs, projects asks tracking) reach the services
+#: they need over that socket, so the first of them to start serves every service on it.
+SELF_CONTAINED = frozenset({"tracking", "artifacts"})
 
-@dataclass
-class EmbeddedStack:
-    """Services running in this process, reachable at ``target`` (a ``unix:`` gRPC target)."""
 
-    target: str
-    config: ServiceConfig
-    services: list[str]
-    _running: RunningServer
-    _apps: list[ServiceApp]
-    _socket_dir: str
-    _stopped: bool = field(default=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class _Recorder:
+    """Stands in for a grpc.Server while a service registers: keeps its handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:  # type: ignore[type-arg]
+        self.handlers.append(grpc.method_handlers_generic_handler(service, handlers))
+
+
+class EmbeddedStack(grpc.GenericRpcHandler):
+    """The services of this process, each started on its first call.
+
+    ``channel`` runs calls in the caller's thread. ``target`` (a private ``unix:`` gRPC address)
+    serves every service over a socket; it starts when first asked for, or when a service that
+    calls others starts.
+    """
+
+    def __init__(self, config: ServiceConfig, socket_dir: str) -> None:
+        self.config = config
+        self._socket_dir = socket_dir
+        self._target = f"unix:{socket_dir}/grpc.sock"
+        self._apps: dict[str, ServiceApp] = {}
+        self._handlers: dict[str, list[grpc.GenericRpcHandler]] = {}
+        self._missing: set[str] = set()
+        self._running: RunningServer | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+        #: The SDK's channel; embedded mode is open (auth off), as MLflow's local mode.
+        self.channel: grpc.Channel = InProcessChannel([self], call_interceptors([], None))
+
+    @property
+    def services(self) -> list[str]:
+        """The services started so far, in start order."""
+        return list(self._apps)
+
+    @property
+    def target(self) -> str:
+        """The private socket serving every service (started now if it is not yet)."""
+        if self._running is None:
+            with self._lock:
+                self._serve_socket()
+        return self._target
+
+    # -- grpc.GenericRpcHandler: the in-process channel's way to a service --------------------
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        name = GRPC_SERVICES.get(method[1:].partition("/")[0])
+        if name is None:
+            return None
+        handlers = self._handlers.get(name)
+        if handlers is None:
+            handlers = self._start(name)
+        for handler in handlers:
+            found = handler.service(handler_call_details)
+            if found is not None:
+                return found
+        return None
+
+    def _start(self, name: str) -> list[grpc.GenericRpcHandler]:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the embedded mlgrid services were stopped")
+            if name not in self._apps and name not in self._missing:
+                if name in SELF_CONTAINED:
+                    self._create(name)
+                else:
+                    self._serve_socket()
+            return self._handlers.get(name, [])
+
+    def _create(self, name: str) -> None:
+        """Starts service ``name`` (lock held); an installation without it answers UNIMPLEMENTED."""
+        if service_module(name) is None:
+            self._missing.add(name)
+            return
+        app = create_service_app(name, self.config)
+        recorder = _Recorder()
+        for served in app.services:
+            served.register(recorder)  # type: ignore[arg-type]
+        self._apps[name] = app
+        self._handlers[name] = recorder.handlers
+        log.info("embedded mlgrid: %s started", name)
+
+    def _serve_socket(self) -> None:
+        """Starts every service not yet started, and the socket serving them all (lock held)."""
+        if self._running is not None:
+            return
+        for name in SERVICE_NAMES:
+            if name not in self._apps and name not in self._missing:
+                self._create(name)
+        served = [s for app in self._apps.values() for s in app.services]
+        self._running = start_server(served, address=self._target)
+        log.info("embedded mlgrid (%s) on a private socket", ", ".join(self._apps))
 
     def stop(self) -> None:
-        """Stops the server (calls in flight get a second) and releases every service."""
+        """Stops the socket (calls in flight get a second) and releases every service."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        self._running.stop(grace=1.0)
-        close_apps(self._apps)
+            running, apps = self._running, list(self._apps.values())
+        if running is not None:
+            running.stop(grace=1.0)
+        close_apps(apps)
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
@@ -77,43 +186,28 @@ def embedded_config(tracking_uri: str, registry_uri: str | None = None) -> Servi
 
 
 def start_embedded(tracking_uri: str, registry_uri: str | None = None) -> EmbeddedStack:
-    """Starts every available service in this process on a private unix socket."""
+    """The services for ``tracking_uri`` in this process; tracking starts now (so a store that
+    cannot be opened fails here, naming it), the others on their first call."""
     config = embedded_config(tracking_uri, registry_uri)
     socket_dir = tempfile.mkdtemp(prefix="mlgrid-")
     os.chmod(socket_dir, 0o700)  # the socket is private to this user
-    target = f"unix:{socket_dir}/grpc.sock"
-    # Services that call other services (registry -> tracking) reach them on the same socket;
-    # project runs get the tracking URI itself, so they open the same store embedded.
+    # Services that call other services (registry -> tracking) reach them on the private
+    # socket; project runs get the tracking URI itself, so they open the same store embedded.
     # Open, as MLflow's local mode: the socket is private to this user and process.
     config = replace(
         config,
-        gateway_target=target,
+        gateway_target=f"unix:{socket_dir}/grpc.sock",
         public_tracking_uri=config.public_tracking_uri or absolute_store_uri(tracking_uri),
         auth=AuthSettings(),
     )
-    apps: list[ServiceApp] = []
-    names = available_services()
+    stack = EmbeddedStack(config, socket_dir)
     try:
-        for name in names:
-            apps.append(create_service_app(name, config))
-        running = start_server([served for app in apps for served in app.services], address=target)
+        stack._start("tracking")
     except BaseException:
-        close_apps(apps)
-        shutil.rmtree(socket_dir, ignore_errors=True)
+        stack.stop()
         raise
-    log.info(
-        "embedded mlgrid (%s) on a private socket, without authentication (open to this "
-        "process only)",
-        ", ".join(names),
-    )
-    return EmbeddedStack(
-        target=target,
-        config=config,
-        services=names,
-        _running=running,
-        _apps=apps,
-        _socket_dir=socket_dir,
-    )
+    log.info("embedded mlgrid in this process, without authentication (open to it only)")
+    return stack
 
 
 # -- one service per process (``mlgrid server <name>``) ------------------------------------------

@@ -2,8 +2,9 @@
 
 ``grpc://host:port`` (or ``grpcs://``) connects to a gateway. Any other tracking URI (a
 ``sqlite:///`` or ``postgresql://`` store, a plugin scheme) is served *embedded*: the launcher
-that ``mlgrid[server]`` provides starts the same gateway and services in this process, on a
-private socket, and the SDK talks gRPC to them exactly as it would to a remote stack.
+that ``mlgrid[server]`` provides runs the same services in this process and hands over an
+in-process channel to them; the SDK calls it with the same stubs, messages and errors as a
+remote stack, without a socket in between.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ R = TypeVar("R")
 
 
 class EmbeddedStack(Protocol):
-    """What the server-side launcher returns: where to connect, and how to stop."""
+    """What the server-side launcher returns: the channel to its services, and how to stop."""
 
-    target: str
+    channel: grpc.Channel
 
     def stop(self) -> None: ...
 
@@ -130,7 +131,7 @@ class Transport:
             )
         else:
             self._embedded = _start_embedded(self.tracking_uri, self.registry_uri)
-            self.channel = grpc.insecure_channel(self._embedded.target, options=CHANNEL_OPTIONS)
+            self.channel = self._embedded.channel
         self._gateway_tracking = tracking_service_pb2_grpc.TrackingServiceStub(self.channel)
         self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
         self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)

@@ -86,6 +86,21 @@ def _merged_options(services: Sequence[ServedService]) -> list[tuple[str, int]]:
     return list(merged.items())
 
 
+def call_interceptors(
+    services: Sequence[ServedService], auth: AuthRuntime | None = None
+) -> list[grpc.ServerInterceptor]:
+    """What every call to ``services`` passes through, outermost first: error mapping (with the
+    call's scope), then the auth checks when auth is on. Servers and the in-process channel of
+    embedded mode (services/common/inprocess.py) both use exactly these."""
+    checks: list[grpc.ServerInterceptor] = [ErrorMappingInterceptor()]
+    if auth is not None:
+        from .auth.interceptor import AuthInterceptor
+
+        rules = {method: rule for s in services for method, rule in s.rules.items()}
+        checks.append(AuthInterceptor(auth, rules, {s.name for s in services if s.rules}))
+    return checks
+
+
 def start_server(
     services: Sequence[ServedService],
     *,
@@ -103,15 +118,9 @@ def start_server(
     this to forward calls it does not serve itself). ``auth`` (the process's auth runtime, when
     auth is on) installs the auth interceptor with the services' rules.
     """
-    checks: list[grpc.ServerInterceptor] = []
-    if auth is not None:
-        from .auth.interceptor import AuthInterceptor
-
-        rules = {method: rule for s in services for method, rule in s.rules.items()}
-        checks.append(AuthInterceptor(auth, rules, {s.name for s in services if s.rules}))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorMappingInterceptor(), *checks, *interceptors],
+        interceptors=[*call_interceptors(services, auth), *interceptors],
         options=_merged_options(services),
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
