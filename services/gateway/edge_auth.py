@@ -12,6 +12,7 @@ each tunnelled call's own credentials themselves (the shared interceptor accepts
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -39,8 +40,8 @@ class EdgeAuth:
         if identity.is_service:
             return identity
         view = self._runtime.access.view(identity)
-        return Identity(
-            identity.subject, view.user.is_admin, tuple(sorted(view.memberships)), identity.method
+        return dataclasses.replace(
+            identity, is_admin=view.user.is_admin, workspaces=tuple(sorted(view.memberships))
         )
 
     def assertion(self, identity: Identity) -> str:

@@ -245,3 +245,18 @@ def test_bad_permission_names_the_field(auth_stack: AuthStack, level: str) -> No
     assert "permission" in (err.details() or "") and "use one of NO_PERMISSIONS, READ" in (
         err.details() or ""
     )
+
+
+def test_cli_gives_a_role_to_an_identity_provider_group(auth_stack: AuthStack) -> None:
+    assert _cli(auth_stack, "roles", "create", "cli-team").returncode == 0
+    added = _cli(auth_stack, "roles", "add-group", "cli-team", "/org/cli team")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == "members of group /org/cli team have role cli-team"
+    listed = _cli(auth_stack, "roles", "list")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("cli-team"))
+    assert "/org/cli team" in row
+    missing = _cli(auth_stack, "roles", "add-group", "no-such-role", "g")
+    assert missing.returncode == 1 and "role 'no-such-role' does not exist" in missing.stderr
+    assert _cli(auth_stack, "roles", "remove-group", "cli-team", "/org/cli team").returncode == 0
+    listed = _cli(auth_stack, "roles", "list")
+    assert "/org/cli team" not in listed.stdout

@@ -302,7 +302,8 @@ def grants_list(
 
 @auth.group(cls=ErrorReportingGroup)
 def roles() -> None:
-    """Create roles (named groups of users) and manage their members."""
+    """Create roles (named groups of users) and manage their members, and the identity
+    provider's groups whose members have them."""
 
 
 @roles.command("create")
@@ -327,11 +328,11 @@ def roles_delete(name: str, tracking_uri: str | None) -> None:
 @roles.command("list")
 @tracking_uri_option
 def roles_list(tracking_uri: str | None) -> None:
-    """List roles and members."""
+    """List roles, members and identity-provider groups."""
     answer = _call(tracking_uri, "ListRoles", pb.ListRolesRequest())
     print_table(
-        ["role", "members", "description"],
-        [[r.name, ",".join(r.members), r.description] for r in answer.roles],
+        ["role", "members", "groups", "description"],
+        [[r.name, ",".join(r.members), ",".join(r.groups), r.description] for r in answer.roles],
     )
 
 
@@ -355,6 +356,26 @@ def roles_remove(role: str, username: str, tracking_uri: str | None) -> None:
         tracking_uri, "RemoveRoleMember", pb.RemoveRoleMemberRequest(role=role, username=username)
     )
     click.echo(f"{username} left role {role}")
+
+
+@roles.command("add-group")
+@click.argument("role")
+@click.argument("group")
+@tracking_uri_option
+def roles_add_group(role: str, group: str, tracking_uri: str | None) -> None:
+    """Give a role to every user whose identity-provider token lists GROUP."""
+    _call(tracking_uri, "AddRoleGroup", pb.AddRoleGroupRequest(role=role, group=group))
+    click.echo(f"members of group {group} have role {role}")
+
+
+@roles.command("remove-group")
+@click.argument("role")
+@click.argument("group")
+@tracking_uri_option
+def roles_remove_group(role: str, group: str, tracking_uri: str | None) -> None:
+    """Stop giving a role to the members of GROUP."""
+    _call(tracking_uri, "RemoveRoleGroup", pb.RemoveRoleGroupRequest(role=role, group=group))
+    click.echo(f"members of group {group} no longer have role {role}")
 
 
 # ---------------------------------------------------------------- workspaces

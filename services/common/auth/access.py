@@ -38,7 +38,8 @@ class AccessControl:
         self.store = store
         self._ttl = cache_seconds
         self._lock = threading.Lock()
-        self._views: dict[str, tuple[SubjectView | None, float]] = {}
+        #: (subject, its groups) -> its view and when it was read.
+        self._views: dict[tuple[str, tuple[str, ...]], tuple[SubjectView | None, float]] = {}
         self._placed: dict[tuple[ResourceKind, str], tuple[str, float]] = {}
         self._any_workspace: tuple[bool, float] = (False, -1e9)
 
@@ -54,15 +55,16 @@ class AccessControl:
     def view(self, identity: Identity) -> SubjectView:
         """The caller's grants and memberships; Unauthenticated when the user is gone."""
         now = time.monotonic()
-        cached = self._views.get(identity.subject)
+        key = (identity.subject, identity.groups)
+        cached = self._views.get(key)
         if cached is not None and now - cached[1] < self._ttl:
             view = cached[0]
         else:
-            view = self.store.subject_view(identity.subject)
+            view = self.store.subject_view(identity.subject, identity.groups)
             with self._lock:
                 if len(self._views) >= _CACHE_LIMIT:
                     self._views.clear()
-                self._views[identity.subject] = (view, now)
+                self._views[key] = (view, now)
         if view is None:
             if identity.method == "oidc":
                 return self._outside_view(identity)

@@ -1,6 +1,7 @@
 """Identity assertions: what the gateway (or an mlgrid service) states about a caller, signed.
 
-``<payload>.<signature>``, both base64url: the payload is JSON ``{"sub", "adm", "ws", "exp"}``,
+``<payload>.<signature>``, both base64url: the payload is JSON ``{"sub", "adm", "ws", "exp"}``
+(and ``"grp"``, the identity provider's groups that matter, when there are any),
 the signature HMAC-SHA256 over the encoded payload with the deployment's shared secret
 (``MLGRID_AUTH_SECRET``). Short-lived (:data:`ASSERTION_SECONDS`), so a user removed or demoted
 stops being asserted within that time even by a gateway that cached its credentials.
@@ -48,17 +49,15 @@ class AssertionSigner:
 
     def sign(self, identity: Identity, now: float | None = None) -> str:
         expires = (now if now is not None else time.time()) + self.lifetime
-        payload = _b64(
-            json.dumps(
-                {
-                    "sub": identity.subject,
-                    "adm": identity.is_admin,
-                    "ws": list(identity.workspaces),
-                    "exp": expires,
-                },
-                separators=(",", ":"),
-            ).encode()
-        )
+        claims: dict[str, object] = {
+            "sub": identity.subject,
+            "adm": identity.is_admin,
+            "ws": list(identity.workspaces),
+            "exp": expires,
+        }
+        if identity.groups:
+            claims["grp"] = list(identity.groups)
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{self._mac(payload)}"
 
     def _mac(self, payload: str) -> str:
@@ -81,11 +80,12 @@ class AssertionSigner:
                 claims["ws"],
                 claims["exp"],
             )
-        except (ValueError, KeyError, TypeError):
+            groups = tuple(map(str, claims.get("grp", ())))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise Unauthenticated("the identity assertion is malformed") from None
         if not isinstance(expires, (int, float)) or expires <= now:
             raise Unauthenticated("the identity assertion has expired; authenticate again")
-        identity = Identity(str(subject), bool(admin), tuple(map(str, spaces)), "assertion")
+        identity = Identity(str(subject), bool(admin), tuple(map(str, spaces)), "assertion", groups)
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()

@@ -76,10 +76,23 @@ class Authenticator:
         self._lock = threading.Lock()
         #: sha256(header) -> (identity, stored password hash or "", time it was last confirmed)
         self._cache: dict[str, tuple[Identity, str, float]] = {}
+        #: The groups some role is given to, and when they were read.
+        self._linked: tuple[frozenset[str], float] = (frozenset(), -1e9)
 
     def invalidate(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._linked = (frozenset(), -1e9)
+
+    def _linked_groups(self) -> frozenset[str]:
+        """Groups some role is given to, re-read every ``cache_seconds``: of a token's groups
+        only these are kept, so a caller's identity stays small however many groups it has."""
+        groups, at = self._linked
+        now = time.monotonic()
+        if now - at >= self._ttl:
+            groups = self._store.linked_groups()
+            self._linked = (groups, now)
+        return groups
 
     def identify(self, metadata: Iterable[tuple[str, Any]], *, trust_assertion: bool) -> Identity:
         """The caller of a call with ``metadata``. ``trust_assertion``: a service accepts the
@@ -172,4 +185,7 @@ class Authenticator:
         if found is None:
             self._store.ensure_external_user(subject)
         admin = bool(found and found[0].is_admin)
-        return Identity(str(subject), admin, (), "oidc")
+        claimed = getattr(claims, "groups", ()) or ()
+        linked = self._linked_groups() if claimed else frozenset()
+        groups = tuple(sorted({g for g in claimed if g in linked}))
+        return Identity(str(subject), admin, (), "oidc", groups)

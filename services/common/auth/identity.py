@@ -21,6 +21,9 @@ class Identity:
     workspaces: tuple[str, ...] = ()
     #: How it was established: "password", "token", "oidc", "assertion", "service", "open".
     method: str = "assertion"
+    #: Its identity provider's groups that some role is given to (from its token; empty for
+    #: other callers): it has those roles' grants while its tokens list the groups.
+    groups: tuple[str, ...] = ()
 
     @property
     def is_service(self) -> bool:

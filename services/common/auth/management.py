@@ -190,8 +190,13 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         runtime, _ = self._admin("ListRoles")
         return pb.ListRolesResponse(
             roles=[
-                pb.Role(name=name, description=description, members=members)
-                for name, description, members in runtime.store.list_roles()
+                pb.Role(
+                    name=role.name,
+                    description=role.description,
+                    members=role.members,
+                    groups=role.groups,
+                )
+                for role in runtime.store.list_roles()
             ]
         )
 
@@ -206,6 +211,18 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         runtime.store.set_role_member(request.role, request.username, False)
         runtime.changed()
         return pb.RemoveRoleMemberResponse()
+
+    def AddRoleGroup(self, request, context):
+        runtime, _ = self._admin("AddRoleGroup")
+        runtime.store.set_role_group(request.role, request.group, True)
+        runtime.changed()
+        return pb.AddRoleGroupResponse()
+
+    def RemoveRoleGroup(self, request, context):
+        runtime, _ = self._admin("RemoveRoleGroup")
+        runtime.store.set_role_group(request.role, request.group, False)
+        runtime.changed()
+        return pb.RemoveRoleGroupResponse()
 
     # -- grants ------------------------------------------------------------------------------
 

@@ -53,6 +53,16 @@ role_members = sa.Table(
     ),
 )
 
+#: Identity-provider groups whose members have a role (while their token lists the group).
+role_groups = sa.Table(
+    "auth_role_groups",
+    metadata,
+    sa.Column(
+        "role_id", sa.Integer, sa.ForeignKey("auth_roles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("group_name", sa.String(256), primary_key=True),
+)
+
 grants = sa.Table(
     "auth_grants",
     metadata,

@@ -43,12 +43,32 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def check_group(value: str) -> str:
+    """A group as identity providers name them (Keycloak's are paths such as ``/ml/team``):
+    1 to 256 printable characters."""
+    if not value or len(value) > 256 or not value.isprintable():
+        raise InvalidParameterValue(
+            f"group {value[:60]!r} is not valid: use 1 to 256 printable characters, exactly as "
+            "the identity provider's tokens list it"
+        )
+    return value
+
+
 def check_name(value: str, field: str) -> str:
     if not _NAME.match(value or ""):
         raise InvalidParameterValue(
             f"{field} {value[:60]!r} is not valid: use 1 to 256 letters, digits and . _ @ + -"
         )
     return value
+
+
+@dataclass(frozen=True)
+class RoleRecord:
+    name: str
+    description: str
+    members: list[str]
+    #: Identity-provider groups whose members have the role.
+    groups: list[str]
 
 
 @dataclass(frozen=True)
@@ -360,12 +380,11 @@ class AuthStore:
         with write_transaction(self.engine) as conn:
             role_id = self._role_id(conn, name)
             self._delete_principal(conn, _ROLE, role_id)
-            conn.execute(
-                schema.role_members.delete().where(schema.role_members.c.role_id == role_id)
-            )
+            for table in (schema.role_members, schema.role_groups):
+                conn.execute(table.delete().where(table.c.role_id == role_id))
             conn.execute(schema.roles.delete().where(schema.roles.c.id == role_id))
 
-    def list_roles(self) -> list[tuple[str, str, list[str]]]:
+    def list_roles(self) -> list[RoleRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(schema.roles).order_by(schema.roles.c.name)).all()
             members = conn.execute(
@@ -373,10 +392,38 @@ class AuthStore:
                 .join(schema.users, schema.users.c.id == schema.role_members.c.user_id)
                 .order_by(schema.users.c.username)
             ).all()
+            groups = conn.execute(
+                sa.select(schema.role_groups).order_by(schema.role_groups.c.group_name)
+            ).all()
         by_role: dict[int, list[str]] = {}
         for member in members:
             by_role.setdefault(member.role_id, []).append(member.username)
-        return [(r.name, r.description, by_role.get(r.id, [])) for r in rows]
+        groups_of: dict[int, list[str]] = {}
+        for group in groups:
+            groups_of.setdefault(group.role_id, []).append(group.group_name)
+        return [
+            RoleRecord(r.name, r.description, by_role.get(r.id, []), groups_of.get(r.id, []))
+            for r in rows
+        ]
+
+    def set_role_group(self, role: str, group: str, linked: bool) -> None:
+        """Gives ``role`` to the members of the identity provider's ``group`` (or stops)."""
+        check_group(group)
+        with write_transaction(self.engine) as conn:
+            role_id = self._role_id(conn, role)
+            table = schema.role_groups
+            conn.execute(
+                table.delete().where(table.c.role_id == role_id, table.c.group_name == group)
+            )
+            if linked:
+                conn.execute(table.insert().values(role_id=role_id, group_name=group))
+
+    def linked_groups(self) -> frozenset[str]:
+        """Every group some role is given to (the only groups worth carrying with a caller)."""
+        with self.engine.connect() as conn:
+            return frozenset(
+                conn.execute(sa.select(schema.role_groups.c.group_name).distinct()).scalars()
+            )
 
     def set_role_member(self, role: str, username: str, member: bool) -> None:
         with write_transaction(self.engine) as conn:
@@ -648,8 +695,9 @@ class AuthStore:
 
     # --------------------------------------------------------- the per-call read
 
-    def subject_view(self, username: str) -> SubjectView | None:
-        """Everything that decides ``username``'s permissions; None when the user is gone."""
+    def subject_view(self, username: str, groups: tuple[str, ...] = ()) -> SubjectView | None:
+        """Everything that decides ``username``'s permissions, as a member of the roles given to
+        its identity provider's ``groups`` too; None when the user is gone."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(schema.users).where(schema.users.c.username == username)
@@ -663,6 +711,11 @@ class AuthStore:
                     )
                 ).scalars()
             )
+            if groups:
+                rg = schema.role_groups.c
+                role_ids += conn.execute(
+                    sa.select(rg.role_id).where(rg.group_name.in_(groups))
+                ).scalars()
             g = schema.grants.c
             principal = sa.and_(g.principal_type == _USER, g.principal_id == row.id)
             if role_ids:

@@ -85,6 +85,16 @@ class AuthServiceStub(object):
                 request_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberResponse.FromString,
                 )
+        self.AddRoleGroup = channel.unary_unary(
+                '/mlgrid.api.auth.v1.AuthService/AddRoleGroup',
+                request_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupResponse.FromString,
+                )
+        self.RemoveRoleGroup = channel.unary_unary(
+                '/mlgrid.api.auth.v1.AuthService/RemoveRoleGroup',
+                request_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupResponse.FromString,
+                )
         self.SetPermission = channel.unary_unary(
                 '/mlgrid.api.auth.v1.AuthService/SetPermission',
                 request_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.SetPermissionRequest.SerializeToString,
@@ -239,6 +249,20 @@ class AuthServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddRoleGroup(self, request, context):
+        """Gives a role to every caller whose identity-provider token lists a group (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRoleGroup(self, request, context):
+        """Stops giving a role to a group's members (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPermission(self, request, context):
         """Grants a user or a role a permission on one resource (replacing an earlier grant).
         """
@@ -382,6 +406,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RemoveRoleMember,
                     request_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberRequest.FromString,
                     response_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberResponse.SerializeToString,
+            ),
+            'AddRoleGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddRoleGroup,
+                    request_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupResponse.SerializeToString,
+            ),
+            'RemoveRoleGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRoleGroup,
+                    request_deserializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupResponse.SerializeToString,
             ),
             'SetPermission': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPermission,
@@ -679,6 +713,40 @@ class AuthService(object):
         return grpc.experimental.unary_unary(request, target, '/mlgrid.api.auth.v1.AuthService/RemoveRoleMember',
             mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberRequest.SerializeToString,
             mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleMemberResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def AddRoleGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/mlgrid.api.auth.v1.AuthService/AddRoleGroup',
+            mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupRequest.SerializeToString,
+            mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.AddRoleGroupResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RemoveRoleGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/mlgrid.api.auth.v1.AuthService/RemoveRoleGroup',
+            mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupRequest.SerializeToString,
+            mlgrid_dot_api_dot_auth_dot_v1_dot_auth__service__pb2.RemoveRoleGroupResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -65,6 +65,10 @@ class AuthServiceStub:
     """Adds a user to a role (admin only)."""
     RemoveRoleMember: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveRoleMemberRequest, _auth_service_pb2.RemoveRoleMemberResponse]
     """Removes a user from a role (admin only)."""
+    AddRoleGroup: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.AddRoleGroupRequest, _auth_service_pb2.AddRoleGroupResponse]
+    """Gives a role to every caller whose identity-provider token lists a group (admin only)."""
+    RemoveRoleGroup: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveRoleGroupRequest, _auth_service_pb2.RemoveRoleGroupResponse]
+    """Stops giving a role to a group's members (admin only)."""
     SetPermission: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.SetPermissionRequest, _auth_service_pb2.SetPermissionResponse]
     """Grants a user or a role a permission on one resource (replacing an earlier grant)."""
     DeletePermission: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.DeletePermissionRequest, _auth_service_pb2.DeletePermissionResponse]
@@ -121,6 +125,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Adds a user to a role (admin only)."""
     RemoveRoleMember: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveRoleMemberRequest, _auth_service_pb2.RemoveRoleMemberResponse]  # type: ignore[assignment]
     """Removes a user from a role (admin only)."""
+    AddRoleGroup: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.AddRoleGroupRequest, _auth_service_pb2.AddRoleGroupResponse]  # type: ignore[assignment]
+    """Gives a role to every caller whose identity-provider token lists a group (admin only)."""
+    RemoveRoleGroup: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveRoleGroupRequest, _auth_service_pb2.RemoveRoleGroupResponse]  # type: ignore[assignment]
+    """Stops giving a role to a group's members (admin only)."""
     SetPermission: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.SetPermissionRequest, _auth_service_pb2.SetPermissionResponse]  # type: ignore[assignment]
     """Grants a user or a role a permission on one resource (replacing an earlier grant)."""
     DeletePermission: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.DeletePermissionRequest, _auth_service_pb2.DeletePermissionResponse]  # type: ignore[assignment]
@@ -258,6 +266,22 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RemoveRoleMemberResponse, _abc.Awaitable[_auth_service_pb2.RemoveRoleMemberResponse]]:
         """Removes a user from a role (admin only)."""
+
+    @_abc_1.abstractmethod
+    def AddRoleGroup(
+        self,
+        request: _auth_service_pb2.AddRoleGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.AddRoleGroupResponse, _abc.Awaitable[_auth_service_pb2.AddRoleGroupResponse]]:
+        """Gives a role to every caller whose identity-provider token lists a group (admin only)."""
+
+    @_abc_1.abstractmethod
+    def RemoveRoleGroup(
+        self,
+        request: _auth_service_pb2.RemoveRoleGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.RemoveRoleGroupResponse, _abc.Awaitable[_auth_service_pb2.RemoveRoleGroupResponse]]:
+        """Stops giving a role to a group's members (admin only)."""
 
     @_abc_1.abstractmethod
     def SetPermission(
