@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 
+from . import schema_snapshot
 from .durability import pg_session_options, sqlite_synchronous
 
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
@@ -214,32 +215,46 @@ def upgrade_database(
     ``version_table`` is the service's own table (e.g. ``alembic_version_tracking``), so the
     tracking and registry services can share a database without stepping on each other.
     """
-    from alembic import command
-    from alembic.config import Config
-
     engine = make_engine(uri_or_engine) if isinstance(uri_or_engine, str) else uri_or_engine
-    config = Config()
-    config.set_main_option("script_location", str(script_location))
-    config.set_main_option("version_table", version_table)
+    # A SQLite store is created at head from the snapshot beside the migrations, and one already
+    # at head is recognised, without loading Alembic (schema_snapshot.py).
+    snapshot = (
+        schema_snapshot.read(script_location)
+        if engine.dialect.name == "sqlite" and revision == "head"
+        else None
+    )
     # BEGIN IMMEDIATE on SQLite / an advisory lock on PostgreSQL: processes starting together on
     # one database migrate one after the other, and the later ones find the schema current.
     with _migration_lock, _first_contact(engine), write_transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            # Several processes may start at once on one database: migrate one at a time.
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")
-        mysql_lock = f"mlgrid_{version_table}" if conn.dialect.name == "mysql" else None
-        if mysql_lock:
-            # The same with MySQL's named lock, held by the session until released.
-            conn.exec_driver_sql(f"SELECT GET_LOCK('{mysql_lock}', 300)")
-        config.attributes["connection"] = conn
-        config.attributes["version_table"] = version_table
-        try:
-            command.upgrade(config, revision)
-        finally:
-            if mysql_lock:
-                conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{mysql_lock}')")
+        if snapshot is None or not schema_snapshot.apply(conn, snapshot, version_table):
+            _alembic_upgrade(conn, script_location, version_table, revision)
     if isinstance(uri_or_engine, str):
         engine.dispose()
+
+
+def _alembic_upgrade(
+    conn: Connection, script_location: str | Path, version_table: str, revision: str
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("version_table", version_table)
+    if conn.dialect.name == "postgresql":
+        # Several processes may start at once on one database: migrate one at a time.
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_lock_id(version_table)})")
+    mysql_lock = f"mlgrid_{version_table}" if conn.dialect.name == "mysql" else None
+    if mysql_lock:
+        # The same with MySQL's named lock, held by the session until released.
+        conn.exec_driver_sql(f"SELECT GET_LOCK('{mysql_lock}', 300)")
+    config.attributes["connection"] = conn
+    config.attributes["version_table"] = version_table
+    try:
+        command.upgrade(config, revision)
+    finally:
+        if mysql_lock:
+            conn.exec_driver_sql(f"SELECT RELEASE_LOCK('{mysql_lock}')")
 
 
 @contextmanager
