@@ -80,6 +80,12 @@ def markdown(document: dict[str, Any]) -> str:
             f"{by_sdk['mlflow']['p50_s']:.2f} s | ≥ 10 times faster (now "
             f"{embedded['detail']['paired_ratio_p50']:.1f} times) |"
         )
+        if "cpu_p50_s" in by_sdk["mlgrid"]:
+            lines.append(
+                "| the same, CPU seconds (user + system) of the process, p50 | | "
+                f"{by_sdk['mlgrid']['cpu_p50_s']:.2f} s | {by_sdk['mlflow']['cpu_p50_s']:.2f} s | "
+                f"{embedded['detail']['cpu_ratio_p50']:.1f} times |"
+            )
     for note in document.get("notes", []):
         lines.append(f"\nNote: {note}")
     return "\n".join(lines) + "\n"

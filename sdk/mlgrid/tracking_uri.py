@@ -7,13 +7,12 @@ served in-process (embedded mode). The registry URI defaults to the tracking URI
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
-from mlgrid.plugins.registry import ENTRY_POINT_GROUPS
+from mlgrid.plugins.registry import ENTRY_POINT_GROUPS, installed_entry_points
 from mlgrid.transport import Transport, get_transport
 from mlgrid.uris import sdk_gateway_uri, uri_scheme
 
@@ -91,7 +90,7 @@ _STORE_PLUGIN_GROUP = ENTRY_POINT_GROUPS["tracking_store"]
 
 def _plugin_store_schemes() -> set[str]:
     """Schemes of installed tracking-store plugins (entry point names; nothing is imported)."""
-    return {entry.name for entry in metadata.entry_points(group=_STORE_PLUGIN_GROUP)}
+    return {entry.name for entry in installed_entry_points(_STORE_PLUGIN_GROUP)}
 
 
 def set_tracking_uri(uri: str | Path | None) -> None:

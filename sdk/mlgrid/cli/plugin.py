@@ -8,6 +8,7 @@ import click
 
 from mlgrid.exceptions import MlgridException
 from mlgrid.plugins import ENTRY_POINT_GROUPS, SchemeRegistry, load_providers
+from mlgrid.plugins.registry import installed_entry_points
 
 #: Groups whose entry-point names are schemes (or backend names), and what they hold.
 _SCHEME_GROUPS = {
@@ -27,8 +28,6 @@ def plugin() -> None:
 @plugin.command("list")
 def list_plugins() -> None:
     """Every installed plugin, imported now: ok, or the error (exit 1 if any failed)."""
-    from importlib.metadata import entry_points
-
     # Failures are shown in the listing; the registry's own log lines would repeat them.
     logging.getLogger("mlgrid.plugins").setLevel(logging.CRITICAL)
     broken = 0
@@ -36,7 +35,7 @@ def list_plugins() -> None:
         group = ENTRY_POINT_GROUPS[key]
         registry: SchemeRegistry[object] = SchemeRegistry(group, kind)
         failures = {f.name: f for f in registry.check()}
-        for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+        for entry in sorted(installed_entry_points(group), key=lambda e: e.name):
             failure = failures.get(entry.name)
             status = f"FAILED: {failure.error}" if failure else "ok"
             broken += failure is not None
@@ -45,7 +44,7 @@ def list_plugins() -> None:
         group = ENTRY_POINT_GROUPS[key]
         _, provider_failures = load_providers(group)
         failed = {f.name: f for f in provider_failures}
-        for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+        for entry in sorted(installed_entry_points(group), key=lambda e: e.name):
             bad = failed.get(entry.name)
             broken += bad is not None
             click.echo(
