@@ -51,9 +51,9 @@ ROUTED = "mlgrid-routed"
 #: Services that use the SQL store; they start after the migrations.
 DATABASE_SERVICES = frozenset({"tracking", "registry"})
 #: Services that may run as several replicas (``mlgrid up --replicas N``): they keep no state
-#: of their own beyond the shared store. The projects service supervises its runs' processes,
-#: so it stays one process.
-REPLICATED_SERVICES = frozenset({"tracking", "registry", "artifacts"})
+#: of their own beyond the shared store. Projects replicas own each run through a lease in a
+#: database they share (services/projects/leases), and take over the runs of one that dies.
+REPLICATED_SERVICES = frozenset({"tracking", "registry", "artifacts", "projects"})
 #: Services stopped before the gateway: they report through it while they stop (projects marks
 #: the runs it supervises as ended in tracking).
 STOP_BEFORE_GATEWAY = ("projects",)

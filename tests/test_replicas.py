@@ -1,5 +1,7 @@
 """``mlgrid up --replicas 3`` on PostgreSQL: the gateway spreads calls over every replica, and
-replicas killed one by one under load cost no idempotent call and lose or double no write."""
+replicas killed one by one under load cost no idempotent call and lose or double no write. The
+projects replicas own their runs through leases in the database: a replica killed or stalled
+has its runs taken over (local processes: stopped and marked FAILED), never lost or run twice."""
 
 from __future__ import annotations
 
@@ -10,16 +12,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
+import mlgrid.projects
 from mlgrid.client import Client
+from mlgrid_services.common.sql import normalize_db_uri
 from tests.test_stack import UpProcess, start_up
 
 HERE = Path(__file__).parent
 REPLICAS = 3
+#: Projects service lease period of these stacks (seconds): short, so takeovers come quickly.
+LEASE_SECONDS = 3.0
 
 
 def replicas_of(up: UpProcess, service: str) -> list[psutil.Process]:
@@ -36,7 +45,13 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
 
 
 @pytest.fixture
-def replicated(tmp_path: Path, fresh_postgres_url: str) -> Iterator[UpProcess]:
+def replicated(
+    tmp_path: Path, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[UpProcess]:
+    monkeypatch.setenv("MLGRID_PROJECTS_LEASE_SECONDS", str(LEASE_SECONDS))
+    monkeypatch.setenv("MLGRID_PROJECTS_STATE_DIR", str(tmp_path / "projects-state"))
+    # Runs as the service's user: the test's Python may sit where another user cannot reach.
+    monkeypatch.setenv("MLGRID_PROJECTS_RUN_USER", "")
     up = start_up(
         tmp_path,
         "--replicas",
@@ -60,10 +75,9 @@ def test_up_starts_replicas_and_says_so(replicated: UpProcess) -> None:
     assert f"tracking x{REPLICAS}" in replicated.banner
     assert f"registry x{REPLICAS}" in replicated.banner
     assert f"artifacts x{REPLICAS}" in replicated.banner
-    assert "projects x" not in replicated.banner  # projects stays one process
-    for service in ("tracking", "registry", "artifacts"):
+    assert f"projects x{REPLICAS}" in replicated.banner
+    for service in ("tracking", "registry", "artifacts", "projects"):
         assert len(replicas_of(replicated, service)) == REPLICAS
-    assert len(replicas_of(replicated, "projects")) == 1
 
 
 def test_gateway_port_spreads_calls_over_every_replica(
@@ -176,3 +190,162 @@ def test_registry_reads_see_writes_made_on_another_replica(
         if str(read) != version:
             stale.append((i, version, read))
     assert stale == []
+
+
+# -- projects replicas: runs owned through leases --------------------------------------------
+
+LONG_RUN = """\
+import os, time
+with open({marks!r}, "a") as marks:
+    marks.write(os.environ["MLFLOW_RUN_ID"] + " " + str(os.getpid()) + "\\n")
+time.sleep(300)
+"""
+
+
+@dataclass
+class Leases:
+    """The lease table as a test reads it (straight from PostgreSQL)."""
+
+    url: str
+
+    def owners(self) -> dict[str, int]:
+        """run id -> pid of the replica owning it."""
+        engine = create_engine(normalize_db_uri(self.url), poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                rows = conn.exec_driver_sql(
+                    "SELECT run_id, owner_pid FROM mlgrid_project_leases"
+                ).all()
+        finally:
+            engine.dispose()
+        return {row.run_id: row.owner_pid for row in rows}
+
+
+def _started(marks: Path, count: int, timeout: float = 120) -> dict[str, int]:
+    """run id -> pid of its process, once ``count`` runs have started (each writes one line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = marks.read_text().splitlines() if marks.exists() else []
+        if len(lines) >= count:
+            return {run_id: int(pid) for run_id, pid in (line.split() for line in lines)}
+        assert time.monotonic() < deadline, f"only {len(lines)} of {count} runs started"
+        time.sleep(0.2)
+
+
+def _status_within(client: Client, run_id: str, wanted: str, timeout: float) -> float:
+    """Seconds until the tracking run's status is ``wanted`` (fails after ``timeout``)."""
+    started = time.monotonic()
+    while (status := client.get_run(run_id).info.status) != wanted:
+        assert time.monotonic() - started < timeout, f"run {run_id} still {status}"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _gone(pid: int, timeout: float = 15) -> bool:
+    """Whether ``pid`` exits within ``timeout`` (a zombie counts: its parent may be stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _submit(up: UpProcess, tmp_path: Path, count: int, monkeypatch: pytest.MonkeyPatch):
+    """``count`` long runs of a local project submitted through the gateway port (round robin
+    over the projects replicas); returns the SDK's handles and the marks file."""
+    monkeypatch.setenv("MLGRID_GATEWAY_TUNNELS", "false")
+    monkeypatch.setenv("MLGRID_TRACKING_URI", up.endpoint)
+    marks = tmp_path / "marks"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "long.py").write_text(LONG_RUN.format(marks=str(marks)))
+    submitted = [
+        mlgrid.projects.run(str(project), "long.py", experiment_name="leases", synchronous=False)
+        for _ in range(count)
+    ]
+    return submitted, marks
+
+
+def test_a_killed_projects_replica_has_its_runs_failed_and_the_others_go_on(
+    replicated: UpProcess,
+    tmp_path: Path,
+    fresh_postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    submitted, marks = _submit(replicated, tmp_path, 6, monkeypatch)
+    pids = _started(marks, 6)
+    leases = Leases(fresh_postgres_url)
+    owners = leases.owners()
+    replica_pids = {p.pid for p in replicas_of(replicated, "projects")}
+    assert set(owners) == set(pids) and set(owners.values()) <= replica_pids
+    assert len(set(owners.values())) >= 2, f"all runs on one replica: {owners}"
+
+    victim = owners[submitted[0].run_id]
+    orphaned = {run_id for run_id, owner in owners.items() if owner == victim}
+    os.kill(victim, signal.SIGKILL)  # no chance to mark its runs
+    client = Client(replicated.endpoint)
+    for run_id in orphaned:
+        # Another replica (on this host: at its next heartbeat) takes the lease over; a local
+        # process cannot be re-adopted, so it is stopped and the run marked FAILED, saying why.
+        took = _status_within(client, run_id, "FAILED", LEASE_SECONDS + 15)
+        assert took < LEASE_SECONDS + 15
+        tags = client.get_run(run_id).data.tags
+        assert "could not take the run over" in tags["mlgrid.project.failure"]
+        assert _gone(pids[run_id]), f"the process of orphaned run {run_id} still runs"
+
+    # The other replicas' runs go on, owned as before; a cancel reaching any replica (round
+    # robin: mostly not the owner) is passed to the owner through the lease.
+    survivors = [s for s in submitted if s.run_id not in orphaned]
+    assert {leases.owners()[s.run_id] for s in survivors} <= replica_pids - {victim}
+    for run in survivors:
+        assert client.get_run(run.run_id).info.status == "RUNNING"
+        run.cancel()
+        _status_within(client, run.run_id, "KILLED", 30)
+        assert _gone(pids[run.run_id])
+
+    # Every run ran exactly once, none is left RUNNING, and no lease is left behind.
+    assert len(marks.read_text().splitlines()) == 6
+    deadline = time.monotonic() + 30
+    while leases.owners() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leases.owners() == {}
+    statuses = {
+        r.info.run_id: r.info.status
+        for r in client.search_runs([client.get_experiment_by_name("leases").experiment_id])
+    }
+    assert sorted(statuses.values()) == sorted(
+        ["FAILED"] * len(orphaned) + ["KILLED"] * len(survivors)
+    )
+
+
+def test_a_stalled_projects_replica_loses_its_runs_when_its_lease_expires(
+    replicated: UpProcess,
+    tmp_path: Path,
+    fresh_postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (run,), marks = _submit(replicated, tmp_path, 1, monkeypatch)
+    pid = _started(marks, 1)[run.run_id]
+    leases = Leases(fresh_postgres_url)
+    owner = leases.owners()[run.run_id]
+    # Stopped, not dead: its process still exists, so only the lease's expiry lets another
+    # replica take the run over (as for a replica on another host).
+    os.kill(owner, signal.SIGSTOP)
+    try:
+        client = Client(replicated.endpoint)
+        took = _status_within(client, run.run_id, "FAILED", LEASE_SECONDS + 20)
+        # The lease was renewed at most a quarter period before the stop.
+        assert took >= LEASE_SECONDS * 0.75 - 0.5, f"taken over after {took:.1f}s"
+        assert _gone(pid)
+    finally:
+        os.kill(owner, signal.SIGCONT)
+    # Woken, the stalled replica finds its lease gone and leaves the run alone.
+    time.sleep(LEASE_SECONDS)
+    assert psutil.Process(owner).is_running()
+    assert client.get_run(run.run_id).info.status == "FAILED"
+    assert leases.owners() == {}
+    assert len(marks.read_text().splitlines()) == 1

@@ -517,6 +517,19 @@ MLGRID_PROJECTS_WORK_DIR = _own_str(
 MLGRID_PROJECTS_STATE_DIR = _own_str(
     "MLGRID_PROJECTS_STATE_DIR", "Projects service: where it keeps the state of submitted runs."
 )
+MLGRID_PROJECTS_STORE_URI = _own_str(
+    "MLGRID_PROJECTS_STORE_URI",
+    "Projects service: database of its run leases, shared by its replicas (default: the tracking "
+    "store when it is PostgreSQL or MySQL, else a SQLite file in the state directory).",
+)
+MLGRID_PROJECTS_LEASE_SECONDS = EnvironmentVariable(
+    "MLGRID_PROJECTS_LEASE_SECONDS",
+    _parse_positive_float,
+    30.0,
+    "Projects service: seconds a replica's lease on a run lasts unrenewed; another replica takes "
+    "the run over after that.",
+    fallback=None,
+)
 MLGRID_PROJECTS_KILL_GRACE = EnvironmentVariable(
     "MLGRID_PROJECTS_KILL_GRACE",
     _parse_non_negative_float,

@@ -1,7 +1,10 @@
 """The projects service as a ServiceApp: ``create(config)`` for every way mlgrid hosts it.
 
 Knobs beyond ServiceConfig, read from the environment:
-``MLGRID_PROJECTS_STATE_DIR`` (records of active runs, default ~/.mlgrid/projects),
+``MLGRID_PROJECTS_STORE_URI`` (database of the run leases its replicas share; default the
+tracking store when that is PostgreSQL or MySQL, else ``leases.db`` in the state directory),
+``MLGRID_PROJECTS_STATE_DIR`` (default ~/.mlgrid/projects), ``MLGRID_PROJECTS_LEASE_SECONDS``
+(how long a lease lasts unrenewed, default 30),
 ``MLGRID_PROJECTS_KILL_GRACE`` (seconds between SIGTERM and SIGKILL on cancel, default 10),
 ``MLGRID_PROJECTS_KEEP_WORKDIRS`` (keep working copies after runs end, for debugging),
 ``MLGRID_PROJECTS_WORK_DIR`` (where working copies go), ``MLGRID_ENV_ROOT`` (environment cache).
@@ -25,14 +28,41 @@ from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
 
 from .access_rules import projects_rules
+from .leases import LeaseStore
 from .runner import ProjectRunner
 from .servicer import ProjectsServicer
-from .state import RunStateStore, default_state_dir
 from .tracking_client import TrackingClient
 
-__all__ = ["SERVICE_NAME", "create", "create_runner"]
+__all__ = ["SERVICE_NAME", "create", "create_runner", "default_state_dir", "lease_store_uri"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ProjectsService"].full_name
+
+
+#: Tracking stores whose database the replicas of the projects service share for their leases.
+_SERVER_DATABASES = ("postgresql", "postgres", "mysql", "mariadb")
+
+
+def default_state_dir() -> Path:
+    """``MLGRID_PROJECTS_STATE_DIR``, else ``~/.mlgrid/projects``."""
+    raw = env.MLGRID_PROJECTS_STATE_DIR.get()
+    return Path(raw).expanduser() if raw else Path.home() / ".mlgrid" / "projects"
+
+
+def lease_store_uri(config: ServiceConfig, state_dir: Path | None = None) -> str:
+    """Where the run leases live: ``state_dir``'s SQLite file when one is given (a private
+    service), else MLGRID_PROJECTS_STORE_URI, else the tracking database if it is a server
+    every replica reaches, else the default state directory's SQLite file (replicas on one
+    host share it)."""
+    if state_dir is None:
+        explicit = env.MLGRID_PROJECTS_STORE_URI.get()
+        if explicit:
+            return explicit
+        scheme = config.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
+        if scheme in _SERVER_DATABASES:
+            return config.backend_store_uri
+    directory = state_dir or default_state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory.absolute() / 'leases.db'}"
 
 
 def _sdk_tracking_uri(config: ServiceConfig) -> str:
@@ -80,7 +110,11 @@ def create_runner(
     sdk_uri = _sdk_tracking_uri(config)
     return ProjectRunner(
         TrackingClient(config.gateway_target, config.auth),
-        RunStateStore(state_dir or default_state_dir(), config.backend_store_uri),
+        LeaseStore(
+            lease_store_uri(config, state_dir),
+            config.backend_store_uri,
+            env.MLGRID_PROJECTS_LEASE_SECONDS.get(),
+        ),
         child_tracking_uri=sdk_uri,
         download=lambda uri, dst: _download(uri, dst, sdk_uri),
         upload=lambda uri, path, data: _upload(uri, path, data, sdk_uri),

@@ -34,7 +34,7 @@ from mlgrid.uris import is_gateway_uri
 
 from .environments import EnvironmentPlan, build_environment, plan_environment
 from .logbuffer import LogBuffer
-from .process import ChildProcess
+from .process import ChildProcess, host_id, kill_leftover_group
 from .run_limits import (
     RunLimits,
     RunUser,
@@ -44,7 +44,6 @@ from .run_limits import (
     unreachable_part,
 )
 from .run_variables import is_service_secret, run_variables
-from .state import kill_leftover_group
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +126,11 @@ class LocalSubmittedRun(SubmittedRun):
         """Terminates the run because the service stops; it ends FAILED with ``reason``."""
         self._stop("FAILED", reason, reason)
 
+    def taken_over(self, reason: str) -> None:
+        # The replica that took the lease cannot adopt this child (it marked the run FAILED, or
+        # killed the group if it runs on this host): stop it here too, so it does not go on.
+        self.abort(reason)
+
     def _stop(self, status: str, message: str, note: str) -> None:
         with self._lock:
             if self._done.is_set() or self._cancelled:
@@ -202,7 +206,9 @@ class LocalSubmittedRun(SubmittedRun):
         child = self._child
         self._host.record(
             OwnedHandle(
-                request.run_id, request.backend, {"pid": child.pid, "start": child.start_time}
+                request.run_id,
+                request.backend,
+                {"pid": child.pid, "start": child.start_time, "host": host_id()},
             )
         )
         code = self._wait_within_limits(child, limits, request.workdir)
@@ -309,7 +315,10 @@ class LocalBackend(ProjectBackend):
         return LocalSubmittedRun(request, plan, self.host)
 
     def recover(self, handle: OwnedHandle) -> None:
-        # A child cannot be re-adopted by another process: kill what is left of it.
+        # A child cannot be re-adopted by another process: kill what is left of it, if it runs
+        # on this host (a pid of another host names some unrelated process here).
+        if handle.details.get("host") not in (None, host_id()):
+            return None
         if kill_leftover_group(handle.details):
             log.warning("killed leftover processes of orphaned run %s", handle.run_id)
         return None

@@ -20,7 +20,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from .logbuffer import LogBuffer
 from .run_limits import RunLimits, RunUser
 
-__all__ = ["ChildProcess", "process_start_time"]
+__all__ = ["ChildProcess", "host_id", "kill_leftover_group", "process_start_time"]
 
 _READ_SIZE = 64 * 1024
 
@@ -43,6 +43,34 @@ def process_start_time(pid: int) -> str | None:
     # The command name (field 2) may contain spaces; fields after the last ")" are fixed.
     fields = stat.rsplit(")", 1)[1].split()
     return fields[19] if len(fields) > 19 else "?"
+
+
+def host_id() -> str:
+    """This host as pids are valid on it: its name and boot id (a pid recorded before a reboot,
+    or in another container's pid namespace, names no process here)."""
+    import socket
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    return f"{socket.gethostname()[:200]}/{boot}"
+
+
+def kill_leftover_group(details: dict[str, object]) -> bool:
+    """Kills the process group ``details["pid"]`` if it is still the one recorded (same start
+    time, so a reused pid is spared); True if it did."""
+    pid, recorded_start = details.get("pid"), details.get("start")
+    if not isinstance(pid, int):
+        return False
+    started = process_start_time(pid)
+    if started is None or started != recorded_start:
+        return False
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _switch_user(user: RunUser) -> list[str]:

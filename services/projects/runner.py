@@ -3,9 +3,12 @@
 Every backend (local, docker, kubernetes, a plugin) takes the same path: the submission is
 validated into a RunRequest, the backend checks it, the tracking run is created, the backend
 submits it. The runner owns the runs it started (so they outlive the client connections that
-watch them); backends record them in the state directory, and at start the runner hands runs
-that a previous, dead instance left behind to their backend's ``recover``: runs it does not take
-over are marked FAILED.
+watch them); backends record each in a lease (leases/) that the runner renews on every heartbeat.
+On every heartbeat it also looks for leases whose owner is gone (a replica that died, a previous
+instance), takes each over and hands the run to its backend's ``recover``: runs the backend does
+not take over are marked FAILED, saying why. Status, wait and cancel work on any replica: for a
+run another replica owns they read the tracking run, and a cancel is passed to the owner through
+its lease.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from mlgrid_services.common.auth.identity import current_identity
 from mlgrid_services.common.auth.run_tokens import RunTokens
 
 from .backends import DEFAULT_BACKEND, BackendTable
+from .leases import Lease, LeaseStore
 from .preparation import Submission, load_submission, run_tags
-from .state import OwnedRun, RunStateStore
 from .tracking_client import TrackingClient
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,13 @@ __all__ = ["ProjectRunner", "RunAnswer"]
 
 #: Ended runs remembered (status, logs) per service instance.
 MAX_REMEMBERED = 500
+#: Heartbeats per lease period: a lease survives a few missed renewals.
+HEARTBEATS_PER_PERIOD = 4
+#: Seconds between reads of the tracking run while waiting on a run another replica owns.
+POLL_SECONDS = 0.5
+#: Tag saying why the projects service ended a run FAILED that it could not take over.
+FAILURE_TAG = "mlgrid.project.failure"
+_ACTIVE = ("RUNNING", "SCHEDULED")
 _STATUS_NAMES = {
     tracking_pb2.RUN_STATUS_RUNNING: "RUNNING",
     tracking_pb2.RUN_STATUS_SCHEDULED: "SCHEDULED",
@@ -60,7 +70,7 @@ class ProjectRunner:
     def __init__(
         self,
         tracking: TrackingClient,
-        state: RunStateStore,
+        state: LeaseStore,
         *,
         child_tracking_uri: str,
         download: Callable[[str, Path], str],
@@ -93,9 +103,12 @@ class ProjectRunner:
         self.backends = BackendTable(self.host)
         self._runs: OrderedDict[str, SubmittedRun] = OrderedDict()
         self._lock = threading.Lock()
-        #: Set once the start-up reconciliation has run.
-        self.reconciled = threading.Event()
-        self.reconciled_runs: list[str] = []
+        #: Runs taken over that their backend did not recover, still to be marked FAILED
+        #: (tracking may be unreachable for a while): run id -> (lease, reason).
+        self._to_fail: dict[str, tuple[Lease, str]] = {}
+        self._reconciling = threading.Lock()
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     # -- backends ---------------------------------------------------------------------------
 
@@ -217,76 +230,155 @@ class ProjectRunner:
     def wait(self, run_id: str, timeout: float | None, store_uri: str | None = None) -> RunAnswer:
         submitted = self._get(run_id)
         if submitted is None:
-            return self._tracking_answer(run_id, store_uri)
+            return self._wait_elsewhere(run_id, timeout, store_uri)
         submitted.wait(timeout)
         return self._answer(submitted)
 
+    def _wait_elsewhere(
+        self, run_id: str, timeout: float | None, store_uri: str | None
+    ) -> RunAnswer:
+        """Waits on a run this instance does not supervise by reading its tracking run, while
+        a replica holds its lease (or until this one takes it over)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            answer = self._tracking_answer(run_id, store_uri)
+            if answer.status not in _ACTIVE or self.state.lease_of(run_id) is None:
+                return answer
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return answer
+            if self._stopping.wait(
+                POLL_SECONDS if remaining is None else min(POLL_SECONDS, remaining)
+            ):
+                return answer
+            submitted = self._get(run_id)
+            if submitted is not None:  # this instance took it over meanwhile
+                submitted.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
+                return self._answer(submitted)
+
     def cancel(self, run_id: str, store_uri: str | None = None) -> RunAnswer:
         submitted = self._get(run_id)
-        if submitted is None:
-            answer = self._tracking_answer(run_id, store_uri)
-            if answer.status in ("RUNNING", "SCHEDULED"):
-                raise InvalidParameterValue(
-                    f"run {run_id} is not run by this projects service; it cannot be cancelled here"
-                )
+        if submitted is not None:
+            submitted.cancel()
+            return self._answer(submitted)
+        answer = self._tracking_answer(run_id, store_uri)
+        if answer.status not in _ACTIVE:
             return answer
-        submitted.cancel()
-        return self._answer(submitted)
+        if not self.state.request_cancel(run_id):
+            raise InvalidParameterValue(
+                f"run {run_id} is not run by the projects service; it cannot be cancelled here"
+            )
+        # The owner cancels it at its next heartbeat (or whoever takes the lease over, at once).
+        return self._wait_elsewhere(run_id, 2 * self.state.period, store_uri)
 
     def logs(self, run_id: str, follow: bool) -> Iterator[LogChunk]:
         submitted = self._get(run_id)
         if submitted is None:
             raise ResourceDoesNotExist(
-                f"no logs for run {run_id!r}: it was not started by this projects service "
-                "(or has been forgotten since)"
+                f"no logs for run {run_id!r} on this projects service replica: it did not start "
+                "the run (another replica did, or it has been forgotten since)"
             )
         return submitted.logs(follow=follow)
 
     # -- life cycle -------------------------------------------------------------------------
 
     def reconcile(self, attempts: int = 60, delay: float = 1.0) -> list[str]:
-        """Hands runs of dead previous instances to their backend; marks the rest FAILED
-        (retrying while tracking is down). Returns the ids of the runs marked FAILED."""
+        """Takes over the runs whose lease's owner is gone and hands each to its backend; marks
+        the rest FAILED (trying ``attempts`` times while tracking is down; the next heartbeat
+        tries again). Returns the ids of the runs it ended."""
+        with self._reconciling:
+            return self._reconcile(attempts, delay)
+
+    def _reconcile(self, attempts: int, delay: float) -> list[str]:
+        for lease in self.state.claimable():
+            if not self.state.take_over(lease):
+                continue  # renewed meanwhile, or another replica won it
+            log.warning(
+                "took over run %s from projects service replica %s (%s)",
+                lease.run_id,
+                lease.owner,
+                lease.owner_host,
+            )
+            recovered = self._recover(lease)
+            if recovered is not None and lease.cancel_requested:
+                recovered.cancel()  # asked of the replica that died
+            elif recovered is None:
+                reason = "" if lease.cancel_requested else _failure_reason(lease)
+                self._to_fail[lease.run_id] = (lease, reason)
         done: list[str] = []
-        for owned in self.state.orphans():
-            if self._recover(owned):
-                continue
-            for attempt in range(attempts):
-                try:
-                    self.tracking.terminate_if_running(
-                        owned.run_id, tracking_pb2.RUN_STATUS_FAILED, None
-                    )
-                    done.append(owned.run_id)
-                    self.state.forget(owned.run_id)
-                    self.run_tokens.revoke(owned.run_id)
-                    break
-                except ResourceDoesNotExist:
-                    self.state.forget(owned.run_id)
-                    self.run_tokens.revoke(owned.run_id)
-                    break
-                except MlgridException as exc:
-                    if attempt == attempts - 1:
-                        log.warning("could not reconcile run %s: %s", owned.run_id, exc)
-                    time.sleep(delay)
-        self.reconciled_runs = done
-        self.reconciled.set()
+        for run_id, (lease, reason) in list(self._to_fail.items()):
+            if self._mark_ended(lease, reason, attempts, delay):
+                del self._to_fail[run_id]
+                self.state.forget(run_id)
+                self.run_tokens.revoke(run_id)
+                done.append(run_id)
         return done
 
-    def _recover(self, owned: OwnedRun) -> bool:
-        """True when the run's backend took it over (it is supervised again)."""
+    def _mark_ended(self, lease: Lease, reason: str, attempts: int, delay: float) -> bool:
+        """Ends the tracking run of a lease nobody supervises: FAILED with ``reason``, or KILLED
+        (no reason) when a cancel was asked for. False while tracking cannot be reached."""
+        run_id = lease.run_id
+        status = tracking_pb2.RUN_STATUS_FAILED if reason else tracking_pb2.RUN_STATUS_KILLED
+        for attempt in range(attempts):
+            try:
+                if reason:
+                    self.tracking.set_tags(run_id, [(FAILURE_TAG, reason)], None)
+                self.tracking.terminate_if_running(run_id, status, None)
+                return True
+            except ResourceDoesNotExist:
+                return True
+            except MlgridException as exc:
+                if attempt == attempts - 1:
+                    log.warning("could not end run %s yet: %s", run_id, exc)
+                    return False
+                time.sleep(delay)
+        return False
+
+    def _recover(self, lease: Lease) -> SubmittedRun | None:
+        """The run, when its backend took it over (it is supervised again)."""
         try:
-            recovered = self.backends.get(owned.backend).recover(owned.handle)
+            recovered = self.backends.get(lease.backend).recover(lease.handle)
         except Exception as exc:  # a missing or failing backend: the run cannot be supervised
-            log.warning("backend %r could not recover run %s: %s", owned.backend, owned.run_id, exc)
-            return False
-        if recovered is None:
-            return False
-        self.state.record(owned.handle)  # this instance owns the record from now on
-        self._remember(owned.run_id, recovered)
-        return True
+            log.warning("backend %r could not recover run %s: %s", lease.backend, lease.run_id, exc)
+            return None
+        if recovered is not None:
+            self._remember(lease.run_id, recovered)
+        return recovered
+
+    def heartbeat(self) -> None:
+        """Renews this instance's leases, gives up runs another replica took over, passes on
+        cancels asked of other replicas, then takes over runs of replicas that are gone."""
+        lost, cancels = self.state.heartbeat()
+        for run_id in lost:
+            submitted = self._get(run_id)
+            if submitted is not None:
+                log.warning("run %s was taken over by another projects service replica", run_id)
+                with self._lock:
+                    self._runs.pop(run_id, None)
+                submitted.taken_over(
+                    "another projects service replica took the run over: this one did not "
+                    "renew its lease in time"
+                )
+        for run_id in cancels:
+            submitted = self._get(run_id)
+            if submitted is not None and submitted.get_status() in _ACTIVE:
+                submitted.cancel()
+        self.reconcile(attempts=1)
+
+    def _beat(self) -> None:
+        interval = self.state.period / HEARTBEATS_PER_PERIOD
+        while True:
+            try:
+                self.heartbeat()
+            except Exception as exc:  # the database is down: the next beat tries again
+                log.warning("projects service heartbeat failed: %s", exc)
+            if self._stopping.wait(interval):
+                return
 
     def start_reconciling(self) -> None:
-        threading.Thread(target=self.reconcile, name="projects-reconcile", daemon=True).start()
+        """Starts the heartbeat (the first one takes over what dead instances left)."""
+        self._heartbeat = threading.Thread(target=self._beat, name="projects-leases", daemon=True)
+        self._heartbeat.start()
 
     def close(self) -> None:
         """Stops the runs still going (they end FAILED: nobody would supervise them)."""
@@ -301,5 +393,16 @@ class ProjectRunner:
                     submitted.cancel()
             except Exception as exc:
                 log.warning("could not stop run %s: %s", submitted.run_id, exc)
+        self._stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=30)
         self.state.close()
         self.tracking.close()
+
+
+def _failure_reason(lease: Lease) -> str:
+    return (
+        f"the projects service replica that supervised this run ({lease.owner_host.split('/')[0]}) "
+        f"stopped, and its {lease.backend!r} backend could not take the run over from another "
+        "replica (a local process can only be supervised by the replica that started it)"
+    )

@@ -339,8 +339,8 @@ def test_the_kubernetes_backend_can_be_left_out() -> None:
 
 
 def test_the_projects_state_directory_outlives_the_pod() -> None:
-    """Runs' records (their Jobs) survive a new projects pod (a rollout, a drained node): the
-    state directory is a PersistentVolumeClaim, handed over by a Recreate rollout."""
+    """One projects replica keeps its state directory (working copies, environment caches) in a
+    PersistentVolumeClaim, handed over to the next pod by a Recreate rollout."""
 
     def projects(values: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         docs = render(values)
@@ -362,3 +362,21 @@ def test_the_projects_state_directory_outlives_the_pod() -> None:
     assert volume["persistentVolumeClaim"] == {"claimName": "old-name"}
     _, (volume,) = projects({"projects": {"persistence": {"enabled": False}}})
     assert volume == {"name": "work", "emptyDir": {}}
+
+
+def test_projects_replicas_share_their_run_leases_in_the_tracking_database() -> None:
+    """Several projects replicas: each reaches the tracking database (where the runs' leases
+    live) with the lease period set, keeps its own emptyDir, and rolls out one by one."""
+    docs = render({"projects": {"replicas": 3, "leaseSeconds": 20}})
+    deployment = by_kind(docs, "Deployment")["demo-mlgrid-projects"]
+    assert deployment["spec"]["replicas"] == 3
+    assert "strategy" not in deployment["spec"]  # RollingUpdate: no volume to hand over
+    (volume,) = [
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "work"
+    ]
+    assert volume == {"name": "work", "emptyDir": {}}
+    assert not by_kind(docs, "PersistentVolumeClaim").get("demo-mlgrid-projects-state")
+    env = {e["name"]: e for e in container(deployment)["env"]}
+    store = env["MLGRID_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
+    assert store["key"] == "backend-store-uri"
+    assert env["MLGRID_PROJECTS_LEASE_SECONDS"]["value"] == "20"

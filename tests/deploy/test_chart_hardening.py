@@ -47,11 +47,6 @@ RENDERS = _renders()
         ),
         (
             {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
-             "projects": {"replicas": 2}},
-            r"projects\.replicas must be 1",
-        ),
-        (
-            {"image": {"repository": "r/mlgrid"}, "allowDefaultPasswords": True,
              "ingress": {"http": {"enabled": True}}, "gateway": {"rest": {"enabled": False}}},
             r"ingress\.http routes to MLflow's REST API",
         ),

@@ -71,6 +71,7 @@ def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
         assert answer_after.status == "FINISHED"
         output = b"".join(c.data for c in runner.logs(answer.run_id, follow=False)).decode()
         assert "adopted Job kube-demo-" in output and "done" in output
+        assert runner.state.lease_of(answer.run_id) is None  # the ended run's lease is gone
     finally:
         runner.close()
     run = client.get_run(answer.run_id)
@@ -78,4 +79,3 @@ def test_a_job_outlives_a_killed_service_and_the_next_one_sees_it_to_the_end(
     assert run.data.metrics == {"doubled": 1.0}
     kept = client.download_artifacts(answer.run_id, LOG_ARTIFACT, str(tmp_path / "dl"))
     assert "done" in Path(kept).read_text()
-    assert list(state.glob("*.json")) == []

@@ -334,8 +334,8 @@ def test_a_restarted_service_takes_over_the_containers_of_a_dead_one(
         assert runner.wait(answer.run_id, timeout=60).status == "FINISHED"
         logs = b"".join(c.data for c in runner.logs(answer.run_id, follow=False))
         assert b"before\n" in logs and b"after\n" in logs
+        assert runner.state.lease_of(answer.run_id) is None  # the ended run's lease is gone
     finally:
         runner.close()
     assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "FINISHED"
     assert _containers_of(container_engine, answer.run_id) == []
-    assert list(state.glob("*.json")) == []

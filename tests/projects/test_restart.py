@@ -13,6 +13,7 @@ from mlgrid.client import Client
 from mlgrid.projects.backend import OwnedHandle
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
+from mlgrid_services.projects.runner import FAILURE_TAG
 
 from .helpers import write
 from .serve_projects import config_argument
@@ -60,20 +61,23 @@ def test_runs_of_a_dead_service_are_failed_at_the_next_start(grpc_stack, tmp_pat
     runner = create_runner(grpc_stack.config, state_dir=state)
     try:
         assert runner.reconcile(attempts=3, delay=0.2) == [answer.run_id]
-        assert client.get_run(answer.run_id).info.status == "FAILED"
+        failed = client.get_run(answer.run_id)
+        assert failed.info.status == "FAILED"
+        assert "local process can only be supervised" in failed.data.tags[FAILURE_TAG]
         deadline = time.monotonic() + 5
         while alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(child)
-        assert list(state.glob("*.json")) == []
-        # A record of a live service (this very process) is left alone.
+        assert runner.state.lease_of(answer.run_id) is None
+        # The lease of a live service (this very process) is left alone.
         runner.state.record(OwnedHandle("f" * 32, "local"))
         other = create_runner(grpc_stack.config, state_dir=state)
         try:
             assert other.reconcile(attempts=1) == []
         finally:
             other.close()
-        assert (state / f"{'f' * 32}.json").exists()
+        lease = runner.state.lease_of("f" * 32)
+        assert lease is not None and lease.owner == runner.state.instance
     finally:
         runner.close()
 
@@ -99,4 +103,5 @@ def test_stopping_the_service_ends_its_runs_failed(grpc_stack, tmp_path: Path) -
     # Nobody would supervise the run any more: it is stopped and marked FAILED, not left RUNNING.
     assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "FAILED"
     assert not alive(int(pid_file.read_text()))
-    assert list((tmp_path / "state").glob("*.json")) == []
+    with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
+        assert svc.runner.state.lease_of(answer.run_id) is None

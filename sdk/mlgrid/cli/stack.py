@@ -135,8 +135,8 @@ def _require_server() -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, 16),
-    help="Processes of each of tracking, registry and artifacts; the gateway balances calls "
-    "over them (the projects service stays one process).",
+    help="Processes of each of tracking, registry, artifacts and projects; the gateway "
+    "balances calls over them (projects replicas share their runs through leases).",
 )
 def up(
     host: str,

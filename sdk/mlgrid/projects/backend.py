@@ -185,6 +185,16 @@ class SubmittedRun(ABC):
         """
         return iter(())
 
+    def taken_over(self, reason: str) -> None:
+        """Another replica of the projects service took this run over: this one failed to renew
+        its lease in time (a stall, a database outage) and must no longer act on the run.
+
+        The default does nothing: a run the new owner re-attached to (a container, a Job) goes
+        on, and what this instance still does to it (ending the tracking run when it ends) is
+        what the new owner does too. A run only this instance can reach (a child process) stops.
+        """
+        return None
+
 
 def _submit_through_run(self: ProjectBackend, request: RunRequest) -> SubmittedRun:
     """``submit`` of a backend written against MLflow's ``run`` signature."""

@@ -44,9 +44,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail "minio.rootPassword is the chart's default: set a real one, or allowDefaultPasswords=true for a throwaway trial" -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.projects.enabled (gt (int .Values.projects.replicas) 1) -}}
-{{- fail "projects.replicas must be 1: a run is owned by the replica that started it and its state is not shared between replicas yet (issue #17)" -}}
-{{- end -}}
 {{- if and .Values.ingress.http.enabled (not .Values.gateway.rest.enabled) -}}
 {{- fail "ingress.http routes to MLflow's REST API, which gateway.rest.enabled=false turns off: enable both or neither" -}}
 {{- end -}}
@@ -177,6 +174,14 @@ app.kubernetes.io/component: {{ .component }}
 
 
 {{/* Name of the projects service's state claim. */}}
+{{/* Non-empty when the projects pod mounts the state claim: one replica with persistence on
+  (a ReadWriteOnce volume cannot follow several replicas; they share their runs' leases in the
+  database, and each keeps working copies and caches in its own emptyDir). */}}
+{{- define "mlgrid.projectsVolumeClaimed" -}}
+{{- $p := .Values.projects -}}
+{{- if and (le (int $p.replicas) 1) (or $p.persistence.enabled $p.stateClaim) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "mlgrid.projectsClaim" -}}
 {{- $p := .Values.projects.persistence -}}
 {{- default (default (printf "%s-projects-state" (include "mlgrid.fullname" .)) .Values.projects.stateClaim) $p.existingClaim -}}
