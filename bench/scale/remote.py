@@ -167,8 +167,8 @@ class MlgridSdk:
         from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as tgrpc
 
         stub = tgrpc.TrackingServiceStub(self.channel)
-        request = tpb.StreamMetricHistoryRequest(run_id=run_id, metric_key=key)
-        return sum(len(chunk.metrics) for chunk in stub.StreamMetricHistory(request))
+        request = tpb.StreamMetricHistoryRequest(run_id=run_id, metric_key=key, columnar=True)
+        return sum(len(chunk.columns.values) for chunk in stub.StreamMetricHistory(request))
 
     def list_dir_pages(self, run_id: str, artifact_uri: str, path: str) -> list[int]:
         from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as apb

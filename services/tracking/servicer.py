@@ -15,6 +15,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
 from mlgrid_services.common.store_router import StoreRouter
 
 from .domain import TrackingDomain
+from .history_columns import columns_chunk
 
 
 class TrackingServicer(pb_grpc.TrackingServiceServicer):
@@ -179,8 +180,13 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self, request: pb.StreamMetricHistoryRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.StreamMetricHistoryResponse]:
         key = request.metric_key
-        chunks = self.domains.for_call(context).iter_metric_history(request.run_id, key)
-        for chunk in chunks:
+        domain = self.domains.for_call(context)
+        if request.columnar:
+            for columns in domain.iter_metric_history_columns(request.run_id, key):
+                yield columns_chunk(columns)
+            return
+        # A client that predates `columnar`: one Metric message per point.
+        for chunk in domain.iter_metric_history(request.run_id, key):
             response = pb.StreamMetricHistoryResponse()
             add = response.metrics.add  # cheapest way to build many small messages
             for step, timestamp, value in chunk:

@@ -5,6 +5,8 @@ Every test runs embedded (SQLite served in-process) and remote (through the gate
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mlgrid import MlflowClient, limits
@@ -295,3 +297,52 @@ def test_history_falls_back_to_pages_when_streaming_is_not_served() -> None:
     finally:
         server.stop(grace=None)
     assert [m.step for m in history] == list(range(30_000))
+
+
+def test_history_from_a_server_that_predates_columns() -> None:
+    """A server older than StreamMetricHistoryRequest.columnar ignores it and streams a Metric
+    message per point: the client reads those."""
+    from concurrent import futures
+
+    import grpc
+
+    from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2, tracking_service_pb2_grpc
+
+    class PerPointOnly(tracking_service_pb2_grpc.TrackingServiceServicer):
+        def StreamMetricHistory(self, request, context):  # type: ignore[no-untyped-def]
+            for start in (0, 10_000):
+                yield tracking_service_pb2.StreamMetricHistoryResponse(
+                    metrics=[
+                        tracking_pb2.Metric(
+                            key=request.metric_key, value=s / 2, timestamp=s, step=s
+                        )
+                        for s in range(start, start + 10_000)
+                    ]
+                )
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    tracking_service_pb2_grpc.add_TrackingServiceServicer_to_server(PerPointOnly(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        history = MlflowClient(f"grpc://127.0.0.1:{port}").get_metric_history("r" * 32, "loss")
+    finally:
+        server.stop(grace=None)
+    assert [m.step for m in history] == list(range(20_000))
+    assert history[-1] == Metric("loss", 19_999 / 2, 19_999, 19_999)
+
+
+def test_history_columns_match_the_history(client: Client, experiment_id: str) -> None:
+    run_id = client.create_run(experiment_id).info.run_id
+    metrics = [Metric("loss", i / 4, 5_000 - i, i // 3) for i in range(3_000)]
+    metrics[10] = Metric("loss", math.nan, 5, 3)
+    client.log_batch(run_id, metrics=metrics)
+    history = client.get_metric_history(run_id, "loss")
+    columns = list(client.iter_metric_history_columns(run_id, "loss"))
+    flat = [p for c in columns for p in zip(c.steps, c.timestamps, c.values, strict=True)]
+    assert [(m.step, m.timestamp) for m in history] == [(s, ts) for s, ts, _ in flat]
+    assert [str(m.value) for m in history] == [str(v) for _, _, v in flat]
+    assert len(history) == 3_000 and any(math.isnan(m.value) for m in history)
+    assert [(m.step, m.timestamp) for m in history] == sorted(
+        (m.step, m.timestamp) for m in metrics
+    )

@@ -6,12 +6,14 @@ the only change is the artifact location, which MLflow is shown wrapped (see ``u
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import repeat
 
 from mlflow import entities as mf
 from mlflow.entities import model_registry as mf_registry
 
 from mlgrid import entities as mg
+from mlgrid.api.tracking.v1.tracking_service_pb2 import MetricHistoryColumns
 from mlgrid.registry import entities as mg_registry
 
 from .uris import Gateway, wrap_artifact_uri
@@ -54,6 +56,13 @@ def metric(point: mg.Metric) -> mf.Metric:
         dataset_digest=point.dataset_digest,
         run_id=point.run_id,
     )
+
+
+def metrics_of_columns(key: str, columns: MetricHistoryColumns) -> Iterator[mf.Metric]:
+    """A chunk of a columnar metric history as MLflow metrics, built straight from the columns
+    (no mlgrid entity in between: a history can hold millions of points)."""
+    steps = columns.steps
+    return map(mf.Metric, repeat(key, len(steps)), columns.values, columns.timestamps, steps)
 
 
 def run(gateway: Gateway, source: mg.Run) -> mf.Run:

@@ -251,8 +251,10 @@ class MlgridTrackingStore(LoggedModelMethods, AbstractStore):
         page_token: str | None = None,
     ) -> PagedList[Metric]:
         if max_results is None and page_token is None:
-            points = self._client.get_metric_history(run_id, metric_key)
-            return PagedList([convert.metric(p) for p in points], None)
+            points: list[Metric] = []
+            for columns in self._client.iter_metric_history_columns(run_id, metric_key):
+                points.extend(convert.metrics_of_columns(metric_key, columns))
+            return PagedList(points, None)
         page = self._client.get_metric_history_page(
             run_id, metric_key, max_results or 0, page_token
         )

@@ -28,18 +28,37 @@ Times are milliseconds since the epoch. Ids are strings made by the store.
 from __future__ import annotations
 
 import abc
+from array import array
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import NamedTuple, overload
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.store.logged_model_filter import LoggedModelOrder
 
-__all__ = ["AbstractTrackingStore", "HistoryPoint", "MetricBatch"]
+__all__ = ["AbstractTrackingStore", "HistoryColumns", "HistoryPoint", "MetricBatch"]
 
 #: A raw metric point of one key, as streamed by :meth:`AbstractTrackingStore.iter_metric_history`:
 #: ``(step, timestamp, value)``.
 HistoryPoint = tuple[int, int, float]
+
+
+class HistoryColumns(NamedTuple):
+    """A chunk of one key's history as columns, as streamed by
+    :meth:`AbstractTrackingStore.iter_metric_history_columns`: point i is
+    ``(steps[i], timestamps[i], values[i])``. Native-order machine arrays (typecodes ``q``,
+    ``q``, ``d``), so a chunk is three buffers rather than an object per point."""
+
+    steps: array[int]
+    timestamps: array[int]
+    values: array[float]
+
+    @classmethod
+    def of_points(cls, points: Sequence[HistoryPoint]) -> HistoryColumns:
+        if not points:
+            return cls(array("q"), array("q"), array("d"))
+        steps, timestamps, values = zip(*points, strict=True)
+        return cls(array("q", steps), array("q", timestamps), array("d", values))
 
 
 class MetricBatch(Sequence[tracking_pb2.Metric]):
@@ -289,6 +308,15 @@ class AbstractTrackingStore(abc.ABC):
         ``(step, timestamp, value)``, ordered by (step, timestamp). Raw tuples rather than
         protos so the service can build its stream without copying each point twice; fetch
         with a server-side cursor so memory stays bounded."""
+
+    def iter_metric_history_columns(
+        self, run_id: str, key: str, chunk_size: int
+    ) -> Iterator[HistoryColumns]:
+        """The same points as :meth:`iter_metric_history`, in the same order and chunking, as
+        columns. Not abstract: the default packs the raw tuples; a store that can read columns
+        without a Python object per point (the SQL store on PostgreSQL) overrides it."""
+        for chunk in self.iter_metric_history(run_id, key, chunk_size):
+            yield HistoryColumns.of_points(chunk)
 
     @abc.abstractmethod
     def get_metric_history_bulk_interval(

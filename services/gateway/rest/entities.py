@@ -15,7 +15,7 @@ from typing import Any
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.registry.v1 import registry_pb2
-from mlgrid.api.tracking.v1 import tracking_pb2
+from mlgrid.api.tracking.v1 import tracking_pb2, tracking_service_pb2
 
 from .uris import ArtifactUris
 
@@ -88,6 +88,16 @@ def dataset_inputs_in(items: Iterable[dict[str, Any]] | None) -> list[tracking_p
 
 def tags_out(tags: Iterable[common_pb2.Tag]) -> list[dict[str, str]]:
     return [{"key": t.key, "value": t.value} for t in tags]
+
+
+def metrics_out_of_columns(
+    key: str, columns: tracking_service_pb2.MetricHistoryColumns
+) -> list[dict[str, Any]]:
+    """A columnar history chunk as MLflow's metric objects (what metric_out gives per point)."""
+    return [
+        {"key": key, "value": json_float(v), "timestamp": ts, "step": s}
+        for s, ts, v in zip(columns.steps, columns.timestamps, columns.values, strict=True)
+    ]
 
 
 def metric_out(m: tracking_pb2.Metric) -> dict[str, Any]:

@@ -334,13 +334,17 @@ def get_metric_history(ctx: RestContext, req: dict[str, Any]) -> dict[str, Any]:
     run_id = _run_id(req)
     tracking = ctx.backends.tracking()
     if "max_results" not in req and not req.get("page_token"):
-        # The whole history, streamed in chunks (no message size ceiling on long histories).
+        # The whole history, streamed in columnar chunks (no message size ceiling on long
+        # histories, no message per point).
+        key = req["metric_key"]
         points: list[dict[str, Any]] = []
         for chunk in tracking.StreamMetricHistory(
-            pb.StreamMetricHistoryRequest(run_id=run_id, metric_key=req["metric_key"]),
+            pb.StreamMetricHistoryRequest(run_id=run_id, metric_key=key, columnar=True),
             timeout=_time(ctx),
         ):
+            # A tracking server that predates `columnar` (mid-upgrade) sends `metrics`.
             points.extend(ent.metric_out(m) for m in chunk.metrics)
+            points.extend(ent.metrics_out_of_columns(key, chunk.columns))
         return {"metrics": points}
     answer = tracking.GetMetricHistory(
         pb.GetMetricHistoryRequest(

@@ -1317,19 +1317,26 @@ class StreamMetricHistoryRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     METRIC_KEY_FIELD_NUMBER: _builtins.int
+    COLUMNAR_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     metric_key: _builtins.str
     """Metric key."""
+    columnar: _builtins.bool
+    """True: send the points as columns (`columns`), not one Metric message each, so neither end
+    builds an object per point. A server that predates the flag ignores it and fills
+    `metrics`: a client reads whichever field a chunk carries.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         metric_key: _builtins.str = ...,
+        columnar: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric_key", b"metric_key", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columnar", b"columnar", "metric_key", b"metric_key", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1337,27 +1344,72 @@ Global___StreamMetricHistoryRequest: _TypeAlias = StreamMetricHistoryRequest  # 
 
 @_typing.final
 class StreamMetricHistoryResponse(_message.Message):
-    """One chunk of a streamed metric history."""
+    """One chunk of a streamed metric history: `metrics`, or `columns` when the request was columnar."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     METRICS_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def metrics(self) -> _containers.RepeatedCompositeFieldContainer[_tracking_pb2.Metric]:
         """Points ordered by (step, timestamp)."""
+
+    @_builtins.property
+    def columns(self) -> Global___MetricHistoryColumns:
+        """The same points as columns, ordered by (step, timestamp)."""
 
     def __init__(
         self,
         *,
         metrics: _abc.Iterable[_tracking_pb2.Metric] | None = ...,
+        columns: Global___MetricHistoryColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "metrics", b"metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamMetricHistoryResponse: _TypeAlias = StreamMetricHistoryResponse  # noqa: Y015
+
+@_typing.final
+class MetricHistoryColumns(_message.Message):
+    """Points of one metric key as parallel columns: point i is (steps[i], timestamps[i], values[i]).
+    Fixed-width types, so each column is one packed little-endian array on the wire (8 bytes a
+    value, no varint coding): both ends copy bytes rather than encode or decode per point.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Steps."""
+
+    @_builtins.property
+    def timestamps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Timestamps, milliseconds since the epoch."""
+
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Values (NaN and +/-infinity as logged)."""
+
+    def __init__(
+        self,
+        *,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+        timestamps: _abc.Iterable[_builtins.int] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps", b"steps", "timestamps", b"timestamps", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricHistoryColumns: _TypeAlias = MetricHistoryColumns  # noqa: Y015
 
 @_typing.final
 class GetMetricHistoryBulkIntervalRequest(_message.Message):
