@@ -275,6 +275,7 @@ def serve_service(
     except BaseException:
         app.close()
         raise
+    app.serving(host, running.port)
     announce(READY, name=name, address=f"{client_host(host)}:{running.port}", pid=os.getpid())
     if parent_pipe:
         _watch_parent()

@@ -198,6 +198,7 @@ LONG_RUN = """\
 import os, time
 with open({marks!r}, "a") as marks:
     marks.write(os.environ["MLFLOW_RUN_ID"] + " " + str(os.getpid()) + "\\n")
+print("started", os.environ["MLFLOW_RUN_ID"], flush=True)
 time.sleep(300)
 """
 
@@ -283,6 +284,11 @@ def test_a_killed_projects_replica_has_its_runs_failed_and_the_others_go_on(
     replica_pids = {p.pid for p in replicas_of(replicated, "projects")}
     assert set(owners) == set(pids) and set(owners.values()) <= replica_pids
     assert len(set(owners.values())) >= 2, f"all runs on one replica: {owners}"
+    # Each run's output, asked of whichever replica the gateway picks (mostly not the owner:
+    # it relays the stream from the owner).
+    for run in submitted * 2:
+        output = b"".join(chunk.data for chunk in run.logs(follow=False))
+        assert f"started {run.run_id}".encode() in output
 
     victim = owners[submitted[0].run_id]
     orphaned = {run_id for run_id, owner in owners.items() if owner == victim}

@@ -42,6 +42,8 @@ class ServiceApp:
 
     services: list[ServedService]
     close: Callable[[], None] = field(default=lambda: None)
+    #: Told (host, port) once the server is bound (the projects service hands it to its peers).
+    serving: Callable[[str, int], None] = field(default=lambda _host, _port: None)
 
 
 def available_services() -> list[str]:

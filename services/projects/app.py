@@ -148,4 +148,21 @@ def create(config: ServiceConfig) -> ServiceApp:
         schemes=runner.backend_names(),
         rules=projects_rules(TrackingClient(config.gateway_target or "", config.auth)),
     )
-    return ServiceApp(services=[served], close=runner.close)
+    return ServiceApp(
+        services=[served],
+        close=runner.close,
+        serving=lambda host, port: runner.serving_at(f"{peer_host(host)}:{port}"),
+    )
+
+
+def peer_host(host: str) -> str:
+    """The host other replicas reach a server bound on ``host`` at: for a wildcard, this host's
+    own address (a pod's IP), else loopback."""
+    if host not in ("0.0.0.0", "", "::", "[::]"):
+        return host
+    import socket
+
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -271,12 +271,23 @@ class ProjectRunner:
         # The owner cancels it at its next heartbeat (or whoever takes the lease over, at once).
         return self._wait_elsewhere(run_id, 2 * self.state.period, store_uri)
 
+    def serving_at(self, address: str) -> None:
+        """Where other replicas reach this one (recorded in its leases)."""
+        self.state.address = address
+
+    def owner_address(self, run_id: str) -> str | None:
+        """Where the replica that owns ``run_id`` serves, when it is another one."""
+        lease = self.state.lease_of(run_id)
+        if lease is None or lease.owner == self.state.instance:
+            return None
+        return lease.owner_address
+
     def logs(self, run_id: str, follow: bool) -> Iterator[LogChunk]:
         submitted = self._get(run_id)
         if submitted is None:
             raise ResourceDoesNotExist(
-                f"no logs for run {run_id!r} on this projects service replica: it did not start "
-                "the run (another replica did, or it has been forgotten since)"
+                f"no logs for run {run_id!r}: no projects service replica runs it (it ended and "
+                "was forgotten, or it was not started by the projects service)"
             )
         return submitted.logs(follow=follow)
 

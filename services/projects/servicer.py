@@ -9,10 +9,11 @@ import grpc
 
 from mlgrid.api.projects.v1 import projects_service_pb2 as pb
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc as pb_grpc
-from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from mlgrid.protocol import STORE_URI_METADATA
 
 from .preparation import Submission
+from .relay import is_relayed, relay_logs
 from .runner import ProjectRunner, RunAnswer
 
 __all__ = ["ProjectsServicer"]
@@ -119,7 +120,17 @@ class ProjectsServicer(pb_grpc.ProjectsServiceServicer):
     def StreamRunLogs(
         self, request: pb.StreamRunLogsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.StreamRunLogsResponse]:
-        for chunk in self.runner.logs(_run_id(request.run_id), request.follow):
+        run_id = _run_id(request.run_id)
+        try:
+            chunks = self.runner.logs(run_id, request.follow)
+        except ResourceDoesNotExist:
+            # Another replica runs it: its output is there (relay.py).
+            owner = None if is_relayed(context) else self.runner.owner_address(run_id)
+            if owner is None:
+                raise
+            yield from relay_logs(owner, request, context)
+            return
+        for chunk in chunks:
             if not context.is_active():
                 return  # the client went away; the run goes on
             if not chunk.data:

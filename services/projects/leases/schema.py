@@ -24,6 +24,9 @@ leases = sa.Table(
     sa.Column("owner_host", sa.String(255), nullable=False),
     sa.Column("owner_pid", sa.Integer, nullable=False),
     sa.Column("owner_start", sa.String(64), nullable=True),
+    # Where the owner serves (host:port; NULL until it is bound): other replicas relay the run's
+    # log stream from there (p0002).
+    sa.Column("owner_address", sa.String(300), nullable=True),
     sa.Column("backend", sa.String(200), nullable=False),
     # The backend's handle (OwnedHandle.details) as JSON.
     sa.Column("details", sa.Text, nullable=False),

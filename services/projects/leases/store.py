@@ -63,6 +63,7 @@ class Lease:
     owner_pid: int
     owner_start: str | None
     backend: str
+    owner_address: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     expires_ms: int = 0
     cancel_requested: bool = False
@@ -84,6 +85,7 @@ class Lease:
             owner_pid=row.owner_pid,
             owner_start=row.owner_start,
             backend=row.backend,
+            owner_address=row.owner_address,
             details=details if isinstance(details, dict) else {},
             expires_ms=row.expires_ms,
             cancel_requested=bool(row.cancel_requested),
@@ -103,6 +105,8 @@ class LeaseStore:
         self.host = host_id()
         self.pid = os.getpid()
         self.start = process_start_time(self.pid)
+        #: host:port other replicas reach this one at (set once the server is bound).
+        self.address: str | None = None
         #: Runs this instance holds a lease on (recorded or taken over, not yet forgotten).
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -121,6 +125,7 @@ class LeaseStore:
             "owner_host": self.host,
             "owner_pid": self.pid,
             "owner_start": self.start,
+            "owner_address": self.address,
             "expires_ms": self._expiry(),
         }
 
@@ -176,7 +181,7 @@ class LeaseStore:
             conn.execute(
                 leases.update()
                 .where(leases.c.owner == self.instance)
-                .values(expires_ms=self._expiry())
+                .values(expires_ms=self._expiry(), owner_address=self.address)
             )
             rows = conn.execute(
                 sa.select(leases.c.run_id, leases.c.cancel_requested).where(
