@@ -42,11 +42,12 @@ def _mlgrid_containers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _routes_file(compose: dict[str, Any]) -> dict[str, Path]:
-    """Container path -> local file, for the configs compose mounts into the gateway."""
+    """Container path -> local file, for the files compose mounts into the gateway."""
     mounts = {}
-    for ref in compose["services"]["gateway"].get("configs", []):
-        local = DEPLOY / compose["configs"][ref["source"]]["file"]
-        mounts[ref["target"]] = local
+    for volume in compose["services"]["gateway"].get("volumes", []):
+        local, target, mode = volume.split(":")
+        assert local.startswith("./") and mode == "ro", volume  # a file of deploy/, read-only
+        mounts[target] = DEPLOY / local
     return mounts
 
 

@@ -11,10 +11,8 @@ intercepts TLS); nothing of it stays in the image.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -34,59 +32,15 @@ from .cli_args import ROOT
 #: A password with characters a URI must encode; PostgreSQL here trusts local connections, so
 #: it is accepted and must only never be printed.
 PASSWORD = "img:pw@/x"
-#: The first test builds the image in its setup (about two minutes here, more on a busy machine).
+#: The first test builds the image in its setup (about two minutes here, more on a busy machine;
+#: the mlgrid_image fixture is in conftest.py, shared with test_compose_up.py).
 pytestmark = pytest.mark.timeout(1200)
-BUILD_INPUTS = ("deploy/Dockerfile", "deploy/requirements.lock", "deploy/entrypoint.sh",
-                "deploy/healthcheck.py", "pyproject.toml", "setup.py")  # fmt: skip
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _ca_bundle() -> str | None:
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def mlgrid_image(container_engine: Any) -> str:
-    """`make image` on the engine, once per test run (xdist workers share it)."""
-    digest = hashlib.sha256()
-    for name in BUILD_INPUTS:
-        digest.update((ROOT / name).read_bytes())
-    tag = f"localhost/mlgrid-image-test:{digest.hexdigest()[:12]}"
-    podman, engine_env = container_engine.podman_cli()
-    with container_engine.locked("mlgrid-image"):
-        if subprocess.run([*podman, "image", "exists", tag], env=engine_env).returncode == 0:
-            return tag
-        command = [
-            "make", "--no-print-directory", "image",
-            f"ENGINE={' '.join(podman)}",
-            f"BASE_IMAGE={container_engine.python_image}",
-            f"IMAGE={tag}",
-            "IMAGE_BUILD_FLAGS=--network=host",
-        ]  # fmt: skip
-        ca = _ca_bundle()
-        if ca:
-            command.append(f"CA_BUNDLE={ca}")
-        started = time.monotonic()
-        built = subprocess.run(
-            command, cwd=ROOT, env=engine_env, capture_output=True, text=True, timeout=1200
-        )
-        assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
-        seconds = time.monotonic() - started
-    size = subprocess.run(
-        [*podman, "image", "inspect", "--format", "{{.Size}}", tag],
-        env=engine_env, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    print(f"\nmake image: {seconds:.0f} s, {int(size) / 1e6:.0f} MB ({tag})")
-    return tag
 
 
 def _run(client: Any, image: str, args: list[str], **kwargs: Any) -> tuple[int, str]:
