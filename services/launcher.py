@@ -34,7 +34,7 @@ from mlgrid_services.common.app import (
 )
 from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
-from mlgrid_services.common.inprocess import InProcessChannel
+from mlgrid_services.common.inprocess import InProcessChannel, InProcessRpcError
 from mlgrid_services.common.server import (
     RunningServer,
     call_interceptors,
@@ -65,6 +65,12 @@ class _Recorder:
 
     def add_registered_method_handlers(self, service: str, handlers: dict) -> None:  # type: ignore[type-arg]
         self.handlers.append(grpc.method_handlers_generic_handler(service, handlers))
+
+
+def _stopped_error() -> InProcessRpcError:
+    return InProcessRpcError(
+        grpc.StatusCode.UNAVAILABLE, "the embedded mlgrid services of this process were stopped"
+    )
 
 
 class EmbeddedStack(grpc.GenericRpcHandler):
@@ -106,6 +112,8 @@ class EmbeddedStack(grpc.GenericRpcHandler):
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
+        if self._stopped:  # e.g. a call from a thread still running at exit
+            raise _stopped_error()
         method = handler_call_details.method
         name = GRPC_SERVICES.get(method[1:].partition("/")[0])
         if name is None:
@@ -122,7 +130,7 @@ class EmbeddedStack(grpc.GenericRpcHandler):
     def _start(self, name: str) -> list[grpc.GenericRpcHandler]:
         with self._lock:
             if self._stopped:
-                raise RuntimeError("the embedded mlgrid services were stopped")
+                raise _stopped_error()
             if name not in self._apps and name not in self._missing:
                 if name in SELF_CONTAINED:
                     self._create(name)

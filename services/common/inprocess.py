@@ -26,6 +26,7 @@ its call scope is ended then. Response streams are produced as the caller reads 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -101,6 +102,9 @@ class InProcessContext(grpc.ServicerContext):
         self._code: grpc.StatusCode | None = None
         self._details = ""
         self._trailing: tuple[tuple[str, Any], ...] = ()
+        #: A request the caller streamed that could not be sent (too large): the caller's
+        #: error, whatever the servicer made of its stream ending.
+        self.send_error: InProcessRpcError | None = None
 
     # -- what servicers and interceptors use --------------------------------------------------
 
@@ -190,6 +194,8 @@ class InProcessContext(grpc.ServicerContext):
 
     def error(self, exc: BaseException | None) -> InProcessRpcError | None:
         """The caller's error for a handler that raised ``exc`` (or returned), else None."""
+        if self.send_error is not None:
+            return self.send_error
         if self.past_deadline():
             return InProcessRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         code = self._code
@@ -318,11 +324,22 @@ class _Method:
         if behavior is None:
             raise _unimplemented(self._method)
         parse = handler.request_deserializer
+        context = InProcessContext(call_metadata, timeout)
         if self._request_streaming:
-            arg: Any = (_transcode(item, self._serialize, parse) for item in request)
+            arg: Any = self._requests(request, parse, context)
         else:
             arg = _transcode(request, self._serialize, parse)
-        return behavior, arg, InProcessContext(call_metadata, timeout), handler
+        return behavior, arg, context, handler
+
+    def _requests(
+        self, requests: Iterable[Any], parse: Deserializer, context: InProcessContext
+    ) -> Iterator[Any]:
+        for request in requests:
+            try:
+                yield _transcode(request, self._serialize, parse)
+            except InProcessRpcError as err:
+                context.send_error = err
+                raise
 
     def _answer(self, response: Any, handler: grpc.RpcMethodHandler) -> Any:
         return _transcode(response, handler.response_serializer, self._deserialize)
@@ -414,7 +431,8 @@ class _ResponseStream(grpc.Call):  # type: ignore[misc]
 
     def __del__(self) -> None:
         if not self._context._ended:
-            self.cancel()
+            with contextlib.suppress(Exception):  # abandoned: clean up if the process still can
+                self.cancel()
 
     def is_active(self) -> bool:
         return self._context.is_active()

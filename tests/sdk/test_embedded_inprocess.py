@@ -24,12 +24,13 @@ import grpc
 import pytest
 
 from mlgrid import MlflowClient
+from mlgrid._rpc_errors import from_rpc_error
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.client import Client
 from mlgrid.entities import Metric, Param, RunTag
-from mlgrid.exceptions import MlgridException
-from mlgrid.protocol import CHANNEL_OPTIONS
+from mlgrid.exceptions import MlgridException, TemporarilyUnavailable
+from mlgrid.protocol import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
 from mlgrid.transport import get_transport
 from mlgrid_services import launcher
 from mlgrid_services.common.inprocess import InProcessChannel
@@ -192,6 +193,19 @@ def test_both_ways_into_one_embedded_stack_answer_alike(tmp_path: Path) -> None:
             assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
             assert details and statuses
 
+        # Past its deadline, and larger than gRPC lets a client send: the same codes.
+        request = trk.GetExperimentRequest(experiment_id=experiment.experiment_id)
+        huge = trk.LogParamRequest(run_id=run, key="big", value="x" * (MAX_MESSAGE_BYTES + 1))
+        for call, argument, code in (
+            ("GetExperiment", request, grpc.StatusCode.DEADLINE_EXCEEDED),
+            ("LogParam", huge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ):
+            for way, stub in stubs.items():
+                with pytest.raises(grpc.RpcError) as caught:
+                    getattr(stub, call)(argument, timeout=0 if call == "GetExperiment" else 10)
+                assert caught.value.code() is code, (way, call, caught.value)
+        del huge
+
         history = trk.StreamMetricHistoryRequest(run_id=run, metric_key="x")
         streamed = {
             way: [list(r.metrics) for r in stub.StreamMetricHistory(history)]
@@ -213,6 +227,17 @@ def test_an_unknown_method_is_unimplemented_in_process(tmp_path: Path) -> None:
         assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
     finally:
         stack.stop()
+
+
+def test_a_call_after_the_stack_stopped_is_temporarily_unavailable(tmp_path: Path) -> None:
+    stack = launcher.start_embedded(f"sqlite:///{tmp_path / 'stopped.db'}")
+    stub = trk_grpc.TrackingServiceStub(stack.channel)
+    stub.CreateExperiment(trk.CreateExperimentRequest(name="before"))
+    stack.stop()
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CreateExperiment(trk.CreateExperimentRequest(name="after"))
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert isinstance(from_rpc_error(caught.value), TemporarilyUnavailable)
 
 
 _WRITER = textwrap.dedent(

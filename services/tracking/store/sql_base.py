@@ -25,6 +25,7 @@ from mlgrid_services.common.sql_dialect import POSTGRESQL, insert_ignore, upsert
 from . import schema as t
 from .pg_fast import PgFastPaths
 from .rows import RUN_INFO_COLUMNS
+from .sqlite_points import SqlitePoints
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ class SqlStoreBase:
         self._fast: PgFastPaths | None = (
             PgFastPaths(engine) if fast_paths and self.dialect == POSTGRESQL else None
         )
+        #: SQLite: the plain path's metric statements compiled once (sqlite_points.py); set
+        #: with the write statements.
+        self._sqlite_points: SqlitePoints | None = None
+        self.fast_paths = fast_paths
         self._analyze_lock = threading.Lock()
         self._runs_since_analyze = 0
         self._analyzing = False
@@ -194,7 +199,10 @@ class SqlStoreBase:
     def _check_run_writable(self, conn: Connection, run_id: str) -> None:
         """Raises unless the run exists and is active. A run of a deleted experiment is deleted
         with it, so the run's own stage is enough (one indexed lookup per write)."""
-        stage = conn.execute(self._run_state, {"run_id": run_id}).scalar()
+        if self._sqlite_points is not None:
+            stage = self._sqlite_points.run_stage(conn, run_id)
+        else:
+            stage = conn.execute(self._run_state, {"run_id": run_id}).scalar()
         if stage is None:
             raise ResourceDoesNotExist(f"Run {run_id!r} not found")
         if stage != t.ACTIVE:
@@ -204,7 +212,10 @@ class SqlStoreBase:
             )
 
     def _check_run_exists(self, conn: Connection, run_id: str) -> str:
-        stage = conn.execute(self._run_state, {"run_id": run_id}).scalar()
+        if self._sqlite_points is not None:
+            stage = self._sqlite_points.run_stage(conn, run_id)
+        else:
+            stage = conn.execute(self._run_state, {"run_id": run_id}).scalar()
         if stage is None:
             raise ResourceDoesNotExist(f"Run {run_id!r} not found")
         return str(stage)

@@ -23,6 +23,7 @@ from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 from . import schema as t
 from .sql_base import SqlStoreBase
 from .sql_runs import RUN_NAME_TAG
+from .sqlite_points import SqlitePoints
 from .write_statements import (
     SELECT_PARAMS,
     Point,
@@ -71,8 +72,20 @@ class WritesMixin(SqlStoreBase):
                 is_nan=sa.bindparam("b_is_nan"),
             )
         )
+        if self.dialect == "sqlite" and self.fast_paths:
+            # The same statements run without SQLAlchemy's per-statement work (sqlite_points.py).
+            self._sqlite_points = SqlitePoints(
+                self.engine,
+                self._run_state,
+                self._metric_statement,
+                self._latest_insert,
+                self._latest_forward,
+            )
 
     def _write_points(self, conn: Connection, run_id: str, points: Sequence[Point]) -> None:
+        if self._sqlite_points is not None:
+            self._sqlite_points.write(conn, run_id, points)
+            return
         if not points:
             return
         conn.execute(
