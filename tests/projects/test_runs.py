@@ -307,7 +307,7 @@ def test_cancel_kills_the_whole_process_group(grpc_stack, tmp_path: Path) -> Non
             time.sleep(0.05)
         leader, grandchild = json.loads(pids.read_text())
         assert alive(leader) and alive(grandchild)
-        assert list((tmp_path / "state").glob("*.json"))  # recorded while running
+        assert svc.runner.state.lease_of(answer.run_id) is not None  # leased while running
         started = time.monotonic()
         submitted.cancel()
         assert submitted.get_status() == "KILLED"
@@ -316,7 +316,7 @@ def test_cancel_kills_the_whole_process_group(grpc_stack, tmp_path: Path) -> Non
         assert submitted.wait() is False
         assert Client(grpc_stack.tracking_uri).get_run(answer.run_id).info.status == "KILLED"
         assert "cancel requested" in output(submitted, "system")
-        assert not list((tmp_path / "state").glob("*.json"))  # forgotten once ended
+        assert svc.runner.state.lease_of(answer.run_id) is None  # forgotten once ended
 
 
 def test_zip_archive_project_with_subdirectory(stack_uri: str, tmp_path: Path) -> None:
