@@ -3,8 +3,9 @@ tracking server with auth off and on, same process, same SQLite store kind.
 
     .venv/bin/python -m bench.auth_overhead [--calls 2000] [--route tunnel|gateway]
 
-Not part of ``make bench`` (that one runs against MLflow); this isolates the per-call price of
-authentication and permission checks (docs/auth.md, "Cost").
+``make bench`` sets ``mlgrid up`` with auth on beside auth off on every tracking phase (the
+``mlgrid-auth`` target and its table, bench/report.py); this isolates the per-call price of
+authentication and permission checks in one process (docs/auth.md, "Cost").
 """
 
 from __future__ import annotations

@@ -85,7 +85,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_worker(
-    target: str, uri: str, phases: list[Phase], quick: bool, sampler_for: int | None = None
+    target: str,
+    uri: str,
+    phases: list[Phase],
+    quick: bool,
+    sampler_for: int | None = None,
+    client_env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs the client worker for ``phases``; returns (its answer, extra controller figures)."""
     spec = servers.TARGETS[target]
@@ -98,6 +103,7 @@ def run_worker(
     env.pop("PYTHONPATH", None)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["MLFLOW_LOGGING_LEVEL"] = "WARNING"  # not a line per model version on the console
+    env.update(client_env or {})  # the auth-on target's credentials
     extra: dict[str, Any] = {}
     sampler = (
         servers.RssSampler(sampler_for, match="artifacts" if target == "mlgrid" else None)
@@ -138,6 +144,8 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
             if phase.id in startup:
                 results[phase.id] = {"value": startup[phase.id], "detail": {}}
         for group in GROUPS:
+            if servers.TARGETS[target].auth and group != "tracking":
+                continue  # auth on is compared with auth off on the tracking phases only
             phases = [p for p in args.selected if p.group == group and not p.controller]
             if not phases:
                 continue
@@ -145,7 +153,14 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
                 p.id == "artifact_rss_growth" for p in args.selected
             )
             pid = server.process.pid if sample and target == "mlgrid" else None
-            answer, extra = run_worker(target, server.uri, phases, args.quick, sampler_for=pid)
+            answer, extra = run_worker(
+                target,
+                server.uri,
+                phases,
+                args.quick,
+                sampler_for=pid,
+                client_env=server.client_env,
+            )
             results.update(answer["results"])
             results.update(extra)
             meta.setdefault("versions", {})[target] = answer.get("version")

@@ -6,6 +6,9 @@ with mlgrid reached through the plugin and through the REST port.
 
 A ratio is "how many times better mlgrid is": mlgrid / MLflow for rates, MLflow / mlgrid for
 latencies, durations and sizes; above 1 means mlgrid wins.
+
+The third table (when ``mlgrid-auth`` ran) sets mlgrid with auth on beside mlgrid with auth off
+on the tracking phases: the issue allows auth to cost them at most :data:`AUTH_MAX_LOSS`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from bench.phases import MLFLOW_CLIENT_FACTORS, Phase, has_client_factor
 from bench.servers import TARGETS
 
 Results = dict[str, dict[str, Any]]  # target -> phase id -> {"value", "detail"} | {"error"}
+#: The most auth may cost a tracking phase (issue #13): 10 % of its rate, or 10 % more time.
+AUTH_MAX_LOSS = 0.10
 
 
 def value(results: Results, target: str, phase: Phase) -> float | None:
@@ -125,6 +130,37 @@ def client_rows(phases: list[Phase], results: Results, targets: list[str]) -> li
     return table
 
 
+def auth_loss(phase: Phase, off: float | None, on: float | None) -> float | None:
+    """What turning auth on cost ``phase``: the share of its rate lost, or the share of time
+    added (negative when auth on measured better, i.e. noise)."""
+    if off is None or on is None or off <= 0 or on <= 0:
+        return None
+    return 1 - on / off if phase.higher_is_better else on / off - 1
+
+
+def auth_rows(phases: list[Phase], results: Results, targets: list[str]) -> list[list[str]]:
+    """mlgrid with auth off and on, tracking phases (empty unless both ran)."""
+    if "mlgrid" not in targets or "mlgrid-auth" not in targets:
+        return []
+    header = ["phase", "unit", TARGETS["mlgrid"].title, TARGETS["mlgrid-auth"].title]
+    table = [[*header, "cost of auth", f"≤ {AUTH_MAX_LOSS:.0%}?"]]
+    for phase in (p for p in phases if p.group == "tracking"):
+        row = [phase.title, phase.unit]
+        for target in ("mlgrid", "mlgrid-auth"):
+            entry = results.get(target, {}).get(phase.id, {})
+            row.append("error" if "error" in entry else fmt(value(results, target, phase)))
+        loss = auth_loss(
+            phase, value(results, "mlgrid", phase), value(results, "mlgrid-auth", phase)
+        )
+        row.append("-" if loss is None else f"{loss:+.1%}")
+        if phase.controller:  # start-up figures: shown, but the limit is on the calls
+            row.append("")
+        else:
+            row.append("n/a" if loss is None else ("yes" if loss <= AUTH_MAX_LOSS else "no"))
+        table.append(row)
+    return table
+
+
 def render_all(
     phases: list[Phase], results: Results, targets: list[str], markdown: bool = False
 ) -> str:
@@ -135,6 +171,12 @@ def render_all(
         parts.append(render(rows(phases, results, targets), markdown))
     if client:
         parts.append("The unmodified mlflow client on each server:\n\n" + render(client, markdown))
+    auth = auth_rows(phases, results, targets)
+    if len(auth) > 1:
+        parts.append(
+            "mlgrid with auth off and on (its SDK as a user that is not an admin, with an access "
+            "token):\n\n" + render(auth, markdown)
+        )
     return "\n\n".join(parts)
 
 

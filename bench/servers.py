@@ -8,7 +8,9 @@ Runs in mlgrid's venv (psutil, psycopg, grpc are there); MLflow's server runs fr
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -47,6 +49,9 @@ class Target:
     #: How the client reaches the server: "http" (MLflow's server), "grpc" (mlgrid's SDK),
     #: "plugin" (``mlgrid://`` through mlgrid's MLflow plugin), "rest" (mlgrid's REST port).
     way: str
+    #: The server authenticates every call and checks permissions (MLGRID_AUTH=true); the
+    #: client calls as a user that is not an admin, with an access token.
+    auth: bool = False
 
 
 #: The targets, in run order. The MLflow server's client runs in .venv-mlflow; every other client
@@ -57,13 +62,22 @@ TARGETS: dict[str, Target] = {
     "mlgrid": Target("mlgrid", "mlgrid", "mlgrid", "grpc"),
     "mlgrid-plugin": Target("mlflow → mlgrid plugin", "mlgrid", "mlflow", "plugin"),
     "mlgrid-rest": Target("mlflow → mlgrid REST", "mlgrid", "mlflow", "rest"),
+    # The issue asks what auth costs the tracking phases (at most 10 %): `mlgrid` again, with
+    # auth on, in the same run (report.auth_rows).
+    "mlgrid-auth": Target("mlgrid (auth on)", "mlgrid", "mlgrid", "grpc", auth=True),
 }
 #: Shorthands for --targets.
 TARGET_GROUPS: dict[str, tuple[str, ...]] = {
     # Every target whose client is the unmodified `mlflow` package: the issue's comparison of
     # MLflow's server with mlgrid through the plugin and through the REST port.
     "mlflow-client": tuple(name for name, t in TARGETS.items() if t.sdk == "mlflow"),
+    # mlgrid with auth off and on: the auth table alone.
+    "auth": ("mlgrid", "mlgrid-auth"),
 }
+#: The admin ``mlgrid up`` creates on the auth-on target (for the set-up calls only), and the
+#: user the workload runs as there: not an admin, so every call's permissions are checked.
+AUTH_ADMIN = ("bench-admin", "bench-admin-password")
+AUTH_USER = ("bench-user", "bench-user-password")
 MIB = 1024 * 1024
 
 
@@ -122,6 +136,8 @@ class Server:
     startup_processes: int = 0
     startup_rss_mib: float = 0.0
     notes: dict[str, str] = field(default_factory=dict)
+    #: Variables the client worker gets (the auth-on target's access token).
+    client_env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         """SIGTERM to the server's process group; whatever of it is left after 20 s gets SIGKILL
@@ -160,6 +176,13 @@ def _command(
             # MLflow's REST API on a free port, not the default 5000 (which may be taken).
             "--rest-port", str(rest_port),
         ]  # fmt: skip
+        if TARGETS[target].auth:
+            env.update(
+                MLGRID_AUTH="true",
+                MLGRID_AUTH_SECRET=secrets.token_urlsafe(32),
+                MLGRID_AUTH_ADMIN_USERNAME=AUTH_ADMIN[0],
+                MLGRID_AUTH_ADMIN_PASSWORD=AUTH_ADMIN[1],
+            )
         return command, env
     command = [
         str(mlflow_env.VENV / "bin" / "mlflow"), "server", "--host", "127.0.0.1",
@@ -202,8 +225,14 @@ def _rest_ready(uri: str) -> bool:
         return False
 
 
-def _mlgrid_ready(target: str, artifact_root: str) -> bool:
-    """The gateway reports SERVING and each service answers a cheap call through it."""
+def _basic(user: tuple[str, str]) -> list[tuple[str, str]]:
+    encoded = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+    return [("authorization", f"Basic {encoded}")]
+
+
+def _mlgrid_ready(target: str, artifact_root: str, auth: bool = False) -> bool:
+    """The gateway reports SERVING and each service answers a cheap call through it (as the
+    admin, when auth is on)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -218,7 +247,7 @@ def _mlgrid_ready(target: str, artifact_root: str) -> bool:
         # The service itself must answer: an error the gateway makes up while the service is
         # not routed yet (no backend for the scheme) does not count.
         try:
-            call(request, timeout=2)  # type: ignore[operator]
+            call(request, timeout=2, metadata=_basic(AUTH_ADMIN) if auth else None)  # type: ignore[operator]
         except grpc.RpcError as err:
             return err.code() in accepted
         return True
@@ -273,9 +302,9 @@ def started(target: str, db_url: str, workdir: Path, timeout: float = 180) -> It
             if TARGETS[target].server == "mlflow":
                 ready = _mlflow_ready(uri)
             else:
-                ready = _mlgrid_ready(f"127.0.0.1:{port}", artifact_root) and (
-                    TARGETS[target].way != "rest" or _rest_ready(uri)
-                )
+                ready = _mlgrid_ready(
+                    f"127.0.0.1:{port}", artifact_root, TARGETS[target].auth
+                ) and (TARGETS[target].way != "rest" or _rest_ready(uri))
             if ready:
                 break
             if time.perf_counter() - begin > timeout:
@@ -287,6 +316,8 @@ def started(target: str, db_url: str, workdir: Path, timeout: float = 180) -> It
         procs = process_tree(process.pid)
         server.startup_processes = len(procs)
         server.startup_rss_mib = tree_rss(procs) / MIB
+        if TARGETS[target].auth:
+            server.client_env = {"MLGRID_TRACKING_TOKEN": _user_token(f"127.0.0.1:{port}")}
         yield server
     finally:
         server.stop()
@@ -295,6 +326,26 @@ def started(target: str, db_url: str, workdir: Path, timeout: float = 180) -> It
         if target == "mlflow-nodelay":
             applied = nodelay_log.read_text().count("\n") if nodelay_log.exists() else 0
             server.notes["nodelay_processes"] = str(applied)
+
+
+def _user_token(address: str) -> str:
+    """Creates the auth-on target's workload user (as its admin) and an access token of it."""
+    import grpc
+
+    from mlgrid.api.auth.v1 import auth_service_pb2 as apb
+    from mlgrid.api.auth.v1 import auth_service_pb2_grpc as agrpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = agrpc.AuthServiceStub(channel)
+        stub.CreateUser(
+            apb.CreateUserRequest(username=AUTH_USER[0], password=AUTH_USER[1]),
+            metadata=_basic(AUTH_ADMIN),
+            timeout=30,
+        )
+        answer = stub.CreateAccessToken(
+            apb.CreateAccessTokenRequest(name="bench"), metadata=_basic(AUTH_USER), timeout=30
+        )
+    return str(answer.token)
 
 
 class RssSampler:

@@ -112,3 +112,44 @@ def test_client_table_reports_ratios_to_mlflow_and_the_issue_targets() -> None:
     assert versions["target"] == "" and versions["met? (plugin)"] == ""
     # Server-side figures (startup) are the main table's, not the client table's.
     assert BY_ID["startup_seconds"].title not in by_phase
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_quick_bench_sets_auth_on_beside_auth_off(tmp_path: Path, postgres_url: str) -> None:
+    # `mlgrid up` twice in one run, the second with auth on and the workload as a user that is
+    # not an admin (an access token): every tracking phase has both figures and their cost.
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--targets", "auth"]
+    done = subprocess.run(
+        [*command, "--phases", "tracking", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = json.loads(output.read_text())["results"]
+    tracking = [p for p in PHASES if p.group == "tracking"]
+    for target in ("mlgrid", "mlgrid-auth"):
+        missing = [p.id for p in tracking if not saved[target].get(p.id, {}).get("value")]
+        assert not missing, f"{target}: phases without a figure: {missing}"
+    assert "mlgrid with auth off and on" in done.stdout
+    table = done.stdout.split("mlgrid with auth off and on", 1)[1]
+    for phase in tracking:
+        row = next(line for line in table.splitlines() if line.startswith(phase.title))
+        assert "%" in row and "error" not in row, row
+
+
+def test_auth_table_says_what_auth_cost_each_tracking_phase() -> None:
+    # A rate that lost 5 % passes; a latency 20 % longer does not; start-up gets no verdict.
+    results = {
+        "mlgrid": {"create_runs": {"value": 200.0}, "log_metric": {"value": 2.0}},
+        "mlgrid-auth": {"create_runs": {"value": 190.0}, "log_metric": {"value": 2.4}},
+    }
+    table = report.auth_rows(list(PHASES), results, ["mlgrid", "mlgrid-auth"])
+    rows = {row[0]: row[2:] for row in table[1:]}
+    assert rows[BY_ID["create_runs"].title] == ["200", "190", "+5.0%", "yes"]
+    assert rows[BY_ID["log_metric"].title] == ["2.00", "2.40", "+20.0%", "no"]
+    assert rows[BY_ID["startup_seconds"].title] == ["-", "-", "-", ""]
+    assert report.auth_rows(list(PHASES), results, ["mlgrid"]) == []
