@@ -131,3 +131,25 @@ def test_nothing_else_reads_mlgrid_or_mlflow_variables() -> None:
         if direct.search(line)
     ]
     assert offenders == []
+
+
+def test_values_follow_every_change_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings are read on each use (credentials rotated in the environment apply at once),
+    whichever way the environment changes: set, changed, removed, replaced by another mapping."""
+    token = env.MLGRID_TRACKING_TOKEN
+    monkeypatch.delenv("MLGRID_TRACKING_TOKEN", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    assert token.get() is None and token.source() is None and not token.is_set
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "jéton-1")  # non-ASCII survives the round trip
+    assert (token.get(), token.source()) == ("jéton-1", "MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLGRID_TRACKING_TOKEN", "rotated")
+    assert (token.get(), token.get_raw(), token.source()) == (
+        "rotated",
+        "rotated",
+        "MLGRID_TRACKING_TOKEN",
+    )
+    monkeypatch.delenv("MLGRID_TRACKING_TOKEN")
+    assert token.get() == "jéton-1"
+    monkeypatch.setattr("os.environ", {"MLGRID_TRACKING_TOKEN": "from-a-plain-dict"})
+    assert token.get() == "from-a-plain-dict"
+    assert env.MLGRID_WORKSPACE.get() is None
