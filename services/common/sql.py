@@ -106,7 +106,10 @@ def _tie_connections_to_calls(engine: Engine, backend: str) -> None:
     from sqlalchemy.exc import DisconnectionError
 
     from .call_scope import register_for_call
-    from .pg_cursors import connection_alive
+
+    if backend == "postgresql":
+        # Imports psycopg (~9 MiB): not for a SQLite engine.
+        from .pg_cursors import connection_alive
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
