@@ -172,11 +172,12 @@ class ArtifactsDomain:
             raise InvalidParameterValue(f"page_size {page_size} is not allowed: use 0 or more")
         after = decode_page_key(page_token, "artifact listing")
         if recursive:
-            infos = list(repository.walk_files(directory))
+            infos = [info for info in repository.walk_files(directory) if info.path > after]
+        elif page_size:
+            # One more than the page: whether another page follows.
+            infos = repository.list_artifacts_page(directory, after, page_size + 1)
         else:
-            infos = repository.list_artifacts(directory)
-        if after:
-            infos = [info for info in infos if info.path > after]
+            infos = [info for info in repository.list_artifacts(directory) if info.path > after]
         if page_size and len(infos) > page_size:
             infos = infos[:page_size]
             return infos, encode_page_key(infos[-1].path, "artifact listing")

@@ -167,3 +167,56 @@ def test_convenience_methods_upload_and_download_trees(
     local = repository.download_artifacts("data", str(tmp_path / "out"))
     assert (tmp_path / "out" / "data" / "sub" / "b.txt").read_text() == "beta"
     assert local == str(tmp_path / "out" / "data")
+
+
+def _pages(list_page, directory: str, limit: int, most: int = 100) -> list[list[FileInfo]]:
+    """The pages of a paged listing (up to ``most``), each starting after the previous page's
+    last path."""
+    pages: list[list[FileInfo]] = []
+    after = ""
+    while len(pages) < most:
+        page = list_page(directory, after, limit)
+        if not page:
+            return pages
+        pages.append(page)
+        after = page[-1].path
+    return pages
+
+
+def test_paging_a_large_directory_returns_every_entry_once_in_order(
+    repository: ArtifactRepository,
+) -> None:
+    # Names around "/" in sort order: "a" is a directory, so S3 keys it "a/", after "a.txt".
+    tricky = ["a/inside.txt", "a.txt", "a-1", "a0", "a 2", "b/c/deep.txt", "b.c", "zz/x"]
+    bulk = [f"d{i:05}.bin" for i in range(2_000)]
+    files = [(f"big/{name}", name.encode()) for name in tricky + bulk]
+    repository.write_files(files)
+    whole = repository.list_artifacts("big")
+    assert len(whole) == 2_008  # a, a.txt, a-1, a0, "a 2", b, b.c, zz and the 2,000
+    assert [info.path for info in whole] == sorted(info.path for info in whole)
+    assert whole[:6] == [
+        FileInfo("big/a", True, None),
+        FileInfo("big/a 2", False, 3),
+        FileInfo("big/a-1", False, 3),
+        FileInfo("big/a.txt", False, 5),
+        FileInfo("big/a0", False, 2),
+        FileInfo("big/b", True, None),
+    ]
+    # Few pages: a listing of this directory costs moto ~1 s.
+    pages = _pages(repository.list_artifacts_page, "big", 333)
+    assert [len(page) for page in pages] == [333] * 6 + [10]
+    assert [info for page in pages for info in page] == whole
+    # One entry a page across the names whose S3 keys sort differently from their paths.
+    single = _pages(repository.list_artifacts_page, "big", 1, most=6)
+    assert [info for page in single for info in page] == whole[:6]
+    # The fallback a repository without its own paged listing gets (e.g. a plugin's).
+    default = _pages(
+        lambda *args: ArtifactRepository.list_artifacts_page(repository, *args), "big", 1_000
+    )
+    assert [len(page) for page in default] == [1_000, 1_000, 8]
+    assert [info for page in default for info in page] == whole
+    # The root, a key from another directory, and a directory that is not there.
+    assert repository.list_artifacts_page("", "", 10) == [FileInfo("big", True, None)]
+    assert repository.list_artifacts_page("big", "zzz", 10) == []
+    assert repository.list_artifacts_page("big", "aaa", 2) == whole[:2]
+    assert repository.list_artifacts_page("missing", "", 10) == []

@@ -144,6 +144,14 @@ class ArtifactRepository(ABC):
     def list_artifacts(self, path: str = "") -> list[FileInfo]:
         """Direct children of the directory ``path``, sorted by path; [] when it is absent."""
 
+    def list_artifacts_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        """The first ``limit`` (> 0) of :meth:`list_artifacts`' entries whose path sorts after
+        ``after`` ("": from the start): one page of a paged listing. The default lists the
+        whole directory; backends that can start a listing at a key (a sorted directory read
+        that stats only the page, S3's StartAfter) override it, so paging through a directory
+        costs a listing, not a listing per page."""
+        return [info for info in self.list_artifacts(path) if info.path > after][:limit]
+
     @abstractmethod
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         """Every file below ``path`` at any depth, sorted by path (directories are implied)."""

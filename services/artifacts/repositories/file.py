@@ -11,6 +11,7 @@ live under a hidden staging directory at the root until they are assembled. Hidd
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import re
 import shutil
@@ -164,6 +165,31 @@ class FileArtifactRepository(ArtifactRepository):
                 infos.append(FileInfo(_join(path, entry.name), False, entry.stat().st_size))
         infos.sort(key=lambda info: info.path)
         return infos
+
+    def list_artifacts_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        # Every entry shares the directory's prefix, so names compare as their paths do. A
+        # key outside this directory sorts before every entry here or after every one.
+        prefix = _join(path, "")
+        if not after.startswith(prefix):
+            if after > prefix:
+                return []
+            after = prefix
+        after_name = after[len(prefix) :]
+        local = self._local(path)
+        try:
+            with os.scandir(local) as scan:
+                # Names and file types come from the directory read itself; only the page's
+                # files are stat'ed (for their sizes), not the whole directory's.
+                later = [e for e in scan if e.name > after_name and self._visible(e)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        page = heapq.nsmallest(limit, later, key=lambda entry: entry.name)
+        return [
+            FileInfo(_join(path, e.name), True, None)
+            if e.is_dir()
+            else FileInfo(_join(path, e.name), False, e.stat().st_size)
+            for e in page
+        ]
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         for info in self.list_artifacts(path):

@@ -11,6 +11,7 @@ size; if the client goes away midway the upload is aborted and no object appears
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -165,6 +166,28 @@ class _ChunkReader:
         return data
 
 
+#: Keys per ListObjectsV2 response: minio asks for S3's maximum, 1,000.
+_LIST_RESPONSE_KEYS = 1_000
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+def _first(pair: tuple[str, FileInfo]) -> str:
+    return pair[0]
+
+
+def _lowest_unread(name: str) -> str:
+    """The smallest name an entry listed after the one keyed ``name`` can have: a directory's
+    key is its name plus "/", so it may be a prefix of ``name`` that a character below "/"
+    follows; any other later entry sorts after ``name``."""
+    for index, char in enumerate(name):
+        if char < "/":
+            return name[:index]
+    return name
+
+
 class S3ArtifactRepository(ArtifactRepository):
     """Artifacts below ``s3://bucket/prefix``."""
 
@@ -240,6 +263,35 @@ class S3ArtifactRepository(ArtifactRepository):
                 infos.append(FileInfo(name, False, obj.size))
         infos.sort(key=lambda info: info.path)
         return infos
+
+    def list_artifacts_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        # S3 lists from StartAfter in key order. A directory's key is its name plus "/", so key
+        # order is path order except that a directory comes after the siblings that extend its
+        # name with a character below "/" ("a.txt" before "a/", though "a" < "a.txt"). And each
+        # response carries its files first and its directories after them. So the listing
+        # reads on until no entry keyed before the one just read can still sort into the page,
+        # then to the end of that response (at most a response more), and stops.
+        prefix = self._dir_prefix(path)
+        page: list[tuple[str, FileInfo]] = []  # (name, info): the smallest names read so far
+        objects = self.client.list_objects(
+            self.bucket, prefix=prefix, start_after=self._key(after) if after else None
+        )
+        rest: int | None = None  # entries still to read once the page is settled
+        for obj in objects:
+            name = obj.object_name[len(prefix) :]
+            stripped = name.rstrip("/")
+            info = FileInfo(_join(path, stripped), obj.is_dir, None if obj.is_dir else obj.size)
+            if info.path > after:  # a directory named by ``after`` comes back ("a/" > "a")
+                bisect.insort(page, (stripped, info), key=_first)
+                del page[limit:]
+            if rest is None:
+                if len(page) == limit and page[-1][0] < _lowest_unread(name):
+                    rest = _LIST_RESPONSE_KEYS
+            else:
+                rest -= 1
+                if rest <= 0:
+                    break
+        return [info for _, info in page]
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         objects = self.client.list_objects(
