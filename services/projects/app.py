@@ -108,13 +108,15 @@ def create_runner(
     if grace is None:
         grace = env.MLGRID_PROJECTS_KILL_GRACE.get()
     sdk_uri = _sdk_tracking_uri(config)
+    leases = LeaseStore(
+        lease_store_uri(config, state_dir),
+        config.backend_store_uri,
+        env.MLGRID_PROJECTS_LEASE_SECONDS.get(),
+    )
+    leases.import_state_files(state_dir or default_state_dir(), config.backend_store_uri)
     return ProjectRunner(
         TrackingClient(config.gateway_target, config.auth),
-        LeaseStore(
-            lease_store_uri(config, state_dir),
-            config.backend_store_uri,
-            env.MLGRID_PROJECTS_LEASE_SECONDS.get(),
-        ),
+        leases,
         child_tracking_uri=sdk_uri,
         download=lambda uri, dst: _download(uri, dst, sdk_uri),
         upload=lambda uri, path, data: _upload(uri, path, data, sdk_uri),

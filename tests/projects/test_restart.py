@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from mlgrid.client import Client
 from mlgrid.projects.backend import OwnedHandle
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
+from mlgrid_services.projects.process import process_start_time
 from mlgrid_services.projects.runner import FAILURE_TAG
 
 from .helpers import write
@@ -105,3 +107,39 @@ def test_stopping_the_service_ends_its_runs_failed(grpc_stack, tmp_path: Path) -
     assert not alive(int(pid_file.read_text()))
     with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
         assert svc.runner.state.lease_of(answer.run_id) is None
+
+
+def test_runs_recorded_before_leases_are_taken_over_after_an_upgrade(
+    grpc_stack, tmp_path: Path
+) -> None:
+    """A state directory of a service before leases holds one JSON record per active run; the
+    upgraded service turns them into leases and takes the runs over (a local process: killed,
+    its run FAILED)."""
+    client = Client(grpc_stack.tracking_uri)
+    run_id = client.create_run(client.create_experiment("before-leases")).info.run_id
+    orphan = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    state = tmp_path / "state"
+    state.mkdir()
+    record = {
+        "run_id": run_id,
+        "store_uri": grpc_stack.config.backend_store_uri,
+        "owner_pid": 2**22 - 1,  # gone
+        "owner_start": "1",
+        "owner_instance": "old",
+        "backend": "local",
+        "details": {"pid": orphan.pid, "start": process_start_time(orphan.pid)},
+    }
+    (state / f"{run_id}.json").write_text(json.dumps(record))
+    (state / "other.json").write_text(json.dumps({**record, "store_uri": "sqlite:///other.db"}))
+    runner = create_runner(grpc_stack.config, state_dir=state)
+    try:
+        assert runner.reconcile(attempts=3, delay=0.2) == [run_id]
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert client.get_run(run_id).info.status == "FAILED"
+        assert runner.state.lease_of(run_id) is None
+        # Records of another tracking store are not this service's to take.
+        assert sorted(p.name for p in state.glob("*.json")) == ["other.json"]
+    finally:
+        runner.close()
+        if orphan.poll() is None:
+            orphan.kill()

@@ -207,6 +207,35 @@ class LeaseStore:
             self._held -= lost
         return lost, {row.run_id for row in rows if row.cancel_requested}
 
+    def import_state_files(self, directory: Path, store_uri: str) -> None:
+        """Turns the run records of a service before leases (``<run id>.json`` in the state
+        directory, of this tracking store) into expired leases, so that the runs they name are
+        taken over at the next heartbeat like those of a dead replica."""
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+                if record.get("store_uri") != store_uri:
+                    continue
+                row = {
+                    "run_id": str(record["run_id"])[:64],
+                    "scope": self.scope,
+                    "owner": "before-leases",
+                    "owner_host": "",
+                    "owner_pid": int(record.get("owner_pid") or 0),
+                    "owner_start": record.get("owner_start"),
+                    "backend": str(record.get("backend") or "local")[:200],
+                    "details": json.dumps(record.get("details") or {}),
+                    "expires_ms": 0,
+                    "cancel_requested": False,
+                }
+            except (OSError, ValueError, TypeError, KeyError):
+                log.warning("ignoring unreadable projects state file %s", path)
+                continue
+            with write_transaction(self.engine) as conn:
+                conn.execute(insert_ignore(conn.dialect.name, leases).values(**row))
+            path.unlink(missing_ok=True)
+            log.warning("run %s recorded before leases: to be taken over", row["run_id"])
+
     # -- any replica's side ---------------------------------------------------------------
 
     def claimable(self) -> list[Lease]:
