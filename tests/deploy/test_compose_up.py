@@ -237,6 +237,8 @@ def stack(
     finally:
         result.compose("down", "--volumes", "--timeout", "10")
         assert result.containers() == {}
+        label = f"label=io.podman.compose.project={result.project}"
+        assert result.run("volume", "ls", "--quiet", "--filter", label).stdout.split() == []
 
 
 def test_compose_comes_up_and_logs_a_run(stack: Stack, tmp_path: Path) -> None:
@@ -250,6 +252,12 @@ def test_compose_comes_up_and_logs_a_run(stack: Stack, tmp_path: Path) -> None:
         long_running, "running"
     )
     stack.wait_healthy(long_running)  # every health check in the file passes
+    # The data lives in the file's named volumes (taken down with the project at the end).
+    label = f"label=io.podman.compose.project={stack.project}"
+    volumes = stack.run("volume", "ls", "--format", "{{.Name}}", "--filter", label).stdout.split()
+    assert sorted(volumes) == [
+        f"{stack.project}_{name}" for name in ("minio-data", "postgres-data", "projects-data")
+    ]
 
     # A run with params, metrics and an artifact, through the gateway's published port.
     client = MlflowClient(tracking_uri=f"grpc://127.0.0.1:{stack.gateway_port}")
