@@ -10,8 +10,8 @@ live under a hidden staging directory at the root until they are assembled. Hidd
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import heapq
 import os
 import re
 import shutil
@@ -34,6 +34,7 @@ from mlgrid_services.common.paths import check_uri, resolve_inside
 from ._atomic import write_atomically
 from ._batch import store_small_files
 from ._direct import read_chunks
+from ._sorted_names import sorted_names
 
 #: Prefix of every name this backend keeps for itself (temp files, multipart staging).
 RESERVED_PREFIX = ".mlgrid-"
@@ -174,22 +175,26 @@ class FileArtifactRepository(ArtifactRepository):
             if after > prefix:
                 return []
             after = prefix
-        after_name = after[len(prefix) :]
         local = self._local(path)
         try:
-            with os.scandir(local) as scan:
-                # Names and file types come from the directory read itself; only the page's
-                # files are stat'ed (for their sizes), not the whole directory's.
-                later = [e for e in scan if e.name > after_name and self._visible(e)]
+            names = sorted_names(str(local), self._visible, str(self._real_root))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        page = heapq.nsmallest(limit, later, key=lambda entry: entry.name)
-        return [
-            FileInfo(_join(path, e.name), True, None)
-            if e.is_dir()
-            else FileInfo(_join(path, e.name), False, e.stat().st_size)
-            for e in page
-        ]
+        start = bisect.bisect_right(names, after[len(prefix) :])
+        page = []
+        for name in names[start:]:
+            # Only the page's entries are stat'ed (following symlinks, as list_artifacts does).
+            try:
+                info = os.stat(local / name)
+            except FileNotFoundError:
+                continue  # removed since the directory was read
+            if S_ISDIR(info.st_mode):
+                page.append(FileInfo(_join(path, name), True, None))
+            else:
+                page.append(FileInfo(_join(path, name), False, info.st_size))
+            if len(page) == limit:
+                break
+        return page
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         for info in self.list_artifacts(path):
