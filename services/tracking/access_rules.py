@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
@@ -59,6 +60,15 @@ class ExperimentOf:
         except ResourceDoesNotExist:
             return None
         return self._remember(self._models, model_id, experiment_id)
+
+    def learn_run(self, _request: Any, response: Any) -> None:
+        """A run just created: its experiment is in the answer (no lookup when it is used)."""
+        info = response.run.info
+        self._remember(self._runs, info.run_id, info.experiment_id)
+
+    def learn_model(self, _request: Any, response: Any) -> None:
+        info = response.model.info
+        self._remember(self._models, info.model_id, info.experiment_id)
 
     def runs_of(self, name: str) -> Callable[[Any], Iterable[str]]:
         def ids(request: Any) -> Iterable[str]:
@@ -111,7 +121,7 @@ def tracking_rules(domain: Callable[[], TrackingDomain]) -> dict[str, Rule]:
         "RestoreExperiment": manages(EXPERIMENT, experiment),
         "SetExperimentTag": edits(EXPERIMENT, experiment),
         "DeleteExperimentTag": edits(EXPERIMENT, experiment),
-        "CreateRun": edits(EXPERIMENT, experiment),
+        "CreateRun": replace(edits(EXPERIMENT, experiment), learns=of.learn_run),
         "GetRun": reads(EXPERIMENT, run),
         "UpdateRun": edits(EXPERIMENT, run),
         "DeleteRun": manages(EXPERIMENT, run),
@@ -130,7 +140,7 @@ def tracking_rules(domain: Callable[[], TrackingDomain]) -> dict[str, Rule]:
         "StreamMetricHistory": reads(EXPERIMENT, run),
         "GetMetricHistoryBulkInterval": reads(EXPERIMENT, of.runs_of("run_ids")),
         "LogOutputs": edits(EXPERIMENT, run),
-        "CreateLoggedModel": edits(EXPERIMENT, experiment),
+        "CreateLoggedModel": replace(edits(EXPERIMENT, experiment), learns=of.learn_model),
         "FinalizeLoggedModel": edits(EXPERIMENT, of.model_of),
         "GetLoggedModel": reads(EXPERIMENT, of.model_of),
         "DeleteLoggedModel": manages(EXPERIMENT, of.model_of),

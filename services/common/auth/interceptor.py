@@ -111,6 +111,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
         if rule.after is not None:
             rule.after(access, request)
             self._runtime.changed()
+        if rule.learns is not None:
+            rule.learns(request, response)
         if rule.filters is not None and rule.kind is not None:
             kind = rule.kind
             return rule.filters(response, lambda ids: access.readable(identity, kind, ids))

@@ -39,6 +39,9 @@ class Rule:
     #: Runs after a successful call with (access control, request): forget a deleted resource's
     #: grants, move a renamed one's.
     after: Callable[[Any, Any], None] | None = None
+    #: Runs after a successful call with (request, response) to remember what the response
+    #: says about ownership (a new run's experiment), so later calls need not look it up.
+    learns: Callable[[Any, Any], None] | None = None
     #: Only admins (and mlgrid's services).
     admin: bool = False
     #: Any authenticated caller; the servicer decides the rest (the auth service's own calls).
