@@ -407,6 +407,10 @@ class ProjectRunner:
         self._stopping.set()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=30)
+        try:
+            self.state.release()  # runs that go on (Jobs): another replica adopts them at once
+        except Exception as exc:  # the database is down: the leases expire instead
+            log.warning("could not release the leases of this projects service: %s", exc)
         self.state.close()
         self.tracking.close()
 

@@ -124,3 +124,16 @@ def test_the_newest_migration_is_the_one_the_store_checks_for(lease_db: str) -> 
         assert _revision(store.engine) == HEAD_REVISION
     finally:
         store.close()
+
+
+def test_leases_released_by_a_stopping_replica_are_claimable_at_once(
+    replicas: list[LeaseStore],
+) -> None:
+    owner, other = replicas[:2]
+    owner.record(OwnedHandle("r5", "kubernetes", {"job": "j"}))
+    owner.heartbeat()
+    assert other.claimable() == []  # renewed, owner alive
+    owner.release()
+    (lease,) = other.claimable()
+    assert other.take_over(lease)
+    assert owner.lease_of("r5").owner == other.instance  # type: ignore[union-attr]

@@ -129,6 +129,19 @@ class LeaseStore:
         _LIVE_INSTANCES.discard(self.instance)
         self.engine.dispose()
 
+    def release(self) -> None:
+        """Lets go of every lease still held (runs left going on, e.g. Jobs in a cluster, when
+        the service stops): they expire now, and another replica takes them over at its next
+        heartbeat instead of a lease period later."""
+        if not self.held():
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                leases.update().where(leases.c.owner == self.instance).values(expires_ms=0)
+            )
+        with self._lock:
+            self._held.clear()
+
     def _expiry(self) -> int:
         return _now_ms() + int(self.period * 1000)
 
