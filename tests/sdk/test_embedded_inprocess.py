@@ -193,18 +193,19 @@ def test_both_ways_into_one_embedded_stack_answer_alike(tmp_path: Path) -> None:
             assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
             assert details and statuses
 
-        # Past its deadline, and larger than gRPC lets a client send: the same codes.
-        request = trk.GetExperimentRequest(experiment_id=experiment.experiment_id)
+        # Larger than gRPC lets a client send: refused alike, nothing written.
         huge = trk.LogParamRequest(run_id=run, key="big", value="x" * (MAX_MESSAGE_BYTES + 1))
-        for call, argument, code in (
-            ("GetExperiment", request, grpc.StatusCode.DEADLINE_EXCEEDED),
-            ("LogParam", huge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-        ):
-            for way, stub in stubs.items():
-                with pytest.raises(grpc.RpcError) as caught:
-                    getattr(stub, call)(argument, timeout=0 if call == "GetExperiment" else 10)
-                assert caught.value.code() is code, (way, call, caught.value)
+        for way, stub in stubs.items():
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.LogParam(huge, timeout=30)
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, way
         del huge
+        # A call that ends past its deadline is DEADLINE_EXCEEDED for its caller. (A socket's
+        # answer to a zero timeout races the server, so only the in-process one is certain.)
+        request = trk.GetExperimentRequest(experiment_id=experiment.experiment_id)
+        with pytest.raises(grpc.RpcError) as caught:
+            stubs["inprocess"].GetExperiment(request, timeout=0)
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
         history = trk.StreamMetricHistoryRequest(run_id=run, metric_key="x")
         streamed = {
