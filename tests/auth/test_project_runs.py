@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -17,6 +18,7 @@ from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.client import Client
+from mlgrid.exceptions import MlgridException
 from mlgrid.protocol import AUTHORIZATION_METADATA
 from tests.projects.helpers import write
 
@@ -214,3 +216,45 @@ def test_the_token_works_while_the_run_runs_and_only_as_the_submitter(
     assert code_of(lambda: tracking.GetRun(own, metadata=bearer(token))) == (
         grpc.StatusCode.UNAUTHENTICATED
     )
+
+
+def test_a_docker_run_gets_the_token_in_its_container_and_loses_it_at_the_end(
+    auth_stack: AuthStack, as_alice: str, container_engine: Any, tmp_path: Path
+) -> None:
+    """The docker backend (real containers on Podman): the container's environment carries the
+    run's token under both names and none of the service's auth settings; the token is revoked
+    when the container is done. A project cannot ask for the service's secret."""
+    experiment_id = Client().create_experiment("alice-docker-runs")
+    out = tmp_path / "out"
+    out.mkdir()
+    command = (
+        'printf %s "$MLGRID_TRACKING_TOKEN" > /out/token; '
+        '[ "$MLGRID_TRACKING_TOKEN" = "$MLFLOW_TRACKING_TOKEN" ] && echo same-token; '
+        'echo "secret: [$MLGRID_AUTH_SECRET], password: [$MLGRID_TRACKING_PASSWORD]"'
+    )
+    mlproject = (
+        f"name: dockerized\ndocker_env:\n  image: {container_engine.tiny_image}\n"
+        f"  volumes: ['{out}:/out:rw']\n"
+        f"entry_points:\n  main:\n    command: {command!r}\n"
+    )
+    project = write(tmp_path / "p", {"MLproject": mlproject})
+    submitted = projects.run(str(project), experiment_id=experiment_id, backend="docker")
+    chunks = list(submitted.logs())
+    stdout = b"".join(c.data for c in chunks if c.stream == "stdout").decode()
+    assert submitted.get_status() == "FINISHED", b"".join(c.data for c in chunks).decode()
+    assert stdout.splitlines() == ["same-token", "secret: [], password: []"]
+    token = (out / "token").read_text()
+    assert token.startswith("mlg_")
+    time.sleep(CACHE_SECONDS + 0.2)
+    tracking = trk_grpc.TrackingServiceStub(auth_stack.gateway())
+    request = trk.GetRunRequest(run_id=submitted.run_id)
+    assert code_of(lambda: tracking.GetRun(request, metadata=bearer(token))) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+
+    asks = mlproject.replace("  volumes:", "  environment: ['MLGRID_AUTH_SECRET']\n  volumes:")
+    project = write(tmp_path / "asks", {"MLproject": asks})
+    with pytest.raises(MlgridException) as refused:
+        projects.run(str(project), experiment_id=experiment_id, backend="docker")
+    assert "MLGRID_AUTH_SECRET" in str(refused.value)
+    assert "not copied into runs" in str(refused.value)
