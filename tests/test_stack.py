@@ -147,8 +147,7 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     # The SDK reaches tracking, registry and artifacts through the gateway's tunnels; the
     # tunnels it leaves open do not hold up the stop below.
     transport = Transport(stack.endpoint)
-    client = mlgrid.MlflowClient(stack.endpoint)
-    client._transport = transport
+    client = mlgrid.MlflowClient(stack.endpoint, transport=transport)
     run = client.create_run(created.experiment_id)
     client.log_batch(run.info.run_id, metrics=[Metric("m", float(i), i, i) for i in range(40)])
     client.create_registered_model("up-model")

@@ -95,8 +95,16 @@ class Client:
     the same transport) and are exposed here under MlflowClient's names.
     """
 
-    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
-        self._transport: Transport = get_tracking_transport(tracking_uri, registry_uri)
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+        *,
+        transport: Transport | None = None,
+    ) -> None:
+        """``transport``: calls go through this one instead of the process's shared transport
+        for the URIs (a caller that manages its own channels, or looks inside them)."""
+        self._transport: Transport = transport or get_tracking_transport(tracking_uri, registry_uri)
         self._tracking_uri = self._transport.tracking_uri
         self._registry_uri = registry_uri or self._transport.registry_uri or self._tracking_uri
         self._async_logger: AsyncLogger | None = None

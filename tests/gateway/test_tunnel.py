@@ -164,8 +164,8 @@ def test_stopping_the_gateway_closes_its_tunnels(tmp_path: Path) -> None:
 def test_the_sdk_sends_tracking_and_registry_calls_through_the_tunnel(stack: Stack) -> None:
     transport = Transport(stack.tracking_uri)
     try:
-        client = mlgrid.MlflowClient(stack.tracking_uri)
-        client._transport = transport  # this test's own transport, to look inside it
+        # this test's own transport, to look inside it
+        client = mlgrid.MlflowClient(stack.tracking_uri, transport=transport)
         experiment = client.create_experiment("sdk-tunnel")
         run = client.create_run(experiment).info.run_id
         client.log_metric(run, "loss", 0.5, step=1)
