@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import mysql, sqlite
+
+# sqlalchemy.dialects.postgresql is imported where a PostgreSQL statement is built: a SQLite
+# store (embedded mode) starts without it and the psycopg it pulls in.
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -57,8 +60,7 @@ def insert_ignore(dialect: str, table: sa.Table) -> Any:
     """An INSERT into ``table`` that skips rows whose primary or unique key is stored already."""
     if dialect == MYSQL:
         return mysql.insert(table).prefix_with("IGNORE")
-    module = postgresql if dialect == POSTGRESQL else sqlite
-    return module.insert(table).on_conflict_do_nothing()
+    return _insert_module(dialect).insert(table).on_conflict_do_nothing()
 
 
 def upsert(dialect: str, table: sa.Table, key: Sequence[str], columns: Sequence[str]) -> Any:
@@ -69,11 +71,19 @@ def upsert(dialect: str, table: sa.Table, key: Sequence[str], columns: Sequence[
         return statement.on_duplicate_key_update(
             {name: statement.inserted[name] for name in columns}
         )
-    module = postgresql if dialect == POSTGRESQL else sqlite
-    statement = module.insert(table)
+    statement = _insert_module(dialect).insert(table)
     return statement.on_conflict_do_update(
         index_elements=list(key), set_={name: statement.excluded[name] for name in columns}
     )
+
+
+def _insert_module(dialect: str) -> Any:
+    """PostgreSQL's or SQLite's dialect module: both spell ``ON CONFLICT`` alike."""
+    if dialect == POSTGRESQL:
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql
+    return sqlite
 
 
 def ids_condition(dialect: str, column: Any, name: str = "ids") -> Any:
@@ -82,6 +92,8 @@ def ids_condition(dialect: str, column: Any, name: str = "ids") -> Any:
         return column.in_(sa.bindparam(name, expanding=True))  # 65,535 parameters allowed
     ids = sa.bindparam(name, type_=sa.String)
     if dialect == POSTGRESQL:
+        from sqlalchemy.dialects import postgresql
+
         return column == sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
     return column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(ids)))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -23,9 +23,11 @@ from mlgrid_services.common.sql import database_unavailable, write_transaction
 from mlgrid_services.common.sql_dialect import POSTGRESQL, insert_ignore, upsert
 
 from . import schema as t
-from .pg_fast import PgFastPaths
 from .rows import RUN_INFO_COLUMNS
 from .sqlite_points import SqlitePoints
+
+if TYPE_CHECKING:
+    from .pg_fast import PgFastPaths
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,18 @@ def _database_errors() -> Iterator[None]:
     retryable TEMPORARILY_UNAVAILABLE for the caller, not an internal error."""
     try:
         yield
-    except (
-        OperationalError,
-        InterfaceError,
-        psycopg.OperationalError,
-        psycopg.InterfaceError,
-    ) as exc:
+    except _connection_errors() as exc:
         raise database_unavailable("tracking", exc) from exc
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's, and psycopg's own where the fast paths use it directly. psycopg is only
+    imported by a PostgreSQL store (a SQLite one starts ~0.2 s sooner without it), and an
+    error of it can only come once it is."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (OperationalError, InterfaceError)
+    return (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class _Attempt:
@@ -101,9 +108,11 @@ class SqlStoreBase:
         self.default_artifact_root = default_artifact_root.rstrip("/")
         self.dialect = engine.dialect.name
         #: PostgreSQL: the fast paths that bench/ shows pay (pg_fast.py); None: the plain path.
-        self._fast: PgFastPaths | None = (
-            PgFastPaths(engine) if fast_paths and self.dialect == POSTGRESQL else None
-        )
+        self._fast: PgFastPaths | None = None
+        if fast_paths and self.dialect == POSTGRESQL:
+            from .pg_fast import PgFastPaths  # psycopg: loaded by PostgreSQL stores only
+
+            self._fast = PgFastPaths(engine)
         #: SQLite: the plain path's metric statements compiled once (sqlite_points.py); set
         #: with the write statements.
         self._sqlite_points: SqlitePoints | None = None

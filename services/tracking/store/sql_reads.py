@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql
 
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
@@ -117,6 +116,8 @@ class RunReadsMixin(SqlStoreBase):
         )
         pc = page.c
         if self.dialect == POSTGRESQL:
+            from sqlalchemy.dialects import postgresql  # not loaded by SQLite stores
+
             ids = sa.select(sa.func.array_agg(pc.run_uuid)).scalar_subquery()
             page_ids = sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from mlgrid.store.tracking_store import AbstractTrackingStore
+from mlgrid.uris import uri_scheme
 from mlgrid_services.common.sql import make_engine
 
 from .sql_experiments import ExperimentsMixin
@@ -35,6 +36,12 @@ class SqlTrackingStore(
         fast_paths: bool = True,
     ) -> None:
         """``fast_paths=False``: the plain path only, also on PostgreSQL (pg_fast.py)."""
+        if _on_postgresql(store_uri):
+            # Its binary array dumpers must be registered before the engine is made: the
+            # engine's psycopg dialect takes a copy of psycopg's adapters then, and the fast
+            # paths connect with that copy. A SQLite store never loads psycopg.
+            from . import pg_binary  # noqa: F401
+
         engine = make_engine(store_uri) if isinstance(store_uri, str) else store_uri
         super().__init__(engine, default_artifact_root, fast_paths=fast_paths)
         if migrate:
@@ -48,3 +55,9 @@ class SqlTrackingStore(
         if self._fast is not None:
             self._fast.close()
         self.engine.dispose()
+
+
+def _on_postgresql(store_uri: str | Engine) -> bool:
+    if isinstance(store_uri, str):
+        return uri_scheme(store_uri) in ("postgresql", "postgres")
+    return store_uri.dialect.name == "postgresql"
