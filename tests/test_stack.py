@@ -30,8 +30,11 @@ from mlgrid_services.common.app import available_services
 START_LIMIT_S = 15.0
 #: Bound on the summed RSS of every process of the stack (six processes). `make bench` measured
 #: 391 MiB on 2026-12-06 (the earlier target was 400 MiB); a fresh venv with the newest
-#: dependency releases and the test plugin installed measured 420 MiB, so the test allows 450.
-RSS_LIMIT_BYTES = 450 * 1024 * 1024
+#: dependency releases and the test plugin installed measured 420 MiB. Since the projects
+#: service keeps its run leases in the database (issue #17) it loads the database driver and,
+#: on a new PostgreSQL database, runs the lease migration: 434 MiB by hand (--no-rest) and
+#: 455 MiB once in the suite on PostgreSQL, so the test allows 480.
+RSS_LIMIT_BYTES = 480 * 1024 * 1024
 
 
 @dataclass
