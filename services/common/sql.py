@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -220,12 +221,16 @@ def upgrade_database(
     """
     engine = make_engine(uri_or_engine) if isinstance(uri_or_engine, str) else uri_or_engine
     # A SQLite store is created at head from the snapshot beside the migrations, and one already
-    # at head is recognised, without loading Alembic (schema_snapshot.py).
-    snapshot = (
-        schema_snapshot.read(script_location)
-        if engine.dialect.name == "sqlite" and revision == "head"
-        else None
-    )
+    # at head is recognised, without loading Alembic (schema_snapshot.py). On PostgreSQL and
+    # MySQL the snapshot's revision tells a database already at head (every restart after the
+    # first): nothing to do, and Alembic (~9 MiB of RSS per service) is not loaded.
+    snapshot = schema_snapshot.read(script_location) if revision == "head" else None
+    if snapshot is not None and engine.dialect.name != "sqlite":
+        if _version_rows(engine, version_table) == [snapshot.revision]:
+            if isinstance(uri_or_engine, str):
+                engine.dispose()
+            return
+        snapshot = None
     # BEGIN IMMEDIATE on SQLite / an advisory lock on PostgreSQL: processes starting together on
     # one database migrate one after the other, and the later ones find the schema current.
     with _migration_lock, _first_contact(engine), write_transaction(engine) as conn:
@@ -290,6 +295,16 @@ def _lock_id(name: str) -> int:
     import zlib
 
     return zlib.crc32(name.encode())
+
+
+def _version_rows(engine: Engine, version_table: str) -> list[str] | None:
+    """The revisions in a service's version table, without Alembic (None: no such table)."""
+    with _first_contact(engine), engine.connect() as conn:
+        if not sa.inspect(conn).has_table(version_table):
+            return None
+        return [
+            str(row[0]) for row in conn.execute(sa.text(f"SELECT version_num FROM {version_table}"))
+        ]
 
 
 def current_revision(engine: Engine, version_table: str) -> str | None:
