@@ -108,24 +108,6 @@ def test_leases_of_another_tracking_store_are_left_alone(lease_db: str) -> None:
         theirs.close()
 
 
-def test_the_newest_migration_is_the_one_the_store_checks_for(lease_db: str) -> None:
-    """The store skips Alembic when the database is at HEAD_REVISION: that must be the head of
-    the migration scripts, or a new migration would never run."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from mlgrid_services.projects.leases.store import HEAD_REVISION, MIGRATIONS, _revision
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
-    store = LeaseStore(lease_db, STORE, PERIOD)
-    try:
-        assert _revision(store.engine) == HEAD_REVISION
-    finally:
-        store.close()
-
-
 def test_leases_released_by_a_stopping_replica_are_claimable_at_once(
     replicas: list[LeaseStore],
 ) -> None:
