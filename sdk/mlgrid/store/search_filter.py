@@ -37,10 +37,12 @@ from .filter_parser import (
 )
 
 __all__ = [
+    "RUN_ATTRIBUTES",
     "BoolOp",
     "Comparison",
     "FilterNode",
     "OrderBy",
+    "RunAttribute",
     "check_experiment_filter",
     "check_run_filter",
     "parse_experiment_order_by",
@@ -48,11 +50,34 @@ __all__ = [
     "parse_run_order_by",
 ]
 
-#: Run attributes compared as strings / as numbers. ``created`` is MLflow's alias of start_time.
-RUN_STRING_ATTRIBUTES = frozenset(
-    {"run_id", "run_name", "user_id", "status", "artifact_uri", "lifecycle_stage"}
-)
-RUN_NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time", "created"})
+
+@dataclass(frozen=True)
+class RunAttribute:
+    """A run attribute a filter or order_by may name."""
+
+    #: The RunInfo field it reads (the SQL store finds the column from it, services'
+    #: tracking/store/rows.py; the in-memory store reads the field).
+    field: str
+    #: Compared with numbers (else with strings in single quotes).
+    numeric: bool = False
+
+
+#: Every searchable run attribute, declared once: adding one here (a RunInfo field the SQL
+#: store already maps to a column) makes it searchable and orderable everywhere.
+#: ``created`` is MLflow's alias of start_time.
+RUN_ATTRIBUTES: dict[str, RunAttribute] = {
+    "run_id": RunAttribute("run_id"),
+    "run_name": RunAttribute("run_name"),
+    "user_id": RunAttribute("user_id"),
+    "status": RunAttribute("status"),
+    "artifact_uri": RunAttribute("artifact_uri"),
+    "lifecycle_stage": RunAttribute("lifecycle_stage"),
+    "start_time": RunAttribute("start_time", numeric=True),
+    "end_time": RunAttribute("end_time", numeric=True),
+    "created": RunAttribute("start_time", numeric=True),
+}
+RUN_STRING_ATTRIBUTES = frozenset(k for k, a in RUN_ATTRIBUTES.items() if not a.numeric)
+RUN_NUMERIC_ATTRIBUTES = frozenset(k for k, a in RUN_ATTRIBUTES.items() if a.numeric)
 DATASET_FIELDS = frozenset({"name", "digest", "context"})
 EXPERIMENT_STRING_ATTRIBUTES = frozenset({"name"})
 EXPERIMENT_NUMERIC_ATTRIBUTES = frozenset({"creation_time", "last_update_time"})
@@ -185,7 +210,9 @@ def parse_run_order_by(clauses: list[str] | tuple[str, ...]) -> list[OrderBy]:
             raise InvalidParameterValue(
                 f"Invalid order_by clause {shown(clause)}: runs cannot be ordered by datasets"
             )
-        result.append(OrderBy(kind, "start_time" if key == "created" else key, ascending))
+        if kind == "attribute":
+            key = RUN_ATTRIBUTES[key].field  # order by the field an alias (created) names
+        result.append(OrderBy(kind, key, ascending))
     return result
 
 

@@ -24,6 +24,7 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from mlgrid.store.paging import decode_page_token, encode_page_token
 from mlgrid.store.search_filter import (
+    RUN_ATTRIBUTES,
     BoolOp,
     Comparison,
     FilterNode,
@@ -558,13 +559,14 @@ def _spread(count: int, wanted: int) -> list[int]:
 
 def _attribute(run: _Run, key: str) -> object:
     info = run.info
-    if key in ("start_time", "created"):
+    field = RUN_ATTRIBUTES[key].field  # created reads start_time
+    if field == "start_time":
         return float(info.start_time)
-    if key == "end_time":
+    if field == "end_time":
         return float(info.end_time) if info.HasField("end_time") else None
-    if key == "status":
+    if field == "status":
         return _status_name(info.status)
-    return getattr(info, key)
+    return getattr(info, field)
 
 
 def _run_values(run: _Run, comp: Comparison) -> list[object]:

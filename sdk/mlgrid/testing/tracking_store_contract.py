@@ -29,6 +29,7 @@ import pytest
 from mlgrid.api.common.v1 import common_pb2
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
+from mlgrid.store.search_filter import RUN_ATTRIBUTES
 from mlgrid.store.tracking_store import AbstractTrackingStore
 
 __all__ = ["TrackingStoreContract"]
@@ -451,6 +452,42 @@ class TrackingStoreContract:
             assert seen == expected, order
         with pytest.raises(InvalidParameterValue):
             tracking_store.search_runs([experiment_id], "", ACTIVE_ONLY, 3, [], "not-a-token")
+
+    def test_every_searchable_run_attribute_filters_and_orders(
+        self, tracking_store: AbstractTrackingStore
+    ) -> None:
+        # Each attribute of the grammar's one table (RUN_ATTRIBUTES), so a new one is checked
+        # on every store without a test of its own.
+        experiment_id = self.new_experiment(tracking_store)
+        earlier = self.new_run(tracking_store, experiment_id, "earlier", start=1_000)
+        later = self.new_run(tracking_store, experiment_id, "later", start=2_000)
+        tracking_store.update_run(earlier, RUNNING, 1_500, None)
+        tracking_store.update_run(later, FINISHED, 3_000, None)
+        infos = {
+            name: tracking_store.get_run(run).info
+            for name, run in (("earlier", earlier), ("later", later))
+        }
+
+        def value_of(info: tracking_pb2.RunInfo, field: str) -> object:
+            value = getattr(info, field)
+            if field == "status":
+                return tracking_pb2.RunStatus.Name(value).removeprefix("RUN_STATUS_")
+            return value
+
+        for name, attribute in RUN_ATTRIBUTES.items():
+            value = value_of(infos["later"], attribute.field)
+            literal = str(value) if attribute.numeric else f"'{value}'"
+            found, _ = tracking_store.search_runs(
+                [experiment_id], f"attributes.{name} = {literal}", ACTIVE_ONLY, 10, [], ""
+            )
+            expected = [n for n, i in infos.items() if value_of(i, attribute.field) == value]
+            assert sorted(self.names(found)) == expected, name
+            ordered, _ = tracking_store.search_runs(
+                [experiment_id], "", ACTIVE_ONLY, 10, [f"attributes.{name} ASC"], ""
+            )
+            assert sorted(self.names(ordered)) == ["earlier", "later"], name
+            if attribute.numeric:
+                assert self.names(ordered) == ["earlier", "later"], name
 
     def test_search_runs_honours_the_view_type(self, tracking_store: AbstractTrackingStore) -> None:
         experiment_id = self.new_experiment(tracking_store)

@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from mlgrid.api.common.v1 import common_pb2
-from mlgrid.store.search_filter import BoolOp, Comparison, FilterNode
+from mlgrid.store.search_filter import RUN_ATTRIBUTES, BoolOp, Comparison, FilterNode
 
 from . import schema as t
+from .rows import RUN_INFO_FIELDS
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -32,16 +33,13 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "NOT IN": lambda column, values: column.not_in(list(values)),
 }
 
+#: The column of each RunInfo field (rows.py declares them; the id is not among its fields).
+_RUN_INFO_COLUMNS = {field.name: field.column for field in RUN_INFO_FIELDS}
+_RUN_INFO_COLUMNS["run_id"] = t.runs.c.run_uuid
+#: The column each searchable run attribute (the SDK's grammar, RUN_ATTRIBUTES) reads: a new
+#: attribute needs no line here. A KeyError at import names one whose field has no column.
 _RUN_ATTRIBUTE_COLUMNS = {
-    "run_id": t.runs.c.run_uuid,
-    "run_name": t.runs.c.name,
-    "user_id": t.runs.c.user_id,
-    "status": t.runs.c.status,
-    "artifact_uri": t.runs.c.artifact_uri,
-    "lifecycle_stage": t.runs.c.lifecycle_stage,
-    "start_time": t.runs.c.start_time,
-    "created": t.runs.c.start_time,
-    "end_time": t.runs.c.end_time,
+    name: _RUN_INFO_COLUMNS[attribute.field] for name, attribute in RUN_ATTRIBUTES.items()
 }
 
 #: Input tag holding a dataset's role (train, eval, …), searchable as ``datasets.context``.
