@@ -2,7 +2,8 @@
 
 Knobs beyond ServiceConfig, read from the environment:
 ``MLGRID_PROJECTS_STORE_URI`` (database of the run leases its replicas share; default the
-tracking store when that is PostgreSQL or MySQL, else ``leases.db`` in the state directory),
+tracking store when that is PostgreSQL or MySQL, else a SQLite file beside the SQLite tracking
+file; see :func:`lease_store_uri`),
 ``MLGRID_PROJECTS_STATE_DIR`` (default ~/.mlgrid/projects), ``MLGRID_PROJECTS_LEASE_SECONDS``
 (how long a lease lasts unrenewed, default 30),
 ``MLGRID_PROJECTS_KILL_GRACE`` (seconds between SIGTERM and SIGKILL on cancel, default 10),
@@ -28,7 +29,7 @@ from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import ServedService
 
 from .access_rules import projects_rules
-from .leases import LeaseStore
+from .leases import LeaseStore, scope_of
 from .runner import ProjectRunner
 from .servicer import ProjectsServicer
 from .tracking_client import TrackingClient
@@ -49,20 +50,56 @@ def default_state_dir() -> Path:
 
 
 def lease_store_uri(config: ServiceConfig, state_dir: Path | None = None) -> str:
-    """Where the run leases live: ``state_dir``'s SQLite file when one is given (a private
-    service), else MLGRID_PROJECTS_STORE_URI, else the tracking database if it is a server
-    every replica reaches, else the default state directory's SQLite file (replicas on one
-    host share it)."""
-    if state_dir is None:
-        explicit = env.MLGRID_PROJECTS_STORE_URI.get()
-        if explicit:
-            return explicit
-        scheme = config.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
-        if scheme in _SERVER_DATABASES:
-            return config.backend_store_uri
-    directory = state_dir or default_state_dir()
+    """Where the run leases live, one database per tracking store: ``state_dir``'s SQLite file
+    when one is given (a private service), else MLGRID_PROJECTS_STORE_URI, else the tracking
+    database if it is a server every replica reaches, else a SQLite file beside the SQLite
+    tracking file (replicas on one host share it; two stacks on other files do not), else one
+    in the default state directory named by a digest of the tracking store URI."""
+    if state_dir is not None:
+        return _sqlite_file(state_dir, "leases.db")
+    explicit = env.MLGRID_PROJECTS_STORE_URI.get()
+    if explicit:
+        return explicit
+    scheme = config.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme in _SERVER_DATABASES:
+        return config.backend_store_uri
+    beside = _beside_sqlite_store(config.backend_store_uri)
+    if beside is not None:
+        return f"sqlite:///{beside}"
+    return _sqlite_file(default_state_dir(), f"leases-{scope_of(config.backend_store_uri)[:16]}.db")
+
+
+def _sqlite_file(directory: Path, name: str) -> str:
     directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory.absolute() / 'leases.db'}"
+    return f"sqlite:///{directory.absolute() / name}"
+
+
+def _beside_sqlite_store(store_uri: str) -> Path | None:
+    """``<tracking file>-projects-leases.db`` for a SQLite tracking file whose directory this
+    host sees (None for an in-memory store, or one on another host's disk)."""
+    if not store_uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(store_uri).database
+    except Exception:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().absolute()
+    if not path.parent.is_dir():
+        return None
+    return path.parent / f"{path.name}-projects-leases.db"
+
+
+def _legacy_lease_store_uri() -> str | None:
+    """The lease file every SQLite-backed stack of this user shared before leases were kept
+    per tracking store, if it exists."""
+    legacy = default_state_dir() / "leases.db"
+    if not legacy.is_file():
+        return None
+    return f"sqlite:///{legacy.absolute()}"
 
 
 def _sdk_tracking_uri(config: ServiceConfig) -> str:
@@ -108,11 +145,11 @@ def create_runner(
     if grace is None:
         grace = env.MLGRID_PROJECTS_KILL_GRACE.get()
     sdk_uri = _sdk_tracking_uri(config)
-    leases = LeaseStore(
-        lease_store_uri(config, state_dir),
-        config.backend_store_uri,
-        env.MLGRID_PROJECTS_LEASE_SECONDS.get(),
-    )
+    uri = lease_store_uri(config, state_dir)
+    leases = LeaseStore(uri, config.backend_store_uri, env.MLGRID_PROJECTS_LEASE_SECONDS.get())
+    legacy = _legacy_lease_store_uri() if state_dir is None else None
+    if legacy is not None and legacy != uri:
+        leases.import_leases(legacy)
     leases.import_state_files(state_dir or default_state_dir(), config.backend_store_uri)
     return ProjectRunner(
         TrackingClient(config.gateway_target, config.auth),

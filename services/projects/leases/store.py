@@ -237,6 +237,28 @@ class LeaseStore:
             path.unlink(missing_ok=True)
             log.warning("run %s recorded before leases: to be taken over", row["run_id"])
 
+    def import_leases(self, uri: str) -> None:
+        """Moves this scope's leases out of another lease database (the one file every SQLite
+        stack of a user shared before leases were kept per tracking store), as they are: a
+        lease whose owner is gone is then taken over here like any other."""
+        source = make_engine(uri, pool_size=1, max_overflow=0)
+        try:
+            with write_transaction(source) as conn:
+                if not sa.inspect(conn).has_table(leases.name):
+                    return
+                rows = conn.execute(sa.select(leases).where(leases.c.scope == self.scope)).all()
+                if rows:
+                    with write_transaction(self.engine) as ours:
+                        ours.execute(
+                            insert_ignore(ours.dialect.name, leases),
+                            [row._asdict() for row in rows],
+                        )
+                    conn.execute(leases.delete().where(leases.c.scope == self.scope))
+        finally:
+            source.dispose()
+        for row in rows:
+            log.warning("run %s: lease moved here from %s", row.run_id, uri)
+
     # -- any replica's side ---------------------------------------------------------------
 
     def claimable(self) -> list[Lease]:
