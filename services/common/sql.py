@@ -100,6 +100,29 @@ def _configure_postgres(engine: Engine, session_options: str) -> None:
         dbapi_connection.commit()
 
 
+def _require_utf8(engine: Engine) -> None:
+    """Refuses a PostgreSQL database whose encoding is SQL_ASCII, with one line naming it.
+
+    Such a database stores bytes unchecked: psycopg hands text back as bytes (SQLAlchemy's
+    first query fails with a TypeError), and lengths, LIKE/ILIKE and ordering would count and
+    compare bytes, not the characters the stores validate. Runs before SQLAlchemy's own first
+    query (``insert``), from the server's reported encoding: no statement is sent."""
+
+    @event.listens_for(engine, "connect", insert=True)
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        encoding = dbapi_connection.info.parameter_status("server_encoding")
+        if encoding != "SQL_ASCII":
+            return
+        dbapi_connection.close()
+        url = engine.url
+        raise InvalidParameterValue(
+            f"the PostgreSQL database {url.database!r} on {url.host or 'localhost'}:"
+            f"{url.port or 5432} has encoding SQL_ASCII; mlgrid needs UTF8: create one with "
+            f"createdb -E UTF8 -T template0 -h {url.host or 'localhost'} "
+            f"-U {url.username or 'postgres'} <name> and point the store URI at it"
+        )
+
+
 def _tie_connections_to_calls(engine: Engine, backend: str) -> None:
     """Each checked-out connection is tied to the gRPC call being served (see call_scope): when
     the call ends early its statement is cancelled (PostgreSQL) or interrupted (SQLite). On
@@ -188,6 +211,8 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
     engine = create_engine(url, **options)
     if backend in ("sqlite", "postgresql"):
         _tie_connections_to_calls(engine, backend)
+    if backend == "postgresql":
+        _require_utf8(engine)
     if backend == "sqlite":
         _configure_sqlite(engine)
     elif backend == "postgresql" and pg_session_options(uri):
