@@ -154,7 +154,7 @@ class ProjectRunner:
         try:
             self.tracking.log_params(run_id, loaded.request.params.all(), sub.store_uri)
             request = loaded.request.for_run(run_id, experiment_id, run.info.artifact_uri)
-            token = self.run_tokens.mint(current_identity(), run_id)
+            token = self.run_tokens.mint(current_identity(), run_id, experiment_id)
             submitted = backend.submit(dataclasses.replace(request, tracking_token=token))
         except BaseException as exc:
             self.state.forget(run_id)

@@ -184,7 +184,7 @@ def tokens_list(username: str, output: str, tracking_uri: str | None) -> None:
         _json(answer)
         return
     print_table(
-        ["token_id", "name", "username", "created", "expires"],
+        ["token_id", "name", "username", "created", "expires", "confined_to"],
         [
             [
                 t.token_id,
@@ -192,6 +192,8 @@ def tokens_list(username: str, output: str, tracking_uri: str | None) -> None:
                 t.username,
                 format_timestamp(t.creation_time),
                 format_timestamp(t.expiration_time) if t.expiration_time else "never",
+                # A project run's token works in its run's experiment only (docs/auth.md).
+                f"experiment {t.experiment_id}" if t.experiment_id else "",
             ]
             for t in answer.access_tokens
         ],
@@ -199,12 +201,26 @@ def tokens_list(username: str, output: str, tracking_uri: str | None) -> None:
 
 
 @tokens.command("revoke")
-@click.argument("token_id")
+@click.argument("token_id", required=False, default="")
+@click.option("--name", default="", help="Revoke by the name given at creation instead of by id.")
+@click.option("--username", default="", help="With --name: whose token (admins only for others).")
 @tracking_uri_option
-def tokens_revoke(token_id: str, tracking_uri: str | None) -> None:
-    """Revoke an access token."""
-    _call(tracking_uri, "RevokeAccessToken", pb.RevokeAccessTokenRequest(token_id=token_id))
-    click.echo(f"revoked token {token_id}")
+def tokens_revoke(token_id: str, name: str, username: str, tracking_uri: str | None) -> None:
+    """Revoke an access token: by TOKEN_ID, or by --name (every token of that name)."""
+    if bool(token_id) == bool(name):
+        raise click.UsageError("give a TOKEN_ID or --name NAME (one of them)")
+    if username and not name:
+        raise click.UsageError("--username goes with --name (a TOKEN_ID names its owner)")
+    answer = _call(
+        tracking_uri,
+        "RevokeAccessToken",
+        pb.RevokeAccessTokenRequest(token_id=token_id, name=name, username=username),
+    )
+    if token_id:
+        click.echo(f"revoked token {token_id}")
+    else:
+        plural = "s" if answer.revoked != 1 else ""
+        click.echo(f"revoked {answer.revoked} token{plural} named {name!r}")
 
 
 # ---------------------------------------------------------------- grants

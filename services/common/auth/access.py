@@ -26,6 +26,7 @@ from mlgrid.exceptions import PermissionDenied, Unauthenticated
 from .identity import Identity
 from .permissions import Permission, ResourceKind
 from .policy import UNOWNED
+from .run_tokens import scoped_level
 from .store import DEFAULT_WORKSPACE, AuthStore, SubjectView, UserRecord
 
 _CACHE_LIMIT = 50_000
@@ -103,16 +104,22 @@ class AccessControl:
 
     # ----------------------------------------------------------------- decisions
 
-    def is_admin(self, identity: Identity) -> bool:
+    def _owner_is_admin(self, identity: Identity) -> bool:
         if identity.is_service or identity.method == "open":
             return True
         return self.view(identity).user.is_admin
 
+    def is_admin(self, identity: Identity) -> bool:
+        # A project run's token never acts as an admin, even an admin's (run_tokens.py).
+        return self._owner_is_admin(identity) and not identity.scope
+
     def level(self, identity: Identity, kind: ResourceKind, resource_id: str) -> Permission:
-        if self.is_admin(identity):
-            return Permission.MANAGE
-        view = self.view(identity)
-        return self._level(view, kind, resource_id, self.workspace_of(kind, resource_id))
+        if self._owner_is_admin(identity):
+            level = Permission.MANAGE
+        else:
+            view = self.view(identity)
+            level = self._level(view, kind, resource_id, self.workspace_of(kind, resource_id))
+        return scoped_level(identity, kind, resource_id, level)
 
     @staticmethod
     def _level(
@@ -154,7 +161,8 @@ class AccessControl:
     ) -> set[str]:
         """The ids among ``resource_ids`` the caller may read (one store read for all)."""
         ids = set(resource_ids)
-        if self.is_admin(identity):
+        # A run's token reads what its owner reads (run_tokens.py caps no READ).
+        if self._owner_is_admin(identity):
             return ids
         view = self.view(identity)
         placed = self.store.resource_workspaces(kind, ids) if self._workspaces_exist() else {}

@@ -1,7 +1,8 @@
 """Identity assertions: what the gateway (or an mlgrid service) states about a caller, signed.
 
 ``<payload>.<signature>``, both base64url: the payload is JSON ``{"sub", "adm", "ws", "exp"}``
-(and ``"grp"``, the identity provider's groups that matter, when there are any),
+(and ``"grp"``, the identity provider's groups that matter, when there are any; ``"scp"``, the
+experiment a project run's token is confined to, when it is one),
 the signature HMAC-SHA256 over the encoded payload with the deployment's shared secret
 (``MLGRID_AUTH_SECRET``). Short-lived (:data:`ASSERTION_SECONDS`), so a user removed or demoted
 stops being asserted within that time even by a gateway that cached its credentials.
@@ -57,6 +58,8 @@ class AssertionSigner:
         }
         if identity.groups:
             claims["grp"] = list(identity.groups)
+        if identity.scope:  # a project run's token: confined to its experiment (run_tokens.py)
+            claims["scp"] = identity.scope
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{self._mac(payload)}"
 
@@ -81,11 +84,14 @@ class AssertionSigner:
                 claims["exp"],
             )
             groups = tuple(map(str, claims.get("grp", ())))
+            scope = str(claims.get("scp", ""))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Unauthenticated("the identity assertion is malformed") from None
         if not isinstance(expires, (int, float)) or expires <= now:
             raise Unauthenticated("the identity assertion has expired; authenticate again")
-        identity = Identity(str(subject), bool(admin), tuple(map(str, spaces)), "assertion", groups)
+        identity = Identity(
+            str(subject), bool(admin), tuple(map(str, spaces)), "assertion", groups, scope
+        )
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()

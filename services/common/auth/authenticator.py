@@ -164,10 +164,11 @@ class Authenticator:
         return Identity(user.username, user.is_admin, (), "password"), stored
 
     def _token(self, token: str) -> Identity:
-        user = self._store.user_for_token(token)
-        if user is None:
+        found = self._store.token_holder(token)
+        if found is None:
             raise Unauthenticated("the access token is not valid (unknown, revoked or expired)")
-        return Identity(user.username, user.is_admin, (), "token")
+        user, scope = found
+        return Identity(user.username, user.is_admin, (), "token", scope=scope)
 
     def _jwt(self, token: str) -> Identity:
         if self.jwt_verifier is None:

@@ -24,6 +24,9 @@ class Identity:
     #: Its identity provider's groups that some role is given to (from its token; empty for
     #: other callers): it has those roles' grants while its tokens list the groups.
     groups: tuple[str, ...] = ()
+    #: The experiment a project run's token confines it to ("" for every other caller): what
+    #: such a caller may do is decided in run_tokens.py.
+    scope: str = ""
 
     @property
     def is_service(self) -> bool:

@@ -22,6 +22,7 @@ from mlgrid.protocol import WORKSPACE_METADATA
 
 from .identity import Identity, reset_identity, set_identity
 from .policy import Rule
+from .run_tokens import check_scoped_call
 from .runtime import AuthRuntime
 from .store import DEFAULT_WORKSPACE
 
@@ -80,6 +81,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             raise PermissionDenied(f"{action} has no permission rule; only an admin may call it")
         # is_admin also refuses a user removed since it authenticated.
         admin = access.is_admin(identity)
+        check_scoped_call(identity, rule, action)  # a project run's token (run_tokens.py)
         if rule.anyone:
             return  # the auth service's own calls check the rest themselves
         if rule.creates is not None and rule.kind is not None:

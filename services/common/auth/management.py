@@ -50,6 +50,7 @@ def _token_pb(token: TokenRecord) -> pb.AccessToken:
         username=token.username,
         creation_time=token.creation_time,
         expiration_time=token.expiration_time,
+        experiment_id=token.scope,
     )
 
 
@@ -164,12 +165,24 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         return pb.ListAccessTokensResponse(access_tokens=[_token_pb(t) for t in tokens])
 
     def RevokeAccessToken(self, request, context):
-        runtime = self._on()
-        owner = runtime.store.token_owner(request.token_id)
-        self._self_or_admin(owner, "RevokeAccessToken")
-        runtime.store.revoke_token(request.token_id)
+        if bool(request.token_id) == bool(request.name):
+            which = "both are given" if request.token_id else "both are empty"
+            raise InvalidParameterValue(
+                f"give token_id or name (the token's id, or the name it was created with): {which}"
+            )
+        if request.token_id and request.username:
+            raise InvalidParameterValue("username goes with name; a token_id names its owner")
+        if request.name:
+            runtime, target = self._self_or_admin(request.username, "RevokeAccessToken")
+            revoked = runtime.store.revoke_user_tokens_named(target, request.name)
+        else:
+            runtime = self._on()
+            owner = runtime.store.token_owner(request.token_id)
+            self._self_or_admin(owner, "RevokeAccessToken")
+            runtime.store.revoke_token(request.token_id)
+            revoked = 1
         runtime.changed()
-        return pb.RevokeAccessTokenResponse()
+        return pb.RevokeAccessTokenResponse(revoked=revoked)
 
     # -- roles -------------------------------------------------------------------------------
 

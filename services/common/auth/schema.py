@@ -32,6 +32,9 @@ tokens = sa.Table(
     sa.Column("creation_time", sa.BigInteger, nullable=False),
     # 0: never expires.
     sa.Column("expiration_time", sa.BigInteger, nullable=False),
+    # "": the owner's rights; else the experiment a project run's token is confined to
+    # (run_tokens.py).
+    sa.Column("scope", sa.String(256), nullable=False, server_default=""),
 )
 
 roles = sa.Table(

@@ -89,6 +89,8 @@ class TokenRecord:
     username: str
     creation_time: int
     expiration_time: int
+    #: "" for an ordinary token; the experiment id a project run's token is confined to.
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -281,8 +283,9 @@ class AuthStore:
     # ----------------------------------------------------------------- tokens
 
     def create_token(
-        self, username: str, name: str, expires_in_seconds: int
+        self, username: str, name: str, expires_in_seconds: int, scope: str = ""
     ) -> tuple[TokenRecord, str]:
+        """A new token of ``username`` and its secret; ``scope`` confines it (run_tokens.py)."""
         if not name or len(name) > 256:
             raise InvalidParameterValue("name must have 1 to 256 characters")
         if expires_in_seconds < 0:
@@ -303,9 +306,10 @@ class AuthStore:
                     name=name,
                     creation_time=created,
                     expiration_time=expires,
+                    scope=scope,
                 )
             )
-        return TokenRecord(token_id, name, username, created, expires), token
+        return TokenRecord(token_id, name, username, created, expires, scope), token
 
     def list_tokens(self, username: str) -> list[TokenRecord]:
         with self.engine.connect() as conn:
@@ -316,7 +320,7 @@ class AuthStore:
                 .order_by(schema.tokens.c.creation_time.desc())
             ).all()
         return [
-            TokenRecord(r.token_id, r.name, username, r.creation_time, r.expiration_time)
+            TokenRecord(r.token_id, r.name, username, r.creation_time, r.expiration_time, r.scope)
             for r in rows
         ]
 
@@ -340,23 +344,53 @@ class AuthStore:
             raise ResourceDoesNotExist(f"access token {token_id[:64]!r} does not exist")
 
     def revoke_tokens_named(self, name: str) -> int:
-        """Removes every token called ``name`` (whoever owns it); how many there were."""
+        """Removes every confined token (a project run's) called ``name``, whoever owns it; how
+        many there were. A user's own token that happens to bear the name is left alone."""
         with write_transaction(self.engine) as conn:
             return int(
-                conn.execute(schema.tokens.delete().where(schema.tokens.c.name == name)).rowcount
+                conn.execute(
+                    schema.tokens.delete().where(
+                        schema.tokens.c.name == name, schema.tokens.c.scope != ""
+                    )
+                ).rowcount
             )
+
+    def revoke_user_tokens_named(self, username: str, name: str) -> int:
+        """Removes ``username``'s tokens called ``name``; ResourceDoesNotExist when it has none
+        (names need not be unique: every token of that name goes)."""
+        with write_transaction(self.engine) as conn:
+            user_id = self._user_row(conn, username).id
+            deleted = int(
+                conn.execute(
+                    schema.tokens.delete().where(
+                        schema.tokens.c.user_id == user_id, schema.tokens.c.name == name
+                    )
+                ).rowcount
+            )
+        if not deleted:
+            raise ResourceDoesNotExist(
+                f"user {username[:256]!r} has no access token named {name[:256]!r}"
+            )
+        return deleted
 
     def user_for_token(self, token: str) -> UserRecord | None:
         """The owner of ``token`` when it exists and has not expired."""
+        found = self.token_holder(token)
+        return None if found is None else found[0]
+
+    def token_holder(self, token: str) -> tuple[UserRecord, str] | None:
+        """The owner of ``token`` and the token's scope ("" unless it is a project run's), when
+        it exists and has not expired."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(schema.users, schema.tokens.c.expiration_time)
+                sa.select(schema.users, schema.tokens.c.expiration_time, schema.tokens.c.scope)
                 .join(schema.tokens, schema.tokens.c.user_id == schema.users.c.id)
                 .where(schema.tokens.c.token_hash == token_hash(token))
             ).one_or_none()
         if row is None or (row.expiration_time and row.expiration_time <= _now_ms()):
             return None
-        return UserRecord(row.id, row.username, bool(row.is_admin), row.creation_time)
+        user = UserRecord(row.id, row.username, bool(row.is_admin), row.creation_time)
+        return user, str(row.scope or "")
 
     # ------------------------------------------------------------------ roles
 

@@ -100,6 +100,7 @@ class AccessToken(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     CREATION_TIME_FIELD_NUMBER: _builtins.int
     EXPIRATION_TIME_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
     token_id: _builtins.str
     """Server-made id, used to revoke it."""
     name: _builtins.str
@@ -110,6 +111,10 @@ class AccessToken(_message.Message):
     """Milliseconds since the epoch."""
     expiration_time: _builtins.int
     """Milliseconds since the epoch; 0: never expires."""
+    experiment_id: _builtins.str
+    """The experiment a project run's token is confined to (it may work there and read what its
+    owner may read, nothing more); empty: an ordinary token with its owner's rights.
+    """
     def __init__(
         self,
         *,
@@ -118,10 +123,11 @@ class AccessToken(_message.Message):
         username: _builtins.str = ...,
         creation_time: _builtins.int = ...,
         expiration_time: _builtins.int = ...,
+        experiment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_time", b"creation_time", "expiration_time", b"expiration_time", "name", b"name", "token_id", b"token_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creation_time", b"creation_time", "experiment_id", b"experiment_id", "expiration_time", b"expiration_time", "name", b"name", "token_id", b"token_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -675,16 +681,24 @@ class RevokeAccessTokenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     token_id: _builtins.str
-    """The token's id."""
+    """The token's id; or leave it empty and give name."""
+    name: _builtins.str
+    """The token's name: every token of the user with that name is revoked."""
+    username: _builtins.str
+    """With name: whose token (admin only for another user); empty: the caller's."""
     def __init__(
         self,
         *,
         token_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_id", b"token_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "token_id", b"token_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,12 +710,17 @@ class RevokeAccessTokenResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    REVOKED_FIELD_NUMBER: _builtins.int
+    revoked: _builtins.int
+    """How many tokens were revoked (names need not be unique)."""
     def __init__(
         self,
+        *,
+        revoked: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

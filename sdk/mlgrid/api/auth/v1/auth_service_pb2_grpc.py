@@ -208,7 +208,7 @@ class AuthServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RevokeAccessToken(self, request, context):
-        """Revokes an access token: calls presenting it are refused from then on.
+        """Revokes an access token, by id or by name: calls presenting it are refused from then on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,7 +54,7 @@ class AuthServiceStub:
     ListAccessTokens: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListAccessTokensRequest, _auth_service_pb2.ListAccessTokensResponse]
     """Lists a user's access tokens (never their secrets)."""
     RevokeAccessToken: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeAccessTokenRequest, _auth_service_pb2.RevokeAccessTokenResponse]
-    """Revokes an access token: calls presenting it are refused from then on."""
+    """Revokes an access token, by id or by name: calls presenting it are refused from then on."""
     CreateRole: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.CreateRoleRequest, _auth_service_pb2.CreateRoleResponse]
     """Creates a role: a named group of users that grants can name (admin only)."""
     DeleteRole: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.DeleteRoleRequest, _auth_service_pb2.DeleteRoleResponse]
@@ -114,7 +114,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     ListAccessTokens: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListAccessTokensRequest, _auth_service_pb2.ListAccessTokensResponse]  # type: ignore[assignment]
     """Lists a user's access tokens (never their secrets)."""
     RevokeAccessToken: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RevokeAccessTokenRequest, _auth_service_pb2.RevokeAccessTokenResponse]  # type: ignore[assignment]
-    """Revokes an access token: calls presenting it are refused from then on."""
+    """Revokes an access token, by id or by name: calls presenting it are refused from then on."""
     CreateRole: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CreateRoleRequest, _auth_service_pb2.CreateRoleResponse]  # type: ignore[assignment]
     """Creates a role: a named group of users that grants can name (admin only)."""
     DeleteRole: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.DeleteRoleRequest, _auth_service_pb2.DeleteRoleResponse]  # type: ignore[assignment]
@@ -225,7 +225,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.RevokeAccessTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.RevokeAccessTokenResponse, _abc.Awaitable[_auth_service_pb2.RevokeAccessTokenResponse]]:
-        """Revokes an access token: calls presenting it are refused from then on."""
+        """Revokes an access token, by id or by name: calls presenting it are refused from then on."""
 
     @_abc_1.abstractmethod
     def CreateRole(
