@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -17,7 +18,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.protocol import WORKSPACE_METADATA
 
-from .conftest import ADMIN, AuthStack, error_of
+from .conftest import ADMIN, CACHE_SECONDS, AuthStack, error_of
 
 
 def _tracking(stack: AuthStack) -> trk_grpc.TrackingServiceStub:
@@ -260,3 +261,68 @@ def test_cli_gives_a_role_to_an_identity_provider_group(auth_stack: AuthStack) -
     assert _cli(auth_stack, "roles", "remove-group", "cli-team", "/org/cli team").returncode == 0
     listed = _cli(auth_stack, "roles", "list")
     assert "/org/cli team" not in listed.stdout
+
+
+def test_a_user_lists_its_tokens_and_revokes_one_by_name(auth_stack: AuthStack) -> None:
+    """By RPC and with ``mlgrid auth tokens``: the token stops working, the others do not, and
+    a user cannot revoke another's token by name (an admin can)."""
+    owner = auth_stack.create_user("token-namer")
+    user = ("token-namer", "token-namer-password")
+    auth = auth_stack.auth()
+    secrets = {
+        name: auth.CreateAccessToken(
+            auth_pb.CreateAccessTokenRequest(name=name), metadata=owner
+        ).token
+        for name in ("laptop", "ci")
+    }
+    listed = _cli(auth_stack, "tokens", "list", user=user)
+    assert listed.returncode == 0, listed.stderr
+    assert {"laptop", "ci"} <= set(listed.stdout.split())
+    done = _cli(auth_stack, "tokens", "revoke", "--name", "laptop", user=user)
+    assert (done.returncode, done.stdout.strip()) == (0, "revoked 1 token named 'laptop'")
+    whoami = auth_pb.WhoAmIRequest()
+
+    def with_token(name: str) -> grpc.StatusCode:
+        bearer = [("authorization", f"Bearer {secrets[name]}")]
+        try:
+            auth.WhoAmI(whoami, metadata=bearer)
+        except grpc.RpcError as err:
+            return err.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    time.sleep(CACHE_SECONDS + 0.1)  # the credential cache
+    assert with_token("laptop") is grpc.StatusCode.UNAUTHENTICATED
+    assert with_token("ci") is grpc.StatusCode.OK
+    names = [
+        t.name
+        for t in auth.ListAccessTokens(
+            auth_pb.ListAccessTokensRequest(), metadata=owner
+        ).access_tokens
+    ]
+    assert names == ["ci"]
+    again = _cli(auth_stack, "tokens", "revoke", "--name", "laptop", user=user)
+    assert again.returncode == 1
+    assert "user 'token-namer' has no access token named 'laptop'" in again.stderr
+    neither = _cli(auth_stack, "tokens", "revoke", user=user)
+    assert neither.returncode == 2 and "give a TOKEN_ID or --name NAME" in neither.stderr
+    # Another user's tokens: only an admin revokes them by name.
+    other = auth_stack.create_user("token-bystander")
+    err = error_of(
+        lambda: auth.RevokeAccessToken(
+            auth_pb.RevokeAccessTokenRequest(name="ci", username="token-namer"), metadata=other
+        )
+    )
+    assert err.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "RevokeAccessToken for another user needs an admin" in (err.details() or "")
+    both = error_of(
+        lambda: auth.RevokeAccessToken(
+            auth_pb.RevokeAccessTokenRequest(token_id="x", name="ci"), metadata=owner
+        )
+    )
+    assert both.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "give token_id or name" in (both.details() or "")
+    answer = auth.RevokeAccessToken(
+        auth_pb.RevokeAccessTokenRequest(name="ci", username="token-namer"),
+        metadata=auth_stack.admin,
+    )
+    assert answer.revoked == 1

@@ -15,6 +15,9 @@ import pytest
 
 from mlgrid import projects
 from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
+from mlgrid.api.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from mlgrid.api.registry.v1 import registry_service_pb2 as reg
+from mlgrid.api.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.client import Client
@@ -22,7 +25,7 @@ from mlgrid.exceptions import MlgridException
 from mlgrid.protocol import AUTHORIZATION_METADATA
 from tests.projects.helpers import write
 
-from .conftest import ADMIN, CACHE_SECONDS, SECRET, AuthStack, code_of
+from .conftest import ADMIN, CACHE_SECONDS, SECRET, AuthStack, basic, code_of, error_of
 
 ALICE = ("alice-runs", "alice-runs-password")
 
@@ -258,3 +261,162 @@ def test_a_docker_run_gets_the_token_in_its_container_and_loses_it_at_the_end(
         projects.run(str(project), experiment_id=experiment_id, backend="docker")
     assert "MLGRID_AUTH_SECRET" in str(refused.value)
     assert "not copied into runs" in str(refused.value)
+
+
+#: A project that hands the test its token (through a file) and waits to be cancelled.
+WAITING = {
+    "MLproject": """
+        name: waits
+        entry_points:
+          main:
+            parameters: {token_file: string}
+            command: "python wait.py {token_file}"
+    """,
+    "wait.py": """
+        import os, sys, time
+        with open(sys.argv[1] + ".tmp", "w") as out:
+            out.write(os.environ["MLGRID_TRACKING_TOKEN"])
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(120)
+    """,
+}
+
+
+def _denial(call: Any) -> str:
+    err = error_of(call)
+    assert err.code() is grpc.StatusCode.PERMISSION_DENIED, err.details()
+    return err.details() or ""
+
+
+def _check_confined(
+    tracking: Any, registry: Any, auth: Any, token: Any, user: str, own: str, other: str, model: str
+) -> None:
+    """What a run token of ``user`` for experiment ``own`` may and may not do."""
+    # Its own experiment: new runs, logging, tags.
+    run_id = tracking.CreateRun(
+        trk.CreateRunRequest(experiment_id=own), metadata=token
+    ).run.info.run_id
+    tracking.LogMetric(
+        trk.LogMetricRequest(run_id=run_id, key="m", value=1.0, timestamp=1),
+        metadata=token,
+    )
+    tracking.SetExperimentTag(
+        trk.SetExperimentTagRequest(experiment_id=own, key="k", value="v"),
+        metadata=token,
+    )
+    # … but nothing deleted there, though alice may.
+    assert (
+        _denial(lambda: tracking.DeleteRun(trk.DeleteRunRequest(run_id=run_id), metadata=token))
+        == f"DeleteRun needs MANAGE on experiment {own!r}; user {user!r} has EDIT"
+    )
+    assert "DeleteExperiment needs MANAGE" in _denial(
+        lambda: tracking.DeleteExperiment(
+            trk.DeleteExperimentRequest(experiment_id=own), metadata=token
+        )
+    )
+    # Elsewhere it reads what alice reads, and writes nothing.
+    assert (
+        tracking.GetExperiment(
+            trk.GetExperimentRequest(experiment_id=other), metadata=token
+        ).experiment.name
+        == "alice-other-experiment"
+    )
+    assert (
+        _denial(
+            lambda: tracking.CreateRun(trk.CreateRunRequest(experiment_id=other), metadata=token)
+        )
+        == f"CreateRun needs EDIT on experiment {other!r}; user {user!r} has READ"
+    )
+    registry.GetRegisteredModel(reg.GetRegisteredModelRequest(name=model), metadata=token)
+    assert f"needs EDIT on registered model {model!r}" in _denial(
+        lambda: registry.UpdateRegisteredModel(
+            reg.UpdateRegisteredModelRequest(name=model, description="d"), metadata=token
+        )
+    )
+    assert "DeleteRegisteredModel needs MANAGE" in _denial(
+        lambda: registry.DeleteRegisteredModel(
+            reg.DeleteRegisteredModelRequest(name=model), metadata=token
+        )
+    )
+    # Nothing new outside the run's experiment, and no management call at all.
+    assert "CreateExperiment is not allowed with a project run's token" in _denial(
+        lambda: tracking.CreateExperiment(
+            trk.CreateExperimentRequest(name=f"from-run-{time.time_ns()}"), metadata=token
+        )
+    )
+    for name, request in (
+        ("ListAccessTokens", auth_pb.ListAccessTokensRequest()),
+        ("CreateAccessToken", auth_pb.CreateAccessTokenRequest(name="escape")),
+        ("RevokeAccessToken", auth_pb.RevokeAccessTokenRequest(name="laptop")),
+        ("ListUsers", auth_pb.ListUsersRequest()),
+        (
+            "SetPermission",
+            auth_pb.SetPermissionRequest(
+                permission=auth_pb.Permission(
+                    resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
+                    resource_id=other,
+                    username=user,
+                    permission="MANAGE",
+                )
+            ),
+        ),
+    ):
+        method = getattr(auth, name)
+        assert f"{name} is not allowed with a project run's token" in _denial(
+            lambda method=method, request=request: method(request, metadata=token)
+        )
+    who = auth.WhoAmI(auth_pb.WhoAmIRequest(), metadata=token)
+    assert (who.subject, who.is_admin) == (user, False)
+
+
+def test_a_run_token_works_in_its_experiment_reads_elsewhere_and_manages_nothing(
+    auth_stack: AuthStack, as_alice: str, tmp_path: Path
+) -> None:
+    """alice may do everything on her experiments and model; her run's token may work in the
+    run's experiment only, read the rest, and make no management call. Checked through the
+    gateway port, and on the services' own ports (the services enforce it themselves)."""
+    client = Client()
+    own = client.create_experiment("alice-scoped-run")
+    other = client.create_experiment("alice-other-experiment")  # alice has MANAGE on it
+    model = f"alice-scoped-model-{time.time_ns()}"
+    registry = reg_grpc.RegistryServiceStub(auth_stack.gateway())
+    alice = basic(*ALICE)
+    registry.CreateRegisteredModel(reg.CreateRegisteredModelRequest(name=model), metadata=alice)
+    submitted = projects.run(
+        str(write(tmp_path / "proj", WAITING)),
+        parameters={"token_file": str(tmp_path / "token")},
+        experiment_id=own,
+        backend="local",
+        synchronous=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "token").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        token = bearer((tmp_path / "token").read_text())
+        for channel, registry_channel, auth_channel in (
+            (auth_stack.gateway(), auth_stack.gateway(), auth_stack.gateway()),
+            (
+                auth_stack.service_port("tracking"),
+                auth_stack.service_port("registry"),
+                auth_stack.service_port("tracking"),  # the auth service lives in tracking
+            ),
+        ):
+            _check_confined(
+                trk_grpc.TrackingServiceStub(channel),
+                reg_grpc.RegistryServiceStub(registry_channel),
+                auth_grpc.AuthServiceStub(auth_channel),
+                token,
+                as_alice,
+                own,
+                other,
+                model,
+            )
+        # alice herself sees the token as confined to the run's experiment.
+        listed = auth_stack.auth().ListAccessTokens(
+            auth_pb.ListAccessTokensRequest(), metadata=alice
+        )
+        confined = [t for t in listed.access_tokens if t.name == f"project run {submitted.run_id}"]
+        assert [t.experiment_id for t in confined] == [own]
+    finally:
+        submitted.cancel()

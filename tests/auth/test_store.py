@@ -117,3 +117,53 @@ def test_renamed_resource_keeps_grants_deleted_one_loses_them(store: AuthStore) 
     store.forget_resource(model, "m2")
     assert store.list_grants(model) == []
     assert store.resource_workspaces(model, ["m2"]) == {}
+
+
+def test_a_confined_token_carries_its_experiment_and_confines_even_an_admin(
+    store: AuthStore,
+) -> None:
+    """A project run's token (scope: its experiment) through the real authenticator, assertion
+    and access control: an admin's is cut to EDIT on the run's experiment and READ elsewhere, is
+    no admin, and survives the gateway's assertion with its scope."""
+    from mlgrid_services.common.auth.access import AccessControl
+    from mlgrid_services.common.auth.assertion import AssertionSigner
+    from mlgrid_services.common.auth.authenticator import Authenticator
+
+    store.create_user("root", "root-password", is_admin=True)
+    record, token = store.create_token("root", "project run r1", 60, scope="7")
+    assert record.scope == "7"
+    assert [t.scope for t in store.list_tokens("root")] == ["7"]
+    signer = AssertionSigner("a-secret-of-enough-length-01234")
+    identity = Authenticator(store, signer).authenticate(f"Bearer {token}")
+    assert identity.scope == "7"
+    assert signer.verify(signer.sign(identity)).scope == "7"
+    access = AccessControl(store)
+    assert not access.is_admin(identity)
+    assert access.level(identity, EXPERIMENT, "7") is Permission.EDIT
+    assert access.level(identity, EXPERIMENT, "8") is Permission.READ
+    assert access.level(identity, ResourceKind.REGISTERED_MODEL, "m") is Permission.READ
+    assert access.readable(identity, EXPERIMENT, ["7", "8"]) == {"7", "8"}
+    # The same admin's ordinary credentials keep their rights.
+    plain = Authenticator(store, signer).authenticate(
+        "Bearer " + store.create_token("root", "laptop", 0)[1]
+    )
+    assert access.is_admin(plain) and access.level(plain, EXPERIMENT, "8") is Permission.MANAGE
+
+
+def test_tokens_are_revoked_by_name(store: AuthStore) -> None:
+    store.create_user("alice", "alice-password")
+    store.create_user("bob", "bob-password-")
+    store.create_token("alice", "ci", 0)
+    store.create_token("alice", "ci", 0)
+    store.create_token("alice", "laptop", 0)
+    store.create_token("bob", "ci", 0)
+    assert store.revoke_user_tokens_named("alice", "ci") == 2
+    assert [t.name for t in store.list_tokens("alice")] == ["laptop"]
+    assert [t.name for t in store.list_tokens("bob")] == ["ci"]  # bob's is not alice's
+    with pytest.raises(ResourceDoesNotExist, match="user 'alice' has no access token named 'ci'"):
+        store.revoke_user_tokens_named("alice", "ci")
+    # A run's tokens go by the run's name; a user's own token of that name stays.
+    store.create_token("alice", "project run r9", 0)
+    store.create_token("alice", "project run r9", 60, scope="3")
+    assert store.revoke_tokens_named("project run r9") == 1
+    assert [t.scope for t in store.list_tokens("alice") if t.name == "project run r9"] == [""]
