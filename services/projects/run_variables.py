@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlgrid.projects.backend import RunRequest
 from mlgrid.uris import mlflow_gateway_uri
 
-__all__ = ["is_service_secret", "run_variables"]
+__all__ = ["CREDENTIAL_VARIABLES", "is_service_secret", "run_variables", "split_credentials"]
 
 #: The service's own configuration (database URLs may hold credentials): a run talks to the
 #: tracking URI it is given, never to the stores behind it.
@@ -21,6 +21,17 @@ SERVICE_CREDENTIALS = tuple(
     for prefix in ("MLFLOW", "MLGRID")
     for name in ("TOKEN", "USERNAME", "PASSWORD")
 )
+
+
+#: The run's own credential (auth on), under mlgrid's and MLflow's names: what a backend that
+#: writes the environment into an object others may read (a Kubernetes Job) keeps apart.
+CREDENTIAL_VARIABLES = ("MLGRID_TRACKING_TOKEN", "MLFLOW_TRACKING_TOKEN")
+
+
+def split_credentials(variables: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``variables`` as (everything but the run's credential, the credential)."""
+    plain = {k: v for k, v in variables.items() if k not in CREDENTIAL_VARIABLES}
+    return plain, {k: v for k, v in variables.items() if k in CREDENTIAL_VARIABLES}
 
 
 def is_service_secret(name: str) -> bool:

@@ -27,11 +27,12 @@ from mlgrid.projects.env_files import DockerEnv
 
 from ..docker_backend.container_spec import docker_env_variables
 from ..logbuffer import LogBuffer
-from ..run_variables import run_variables
+from ..run_variables import run_variables, split_credentials
 from .cluster import SERVICE_ACCOUNT_DIR, Cluster, connect
 from .config import KubernetesConfig, parse_config
+from .run_secret import create_secret, delete_secret, own_secret, secret_body
 from .submitted import JobHandle, KubernetesSubmittedRun, RunHooks
-from .template import JobRequest, parse_template, render_job
+from .template import JobRequest, parse_template, render_job, secret_name
 
 __all__ = ["KUBE_TRACKING_URI_ENV", "KubernetesBackend", "api_error_message"]
 
@@ -150,6 +151,9 @@ class KubernetesBackend(ProjectBackend):
             finally:
                 if not self.host.keep_workdirs:
                     shutil.rmtree(request.workdir, ignore_errors=True)
+            variables, credentials = split_credentials(
+                run_variables(dataclasses.replace(request, tracking_uri=tracking_uri))
+            )
             job = render_job(
                 template,
                 JobRequest(
@@ -163,9 +167,8 @@ class KubernetesBackend(ProjectBackend):
                     volumes=docker_env.volumes,
                     image_pull_secrets=config.image_pull_secrets,
                     store_uri=request.store_uri,
-                    variables=run_variables(
-                        dataclasses.replace(request, tracking_uri=tracking_uri)
-                    ),
+                    variables=variables,
+                    credentials=tuple(credentials),
                     now=datetime.now(timezone.utc),
                 ),
             )
@@ -175,25 +178,42 @@ class KubernetesBackend(ProjectBackend):
                 job_name=job["metadata"]["name"],
                 container=job["spec"]["template"]["spec"]["containers"][0]["name"],
                 store_uri=request.store_uri,
+                secret=secret_name(job["metadata"]["name"]) if credentials else None,
             )
             if run.cancelled:
                 raise InvalidParameterValue("cancelled before the Job was created")
+            if handle.secret:
+                _create(
+                    "the run's Secret",
+                    lambda: create_secret(
+                        cluster,
+                        namespace,
+                        secret_body(handle.job_name, request.run_id, credentials),
+                    ),
+                    cluster,
+                )
             output.system(f"[mlgrid] creating Job {handle.job_name} in namespace {namespace}\n")
             body = k8s.V1Job.from_dict(job)
             assert body is not None
             try:
-                k8s.BatchV1Api(cluster.api).create_namespaced_job(
-                    namespace, body, _request_timeout=30
+                created = _create(
+                    "the Job",
+                    lambda: k8s.BatchV1Api(cluster.api).create_namespaced_job(
+                        namespace, body, _request_timeout=30
+                    ),
+                    cluster,
                 )
-            except ApiException as exc:
-                raise InvalidParameterValue(
-                    f"the Kubernetes API server refused the Job: {api_error_message(exc)}"
-                ) from None
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise InvalidParameterValue(
-                    f"cannot reach the Kubernetes API server of {cluster.description} to create "
-                    f"the Job: {type(exc).__name__}"
-                ) from None
+            except BaseException:
+                if handle.secret:  # no Job: its Secret (the token) must not stay behind
+                    delete_secret(cluster, namespace, handle.secret)
+                raise
+            if handle.secret:
+                problem = own_secret(cluster, namespace, handle.secret, created)
+                if problem:
+                    output.system(
+                        f"[mlgrid] could not make the Job the owner of its Secret ({problem}); "
+                        "it is deleted when the run ends\n"
+                    )
             return handle
 
         return KubernetesSubmittedRun(
@@ -237,6 +257,21 @@ class KubernetesBackend(ProjectBackend):
         return KubernetesSubmittedRun(
             handle.run_id, cluster, self._hooks(), output, handle=job
         ).start()
+
+
+def _create(what: str, call: Callable[[], Any], cluster: Cluster) -> Any:
+    """``call()`` (a create request); the API server's refusal or silence as a clear error."""
+    try:
+        return call()
+    except ApiException as exc:
+        raise InvalidParameterValue(
+            f"the Kubernetes API server refused {what}: {api_error_message(exc)}"
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise InvalidParameterValue(
+            f"cannot reach the Kubernetes API server of {cluster.description} to create "
+            f"{what}: {type(exc).__name__}"
+        ) from None
 
 
 def _command(request: RunRequest) -> str:

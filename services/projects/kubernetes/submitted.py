@@ -31,6 +31,7 @@ from ..logbuffer import LogBuffer
 from .cluster import Cluster
 from .job_status import JobOutcome, job_outcome, job_running
 from .pod_logs import PodLogFollower
+from .run_secret import delete_secret
 from .template import RUN_ID_LABEL
 from .watching import ResourceWatch
 
@@ -60,6 +61,8 @@ class JobHandle:
     #: The first container's name (whose log is the run's output).
     container: str
     store_uri: str | None = None
+    #: The Secret holding the run's credential (auth on; run_secret.py), deleted when it ends.
+    secret: str | None = None
 
     def details(self) -> dict[str, Any]:
         return asdict(self)
@@ -327,6 +330,14 @@ class KubernetesSubmittedRun(SubmittedRun):
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             self.log.system(f"[mlgrid] could not delete the run's pods: {exc}\n")
 
+    def _delete_secret(self, handle: JobHandle) -> None:
+        """The run's token is revoked as the run ends: its Secret goes too (the Job, kept for
+        its ttlSecondsAfterFinished, does not need it any more)."""
+        if handle.secret:
+            problem = delete_secret(self.cluster, handle.namespace, handle.secret)
+            if problem:
+                self.log.system(f"[mlgrid] could not delete the run's Secret: {problem}\n")
+
     def _finish(self, outcome: JobOutcome) -> None:
         status, self.message = outcome.status, outcome.message
         if status != "FINISHED" and self.message:
@@ -334,6 +345,7 @@ class KubernetesSubmittedRun(SubmittedRun):
         self.log.system(f"[mlgrid] run {self.run_id} {status}\n")
         if self.handle is not None:
             self._save_output()
+            self._delete_secret(self.handle)
         try:
             self.hooks.end_run(self.run_id, _TRACKING_STATUS[status], self.store_uri)
         except Exception as exc:  # tracking down: the run's own status is still reported

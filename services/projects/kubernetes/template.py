@@ -5,7 +5,8 @@ first container ``name``, ``image`` (by digest) and ``command``; ``MLFLOW_TRACKI
 ``MLFLOW_RUN_ID`` and ``MLFLOW_EXPERIMENT_ID`` are added to its ``env``. Beyond MLflow, the
 project's ``docker_env`` volumes and variables are carried over, labels name the run (so its
 pods can be found, and its Job adopted after a service restart), and image pull secrets are
-added. The template text is parsed afresh for every run; the file is never written.
+added. The run's credential (auth on) is not in the Job: its variables reference the run's
+Secret (``secretKeyRef``, see run_secret.py). The template text is parsed afresh for every run; the file is never written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "job_name",
     "parse_template",
     "render_job",
+    "secret_name",
 ]
 
 #: Where the project image holds the project (the working directory of the command).
@@ -63,6 +65,8 @@ class JobRequest:
     #: The run's variables every backend hands its code (mlgrid's and MLflow's names); they
     #: take precedence over the three MLFLOW_* ones made from the fields above.
     variables: dict[str, str] = field(default_factory=dict)
+    #: Variables whose values are in the run's Secret (the credential): referenced, not written.
+    credentials: tuple[str, ...] = ()
     #: When the Job is made (its name's timestamp).
     now: datetime | None = None
 
@@ -134,6 +138,12 @@ def job_name(project_name: str, now: datetime) -> str:
     return f"{_dns_label(project_name, _MAX_NAME - len(stamp) - 1)}-{stamp}"
 
 
+def secret_name(job_name: str) -> str:
+    """The name of the Secret holding the credential of the Job ``job_name`` (at most 63
+    characters, so this stays a valid object name)."""
+    return f"{job_name}-token"
+
+
 def _volumes(volumes: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """docker_env volumes as hostPath volumes and their mounts."""
     pod_volumes, mounts = [], []
@@ -187,10 +197,19 @@ def render_job(template: dict[str, Any], request: JobRequest) -> dict[str, Any]:
         "MLFLOW_EXPERIMENT_ID": request.experiment_id,
         **request.variables,
     }
-    replaced = set(run_values) | set(request.environment)
+    credentials = [k for k in request.credentials if k not in run_values]
+    replaced = set(run_values) | set(request.environment) | set(credentials)
     env = [e for e in container.get("env") or [] if e.get("name") not in replaced]
-    env += [{"name": k, "value": v} for k, v in request.environment.items() if k not in run_values]
+    env += [
+        {"name": k, "value": v}
+        for k, v in request.environment.items()
+        if k not in run_values and k not in credentials
+    ]
     env += [{"name": k, "value": v} for k, v in run_values.items()]
+    secret = secret_name(metadata["name"])
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in credentials
+    ]
     container["env"] = env
     pod_volumes, mounts = _volumes(request.volumes)
     if pod_volumes:
