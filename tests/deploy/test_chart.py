@@ -301,12 +301,15 @@ def test_projects_role_covers_every_call_of_the_kubernetes_backend_in_the_jobs_n
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    # create, list+watch, delete the Job; list+watch and delete its pods; follow their logs.
+    # create, list+watch, delete the Job; list+watch and delete its pods; follow their logs;
+    # create the run's Secret (its token), make it the Job's, delete it. Never read Secrets.
     needed = {
         ("jobs", "create"), ("jobs", "list"), ("jobs", "watch"), ("jobs", "delete"),
         ("pods", "list"), ("pods", "watch"), ("pods", "delete"), ("pods/log", "get"),
+        ("secrets", "create"), ("secrets", "patch"), ("secrets", "delete"),
     }  # fmt: skip
     assert needed <= allowed
+    assert not {("secrets", "get"), ("secrets", "list"), ("secrets", "watch")} & allowed
     config_map = by_kind(docs, "ConfigMap")["demo-mlgrid-projects-kubernetes"]
     assert '"kube-namespace": "ml-jobs"' in config_map["data"]["backend-config.json"]
 
