@@ -195,3 +195,29 @@ def test_the_runs_variables_of_every_backend_win_over_the_three_mlflow_ones() ->
     assert env["MLFLOW_TRACKING_URI"] == "mlgrid://gateway:50051"
     assert env["MLGRID_TRACKING_URI"] == "grpc://gateway:50051"
     assert env["MLFLOW_RUN_ID"] == request().run_id and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_the_runs_credential_is_referenced_from_its_secret_never_written() -> None:
+    template = parse_template(
+        TEMPLATE.replace(
+            '- {name: KEEP_ME, value: "1"}',
+            '- {name: KEEP_ME, value: "1"}\n        - {name: MLGRID_TRACKING_TOKEN, value: "stale"}',
+        )
+    )
+    job = render_job(
+        template,
+        request(
+            variables={"MLGRID_RUN_ID": "r"},
+            credentials=("MLGRID_TRACKING_TOKEN", "MLFLOW_TRACKING_TOKEN"),
+        ),
+    )
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    secret = f"{job['metadata']['name']}-token"
+    by_name = {e["name"]: e for e in env}
+    for name in ("MLGRID_TRACKING_TOKEN", "MLFLOW_TRACKING_TOKEN"):
+        assert by_name[name] == {
+            "name": name,
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": name}},
+        }
+    assert [e["name"] for e in env].count("MLGRID_TRACKING_TOKEN") == 1  # the template's is gone
+    assert "stale" not in str(env)
