@@ -30,21 +30,21 @@ __all__ = ["create_secret", "delete_secret", "own_secret", "secret_body", "secre
 _ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
-def secret_body(job_name: str, run_id: str, values: dict[str, str]) -> dict[str, Any]:
+def secret_body(job_name: str, run_id: str, values: dict[str, str]) -> k8s.V1Secret:
     """The Secret holding ``values`` under their variable names (valid Secret keys)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": secret_name(job_name),
-            "labels": {MANAGED_BY_LABEL: "mlgrid", RUN_ID_LABEL: run_id},
-        },
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
-    }
+    return k8s.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        type="Opaque",
+        metadata=k8s.V1ObjectMeta(
+            name=secret_name(job_name),
+            labels={MANAGED_BY_LABEL: "mlgrid", RUN_ID_LABEL: run_id},
+        ),
+        data={k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+    )
 
 
-def create_secret(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+def create_secret(cluster: Cluster, namespace: str, body: k8s.V1Secret) -> None:
     """Creates it; raises ApiException (or a connection error) for the caller to report."""
     k8s.CoreV1Api(cluster.api).create_namespaced_secret(namespace, body, _request_timeout=30)
 
