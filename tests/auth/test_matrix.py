@@ -1,5 +1,6 @@
 """Every RPC of every service, with auth on: without credentials, with each permission level on
-the resource it touches, through the gateway port, a tunnel and the service's own port.
+the resource it touches, and with a project run's token confined to the experiment, through
+the gateway port, a tunnel and the service's own port.
 
 The RPC list comes from the service descriptors, so a new RPC without a rule in its service or
 an entry in rpc_matrix.py fails ``test_every_rpc_has_a_rule_and_an_entry``.
@@ -7,6 +8,7 @@ an entry in rpc_matrix.py fails ``test_every_rpc_has_a_rule_and_an_entry``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +21,13 @@ import pytest
 from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
 from mlgrid.api.registry.v1 import registry_service_pb2 as reg
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
+from mlgrid.protocol import AUTHORIZATION_METADATA
+from mlgrid_services.common.auth.identity import Identity
 from mlgrid_services.common.auth.permissions import Permission
+from mlgrid_services.common.auth.run_tokens import RunTokens
+from mlgrid_services.common.auth.runtime import auth_runtime
 
-from .conftest import AuthStack, code_of, error_of, start_auth_stack
+from .conftest import AuthStack, auth_settings, code_of, error_of, start_auth_stack
 from .rpc_matrix import CREATES, LISTS, MATRIX, SERVICES, TUNNELLED, Entry, Resources, invoke
 
 LEVELS = [
@@ -230,3 +236,45 @@ def _check_listing(
         assert target in shown, f"{level.name} does not see {target} in {method}"
     else:
         assert target not in shown, f"{level.name} sees {target} in {method}"
+
+
+def _run_token(world: World, resources: Resources) -> list[tuple[str, str]]:
+    """A project run's token of the user with MANAGE on ``resources``, confined to their
+    experiment, minted as the projects service mints one (run_tokens.py) in the stack's store."""
+    runtime = auth_runtime(auth_settings(world.stack.stack.backend_store_uri))
+    token = RunTokens(lambda: runtime).mint(
+        Identity(_username(Permission.MANAGE)), uuid.uuid4().hex, resources.experiment_id
+    )
+    return [(AUTHORIZATION_METADATA, f"Bearer {token}")]
+
+
+@pytest.mark.parametrize(("service", "method", "path"), cases())
+def test_a_run_token_gets_what_its_experiment_scope_allows(
+    world: World, service: str, method: str, path: str
+) -> None:
+    """Its owner may MANAGE everything here; the run's token may do up to EDIT in its
+    experiment (the tracking, artifacts and projects calls), READ on the registered model, and
+    create nothing: every RPC, on every path."""
+    entry = MATRIX[service][method]
+    cap = Permission.READ if service == "registry" else Permission.EDIT
+    resources = world.resources
+    allowed = entry.needs == LISTS or (entry.needs != CREATES and cap >= entry.needs)  # type: ignore[operator]
+    if allowed and entry.destroys:  # a fresh set, so the shared one survives
+        resources = _make_resources(world.stack)
+        _grant(world.stack, resources, _username(Permission.MANAGE), Permission.MANAGE)
+    token = _run_token(world, resources)
+    stub = SERVICES[service][2](_channel(world, service, path, token))
+    if entry.needs == LISTS:
+        _check_listing(world, stub, method, entry, Permission.READ, token)
+        return
+    if allowed:
+        code = code_of(invoke(stub, method, entry, resources, token))
+        assert code not in REFUSALS, f"a run token was refused {method} ({code})"
+        return
+    err = error_of(invoke(stub, method, entry, resources, token))
+    assert err.code() is grpc.StatusCode.PERMISSION_DENIED, err.details()
+    details = err.details() or ""
+    if entry.needs == CREATES:
+        assert f"{method} is not allowed with a project run's token" in details, details
+    else:
+        assert f"needs {entry.needs.name}" in details and f"has {cap.name}" in details, details  # type: ignore[union-attr]
