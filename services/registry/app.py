@@ -16,6 +16,7 @@ from mlgrid_services.common.store_router import StoreRouter
 from .access_rules import registry_rules
 from .domain import Registry
 from .servicer import RegistryServicer
+from .source_access import source_access
 from .sources import TrackingRunLookup
 from .stores import open_registry_store, registry_stores
 
@@ -27,10 +28,11 @@ def create(config: ServiceConfig) -> ServiceApp:
     returns the servicer; runs are looked up through ``config.gateway_target``."""
     runs = TrackingRunLookup(config.gateway_target, auth=config.auth)
     policy = policy_for(config)
+    access = source_access(config.auth, runs)
 
     def open_registry(uri: str) -> tuple[Registry, Callable[[], None]]:
         store = open_registry_store(uri)
-        return Registry(store, runs, policy), store.close
+        return Registry(store, runs, policy, access), store.close
 
     registries = StoreRouter(
         open_registry,

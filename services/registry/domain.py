@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from mlgrid.api.registry.v1 import registry_pb2
 from mlgrid.exceptions import InvalidParameterValue
@@ -32,6 +33,9 @@ from mlgrid_services.common.validation import (
 )
 
 from .sources import FilesLookup, LoggedModelLookup, RunArtifactLookup, check_source
+
+if TYPE_CHECKING:
+    from .source_access import SourceAccess
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +127,12 @@ class Registry:
         store: AbstractRegistryStore,
         run_artifact_uri: RunArtifactLookup,
         location_policy: DeploymentPolicy | None = None,
+        source_access: SourceAccess | None = None,
     ) -> None:
         #: Which locations a version's source may name (None: any).
         self.location_policy = location_policy
+        #: The caller's permissions on a version's source (None: auth off).
+        self.source_access = source_access
         self.store = store
         self.run_artifact_uri = run_artifact_uri
 
@@ -190,11 +197,18 @@ class Registry:
         validate_length(description, MAX_DESCRIPTION_LENGTH, "description")
         validate_length(user_id, MAX_USER_ID_LENGTH, "user_id")
         policy = self.location_policy.current() if self.location_policy is not None else None
+        access = self.source_access
+        if access is not None and run_id:
+            access.check_run(run_id)  # before its artifact root is looked at
         checked = check_source(source, run_id, self.run_artifact_uri, policy)
+        if access is not None and checked.run_id and checked.run_id != run_id:
+            access.check_run(checked.run_id)
         storage = checked.storage_location
         if checked.run_id or checked.source_is_local:
             self._require_files(source, storage or checked.source)
         if checked.model_version is not None:
+            if access is not None:
+                access.check_model_version(*checked.model_version)
             storage = self.store.get_model_version_download_uri(*checked.model_version)
         if checked.logged_model_id and model_id and model_id != checked.logged_model_id:
             raise InvalidParameterValue(
@@ -202,10 +216,13 @@ class Registry:
                 f"{shorten(source)}; leave model_id empty or make them agree"
             )
         model_id = model_id or checked.logged_model_id
+        model_experiment = ""
         if model_id:
             # The model must exist; its files are the version's when the source names it, and
             # its run is the version's unless one was given (as MLflow does).
-            location, source_run = self._logged_model(model_id)
+            location, source_run, model_experiment = self._logged_model(model_id)
+            if access is not None:
+                access.check_logged_model(model_id, model_experiment)
             if checked.logged_model_id:
                 storage = location
             run_id = run_id or source_run
@@ -222,7 +239,17 @@ class Registry:
             **extra,
         )
         if model_id and isinstance(self.run_artifact_uri, LoggedModelLookup):
-            _record_on_logged_model(self.run_artifact_uri, model_id, created)
+            if access is None or access.may_record_on(model_experiment):
+                _record_on_logged_model(self.run_artifact_uri, model_id, created)
+            else:
+                log.info(
+                    "model version %s/%s not listed on logged model %s: the caller may only "
+                    "read experiment %s",
+                    created.name,
+                    created.version,
+                    model_id,
+                    model_experiment,
+                )
         return created
 
     def _require_files(self, source: str, location: str) -> None:
@@ -234,7 +261,7 @@ class Registry:
                 "the model's files (e.g. with log_model) before registering them"
             )
 
-    def _logged_model(self, model_id: str) -> tuple[str, str]:
+    def _logged_model(self, model_id: str) -> tuple[str, str, str]:
         if not _LOGGED_MODEL_ID.match(model_id):
             raise InvalidParameterValue(
                 f"Invalid model_id {shorten(model_id)}: expected a logged model id such as "

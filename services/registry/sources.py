@@ -73,7 +73,7 @@ class LoggedModelLookup(Protocol):
 
     def __call__(self, run_id: str) -> str: ...
 
-    def logged_model(self, model_id: str) -> tuple[str, str]: ...
+    def logged_model(self, model_id: str) -> tuple[str, str, str]: ...
 
     def record_version(self, model_id: str, name: str, version: str) -> None: ...
 
@@ -187,7 +187,8 @@ class TrackingRunLookup:
         self._stub: tracking_service_pb2_grpc.TrackingServiceStub | None = None
         self._channel: grpc.Channel | None = None
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, str] = OrderedDict()
+        #: run id -> (artifact_uri, experiment_id)
+        self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def _tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
         with self._lock:
@@ -204,6 +205,13 @@ class TrackingRunLookup:
             return self._stub
 
     def __call__(self, run_id: str) -> str:
+        return self._run(run_id)[0]
+
+    def experiment_of(self, run_id: str) -> str:
+        """The experiment of a run (ResourceDoesNotExist when there is none)."""
+        return self._run(run_id)[1]
+
+    def _run(self, run_id: str) -> tuple[str, str]:
         with self._lock:
             cached = self._cache.get(run_id)
             if cached is not None:
@@ -214,15 +222,15 @@ class TrackingRunLookup:
             response = self._tracking().GetRun(request, timeout=self.timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
-        artifact_uri = str(response.run.info.artifact_uri)
+        found = (str(response.run.info.artifact_uri), str(response.run.info.experiment_id))
         with self._lock:
-            self._cache[run_id] = artifact_uri
+            self._cache[run_id] = found
             if len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return artifact_uri
+        return found
 
-    def logged_model(self, model_id: str) -> tuple[str, str]:
-        """The artifact location and source run id of an MLflow 3 logged model
+    def logged_model(self, model_id: str) -> tuple[str, str, str]:
+        """The artifact location, source run id and experiment id of an MLflow 3 logged model
         (ResourceDoesNotExist when there is none)."""
         request = tracking_service_pb2.GetLoggedModelRequest(model_id=model_id)
         try:
@@ -230,7 +238,7 @@ class TrackingRunLookup:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
         info = response.model.info
-        return str(info.artifact_uri), str(info.source_run_id)
+        return str(info.artifact_uri), str(info.source_run_id), str(info.experiment_id)
 
     def record_version(self, model_id: str, name: str, version: str) -> None:
         """Adds ``{"name", "version"}`` to the logged model's ``mlflow.modelVersions`` tag, as
