@@ -253,12 +253,15 @@ def test_a_run_token_gets_what_its_experiment_scope_allows(
     world: World, service: str, method: str, path: str
 ) -> None:
     """Its owner may MANAGE everything here; the run's token may do up to EDIT in its
-    experiment (the tracking, artifacts and projects calls), READ on the registered model, and
-    create nothing: every RPC, on every path."""
+    experiment (the tracking, artifacts and projects calls) and on the registered model, may
+    create registered models but no experiment: every RPC, on every path."""
     entry = MATRIX[service][method]
-    cap = Permission.READ if service == "registry" else Permission.EDIT
+    cap = Permission.EDIT
     resources = world.resources
-    allowed = entry.needs == LISTS or (entry.needs != CREATES and cap >= entry.needs)  # type: ignore[operator]
+    creatable = service == "registry"  # registered models, not experiments (run_tokens.py)
+    allowed = entry.needs == LISTS or (
+        creatable if entry.needs == CREATES else cap >= entry.needs  # type: ignore[operator]
+    )
     if allowed and entry.destroys:  # a fresh set, so the shared one survives
         resources = _make_resources(world.stack)
         _grant(world.stack, resources, _username(Permission.MANAGE), Permission.MANAGE)

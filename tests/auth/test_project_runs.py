@@ -328,11 +328,19 @@ def _check_confined(
         == f"CreateRun needs EDIT on experiment {other!r}; user {user!r} has READ"
     )
     registry.GetRegisteredModel(reg.GetRegisteredModelRequest(name=model), metadata=token)
-    assert f"needs EDIT on registered model {model!r}" in _denial(
-        lambda: registry.UpdateRegisteredModel(
-            reg.UpdateRegisteredModelRequest(name=model, description="d"), metadata=token
-        )
+    # It registers what it trains, as log_model(registered_model_name=...) does: a new model
+    # and a version of an existing one (alice may edit both).
+    made = f"from-run-{time.time_ns()}"
+    registry.CreateRegisteredModel(reg.CreateRegisteredModelRequest(name=made), metadata=token)
+    registry.UpdateRegisteredModel(
+        reg.UpdateRegisteredModelRequest(name=model, description="d"), metadata=token
     )
+    # alice became its creator (MANAGE); her run's token still deletes nothing.
+    assert _denial(
+        lambda: registry.DeleteRegisteredModel(
+            reg.DeleteRegisteredModelRequest(name=made), metadata=token
+        )
+    ) == f"DeleteRegisteredModel needs MANAGE on registered model {made!r}; user {user!r} has EDIT"
     assert "DeleteRegisteredModel needs MANAGE" in _denial(
         lambda: registry.DeleteRegisteredModel(
             reg.DeleteRegisteredModelRequest(name=model), metadata=token

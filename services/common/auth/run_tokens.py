@@ -9,11 +9,13 @@ and :func:`check_scoped_call`. With such a token a run may
 
 - work in its own experiment: read it, create and update runs, log metrics, params, tags,
   artifacts and logged models there (at most EDIT, and only as far as the submitter may);
-- read whatever the submitter may read (at most READ elsewhere: no writes to other
-  experiments, no new model versions, nothing deleted anywhere);
+- register what it trains: create registered models and add versions, tags and aliases to
+  them (at most EDIT, as far as the submitter may), since ``log_model(...,
+  registered_model_name=…)`` from a project run is how MLflow users publish a model;
+- read whatever the submitter may read (at most READ in other experiments: no writes there,
+  nothing deleted anywhere);
 
-and it may not create experiments or registered models, delete or restore experiments (MANAGE
-is never reached), act as an admin (an admin's run token is confined like anyone's), nor call
+and it may not create experiments, delete anything (MANAGE is never reached), act as an admin (an admin's run token is confined like anyone's), nor call
 the auth service's management calls (users, tokens, roles, grants, workspaces, defaults); only
 ``WhoAmI`` answers it. A user removed meanwhile is refused, as with any of its tokens.
 
@@ -39,9 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = ["RunTokens", "check_scoped_call", "run_token_name", "scoped_level"]
 
-#: The most a run's token may do in its own experiment, and on every other resource.
+#: The most a run's token may do in its own experiment, on registered models, and on every
+#: other experiment.
 WITHIN_EXPERIMENT = Permission.EDIT
+ON_REGISTERED_MODELS = Permission.EDIT
 ELSEWHERE = Permission.READ
+#: What a run's token may create (its submitter becomes the creator, as with any token).
+CREATABLE = frozenset({ResourceKind.REGISTERED_MODEL})
 #: The auth service's calls a run's token may make (the others manage users, tokens, grants…).
 ALLOWED_MANAGEMENT_CALLS = frozenset({"WhoAmI"})
 
@@ -58,6 +64,8 @@ def scoped_level(
     of it: unchanged for an ordinary caller."""
     if not identity.scope:
         return level
+    if kind is ResourceKind.REGISTERED_MODEL:
+        return min(level, ON_REGISTERED_MODELS)
     own = kind is ResourceKind.EXPERIMENT and resource_id == identity.scope
     return min(level, WITHIN_EXPERIMENT if own else ELSEWHERE)
 
@@ -69,13 +77,13 @@ def check_scoped_call(identity: Identity, rule: Rule, action: str) -> None:
     refused = (
         (rule.anyone and action not in ALLOWED_MANAGEMENT_CALLS)
         or rule.admin
-        or rule.creates is not None
+        or (rule.creates is not None and rule.kind not in CREATABLE)
     )
     if refused:
         raise PermissionDenied(
             f"{action} is not allowed with a project run's token (user "
-            f"{identity.subject!r}; it may only work in experiment {identity.scope!r} "
-            "and read what its user may read)"
+            f"{identity.subject!r}; it may only work in experiment {identity.scope!r}, "
+            "register models, and read what its user may read)"
         )
 
 
