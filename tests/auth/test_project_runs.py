@@ -336,11 +336,14 @@ def _check_confined(
         reg.UpdateRegisteredModelRequest(name=model, description="d"), metadata=token
     )
     # alice became its creator (MANAGE); her run's token still deletes nothing.
-    assert _denial(
-        lambda: registry.DeleteRegisteredModel(
-            reg.DeleteRegisteredModelRequest(name=made), metadata=token
+    assert (
+        _denial(
+            lambda: registry.DeleteRegisteredModel(
+                reg.DeleteRegisteredModelRequest(name=made), metadata=token
+            )
         )
-    ) == f"DeleteRegisteredModel needs MANAGE on registered model {made!r}; user {user!r} has EDIT"
+        == f"DeleteRegisteredModel needs MANAGE on registered model {made!r}; user {user!r} has EDIT"
+    )
     assert "DeleteRegisteredModel needs MANAGE" in _denial(
         lambda: registry.DeleteRegisteredModel(
             reg.DeleteRegisteredModelRequest(name=model), metadata=token
