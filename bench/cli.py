@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"{', '.join(servers.TARGET_GROUPS)} (every target whose client is the unmodified "
         "mlflow package); default: all",
     )
+    parser.add_argument(
+        "--auth-rounds",
+        type=int,
+        default=3,
+        help="with both mlgrid and mlgrid-auth: how many times each runs the tracking phases, "
+        "alternately (the auth table's cost is the median of the paired rounds; default 3)",
+    )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument(
@@ -63,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the table of an existing results file and exit (nothing is run)",
     )
     args = parser.parse_args(argv)
+    if args.auth_rounds < 1:
+        parser.error(f"--auth-rounds: {args.auth_rounds} is not a positive number of rounds")
     named = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in named if t not in servers.TARGETS and t not in servers.TARGET_GROUPS]
     if unknown or not named:
@@ -171,12 +180,45 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
     return results
 
 
+def auth_rounds(
+    args: argparse.Namespace, results: report.Results, meta: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """mlgrid with auth off and on, their tracking phases again, alternately (A B, B A, ...):
+    round 1 is the main pass; each later round starts both servers afresh in the same minutes,
+    so a change of machine load between them costs one round, not the verdict (report.py takes
+    the median of the rounds' paired costs)."""
+    pair = ("mlgrid", "mlgrid-auth")
+    tracking = [p for p in args.selected if p.group == "tracking"]
+    if not tracking or any(t not in args.targets for t in pair):
+        return []
+    ids = {p.id for p in tracking}
+
+    def kept(figures: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in figures.items() if k in ids}
+
+    rounds = [{**{t: kept(results[t]) for t in pair}, "order": list(pair)}]
+    rounds[0]["loadavg"] = os.getloadavg()
+    again = argparse.Namespace(**{**vars(args), "selected": tracking})
+    for n in range(2, args.auth_rounds + 1):
+        order = pair[::-1] if n % 2 == 0 else pair  # ABBA: neither always goes first
+        figures: dict[str, Any] = {"order": list(order)}
+        for target in order:
+            print(
+                f"== {target} (auth round {n} of {args.auth_rounds})", file=sys.stderr, flush=True
+            )
+            figures[target] = kept(bench_target(target, again, meta))
+        figures["loadavg"] = os.getloadavg()
+        rounds.append(figures)
+    return rounds
+
+
 def show(path: Path, markdown: bool) -> int:
     saved = json.loads(path.read_text())
     results: report.Results = saved["results"]
     phases = [p for p in PHASES if any(p.id in figures for figures in results.values())]
     shown = [t for t in servers.TARGETS if t in results]
-    print(report.render_all(phases, results, shown, markdown=markdown))
+    rounds = saved["meta"].get("auth_rounds")
+    print(report.render_all(phases, results, shown, markdown=markdown, auth_rounds=rounds))
     return 0
 
 
@@ -204,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets if server_phases else []:
         print(f"== {target}", file=sys.stderr, flush=True)
         results[target] = bench_target(target, args, meta)
+    if server_phases:
+        meta["auth_rounds"] = auth_rounds(args, results, meta)
     if serving_phases:
         print("== serving", file=sys.stderr, flush=True)
         for target, figures in serving.run(args.quick, args.targets).items():
@@ -225,7 +269,15 @@ def main(argv: list[str] | None = None) -> int:
                 }
     meta["machine"]["loadavg_at_end"] = os.getloadavg()
     shown = [t for t in servers.TARGETS if t in results]
-    print(report.render_all(args.selected, results, shown, markdown=args.markdown))
+    print(
+        report.render_all(
+            args.selected,
+            results,
+            shown,
+            markdown=args.markdown,
+            auth_rounds=meta.get("auth_rounds"),
+        )
+    )
     for line in report.errors(results):
         print(f"error: {line}", file=sys.stderr)
     output = args.output or RESULTS_DIR / f"bench-{meta['started'].replace(':', '')}.json"
