@@ -100,6 +100,7 @@ def run_worker(
     quick: bool,
     sampler_for: int | None = None,
     client_env: dict[str, str] | None = None,
+    server_pid: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs the client worker for ``phases``; returns (its answer, extra controller figures)."""
     spec = servers.TARGETS[target]
@@ -108,6 +109,7 @@ def run_worker(
     python = str(mlflow_env.python()) if spec.server == "mlflow" else sys.executable
     command = [python, "-m", "bench.worker", "run", "--sdk", spec.sdk, "--uri", uri]
     command += ["--phases", ",".join(p.id for p in phases)] + (["--quick"] if quick else [])
+    command += ["--server-pid", str(server_pid)] if server_pid else []
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env.pop("PYTHONPATH", None)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -169,6 +171,7 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
                 args.quick,
                 sampler_for=pid,
                 client_env=server.client_env,
+                server_pid=server.process.pid,
             )
             results.update(answer["results"])
             results.update(extra)

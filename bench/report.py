@@ -138,6 +138,19 @@ def auth_loss(phase: Phase, off: float | None, on: float | None) -> float | None
     return 1 - on / off if phase.higher_is_better else on / off - 1
 
 
+def cpu_seconds(results: Results, target: str, phase: Phase) -> float | None:
+    """Client + server CPU seconds the phase cost (bench/cpu.py), None when not measured."""
+    entry = results.get(target, {}).get(phase.id) or {}
+    spent = entry.get("detail", {}).get("cpu_seconds")
+    return None if not spent else float(spent["client"] + spent["server"])
+
+
+def auth_cpu_cost(pair: Results, phase: Phase) -> float | None:
+    """The share of CPU (client and server) auth on added to the phase's same work."""
+    off, on = cpu_seconds(pair, "mlgrid", phase), cpu_seconds(pair, "mlgrid-auth", phase)
+    return None if off is None or on is None or off <= 0 else on / off - 1
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -166,8 +179,12 @@ def auth_rows(
     header = ["phase", "unit", TARGETS["mlgrid"].title, TARGETS["mlgrid-auth"].title]
     if len(pairs) > 1:
         header.append(f"cost in each of {len(pairs)} rounds")
+    tracking = [p for p in phases if p.group == "tracking"]
+    with_cpu = any(auth_cpu_cost(pair, p) is not None for pair in pairs for p in tracking)
     table = [[*header, "cost of auth", f"≤ {AUTH_MAX_LOSS:.0%}?"]]
-    for phase in (p for p in phases if p.group == "tracking"):
+    if with_cpu:
+        table[0].append("CPU cost")
+    for phase in tracking:
         row = [phase.title, phase.unit]
         for target in ("mlgrid", "mlgrid-auth"):
             if any("error" in pair.get(target, {}).get(phase.id, {}) for pair in pairs):
@@ -188,6 +205,10 @@ def auth_rows(
             row.append("")
         else:
             row.append("n/a" if loss is None else ("yes" if loss <= AUTH_MAX_LOSS else "no"))
+        if with_cpu:
+            costs = [auth_cpu_cost(pair, phase) for pair in pairs]
+            known = [x for x in costs if x is not None]
+            row.append(f"{_median(known):+.1%}" if known and len(known) == len(costs) else "-")
         table.append(row)
     return table
 

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import workload
+from bench import cpu, workload
 from bench.children import READY, RESULT_MARKER
 from bench.phases import FULL, QUICK
 
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mlgrid-bench-") as scratch:
         for phase in [p for p in args.phases.split(",") if p]:
+            client, server = cpu.own_seconds(), cpu.tree_seconds(args.server_pid or 0)
             try:
                 if phase in workload.CLIENT_PHASES:
                     results[phase] = workload.CLIENT_PHASES[phase](sdk, scale, state)
@@ -46,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # one broken phase must not hide the others' figures
                 traceback.print_exc()
                 results[phase] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            if args.server_pid and "detail" in results[phase]:
+                results[phase]["detail"]["cpu_seconds"] = {
+                    "client": cpu.own_seconds() - client,
+                    "server": cpu.tree_seconds(args.server_pid) - server,
+                }
             print(f"  [{args.sdk}] {phase}: {_brief(results[phase])}", file=sys.stderr, flush=True)
     _emit({"sdk": sdk.name, "version": sdk.version, "results": results})
     return 0
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "run":
             sub.add_argument("--phases", required=True)
             sub.add_argument("--quick", action="store_true")
+            # The server's process tree, whose CPU each phase reports (detail.cpu_seconds).
+            sub.add_argument("--server-pid", type=int)
         elif name == "setup-search":
             sub.add_argument("--experiment-id", required=True)
             sub.add_argument("--first", type=int, required=True)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is a top-level folder, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import cli, report  # noqa: E402
+from bench import cli, cpu, report  # noqa: E402
 from bench.phases import BY_ID, PHASES  # noqa: E402
 
 
@@ -186,3 +186,36 @@ def test_auth_table_takes_the_median_of_paired_rounds() -> None:
         if r[0] == BY_ID["log_metric"].title
     )
     assert row[3:] == ["error", "+40.0%, -, +5.0%", "-", "n/a"]
+
+
+def test_auth_table_sets_the_cpu_of_auth_on_beside_auth_off() -> None:
+    # Client + server CPU of the same work: 1.0 s off, 1.05 s on is +5 %.
+    def spent(client: float, server: float) -> dict[str, Any]:
+        return {"value": 1.0, "detail": {"cpu_seconds": {"client": client, "server": server}}}
+
+    results = {
+        "mlgrid": {"log_batch": spent(0.4, 0.6)},
+        "mlgrid-auth": {"log_batch": spent(0.4, 0.65)},
+    }
+    table = report.auth_rows(list(PHASES), results, ["mlgrid", "mlgrid-auth"])
+    assert table[0][-1] == "CPU cost"
+    row = next(r for r in table[1:] if r[0] == BY_ID["log_batch"].title)
+    assert row[-1] == "+5.0%"
+    assert next(r for r in table[1:] if r[0] == BY_ID["log_metric"].title)[-1] == "-"
+
+
+def test_cpu_seconds_of_a_process_tree_count_its_children() -> None:
+    # A grandchild that burned ~0.3 s of CPU and was reaped still counts in the tree's figure
+    # (its parent's children time), and in ours once we reaped the child.
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}]); print('burnt', flush=True); input()"
+    before = cpu.own_seconds()
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "burnt\n"
+        assert cpu.tree_seconds(child.pid) >= 0.3
+    finally:
+        child.communicate("\n", timeout=60)
+    assert cpu.own_seconds() - before >= 0.3
