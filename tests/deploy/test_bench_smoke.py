@@ -147,7 +147,8 @@ def test_quick_bench_sets_auth_on_beside_auth_off(tmp_path: Path, postgres_url: 
     assert "median of 2 alternating rounds" in table
     for phase in tracking:
         row = next(line for line in table.splitlines() if line.startswith(phase.title))
-        assert row.count("%") == 3 and "error" not in row, row  # two rounds and their median
+        # Two rounds, their median, and the CPU cost (unless a quick phase used no CPU tick).
+        assert row.count("%") >= 3 and "error" not in row, row
 
 
 def test_auth_table_says_what_auth_cost_each_tracking_phase() -> None:
