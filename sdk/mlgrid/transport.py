@@ -151,7 +151,7 @@ class Transport:
     def tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
         """The tracking stub: the tunnel to the default store's backend when the gateway offers
         one and no store is named; else the gateway port."""
-        if _names_a_store():
+        if self._tunnels is None or _names_a_store():  # embedded: no tunnels, no setting read
             return self._gateway_tracking
         stub = self._tunnelled("tracking", tracking_service_pb2_grpc.TrackingServiceStub)
         return stub if stub is not None else self._gateway_tracking
@@ -160,7 +160,7 @@ class Transport:
     def registry(self) -> registry_service_pb2_grpc.RegistryServiceStub:
         """The registry stub: the tunnel to the default store's backend when the gateway offers
         one and no store is named; else the gateway port."""
-        if _names_a_store():
+        if self._tunnels is None or _names_a_store():  # embedded: no tunnels, no setting read
             return self._gateway_registry
         stub = self._tunnelled("registry", registry_service_pb2_grpc.RegistryServiceStub)
         return stub if stub is not None else self._gateway_registry

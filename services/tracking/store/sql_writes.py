@@ -21,7 +21,7 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
 
 from . import schema as t
-from .sql_base import SqlStoreBase
+from .sql_base import SqlStoreBase, _database_errors
 from .sql_runs import RUN_NAME_TAG
 from .sqlite_points import SqlitePoints
 from .write_statements import (
@@ -189,6 +189,12 @@ class WritesMixin(SqlStoreBase):
             self._raise_unless_active(run_id, self._fast.log_metric(run_id, metric))
             return
         points = stored_points([metric])
+        if self._sqlite_points is not None:
+            # Embedded mode's hot call: its transaction on the driver (sqlite_points.py).
+            with _database_errors(), self._sqlite_points.transaction() as driver:
+                self._raise_unless_active(run_id, self._sqlite_points.run_stage(driver, run_id))
+                self._sqlite_points.write(driver, run_id, points)
+            return
         for attempt in self._deadlock_retries():
             with attempt, self._write() as conn:
                 self._check_run_writable(conn, run_id)
