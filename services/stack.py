@@ -83,7 +83,7 @@ def parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
 
 def present_services() -> list[str]:
     """The services installed here, found without importing them (the parent stays small)."""
-    from mlgrid_services.common.app import SERVICE_NAMES
+    from mlgrid_services.common.service_names import SERVICE_NAMES
 
     found = []
     for name in SERVICE_NAMES:

@@ -16,8 +16,6 @@ import os
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from mlgrid.exceptions import InvalidParameterValue
-
 T = TypeVar("T")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -157,6 +155,8 @@ class EnvironmentVariable(Generic[T]):
             return self._parse(raw)
         except ValueError as exc:
             expected = _TYPE_NAMES.get(self._parse, "a valid value")
+            from mlgrid.exceptions import InvalidParameterValue  # gRPC: only on this error
+
             raise InvalidParameterValue(
                 f"environment variable {name}={raw!r} is not {expected}: {exc}"
             ) from None

@@ -20,9 +20,16 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2
 
 from .config import ServiceConfig
 from .server import ServedService
+from .service_names import SERVICE_NAMES
 
-#: The services mlgrid ships, in start order.
-SERVICE_NAMES: tuple[str, ...] = ("tracking", "artifacts", "registry", "projects")
+__all__ = [
+    "GRPC_SERVICES",
+    "SERVICE_NAMES",
+    "ServiceApp",
+    "available_services",
+    "create_service_app",
+    "service_module",
+]
 
 #: Which service serves each gRPC service (full names, from the protos), so that a process can
 #: send a call to its service before importing it (embedded mode starts services on first use).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 import click
 
@@ -43,12 +44,16 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         """A domain error from any command is one line naming what to change, not a
         traceback (the message says which setting or value is at fault)."""
-        from mlgrid.exceptions import MlgridException
-
         try:
             return super().invoke(ctx)
-        except MlgridException as exc:
-            raise click.ClickException(exc.message) from None
+        except Exception as exc:
+            # Looked up, not imported: mlgrid.exceptions loads gRPC, which commands such as
+            # ``mlgrid up`` (a supervisor of processes) never need; a raised MlgridException
+            # means it is loaded.
+            exceptions = sys.modules.get("mlgrid.exceptions")
+            if exceptions is not None and isinstance(exc, exceptions.MlgridException):
+                raise click.ClickException(exc.message) from None
+            raise
 
 
 @click.group(cls=LazyGroup)

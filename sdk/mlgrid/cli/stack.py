@@ -62,6 +62,8 @@ def _tls_options(gateway_only: bool) -> Callable[[Callable[..., Any]], Callable[
 def _tls_settings(cert: str | None, key: str | None, client_ca: str | None) -> Any:
     """The gateway's TlsSettings for these files (None: plaintext); a usage error naming the
     option when they do not fit."""
+    if not (cert or key or client_ca):
+        return None  # plaintext; the supervisor does not load gRPC and ssl for nothing
     from mlgrid_services.gateway.tls import TlsConfigError, TlsSettings
 
     try:
