@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from mlgrid import environment as env
+from mlgrid_services.common import process_role
 from mlgrid_services.common.app import (
     GRPC_SERVICES,
     SERVICE_NAMES,
@@ -270,6 +271,7 @@ def serve_service(
     for the parent's go-ahead, so imports overlap with the other services' start.
     """
     _configure_logging(name)
+    process_role.long_lived_service = True  # one-off start work runs in children (Alembic)
     if parent_pipe:
         importlib.import_module(f"mlgrid_services.{name}.app")
         config = _wait_for_go(config)

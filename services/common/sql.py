@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 
-from . import schema_snapshot
+from . import process_role, schema_snapshot
 from .durability import pg_session_options, sqlite_synchronous
 
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
@@ -258,6 +258,12 @@ def upgrade_database(
     snapshot = None
     if revision == "head" and engine.dialect.name == "sqlite":
         snapshot = schema_snapshot.read(script_location)
+    if process_role.long_lived_service and engine.dialect.name != "sqlite":
+        # Alembic's modules would stay in the service for its whole life (process_role.py).
+        _upgrade_in_child(engine, script_location, version_table, revision)
+        if isinstance(uri_or_engine, str):
+            engine.dispose()
+        return
     # BEGIN IMMEDIATE on SQLite / an advisory lock on PostgreSQL: processes starting together on
     # one database migrate one after the other, and the later ones find the schema current.
     with _migration_lock, _first_contact(engine), write_transaction(engine) as conn:
@@ -288,6 +294,32 @@ def head_revision(script_location: str | Path) -> str | None:
         parents.update(_QUOTED.findall(found[True]))
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 and parents <= revisions else None
+
+
+def _upgrade_in_child(
+    engine: Engine, script_location: str | Path, version_table: str, revision: str
+) -> None:
+    """upgrade_database in a child process (migrate_child.py), which exits when done."""
+    import json
+    import subprocess
+    import sys
+
+    request = {
+        "uri": engine.url.render_as_string(hide_password=False),
+        "script_location": str(script_location),
+        "version_table": version_table,
+        "revision": revision,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mlgrid_services.common.migrate_child"],
+        input=json.dumps(request) + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise RuntimeError(f"migrating the database schema ({version_table}) failed: {lines[-1]}")
 
 
 def _alembic_upgrade(
