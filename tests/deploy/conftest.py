@@ -7,12 +7,15 @@
 Every build starts from the engine fixture's Debian bookworm + python3 image. The host's CA
 bundle reaches pip through a build secret (this machine's route to the package index intercepts
 TLS); nothing of it stays in an image. xdist workers of one run share each image (a lock per
-image, and a tag named by a hash of what it is built from).
+image, and a tag named by a hash of what it is built from). A stand-in is also saved in the
+test cache (tests/fixtures/containers.py, ``MLGRID_TEST_CACHE``) under that hash, and later
+runs, whose engine starts with empty storage, load it instead of building it again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import ssl
 import subprocess
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.containers import _locked, cache_dir
 
 from .cli_args import ROOT
 
@@ -87,10 +91,11 @@ def _build_standin(engine: Any, name: str, build_args: dict[str, str]) -> str:
     digest = hashlib.sha256(repr(sorted(build_args.items())).encode())
     for path in sorted(context.iterdir()):
         digest.update(path.name.encode() + path.read_bytes())
-    tag = f"localhost/mlgrid-standin-{name}:{digest.hexdigest()[:12]}"
+    key = digest.hexdigest()[:12]
+    tag = f"localhost/mlgrid-standin-{name}:{key}"
     podman, engine_env = engine.podman_cli()
     with engine.locked(f"standin-{name}"):
-        if _image_exists(engine, tag):
+        if _image_exists(engine, tag) or _load_cached(engine, name, key, tag):
             return tag
         command = [*podman, "build", "--network=host", "--tag", tag]
         command += [f"--build-arg={key}={value}" for key, value in build_args.items()]
@@ -103,7 +108,50 @@ def _build_standin(engine: Any, name: str, build_args: dict[str, str]) -> str:
         )
         assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
         _report_size(engine, tag, f"stand-in {name}", time.monotonic() - started)
+        _save_cached(engine, name, key, tag)
     return tag
+
+
+def _cached(name: str, key: str) -> Path:
+    return cache_dir() / f"standin-{name}-{key}.tar"
+
+
+def _load_cached(engine: Any, name: str, key: str, tag: str) -> bool:
+    """Loads the stand-in saved by an earlier run from the same build context (the engine's
+    storage is the run's own, so a build would otherwise be redone every run: ~90 s)."""
+    saved = _cached(name, key)
+    podman, engine_env = engine.podman_cli()
+    with _locked(cache_dir() / f".standin-{name}.lock"):
+        if not saved.is_file():
+            return False
+        started = time.monotonic()
+        loaded = subprocess.run(
+            [*podman, "load", "--input", str(saved)], env=engine_env, capture_output=True
+        )
+        if loaded.returncode == 0 and _image_exists(engine, tag):
+            print(f"\nstand-in {name}: loaded in {time.monotonic() - started:.0f} s ({saved})")
+            return True
+        saved.unlink(missing_ok=True)  # unreadable: build it again
+        return False
+
+
+def _save_cached(engine: Any, name: str, key: str, tag: str) -> None:
+    """Keeps the built stand-in for later runs, in place of the one of an older context."""
+    saved = _cached(name, key)
+    podman, engine_env = engine.podman_cli()
+    with _locked(cache_dir() / f".standin-{name}.lock"):
+        partial = saved.with_name(f"{saved.stem}.partial.tar")
+        partial.unlink(missing_ok=True)
+        done = subprocess.run(
+            [*podman, "save", "--output", str(partial), tag], env=engine_env, capture_output=True
+        )
+        if done.returncode != 0:
+            partial.unlink(missing_ok=True)
+            return  # only a cache: the next run builds again
+        os.replace(partial, saved)
+        for older in cache_dir().glob(f"standin-{name}-*.tar"):
+            if older != saved:
+                older.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
