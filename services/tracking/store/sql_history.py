@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-from array import array
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
@@ -13,37 +11,19 @@ from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid.store.paging import decode_page_token, encode_page_token
 from mlgrid.store.tracking_store import HistoryColumns, HistoryPoint
 
+from . import pg_history
 from . import schema as t
 from .series import metric_series
 from .sql_base import SqlStoreBase
 
 _M = t.metrics.c
 
-#: PostgreSQL: the next chunk of one history as three big-endian byte strings, one per column
-#: (int8send/float8send concatenated by string_agg), so no row and no Python object per point
-#: reaches the service. Keyset-paged on the stored point, the uq_metrics_point order below
-#: ``series``, so each chunk is one short index range scan however far into the history it is.
-#: The aggregates take no ORDER BY of their own (that doubles the cost): a plain aggregate over
-#: an ordered LIMIT subquery, with no join, consumes the rows in the subquery's order.
-_PG_HISTORY_CHUNK = (
-    "SELECT count(*), string_agg(int8send(step), ''::bytea),"
-    " string_agg(int8send(\"timestamp\"), ''::bytea),"
-    " string_agg(float8send(CASE WHEN is_nan THEN 'NaN'::float8 ELSE value END), ''::bytea)"
-    ' FROM (SELECT step, "timestamp", value, is_nan FROM metrics'
-    " WHERE series = %(series)s AND run_uuid = %(run_id)s AND key = %(key)s"
-    ' AND (step, "timestamp", value, is_nan) > (%(step)s, %(timestamp)s, %(value)s, %(is_nan)s)'
-    ' ORDER BY step, "timestamp", value, is_nan LIMIT %(limit)s) AS chunk'
-)
-#: Below every stored point: the keyset's start.
-_BEFORE_ALL = {"step": -(2**63), "timestamp": -(2**63), "value": -math.inf, "is_nan": False}
-
-
-def _native(big_endian: bytes | None, typecode: str) -> array:
-    """A column of big-endian 8-byte values (PostgreSQL's send format) as a native array."""
-    column = array(typecode, big_endian or b"")
-    if sys.byteorder == "little":
-        column.byteswap()
-    return column
+#: Connections a long PostgreSQL history read spreads over after its first chunk
+#: (pg_history.py): the database's CPU per point is most of such a read's cost. Three: the two
+#: cores of the smallest deployment, and one more so a core is not idle while a connection
+#: waits for the sender (10M points, load 8: 7.1-7.7 s in one connection, 4.0-5.7 s with two,
+#: 3.3 s with four).
+PG_HISTORY_READERS = 3
 
 
 def sample_indices(count: int, wanted: int) -> list[int]:
@@ -115,38 +95,9 @@ class HistoryMixin(SqlStoreBase):
             for points in self.iter_metric_history(run_id, key, chunk_size):
                 yield HistoryColumns.of_points(points)
             return
-        with self._read() as conn:
-            # One snapshot for every chunk, as the single cursor of iter_metric_history has.
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            self._check_run_exists(conn, run_id)
-            driver = conn.connection.driver_connection
-            params = {
-                "series": metric_series(run_id, key),
-                "run_id": run_id,
-                "key": key,
-                "limit": chunk_size,
-                **_BEFORE_ALL,
-            }
-            with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-                while True:
-                    cursor.execute(_PG_HISTORY_CHUNK, params, prepare=True)
-                    count, steps, timestamps, values = cursor.fetchone()
-                    if not count:
-                        return
-                    chunk = HistoryColumns(
-                        _native(steps, "q"), _native(timestamps, "q"), _native(values, "d")
-                    )
-                    yield chunk
-                    if count < chunk_size:
-                        return
-                    # The next chunk starts after this one's last stored point. Every write
-                    # path stores NaN as (0.0, is_nan) (write_statements.stored_points), so a
-                    # NaN read back is that stored key.
-                    last = chunk.values[-1]
-                    params["step"], params["timestamp"] = chunk.steps[-1], chunk.timestamps[-1]
-                    params["value"], params["is_nan"] = (
-                        (0.0, True) if last != last else (last, False)
-                    )
+        yield from pg_history.read_history(
+            self._read, self._check_run_exists, run_id, key, chunk_size, PG_HISTORY_READERS
+        )
 
     def get_metric_history_bulk_interval(
         self,
