@@ -197,7 +197,12 @@ class FileArtifactRepository(ArtifactRepository):
         return page
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
-        for info in self.list_artifacts(path):
+        # In path order, as a paged recursive listing needs (a page resumes after its last
+        # path): a directory's files sort as "<dir>/...", so the directory takes its place as
+        # "<dir>/" among its siblings, e.g. after "model.pkl" and "model-2", not before them.
+        entries = self.list_artifacts(path)
+        entries.sort(key=lambda info: f"{info.path}/" if info.is_dir else info.path)
+        for info in entries:
             if info.is_dir:
                 yield from self.walk_files(info.path)
             else:
