@@ -136,19 +136,30 @@ def history(ctx: Context) -> dict[str, Any]:
     populate.add_history(_server_name(ctx), ctx.db_url, run_id, HISTORY_KEY, points)
     fill = time.perf_counter() - start
     rows = []
+    tree = servers.process_tree(ctx.server.process.pid)
     for attempt in ("first", "second"):
+        # CPU of this client, every server process and the database's backends (those the
+        # read opens start at zero), so the figure does not hang on the machine's load alone.
+        server_before, db_before = _cpu_by_pid(tree), _cpu_by_pid(_backends(ctx.db_url))
+        client_before = time.process_time()
         with servers.RssSampler(ctx.server.process.pid) as rss:
             start = time.perf_counter()
             got = remote.stream_history(run_id, HISTORY_KEY)
             seconds = time.perf_counter() - start
+        client_cpu = time.process_time() - client_before
+        server_cpu = _cpu_since(tree, server_before)
+        db_cpu = _cpu_since(_backends(ctx.db_url), db_before)
         if got != points:
             raise AssertionError(f"history returned {got} points, not {points}")
         rows.append(
-            {"size": points, "read": attempt, "seconds": seconds, "rss_growth_mib": rss.growth_mib}
-        )
+            {"size": points, "read": attempt, "seconds": seconds, "rss_growth_mib": rss.growth_mib,
+             "client_cpu_s": client_cpu, "server_cpu_s": server_cpu, "database_cpu_s": db_cpu,
+             "load_1m": os.getloadavg()[0]}
+        )  # fmt: skip
         print(
             f"  history {ctx.target} {points:,} points ({attempt}): {seconds:.2f} s, "
-            f"+{rss.growth_mib:.0f} MiB",
+            f"+{rss.growth_mib:.0f} MiB; CPU client {client_cpu:.2f} s, servers "
+            f"{server_cpu:.2f} s, database {db_cpu:.2f} s; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     return {"rows": rows, "detail": {"populate_s": fill}}
@@ -289,6 +300,20 @@ def _cpu(procs: list[psutil.Process]) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def _cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+    return out
+
+
+def _cpu_since(procs: list[psutil.Process], before: dict[int, float]) -> float:
+    """CPU the processes used since ``before`` (a process not in it counts from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _cpu_by_pid(procs).items())
 
 
 def _backends(db_url: str) -> list[psutil.Process]:

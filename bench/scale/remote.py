@@ -161,14 +161,10 @@ class MlgridSdk:
         self.client.log_batch(run_id, metrics=points)
 
     def stream_history(self, run_id: str, key: str) -> int:
-        """The streamed history, chunk by chunk, counted without building entities (what a
-        caller that plots or aggregates the points does)."""
-        from mlgrid.api.tracking.v1 import tracking_service_pb2 as tpb
-        from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as tgrpc
-
-        stub = tgrpc.TrackingServiceStub(self.channel)
-        request = tpb.StreamMetricHistoryRequest(run_id=run_id, metric_key=key, columnar=True)
-        return sum(len(chunk.columns.values) for chunk in stub.StreamMetricHistory(request))
+        """The streamed history through the SDK's call for long histories, chunk by chunk,
+        counted without building entities (what a caller that plots or aggregates the points
+        does)."""
+        return sum(len(c.values) for c in self.client.iter_metric_history_columns(run_id, key))
 
     def list_dir_pages(self, run_id: str, artifact_uri: str, path: str) -> list[int]:
         from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as apb
