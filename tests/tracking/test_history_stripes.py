@@ -14,6 +14,7 @@ import pytest
 from mlgrid.api.tracking.v1 import tracking_pb2 as t
 from mlgrid.store.tracking_store import HistoryColumns
 from mlgrid_services.tracking.domain import TrackingDomain
+from mlgrid_services.tracking.store import pg_history
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
 
 from .helpers import metric, new_run
@@ -109,8 +110,44 @@ def test_a_read_stopped_early_gives_its_connections_back(
     stream.close()  # what a cancelled call does to the service's generator
     assert pool.checkedout() == before  # type: ignore[attr-defined]
     assert not [th for th in threading.enumerate() if th.name.startswith("history-stripes")]
+    assert _free_stripe_connections() == pg_history.MAX_STRIPE_CONNECTIONS
+
+
+def _free_stripe_connections() -> int:
+    slots, free = pg_history._stripe_connections, 0
+    while slots.acquire(blocking=False):
+        free += 1
+    for _ in range(free):
+        slots.release()
+    return free
 
 
 def test_an_unknown_run_is_refused_before_any_point(postgres_store: SqlTrackingStore) -> None:
     with pytest.raises(Exception, match="not found"):
         next(postgres_store.iter_metric_history_columns("0" * 32, "h", 10))
+
+
+def test_with_every_stripe_connection_busy_a_read_goes_on_alone(
+    postgres_store: SqlTrackingStore,
+) -> None:
+    domain = TrackingDomain(postgres_store)
+    run_id = new_run(domain).info.run_id
+    points = [metric("h", float(step), 7, step) for step in range(1_000)]
+    _log(domain, run_id, points)
+    slots = pg_history._stripe_connections
+    held = 0
+    while slots.acquire(blocking=False):  # as if other long reads held them all
+        held += 1
+    assert held == pg_history.MAX_STRIPE_CONNECTIONS
+    try:
+        stream = postgres_store.iter_metric_history_columns(run_id, "h", 10)
+        got = _read([next(stream), next(stream)])
+        assert not [th for th in threading.enumerate() if th.name.startswith("history-stripes")]
+        got += _read(stream)
+    finally:
+        for _ in range(held):
+            slots.release()
+    assert got == _expected(points)
+    # Released by each read: a read now takes its stripe connections again.
+    assert _read(postgres_store.iter_metric_history_columns(run_id, "h", 10)) == _expected(points)
+    assert _free_stripe_connections() == pg_history.MAX_STRIPE_CONNECTIONS

@@ -15,6 +15,9 @@ connections at once and handed on in order, so that work spreads over the machin
   is one stripe, read by the first connection alone, as before.
 - Memory stays bounded: stripes are started at most ``workers + 1`` ahead of the one being
   sent, and each holds at most two chunks.
+- A process uses at most MAX_STRIPE_CONNECTIONS stripe connections at once over all its reads;
+  a read that finds none free goes on in its first connection alone instead of waiting for the
+  pool, which the service's other calls share.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ BEFORE_ALL = {"step": _INT8_MIN, "timestamp": _INT8_MIN, "value": -math.inf, "is
 #: Chunks a stripe may hold before its reader waits for the sender.
 _STRIPE_DEPTH = 2
 _POLL_SECONDS = 0.5
+#: Stripe connections in use at once in this process, over every read: two long reads at full
+#: width, well inside the pool (10 + 22 connections, services/common/sql.py).
+MAX_STRIPE_CONNECTIONS = 6
+_stripe_connections = threading.BoundedSemaphore(MAX_STRIPE_CONNECTIONS)
 
 
 def _after_step(step: int) -> dict[str, Any]:
@@ -206,11 +213,21 @@ def read_history(
             (last_step,) = cursor.fetchone()
             if last_step is None or last_step <= edge:
                 return
-            cursor.execute("SELECT pg_export_snapshot()")
-            (snapshot,) = cursor.fetchone()
-            span = edge - first_chunk.steps[0] + 1
-            stripes = _Stripes(edge + 1, last_step, span, chunk_size, window=workers + 1)
-            yield from _read_in_parallel(connect, base, snapshot, stripes, workers)
+            taken = 0
+            while taken < workers and _stripe_connections.acquire(blocking=False):
+                taken += 1
+            try:
+                if not taken:  # every stripe connection is busy: the rest here, in order
+                    yield from read_chunks(cursor, base, _after_step(edge), _INT8_MAX)
+                    return
+                cursor.execute("SELECT pg_export_snapshot()")
+                (snapshot,) = cursor.fetchone()
+                span = edge - first_chunk.steps[0] + 1
+                stripes = _Stripes(edge + 1, last_step, span, chunk_size, window=taken + 1)
+                yield from _read_in_parallel(connect, base, snapshot, stripes, taken)
+            finally:
+                for _ in range(taken):
+                    _stripe_connections.release()
 
 
 def _read_in_parallel(
