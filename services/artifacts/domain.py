@@ -171,7 +171,10 @@ class ArtifactsDomain:
         if page_size < 0:
             raise InvalidParameterValue(f"page_size {page_size} is not allowed: use 0 or more")
         after = decode_page_key(page_token, "artifact listing")
-        if recursive:
+        if recursive and page_size:
+            # One more than the page: whether another page follows.
+            infos = repository.walk_files_page(directory, after, page_size + 1)
+        elif recursive:
             infos = [info for info in repository.walk_files(directory) if info.path > after]
         elif page_size:
             # One more than the page: whether another page follows.

@@ -7,12 +7,15 @@ whose names extend it with a character that sorts before "/" ("model/..." after 
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
 import grpc
 import pytest
 
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2 as pb
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc as pb_grpc
+from mlgrid_services.artifacts.repositories.file import FileArtifactRepository
 
 from .conftest import ArtifactsServer
 
@@ -99,3 +102,30 @@ def test_a_token_from_another_listing_is_refused(artifacts_server: ArtifactsServ
             )
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_local_page_reads_only_the_directories_on_its_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of a recursive listing skips the subtrees before its key unread, and stops at
+    the end of the page: paging a large tree costs about one walk, not one walk per page."""
+    root = tmp_path / "root"
+    for d in range(30):
+        for f in range(10):
+            (root / f"d{d:02}").mkdir(parents=True, exist_ok=True)
+            (root / f"d{d:02}" / f"f{f}").write_bytes(b"x" * f)
+    repository = FileArtifactRepository(root.as_uri())
+    read: list[str] = []
+    scandir = os.scandir
+
+    def watched(path):  # the real scandir, noting which directory it reads
+        read.append(Path(path).name)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", watched)
+    page = repository.walk_files_page("", "d17/f9", 12)
+    assert [(i.path, i.file_size) for i in page] == [(f"d18/f{f}", f) for f in range(10)] + [
+        ("d19/f0", 0),
+        ("d19/f1", 1),
+    ]
+    assert read == ["root", "d17", "d18", "d19"]

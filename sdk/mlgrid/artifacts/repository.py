@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import grpc
@@ -155,6 +156,12 @@ class ArtifactRepository(ABC):
     @abstractmethod
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
         """Every file below ``path`` at any depth, sorted by path (directories are implied)."""
+
+    def walk_files_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        """The first ``limit`` (> 0) of :meth:`walk_files`' files whose path sorts after
+        ``after`` ("": from the start): one page of a paged recursive listing. The default walks
+        from the start; backends that can start a walk at a key override it."""
+        return list(islice((info for info in self.walk_files(path) if info.path > after), limit))
 
     @abstractmethod
     def delete_artifacts(self, path: str = "") -> None:

@@ -17,6 +17,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from stat import S_ISDIR
 
@@ -197,16 +198,40 @@ class FileArtifactRepository(ArtifactRepository):
         return page
 
     def walk_files(self, path: str = "") -> Iterator[FileInfo]:
-        # In path order, as a paged recursive listing needs (a page resumes after its last
-        # path): a directory's files sort as "<dir>/...", so the directory takes its place as
-        # "<dir>/" among its siblings, e.g. after "model.pkl" and "model-2", not before them.
-        entries = self.list_artifacts(path)
-        entries.sort(key=lambda info: f"{info.path}/" if info.is_dir else info.path)
-        for info in entries:
-            if info.is_dir:
-                yield from self.walk_files(info.path)
-            else:
-                yield info
+        return self._walk_after(path, "")
+
+    def walk_files_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        return list(islice(self._walk_after(path, after), limit))
+
+    def _walk_after(self, path: str, after: str) -> Iterator[FileInfo]:
+        """The files below ``path`` whose paths sort after ``after``, in path order (a paged
+        recursive listing resumes after its last path). A directory's files sort as
+        "<dir>/...", so the directory takes its place as "<dir>/" among its siblings (after
+        "model.pkl" and "model-2", not before them). A subtree wholly at or before ``after`` is
+        skipped unread, and only the files yielded are stat'ed: a page costs the directories
+        on its way, not the whole tree."""
+        local = self._local(path)
+        try:
+            with os.scandir(local) as scan:
+                # is_dir follows symlinks, as list_artifacts does; no stat for most entries.
+                entries = [(e.name, e.is_dir()) for e in scan if self._visible(e)]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        entries.sort(key=lambda entry: f"{entry[0]}/" if entry[1] else entry[0])
+        for name, is_dir in entries:
+            child = _join(path, name)
+            if is_dir:
+                inside = f"{child}/"
+                # Every path below sorts before ``after``: it is past "<dir>/" and not in it.
+                if after > inside and not after.startswith(inside):
+                    continue
+                yield from self._walk_after(child, after)
+            elif child > after:
+                try:
+                    size = os.stat(local / name).st_size
+                except FileNotFoundError:
+                    continue  # removed since the directory was read
+                yield FileInfo(child, False, size)
 
     def delete_artifacts(self, path: str = "") -> None:
         local = self._local(path)

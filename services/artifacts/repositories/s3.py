@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import islice
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
@@ -299,6 +300,18 @@ class S3ArtifactRepository(ArtifactRepository):
         )
         infos = [FileInfo(self._relative(o.object_name), False, o.size) for o in objects]
         yield from sorted(infos, key=lambda info: info.path)
+
+    def walk_files_page(self, path: str, after: str, limit: int) -> list[FileInfo]:
+        # A recursive listing is in key order, which is path order below one prefix: it starts
+        # after the page key and stops after the page (a response or two, not the whole tree).
+        objects = self.client.list_objects(
+            self.bucket,
+            prefix=self._dir_prefix(path),
+            recursive=True,
+            start_after=self._key(after) if after else None,
+        )
+        page = (FileInfo(self._relative(o.object_name), False, o.size) for o in objects)
+        return list(islice(page, limit))
 
     def delete_artifacts(self, path: str = "") -> None:
         key = self._key(path)
