@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,6 +198,8 @@ def _upload_batch(
 
 
 def _put_part(url: str, headers: dict[str, str], data: bytes) -> str:
+    import urllib.request  # with http.client and email: only for presigned multipart uploads
+
     # urllib would label the body as a form otherwise, which some stores then parse away.
     request = urllib.request.Request(
         url,
