@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--artifact-gib", type=float, help="size of the upload/download (default 10 GiB)"
     )
+    parser.add_argument(
+        "--embedded-async-commit",
+        action="store_true",
+        help="the embedded phase's mlgrid commits asynchronously (MLGRID_STORE_ASYNC_COMMIT: "
+        "survives the process's death, not a power cut; MLflow stays on its durable default)",
+    )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - set(ALL_PHASES)
@@ -102,6 +108,7 @@ def options(args: argparse.Namespace) -> tuple[phases.Options, list[str]]:
             artifact_mib=artifact_mib,
             log_metric_calls=300 if quick else 2_000,
             embedded_reps=2 if quick else 5,
+            embedded_async_commit=args.embedded_async_commit,
             calls=5 if quick else 20,
             budget_seconds=10 if quick else 60,
         ),
