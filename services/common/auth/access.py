@@ -12,13 +12,12 @@ A caller's level on a resource:
    permission, its own if set, else the deployment's).
 
 Changes made through this process's AuthService are seen at once here (caches dropped); other
-processes see them within ``cache_seconds``.
+processes see them within ``cache_seconds`` (concurrent calls that find an entry stale share
+one read of it, ttl_cache.py).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
 
 from mlgrid.exceptions import PermissionDenied, Unauthenticated
@@ -28,6 +27,7 @@ from .permissions import Permission, ResourceKind
 from .policy import UNOWNED
 from .run_tokens import scoped_level
 from .store import DEFAULT_WORKSPACE, AuthStore, SubjectView, UserRecord
+from .ttl_cache import TtlCache
 
 _CACHE_LIMIT = 50_000
 
@@ -37,35 +37,31 @@ class AccessControl:
 
     def __init__(self, store: AuthStore, cache_seconds: float = 2.0) -> None:
         self.store = store
-        self._ttl = cache_seconds
-        self._lock = threading.Lock()
-        #: (subject, its groups) -> its view and when it was read.
-        self._views: dict[tuple[str, tuple[str, ...]], tuple[SubjectView | None, float]] = {}
-        self._placed: dict[tuple[ResourceKind, str], tuple[str, float]] = {}
-        self._any_workspace: tuple[bool, float] = (False, -1e9)
+        #: (subject, its groups) -> its view (None: no such user).
+        self._views: TtlCache[tuple[str, tuple[str, ...]], SubjectView | None] = TtlCache(
+            cache_seconds, _CACHE_LIMIT
+        )
+        #: (kind, resource id) -> the workspace it lives in.
+        self._placed: TtlCache[tuple[ResourceKind, str], str] = TtlCache(
+            cache_seconds, _CACHE_LIMIT
+        )
+        #: Whether any workspace besides the default one exists (one entry).
+        self._any_workspace: TtlCache[str, bool] = TtlCache(cache_seconds, 1)
 
     def invalidate(self) -> None:
         """Forgets everything cached (after a change made through this process)."""
-        with self._lock:
-            self._views.clear()
-            self._placed.clear()
-            self._any_workspace = (False, -1e9)
+        self._views.clear()
+        self._placed.clear()
+        self._any_workspace.clear()
 
     # ------------------------------------------------------------------ pictures
 
     def view(self, identity: Identity) -> SubjectView:
         """The caller's grants and memberships; Unauthenticated when the user is gone."""
-        now = time.monotonic()
-        key = (identity.subject, identity.groups)
-        cached = self._views.get(key)
-        if cached is not None and now - cached[1] < self._ttl:
-            view = cached[0]
-        else:
-            view = self.store.subject_view(identity.subject, identity.groups)
-            with self._lock:
-                if len(self._views) >= _CACHE_LIMIT:
-                    self._views.clear()
-                self._views[key] = (view, now)
+        view = self._views.get(
+            (identity.subject, identity.groups),
+            lambda _stale: self.store.subject_view(identity.subject, identity.groups),
+        )
         if view is None:
             if identity.method == "oidc":
                 return self._outside_view(identity)
@@ -79,28 +75,17 @@ class AccessControl:
         return SubjectView(user, {}, {DEFAULT_WORKSPACE: default}, default)
 
     def _workspaces_exist(self) -> bool:
-        now = time.monotonic()
-        known, at = self._any_workspace
-        if now - at < self._ttl:
-            return known
-        known = bool(self.store.list_workspaces())
-        self._any_workspace = (known, now)
-        return known
+        return self._any_workspace.get("", lambda _stale: self.store.has_workspaces())
 
     def workspace_of(self, kind: ResourceKind, resource_id: str) -> str:
         if not self._workspaces_exist():
             return DEFAULT_WORKSPACE
-        now = time.monotonic()
-        cached = self._placed.get((kind, resource_id))
-        if cached is not None and now - cached[1] < self._ttl:
-            return cached[0]
-        found = self.store.resource_workspaces(kind, [resource_id]).get(resource_id)
-        workspace = found or DEFAULT_WORKSPACE
-        with self._lock:
-            if len(self._placed) >= _CACHE_LIMIT:
-                self._placed.clear()
-            self._placed[(kind, resource_id)] = (workspace, now)
-        return workspace
+
+        def read(_stale: str | None) -> str:
+            found = self.store.resource_workspaces(kind, [resource_id]).get(resource_id)
+            return found or DEFAULT_WORKSPACE
+
+        return self._placed.get((kind, resource_id), read)
 
     # ----------------------------------------------------------------- decisions
 

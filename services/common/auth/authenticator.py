@@ -12,7 +12,8 @@ port):
 - ``Bearer mlgs.<assertion>``: mlgrid's own services calling one another (signed with the
   shared secret, like the gateway's identity assertions).
 
-Successful results are cached for ``cache_seconds``; failures never are.
+Successful results are cached for ``cache_seconds`` (concurrent calls with the same credentials
+share one verification, ttl_cache.py); failures never are.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import threading
-import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -32,6 +31,7 @@ from .assertion import AssertionSigner
 from .identity import SERVICE_SUBJECT_PREFIX, Identity
 from .passwords import TOKEN_PREFIX, verify_password
 from .store import AuthStore
+from .ttl_cache import TtlCache
 
 #: Bearer prefix of the credentials mlgrid's services present to one another.
 SERVICE_TOKEN_PREFIX = "mlgs."
@@ -71,28 +71,20 @@ class Authenticator:
     ) -> None:
         self._store = store
         self._signer = signer
-        self._ttl = cache_seconds
         self.jwt_verifier = jwt_verifier
-        self._lock = threading.Lock()
-        #: sha256(header) -> (identity, stored password hash or "", time it was last confirmed)
-        self._cache: dict[str, tuple[Identity, str, float]] = {}
-        #: The groups some role is given to, and when they were read.
-        self._linked: tuple[frozenset[str], float] = (frozenset(), -1e9)
+        #: sha256(header) -> (identity, stored password hash or "")
+        self._cache: TtlCache[str, tuple[Identity, str]] = TtlCache(cache_seconds, _CACHE_LIMIT)
+        #: The groups some role is given to (one entry).
+        self._linked: TtlCache[str, frozenset[str]] = TtlCache(cache_seconds, 1)
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._cache.clear()
-            self._linked = (frozenset(), -1e9)
+        self._cache.clear()
+        self._linked.clear()
 
     def _linked_groups(self) -> frozenset[str]:
         """Groups some role is given to, re-read every ``cache_seconds``: of a token's groups
         only these are kept, so a caller's identity stays small however many groups it has."""
-        groups, at = self._linked
-        now = time.monotonic()
-        if now - at >= self._ttl:
-            groups = self._store.linked_groups()
-            self._linked = (groups, now)
-        return groups
+        return self._linked.get("", lambda _stale: self._store.linked_groups())
 
     def identify(self, metadata: Iterable[tuple[str, Any]], *, trust_assertion: bool) -> Identity:
         """The caller of a call with ``metadata``. ``trust_assertion``: a service accepts the
@@ -117,31 +109,27 @@ class Authenticator:
             if not identity.is_service:
                 raise Unauthenticated("the service credential does not name an mlgrid service")
             return identity
-        key = hashlib.sha256(authorization.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and now - cached[2] < self._ttl:
-            return cached[0]
         if scheme == "basic":
-            identity, stored = self._basic(credential, cached)
+
+            def verify(stale: tuple[Identity, str] | None) -> tuple[Identity, str]:
+                return self._basic(credential, stale)
         elif scheme == "bearer" and credential.startswith(TOKEN_PREFIX):
-            identity, stored = self._token(credential), ""
+
+            def verify(stale: tuple[Identity, str] | None) -> tuple[Identity, str]:
+                return self._token(credential), ""
         elif scheme == "bearer" and credential.count(".") == 2:
-            identity, stored = self._jwt(credential), ""
+
+            def verify(stale: tuple[Identity, str] | None) -> tuple[Identity, str]:
+                return self._jwt(credential), ""
         else:
             raise Unauthenticated(
                 "the authorization metadata must be 'Basic <base64 user:password>' or "
                 "'Bearer <token>'"
             )
-        with self._lock:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = (identity, stored, now)
-        return identity
+        key = hashlib.sha256(authorization.encode()).hexdigest()
+        return self._cache.get(key, verify)[0]
 
-    def _basic(
-        self, credential: str, cached: tuple[Identity, str, float] | None
-    ) -> tuple[Identity, str]:
+    def _basic(self, credential: str, cached: tuple[Identity, str] | None) -> tuple[Identity, str]:
         try:
             username, colon, password = (
                 base64.b64decode(credential, validate=True).decode().partition(":")

@@ -649,6 +649,12 @@ class AuthStore:
                 conn.execute(table.delete().where(table.c.workspace_id == ws))
             conn.execute(schema.workspaces.delete().where(schema.workspaces.c.id == ws))
 
+    def has_workspaces(self) -> bool:
+        """Whether any workspace besides the default one exists (one indexed read: the
+        per-call path asks this every few seconds; list_workspaces reads every member)."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(schema.workspaces.c.id).limit(1)).first() is not None
+
     def list_workspaces(self) -> list[tuple[str, list[tuple[str, Permission]]]]:
         with self.engine.connect() as conn:
             spaces = conn.execute(
