@@ -71,10 +71,13 @@ def installed_entry_points(group: str) -> list[EntryPoint]:
 
 
 def _all_entry_points() -> list[EntryPoint]:
-    found = entry_points()
-    if hasattr(found, "groups"):  # Python 3.12+: EntryPoints; 3.11: SelectableGroups
-        return [entry for group in found.groups for entry in found.select(group=group)]
-    return [entry for group in found for entry in found[group]]  # type: ignore[index]
+    found: Any = entry_points()
+    if isinstance(found, dict):
+        # Python 3.10/3.11: SelectableGroups, a dict of group -> EntryPoints. dict's own values()
+        # (its override warns that the dict interface is deprecated); selecting group by group
+        # flattened every group again for each one (~2x the scan's CPU).
+        return [entry for group in dict.values(found) for entry in group]
+    return list(found)  # Python 3.12+: EntryPoints, every entry point of every group
 
 
 @dataclass(frozen=True)
