@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from .pg_cursors import PgCursors
+from .pg_raw import RawStatement
 from .sql import database_unavailable
 
 Row = tuple[Any, ...]
@@ -44,7 +45,7 @@ class _Write:
 
     __slots__ = ("done", "error", "params", "row", "sql", "taken")
 
-    def __init__(self, sql: str, params: Mapping[str, Any]) -> None:
+    def __init__(self, sql: str | RawStatement, params: Mapping[str, Any]) -> None:
         self.sql = sql
         self.params = params
         self.row: Row | None = None
@@ -74,9 +75,10 @@ class GroupCommit:
         with self._cond:
             return len(self._waiting)
 
-    def execute(self, sql: str, params: Mapping[str, Any]) -> Row | None:
+    def execute(self, sql: str | RawStatement, params: Mapping[str, Any]) -> Row | None:
         """Runs ``sql`` (one statement) durably; its first row (None for none) once committed.
-        Raises what the statement raised when it ran on its own."""
+        Raises what the statement raised when it ran on its own. A RawStatement committed
+        alone runs through libpq (services/common/pg_raw.py; its row as text)."""
         write = _Write(sql, params)
         with self._cond:
             self._waiting.append(write)
@@ -118,7 +120,10 @@ class GroupCommit:
         self.transactions += 1
         try:
             with self._cursors.cursor() as cursor:
-                write.row = cursor.execute(write.sql, write.params).fetchone()
+                if isinstance(write.sql, RawStatement):
+                    write.row = write.sql.run(cursor.connection, write.params)
+                else:
+                    write.row = cursor.execute(write.sql, write.params).fetchone()
         except Exception as exc:
             write.error = exc
         write.done = True
@@ -131,7 +136,8 @@ class GroupCommit:
             with conn.pipeline(), conn.transaction():
                 cursors = [conn.cursor() for _ in batch]
                 for each, write in zip(cursors, batch, strict=True):
-                    each.execute(write.sql, write.params)
+                    sql = write.sql.sql if isinstance(write.sql, RawStatement) else write.sql
+                    each.execute(sql, write.params)
             rows = [each.fetchone() for each in cursors]
         except psycopg.Error as exc:
             if conn.broken:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from mlgrid.api.tracking.v1 import tracking_pb2
 from mlgrid_services.common.group_commit import GroupCommit
+from mlgrid_services.common.pg_raw import RawStatement
 
 from .pg_binary import bool_array, float8_array, int8_array
 from .pg_conn import PgStatements
@@ -89,10 +90,14 @@ _ONE_POINT = (
     " CAST(%(value)s AS float8), CAST(%(nan)s AS boolean)"
 )
 
-#: log_metric: one point, every column a single value (no arrays to build or parse).
-PG_ONE_POINT = _points_statement(
-    _ONE_POINT.replace("AS boolean)", "AS boolean), CAST(%(series)s AS bigint)"),
-    _ONE_POINT,
+#: log_metric: one point, every column a single value (no arrays to build or parse). The
+#: hottest statement of the service, so it runs through libpq directly (pg_raw).
+PG_ONE_POINT = RawStatement(
+    "mlgrid_log_metric",
+    _points_statement(
+        _ONE_POINT.replace("AS boolean)", "AS boolean), CAST(%(series)s AS bigint)"),
+        _ONE_POINT,
+    ),
 )
 
 #: Params of a params-only batch in ONE autocommitted statement: check the run, read the keys
