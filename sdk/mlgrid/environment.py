@@ -77,21 +77,41 @@ _DERIVED = "derived"
 
 
 def _read(name: str) -> str | None:
-    """``os.environ.get(name)``, without its cost for an absent name.
+    """``os.environ.get(name)``, without its cost for an absent name (see ``_lookup``)."""
+    found = _lookup(os.environ, ((name, _encoded(os.environ, name)),))
+    return None if found is None else found[1]
+
+
+def _encoded(environ: object, name: str) -> object:
+    """``name`` as a key of CPython's ``os.environ._data`` (None for any other mapping)."""
+    encodekey = getattr(environ, "encodekey", None)
+    data = getattr(environ, "_data", None)
+    return encodekey(name) if encodekey is not None and isinstance(data, dict) else None
+
+
+def _lookup(environ: object, keys: tuple[tuple[str, object], ...]) -> tuple[str, str] | None:
+    """The first of ``keys`` (name, its ``_encoded`` key) that is set in ``environ``, and its
+    value.
 
     The SDK reads several settings on every call (credentials, the store, the workspace, so a
     change takes effect at once), and most are unset: ``os.environ`` answers an absent name by
     raising and catching two KeyErrors, several microseconds each, which added up to ~10% of a
     ``log_metric``'s client CPU. CPython's ``os.environ`` keeps its entries in ``_data`` (every
     change made through ``os.environ`` lands there), keyed by ``encodekey(name)``: one dict
-    lookup. Any other mapping put in its place is read the ordinary way.
+    lookup per name, with the key encoded once per setting rather than per read. Any other
+    mapping put in its place is read the ordinary way.
     """
-    environ = os.environ
     data = getattr(environ, "_data", None)
-    if not isinstance(data, dict) or not hasattr(environ, "encodekey"):
-        return environ.get(name)
-    raw = data.get(environ.encodekey(name))
-    return None if raw is None else environ.decodevalue(raw)
+    for name, key in keys:
+        if key is None or not isinstance(data, dict):
+            raw = environ.get(name)  # type: ignore[attr-defined]
+            if raw is not None:
+                return name, raw
+            continue
+        encoded = data.get(key)
+        if encoded is not None:
+            return name, environ.decodevalue(encoded)  # type: ignore[attr-defined]
+    return None
 
 
 class EnvironmentVariable(Generic[T]):
@@ -116,6 +136,8 @@ class EnvironmentVariable(Generic[T]):
         self._parse = parse
         self.default = default
         self.__doc__ = doc
+        #: (the os.environ these were made for, each name with its encoded key).
+        self._keys: tuple[object, tuple[tuple[str, object], ...]] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -124,18 +146,16 @@ class EnvironmentVariable(Generic[T]):
 
     def source(self) -> str | None:
         """The name of the variable that is set (``MLGRID_*`` first), or None."""
-        for name in self.names:
-            if _read(name) is not None:
-                return name
-        return None
+        found = self._set_value()
+        return None if found is None else found[0]
 
     def _set_value(self) -> tuple[str, str] | None:
         """(name, raw value) of the variable that is set (``MLGRID_*`` first), or None."""
-        for name in self.names:
-            raw = _read(name)
-            if raw is not None:
-                return name, raw
-        return None
+        environ = os.environ
+        keys = self._keys
+        if keys is None or keys[0] is not environ:  # first read, or os.environ was replaced
+            keys = self._keys = (environ, tuple((n, _encoded(environ, n)) for n in self.names))
+        return _lookup(environ, keys[1])
 
     @property
     def is_set(self) -> bool:

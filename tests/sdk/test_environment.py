@@ -153,3 +153,20 @@ def test_values_follow_every_change_of_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setattr("os.environ", {"MLGRID_TRACKING_TOKEN": "from-a-plain-dict"})
     assert token.get() == "from-a-plain-dict"
     assert env.MLGRID_WORKSPACE.get() is None
+
+
+def test_every_read_sees_the_environment_as_it_is_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = env.MLGRID_TRACKING_TOKEN
+    monkeypatch.delenv(token.name, raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+    assert token.get() is None and token.source() is None
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "mlflow-é")  # set after a first read
+    assert (token.get(), token.source()) == ("mlflow-é", "MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv(token.name, "rotated")
+    assert (token.get(), token.source()) == ("rotated", token.name)
+    monkeypatch.delenv(token.name)
+    assert token.get() == "mlflow-é"
+    # A plain mapping put in place of os.environ (as some test harnesses do) is read too.
+    monkeypatch.setattr("os.environ", {token.name: "from-a-dict"})
+    assert (token.get(), token.source()) == ("from-a-dict", token.name)
+    assert env.MLGRID_WORKSPACE.get() is None
