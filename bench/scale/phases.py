@@ -319,6 +319,26 @@ def _cpu_since(procs: list[psutil.Process], before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in _cpu_by_pid(procs).items())
 
 
+def _role(proc: psutil.Process) -> str:
+    """What a server process is: the service an mlgrid stack child serves (``server tracking``
+    …), ``launcher`` for ``mlgrid up`` itself, else its program (MLflow's workers)."""
+    try:
+        args = proc.cmdline()
+    except psutil.NoSuchProcess:
+        return "gone"
+    if "server" in args and args.index("server") + 1 < len(args):
+        served = args[args.index("server") + 1]
+        if not served.startswith("-"):
+            return served
+    if "up" in args:
+        return "launcher"
+    return Path(args[0]).name if args else "?"
+
+
+def _cpu_each(procs: list[psutil.Process]) -> dict[psutil.Process, float]:
+    return {proc: _cpu([proc]) for proc in procs}
+
+
 def _backends(db_url: str) -> list[psutil.Process]:
     """The PostgreSQL backend processes serving the target's database."""
     name = db_url.rsplit("/", 1)[1]
@@ -356,7 +376,7 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
             raise RuntimeError(f"the {server} client did not start")
         tree = servers.process_tree(ctx.server.process.pid)
         backends = _backends(ctx.db_url)
-        server_before, db_before = _cpu(tree), _cpu(backends)
+        tree_before, db_before = _cpu_each(tree), _cpu(backends)
         child.stdin.write("go\n")
         child.stdin.flush()
         answer: dict[str, Any] = {}
@@ -364,8 +384,16 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
             if line.startswith(RESULT_MARKER):
                 answer = json.loads(line[len(RESULT_MARKER) :])
                 break
-        server_cpu = _cpu(tree) - server_before
-        db_cpu = _cpu(backends) - db_before
+        tree_after = _cpu_each(tree)
+        # Backends the server opened during the calls (a pool growing) count whole.
+        known = {proc.pid for proc in backends}
+        late = [proc for proc in _backends(ctx.db_url) if proc.pid not in known]
+        db_cpu = _cpu(backends) - db_before + _cpu(late)
+        by_role: dict[str, float] = {}
+        for proc, after in tree_after.items():
+            role = _role(proc)
+            by_role[role] = by_role.get(role, 0.0) + after - tree_before[proc]
+        server_cpu = sum(by_role.values())
     finally:
         child.stdin.close()
         child.wait(60)
@@ -380,13 +408,18 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
         "server_ms": server_cpu * 1000 / calls,
         "database_ms": db_cpu * 1000 / calls,
         "wall_ms_per_call": answer["wall_seconds"] * 1000 / calls,
+        "server_ms_by_process": {
+            role: cpu * 1000 / calls for role, cpu in sorted(by_role.items()) if cpu > 0
+        },
     }
+    split = ", ".join(f"{k} {v:.3f}" for k, v in row["server_ms_by_process"].items())
     print(
         f"  cpu/log_metric {ctx.target}: {total_ms:.3f} ms (client {row['client_ms']:.3f}, "
-        f"server {row['server_ms']:.3f}, db {row['database_ms']:.3f})",
+        f"server {row['server_ms']:.3f} [{split}], db {row['database_ms']:.3f}); "
+        f"wall {row['wall_ms_per_call']:.2f} ms a call, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    return {"rows": [row], "detail": {"database_backends": len(backends)}}
+    return {"rows": [row], "detail": {"database_backends": len(backends) + len(late)}}
 
 
 SERVER_PHASES: dict[str, Callable[[Context], dict[str, Any]]] = {
