@@ -123,8 +123,9 @@ def test_a_confined_token_carries_its_experiment_and_confines_even_an_admin(
     store: AuthStore,
 ) -> None:
     """A project run's token (scope: its experiment) through the real authenticator, assertion
-    and access control: an admin's is cut to EDIT on the run's experiment and READ elsewhere, is
-    no admin, and survives the gateway's assertion with its scope."""
+    and access control: an admin's is cut to EDIT on the run's experiment and on registered
+    models and to READ in other experiments, is no admin, and survives the gateway's assertion
+    with its scope."""
     from mlgrid_services.common.auth.access import AccessControl
     from mlgrid_services.common.auth.assertion import AssertionSigner
     from mlgrid_services.common.auth.authenticator import Authenticator
@@ -141,7 +142,7 @@ def test_a_confined_token_carries_its_experiment_and_confines_even_an_admin(
     assert not access.is_admin(identity)
     assert access.level(identity, EXPERIMENT, "7") is Permission.EDIT
     assert access.level(identity, EXPERIMENT, "8") is Permission.READ
-    assert access.level(identity, ResourceKind.REGISTERED_MODEL, "m") is Permission.READ
+    assert access.level(identity, ResourceKind.REGISTERED_MODEL, "m") is Permission.EDIT
     assert access.readable(identity, EXPERIMENT, ["7", "8"]) == {"7", "8"}
     # The same admin's ordinary credentials keep their rights.
     plain = Authenticator(store, signer).authenticate(
