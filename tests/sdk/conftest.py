@@ -64,8 +64,18 @@ def tracking_uri_for_mode(request: pytest.FixtureRequest, embedded_uri: str) -> 
         stack = request.getfixturevalue("grpc_stack_pg")
         return str(stack.tracking_uri)
     if request.param == "embedded-mysql":  # the SDK serving a MySQL/MariaDB store itself
-        return str(request.getfixturevalue("mysql_url"))
+        return str(request.getfixturevalue("embedded_mysql_url"))
     return embedded_uri
+
+
+@pytest.fixture(scope="session")
+def embedded_mysql_url(mysql_url: str) -> Iterator[str]:
+    """The session's MySQL database, whose embedded services stop before it is dropped (else the
+    projects service's heartbeat meets a dropped table until the worker exits)."""
+    yield mysql_url
+    from mlgrid.transport import close_all
+
+    close_all()
 
 
 @pytest.fixture
