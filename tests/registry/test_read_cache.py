@@ -21,7 +21,7 @@ from mlgrid.exceptions import ResourceDoesNotExist
 from mlgrid_services.common.app import create_service_app
 from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import start_server
-from mlgrid_services.registry.sqlstore import changefeed, pgfast
+from mlgrid_services.registry.sqlstore import changefeed, pg_connections
 from mlgrid_services.registry.sqlstore.readcache import ReadCache
 from mlgrid_services.registry.sqlstore.store import SqlRegistryStore
 
@@ -245,7 +245,7 @@ def test_a_read_survives_its_pooled_connection_being_killed(fresh_postgres_url: 
     try:
         store.create_registered_model("m")
         store.create_model_version("m", "s3://b/1")
-        assert _terminate(fresh_postgres_url, pgfast.APPLICATION_NAME) >= 1
+        assert _terminate(fresh_postgres_url, pg_connections.APPLICATION_NAME) >= 1
         assert store.get_model_version("m", 1).source == "s3://b/1"
     finally:
         store.close()

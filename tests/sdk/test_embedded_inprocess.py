@@ -290,3 +290,40 @@ def test_acknowledged_metrics_survive_kill_9_of_the_embedded_process(tmp_path: P
     # Every acknowledged point is there; at most the one in flight may be there too.
     assert steps[: acked + 1] == list(range(acked + 1))
     assert len(steps) in (acked + 1, acked + 2)
+
+
+_NEWCOMER = """
+import sys
+import mlgrid
+mlgrid.set_tracking_uri(sys.argv[1])
+with mlgrid.start_run() as run:
+    mlgrid.log_metric("m", 1.0)
+tracking_loaded_alembic = "alembic" in sys.modules
+mlgrid.set_registry_uri(sys.argv[1])
+mlgrid.MlflowClient().create_registered_model("newcomer-model")
+print(run.info.run_id, tracking_loaded_alembic, "psycopg" in sys.modules)
+"""
+
+
+def test_an_embedded_sqlite_script_loads_no_postgresql_driver(tmp_path: Path) -> None:
+    """The newcomer's default (embedded, SQLite), tracking and then the registry: psycopg is only
+    for PostgreSQL stores (~50 ms of a script's start), and a new tracking database is made from
+    the schema snapshot, without Alembic."""
+    script = tmp_path / "newcomer.py"
+    script.write_text(_NEWCOMER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
+    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
+    store = f"sqlite:///{tmp_path / 'newcomer.db'}"
+    done = subprocess.run(
+        [sys.executable, str(script), store],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_id, alembic_loaded, psycopg_loaded = done.stdout.split()
+    assert (alembic_loaded, psycopg_loaded) == ("False", "False"), done.stdout
+    assert MlflowClient(store).get_run(run_id).data.metrics == {"m": 1.0}
+    assert MlflowClient(store).get_registered_model("newcomer-model").name == "newcomer-model"

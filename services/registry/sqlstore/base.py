@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
@@ -18,10 +18,12 @@ from .. import migrations
 from ..search import OrderBy
 from . import pgfast
 from . import queries as q
-from .changefeed import ChangeFeed
-from .pgfast import PgConnections
 from .readcache import ReadCache
 from .schema import model_versions, registered_models
+
+if TYPE_CHECKING:
+    from .changefeed import ChangeFeed
+    from .pg_connections import PgConnections
 
 READY = registry_pb2.MODEL_VERSION_STATUS_READY
 
@@ -63,7 +65,11 @@ class SqlStoreBase:
         self.engine = make_engine(store_uri, **_engine_options(store_uri))
         self.dialect = self.engine.dialect.name
         #: PostgreSQL only: connections for the single-statement hot paths (see pgfast).
-        self.pg = PgConnections(self.engine) if self.dialect == "postgresql" else None
+        self.pg: PgConnections | None = None
+        if self.dialect == "postgresql":
+            from .pg_connections import PgConnections  # psycopg only where it is used
+
+            self.pg = PgConnections(self.engine)
         #: Version reads (PostgreSQL only: on SQLite the change feed never turns it on).
         self.cache = ReadCache()
         if migrate:
@@ -72,7 +78,11 @@ class SqlStoreBase:
         # Without the feed the cache stays off (a deployment can ask for that: several
         # replicas may then never serve a read older than the database).
         use_cache = self.pg is not None and env.MLGRID_REGISTRY_READ_CACHE.get()
-        self._feed = ChangeFeed(self.pg.connect, self.cache) if use_cache and self.pg else None
+        self._feed: ChangeFeed | None = None
+        if use_cache and self.pg is not None:
+            from .changefeed import ChangeFeed
+
+            self._feed = ChangeFeed(self.pg.connect, self.cache)
 
     def close(self) -> None:
         if self._feed is not None:
