@@ -71,6 +71,25 @@ PROJECT = {
 }
 
 
+#: A project that hands the test its token (through a file) and waits to be cancelled.
+WAITING = {
+    "MLproject": """
+        name: waits
+        entry_points:
+          main:
+            parameters: {token_file: string}
+            command: "python wait.py {token_file}"
+    """,
+    "wait.py": """
+        import os, sys, time
+        with open(sys.argv[1] + ".tmp", "w") as out:
+            out.write(os.environ["MLGRID_TRACKING_TOKEN"])
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(120)
+    """,
+}
+
+
 def bearer(token: str) -> list[tuple[str, str]]:
     return [(AUTHORIZATION_METADATA, f"Bearer {token}")]
 
@@ -169,25 +188,7 @@ def test_the_token_works_while_the_run_runs_and_only_as_the_submitter(
         ),
         metadata=auth_stack.admin,
     )
-    project = write(
-        tmp_path / "proj",
-        {
-            "MLproject": """
-                name: waits
-                entry_points:
-                  main:
-                    parameters: {token_file: string}
-                    command: "python wait.py {token_file}"
-            """,
-            "wait.py": """
-                import os, sys, time
-                with open(sys.argv[1] + ".tmp", "w") as out:
-                    out.write(os.environ["MLGRID_TRACKING_TOKEN"])
-                os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-                time.sleep(120)
-            """,
-        },
-    )
+    project = write(tmp_path / "proj", WAITING)
     token_file = tmp_path / "token"
     submitted = projects.run(
         str(project),
@@ -261,25 +262,6 @@ def test_a_docker_run_gets_the_token_in_its_container_and_loses_it_at_the_end(
         projects.run(str(project), experiment_id=experiment_id, backend="docker")
     assert "MLGRID_AUTH_SECRET" in str(refused.value)
     assert "not copied into runs" in str(refused.value)
-
-
-#: A project that hands the test its token (through a file) and waits to be cancelled.
-WAITING = {
-    "MLproject": """
-        name: waits
-        entry_points:
-          main:
-            parameters: {token_file: string}
-            command: "python wait.py {token_file}"
-    """,
-    "wait.py": """
-        import os, sys, time
-        with open(sys.argv[1] + ".tmp", "w") as out:
-            out.write(os.environ["MLGRID_TRACKING_TOKEN"])
-        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-        time.sleep(120)
-    """,
-}
 
 
 def _denial(call: Any) -> str:
