@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,7 @@ from mlgrid_services.common.app import (
 )
 from mlgrid_services.common.auth.settings import AuthSettings, check_exposure
 from mlgrid_services.common.config import ServiceConfig, default_artifact_root
-from mlgrid_services.common.inprocess import InProcessChannel, InProcessRpcError
+from mlgrid_services.common.inprocess import HandlerRecorder, InProcessChannel, InProcessRpcError
 from mlgrid_services.common.server import (
     RunningServer,
     call_interceptors,
@@ -53,19 +53,6 @@ log = logging.getLogger(__name__)
 #: others (the registry asks tracking about runs, projects asks tracking) reach the services
 #: they need over that socket, so the first of them to start serves every service on it.
 SELF_CONTAINED = frozenset({"tracking", "artifacts"})
-
-
-class _Recorder:
-    """Stands in for a grpc.Server while a service registers: keeps its handlers."""
-
-    def __init__(self) -> None:
-        self.handlers: list[grpc.GenericRpcHandler] = []
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self.handlers.extend(handlers)
-
-    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:  # type: ignore[type-arg]
-        self.handlers.append(grpc.method_handlers_generic_handler(service, handlers))
 
 
 def _stopped_error() -> InProcessRpcError:
@@ -145,7 +132,7 @@ class EmbeddedStack(grpc.GenericRpcHandler):
             self._missing.add(name)
             return
         app = create_service_app(name, self.config)
-        recorder = _Recorder()
+        recorder = HandlerRecorder()
         for served in app.services:
             served.register(recorder)  # type: ignore[arg-type]
         self._apps[name] = app

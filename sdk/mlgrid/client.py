@@ -376,7 +376,9 @@ class Client:
         text = _truncate("param", key, value, MAX_PARAM_VALUE_LENGTH)
         if self._async(synchronous):
             return self.async_logger.log(run_id, params=[Param(key, text)])
-        self._call(self._stub.LogParam, rpc.LogParamRequest(run_id=run_id, key=key, value=text))
+        self._transport.call_tracking_write(
+            "LogParam", rpc.LogParamRequest(run_id=run_id, key=key, value=text)
+        )
         return value
 
     def log_metric(
@@ -415,7 +417,7 @@ class Client:
             dataset_name=dataset_name or "",
             dataset_digest=dataset_digest or "",
         )
-        self._call(self._stub.LogMetric, request)
+        self._transport.call_tracking_write("LogMetric", request)
         return None
 
     def set_tag(
@@ -424,7 +426,9 @@ class Client:
         text = _truncate("tag", key, value, MAX_RUN_TAG_VALUE_LENGTH)
         if self._async(synchronous):
             return self.async_logger.log(run_id, tags=[RunTag(key, text)])
-        self._call(self._stub.SetTag, rpc.SetTagRequest(run_id=run_id, key=key, value=text))
+        self._transport.call_tracking_write(
+            "SetTag", rpc.SetTagRequest(run_id=run_id, key=key, value=text)
+        )
         return None
 
     def delete_tag(self, run_id: str, key: str) -> None:
@@ -460,13 +464,13 @@ class Client:
         tags: Sequence[RunTag],
     ) -> None:
         for request, chunk_metrics in batch_requests(run_id, metrics, params, tags):
-            response = self._call(self._stub.LogBatch, request)
+            response = self._transport.call_tracking_write("LogBatch", request)
             if request.HasField("metric_columns") and response.metrics_received == 0:
                 # A server that predates metric_columns ignored them: send messages instead
                 # (its params and tags are written again, with the same values: no change).
                 request.ClearField("metric_columns")
                 add_metrics(request, [m for m in chunk_metrics if not m.model_id])
-                self._call(self._stub.LogBatch, request)
+                self._transport.call_tracking_write("LogBatch", request)
 
     def log_inputs(
         self,

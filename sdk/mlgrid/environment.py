@@ -264,6 +264,14 @@ MLGRID_GATEWAY_TUNNELS = EnvironmentVariable(
     "backend when the gateway offers one (false: every call through the gateway port).",
     fallback=None,
 )
+MLGRID_CALL_PIPELINE = EnvironmentVariable(
+    "MLGRID_CALL_PIPELINE",
+    _parse_bool,
+    True,
+    "Over a tracking tunnel: send log_metric, log_param, set_tag and log_batch calls one after "
+    "another on one long-lived stream (false: each as a gRPC call of its own).",
+    fallback=None,
+)
 MLGRID_REGISTRY_READ_CACHE = EnvironmentVariable(
     "MLGRID_REGISTRY_READ_CACHE",
     _parse_bool,

@@ -134,6 +134,13 @@ MAX_ERROR_MESSAGE_CHARS = 2_000
 #: Calls one service process holds at once (running or queued for a worker thread); beyond it
 #: gRPC answers RESOURCE_EXHAUSTED at once instead of queueing without bound.
 MAX_CONCURRENT_CALLS = 1_024
+#: Call pipelines (``CallPipelineService.Run``) one service process carries at once. Each holds one of
+#: the server's 32 worker threads while open, so at most half of them; clients beyond it make
+#: their calls on their own (services/common/pipeline.py).
+MAX_PIPELINES = 16
+#: The longest deadline a call pipeline may be opened with: gRPC ends it then, so a client that
+#: went idle holds a worker thread no longer than this. The SDK opens a new one as it nears it.
+MAX_PIPELINE_SECONDS = 30.0
 #: Artifact transfers one artifacts process runs at once, and how long one waits for a slot:
 #: settings (``MLGRID_ARTIFACTS_MAX_TRANSFERS``, default 8, and ``MLGRID_ARTIFACTS_TRANSFER_WAIT``,
 #: default 120 s) in :mod:`mlgrid.environment`, applied by the service's transfer gate.

@@ -27,8 +27,9 @@ from mlgrid.api.artifacts.v1 import artifacts_service_pb2_grpc
 from mlgrid.api.auth.v1 import auth_service_pb2_grpc
 from mlgrid.api.projects.v1 import projects_service_pb2_grpc
 from mlgrid.api.registry.v1 import registry_service_pb2_grpc
-from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_grpc
 from mlgrid.exceptions import MlgridException, TemporarilyUnavailable
+from mlgrid.pipeline import NOT_CARRIED, Pipeline
 from mlgrid.plugins.headers import request_header_metadata
 from mlgrid.protocol import (
     AUTHORIZATION_METADATA,
@@ -137,6 +138,8 @@ class Transport:
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
     #: TLS settings of a ``grpcs://`` gateway (read from the environment when built).
     tls: ClientTls | None = field(init=False, default=None)
+    #: The call pipeline of the tracking tunnel (pipeline.py), made at its first use.
+    _pipeline: Pipeline | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if is_gateway_uri(self.tracking_uri):
@@ -224,6 +227,38 @@ class Transport:
         except grpc.RpcError as err:
             raise self._error(err) from err
 
+    def call_tracking_write(self, name: str, request: Any) -> Any:
+        """The idempotent TrackingService write ``name`` (one of :data:`PIPELINED_WRITES`):
+        on the tracking tunnel's call pipeline when it can carry it, else as a call of its own;
+        the caller sees the same either way."""
+        pipeline = self._tracking_pipeline()
+        if pipeline is not None:
+            try:
+                answer = pipeline.call(
+                    f"/{_TRACKING_SERVICE}/{name}",
+                    request,
+                    PIPELINED_WRITES[name],
+                    self.metadata(),
+                )
+            except grpc.RpcError as err:
+                raise self._error(err) from err
+            if answer is not NOT_CARRIED:
+                return answer
+        return self.call(getattr(self.tracking, name), request)
+
+    def _tracking_pipeline(self) -> Pipeline | None:
+        """The pipeline of the tracking tunnel; None without a tunnel, when calls name a store
+        (they go to the gateway port) or with ``MLGRID_CALL_PIPELINE=false``."""
+        if self._tunnels is None or _names_a_store() or not env.MLGRID_CALL_PIPELINE.get():
+            return None
+        channel = self._tunnels.channel("tracking")
+        if channel is None:
+            return None
+        pipeline = self._pipeline
+        if pipeline is None or pipeline.channel is not channel:
+            pipeline = self._pipeline = Pipeline(channel)
+        return pipeline
+
     def stream(
         self, method: Callable[..., Iterator[R]], request: Any, timeout: float | None = None
     ) -> Iterator[R]:
@@ -248,6 +283,8 @@ class Transport:
         return from_rpc_error(err)
 
     def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
         if self._tunnels is not None:
             self._tunnels.close()
         self.channel.close()
@@ -255,6 +292,16 @@ class Transport:
             self._embedded.stop()
             self._embedded = None
 
+
+_TRACKING_SERVICE = tracking_service_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name
+#: The tracking writes that ride the call pipeline, and their response types: idempotent
+#: (their contract says so; the server checks it) and made in loops.
+PIPELINED_WRITES: dict[str, Any] = {
+    "LogMetric": tracking_service_pb2.LogMetricResponse,
+    "LogParam": tracking_service_pb2.LogParamResponse,
+    "SetTag": tracking_service_pb2.SetTagResponse,
+    "LogBatch": tracking_service_pb2.LogBatchResponse,
+}
 
 _transports: dict[tuple[str, str | None], Transport] = {}
 _lock = threading.Lock()

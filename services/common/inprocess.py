@@ -227,6 +227,19 @@ def _unimplemented(method: str) -> InProcessRpcError:
     return InProcessRpcError(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
 
 
+class HandlerRecorder:
+    """Stands in for a grpc.Server while services register: keeps their handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:  # type: ignore[type-arg]
+        self.handlers.append(grpc.method_handlers_generic_handler(service, handlers))
+
+
 class InProcessChannel(grpc.Channel):
     """A channel to ``handlers`` (tried in order, as a server tries its generic handlers),
     each call passing through ``interceptors`` first."""

@@ -21,11 +21,12 @@ from grpc_reflection.v1alpha import reflection
 
 import mlgrid
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
-from mlgrid.limits import MAX_CONCURRENT_CALLS
+from mlgrid.limits import MAX_CONCURRENT_CALLS, MAX_PIPELINES
 from mlgrid.protocol import SERVER_OPTIONS
 
 from .auth.policy import Rule
 from .errors import ErrorMappingInterceptor
+from .pipeline import PipelineServicer
 
 if TYPE_CHECKING:
     from .auth.runtime import AuthRuntime
@@ -118,15 +119,23 @@ def start_server(
     this to forward calls it does not serve itself). ``auth`` (the process's auth runtime, when
     auth is on) installs the auth interceptor with the services' rules.
     """
+    checks = call_interceptors(services, auth)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[*call_interceptors(services, auth), *interceptors],
+        interceptors=[*checks, *interceptors],
         options=_merged_options(services),
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
     for service in services:
         service.register(server)
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(_BackendInfoServicer(services), server)
+    if services:  # a service's small idempotent calls over one stream (pipeline.py)
+        common_pb2_grpc.add_CallPipelineServiceServicer_to_server(
+            PipelineServicer(
+                services, checks, max_pipelines=min(MAX_PIPELINES, max_workers // 2 or 1)
+            ),
+            server,
+        )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.name for s in services]

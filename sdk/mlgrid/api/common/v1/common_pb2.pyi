@@ -125,6 +125,68 @@ class Tag(_message.Message):
 Global___Tag: _TypeAlias = Tag  # noqa: Y015
 
 @_typing.final
+class CallPipelineServiceRunRequest(_message.Message):
+    """One call on a pipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The method, as gRPC names it: "/mlgrid.api.tracking.v1.TrackingService/LogMetric"."""
+    request: _builtins.bytes
+    """The method's request message, serialized."""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        request: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallPipelineServiceRunRequest: _TypeAlias = CallPipelineServiceRunRequest  # noqa: Y015
+
+@_typing.final
+class CallPipelineServiceRunResponse(_message.Message):
+    """The outcome of one pipelined call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    STATUS_DETAILS_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The call's gRPC status code: 0 (OK) or the code a call of its own would have ended with."""
+    response: _builtins.bytes
+    """OK: the method's response message, serialized."""
+    message: _builtins.str
+    """Not OK: the status message."""
+    status_details: _builtins.bytes
+    """Not OK: the google.rpc.Status with its details, serialized, as gRPC sends it in the
+    grpc-status-details-bin trailer.
+    """
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        response: _builtins.bytes = ...,
+        message: _builtins.str = ...,
+        status_details: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "response", b"response", "status_details", b"status_details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallPipelineServiceRunResponse: _TypeAlias = CallPipelineServiceRunResponse  # noqa: Y015
+
+@_typing.final
 class GetBackendInfoRequest(_message.Message):
     """Request for GetBackendInfo; it has no fields."""
 

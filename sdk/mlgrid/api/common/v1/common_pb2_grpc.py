@@ -71,3 +71,87 @@ class BackendInfoService(object):
             mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.GetBackendInfoResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+
+class CallPipelineServiceStub(object):
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Run = channel.stream_stream(
+                '/mlgrid.api.common.v1.CallPipelineService/Run',
+                request_serializer=mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunResponse.FromString,
+                )
+
+
+class CallPipelineServiceServicer(object):
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    def Run(self, request_iterator, context):
+        """Answers each call sent, in order, with one reply. A server taking as many streams as it
+        allows refuses more with RESOURCE_EXHAUSTED; the client then calls on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CallPipelineServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Run': grpc.stream_stream_rpc_method_handler(
+                    servicer.Run,
+                    request_deserializer=mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunRequest.FromString,
+                    response_serializer=mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mlgrid.api.common.v1.CallPipelineService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CallPipelineService(object):
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    @staticmethod
+    def Run(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(request_iterator, target, '/mlgrid.api.common.v1.CallPipelineService/Run',
+            mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunRequest.SerializeToString,
+            mlgrid_dot_api_dot_common_dot_v1_dot_common__pb2.CallPipelineServiceRunResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -62,3 +62,61 @@ class BackendInfoServiceServicer(metaclass=_abc_1.ABCMeta):
         """Describes the services and URI schemes (or backend names) this process serves."""
 
 def add_BackendInfoServiceServicer_to_server(servicer: BackendInfoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class CallPipelineServiceStub:
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> CallPipelineServiceAsyncStub: ...
+    Run: _grpc.StreamStreamMultiCallable[_common_pb2.CallPipelineServiceRunRequest, _common_pb2.CallPipelineServiceRunResponse]
+    """Answers each call sent, in order, with one reply. A server taking as many streams as it
+    allows refuses more with RESOURCE_EXHAUSTED; the client then calls on its own.
+    """
+
+@_typing.type_check_only
+class CallPipelineServiceAsyncStub(CallPipelineServiceStub):
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Run: _aio.StreamStreamMultiCallable[_common_pb2.CallPipelineServiceRunRequest, _common_pb2.CallPipelineServiceRunResponse]  # type: ignore[assignment]
+    """Answers each call sent, in order, with one reply. A server taking as many streams as it
+    allows refuses more with RESOURCE_EXHAUSTED; the client then calls on its own.
+    """
+
+class CallPipelineServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Carries a client's small calls, one after another, over one long-lived stream. A unary call
+    costs the server a call set-up, a thread hand-off and a status of its own, several times the
+    work of logging one metric point; on a stream each call costs one message each way. Every
+    call still goes through what it would alone (the method's validation, auth checks and error
+    mapping, with the stream's metadata). Only methods their contract declares idempotent may be
+    sent this way, so a client that loses the stream before a call's reply can make that call
+    again on its own.
+    """
+
+    @_abc_1.abstractmethod
+    def Run(
+        self,
+        request_iterator: _MaybeAsyncIterator[_common_pb2.CallPipelineServiceRunRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_common_pb2.CallPipelineServiceRunResponse], _abc.AsyncIterator[_common_pb2.CallPipelineServiceRunResponse]]:
+        """Answers each call sent, in order, with one reply. A server taking as many streams as it
+        allows refuses more with RESOURCE_EXHAUSTED; the client then calls on its own.
+        """
+
+def add_CallPipelineServiceServicer_to_server(servicer: CallPipelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,179 @@
+"""Client side of ``CallPipelineService`` (services/common/pipeline.py): small idempotent calls made
+one after another (``log_metric`` in a training loop) ride one long-lived stream on a tunnel,
+one message each way, instead of a gRPC call each.
+
+A pipeline never changes what a call does or what its caller sees; it only carries it. When it
+cannot carry a call it says so (``call`` returns :data:`NOT_CARRIED`) and the caller makes the
+call on its own, exactly as without pipelines:
+
+- another thread is using the pipeline (one call at a time: replies come back in order);
+- the call has a deadline of its own (a pipelined call's reply cannot be waited for with one);
+- the server refused the stream (too many pipelines, or a server without ``CallPipelineService``),
+  which is remembered for a while;
+- the stream broke before the call's reply. The call may or may not have run; only methods the
+  contract declares idempotent are pipelined (the server checks it too), so running it again on
+  its own is safe.
+
+A stream is opened with a deadline of ``MAX_PIPELINE_SECONDS`` (the server's bound, so an idle
+client holds no server thread for longer) and replaced shortly before it, or when the call
+metadata changes (a refreshed token, another workspace).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import grpc
+
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.limits import MAX_PIPELINE_SECONDS
+from mlgrid.protocol import STATUS_DETAILS_KEY
+
+log = logging.getLogger(__name__)
+
+#: What :meth:`Pipeline.call` returns when it did not carry the call.
+NOT_CARRIED: Final = object()
+#: A stream is replaced once this close to its deadline, so a call never rides one that ends.
+_RENEW_MARGIN_S = 5.0
+#: After the server refused a stream, calls go on their own for this long before trying again.
+_REFUSED_PAUSE_S = 30.0
+_END = object()  # ends a stream's requests
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class PipelinedCallError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    """A pipelined call that failed: what the same call on its own would have raised (its code,
+    message and the status details the SDK reads the error's type from)."""
+
+    def __init__(self, reply: common_pb2.CallPipelineServiceRunResponse) -> None:
+        super().__init__(reply.message)
+        self._code = _CODES.get(reply.code, grpc.StatusCode.UNKNOWN)
+        self._details = reply.message
+        self._trailing = (
+            ((STATUS_DETAILS_KEY, reply.status_details),) if reply.status_details else ()
+        )
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailing
+
+    def initial_metadata(self) -> Any:
+        return ()
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> Any:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+
+class _Stream:
+    """One open ``CallPipelineService.Run``: its outgoing queue and its replies."""
+
+    def __init__(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        self.metadata = list(metadata)
+        self.renew_at = time.monotonic() + MAX_PIPELINE_SECONDS - _RENEW_MARGIN_S
+        self.outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        run = common_pb2_grpc.CallPipelineServiceStub(channel).Run
+        #: The replies, read one per call sent (a grpc call iterator: also cancellable).
+        self.replies: Any = run(
+            self._requests(), metadata=tuple(self.metadata), timeout=MAX_PIPELINE_SECONDS
+        )
+        self.answered = 0
+
+    def _requests(self) -> Iterator[common_pb2.CallPipelineServiceRunRequest]:
+        while True:
+            item = self.outgoing.get()
+            if item is _END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self.outgoing.put(_END)  # the server's loop ends; the stream finishes OK
+
+
+class Pipeline:
+    """The pipeline of one tunnelled channel."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._stream: _Stream | None = None
+        self._paused_until = 0.0
+
+    def call(
+        self, method: str, request: Any, response_class: Any, metadata: Sequence[tuple[str, str]]
+    ) -> Any:
+        """The response of ``method`` (``/Service/Method``, idempotent) to ``request``; raises
+        what the call on its own would raise; :data:`NOT_CARRIED` when not carried."""
+        if not self._lock.acquire(blocking=False):
+            return NOT_CARRIED
+        try:
+            stream = self._ready(metadata)
+            if stream is None:
+                return NOT_CARRIED
+            stream.outgoing.put(
+                common_pb2.CallPipelineServiceRunRequest(
+                    method=method, request=request.SerializeToString()
+                )
+            )
+            try:
+                reply = next(stream.replies)
+            except (grpc.RpcError, StopIteration) as err:
+                self._lost(stream, err)
+                return NOT_CARRIED
+            stream.answered += 1
+        finally:
+            self._lock.release()
+        if reply.code:
+            raise PipelinedCallError(reply)
+        return response_class.FromString(reply.response)
+
+    def _ready(self, metadata: Sequence[tuple[str, str]]) -> _Stream | None:
+        """The stream to send on (lock held): the open one, or a new one; None while paused."""
+        now = time.monotonic()
+        stream = self._stream
+        if stream is not None and (now >= stream.renew_at or list(metadata) != stream.metadata):
+            stream.close()
+            stream = self._stream = None
+        if stream is None:
+            if now < self._paused_until:
+                return None
+            stream = self._stream = _Stream(self.channel, metadata)
+        return stream
+
+    def _lost(self, stream: _Stream, err: BaseException) -> None:
+        """The stream ended before a reply (lock held): drop it; a refusal pauses pipelining."""
+        self._stream = None
+        stream.close()
+        code = err.code() if isinstance(err, grpc.Call) else None
+        if stream.answered == 0 and code in (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.UNIMPLEMENTED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ):
+            self._paused_until = time.monotonic() + _REFUSED_PAUSE_S
+            log.debug("call pipeline refused (%s); calls go on their own for a while", code)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None

@@ -1,0 +1,229 @@
+"""Call pipelines: the SDK's small idempotent tracking writes ride one stream on the tunnel.
+
+Real gateway with its tunnel port, real tracking service on port 0, real SQLite; the SDK's
+Client as a user runs it. What a user sees must not change with the pipeline: the same stored
+points, the same typed errors; what it saves is measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
+from mlgrid.client import Client
+from mlgrid.entities import Metric, Param
+from mlgrid.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from mlgrid.limits import MAX_PIPELINES
+from mlgrid.pipeline import NOT_CARRIED, Pipeline
+from mlgrid.transport import Transport
+from tests.fixtures.stack import Stack, start_stack
+
+TRACKING = "mlgrid.api.tracking.v1.TrackingService"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("pipeline"), services=["tracking"]) as running:
+        yield running
+
+
+@pytest.fixture
+def new_client(stack: Stack) -> Iterator[Callable[[], Client]]:
+    """Makes clients with transports of their own (the process-wide one is shared by other
+    tests), closed after the test so no stream of theirs holds a server slot."""
+    transports: list[Transport] = []
+
+    def make() -> Client:
+        transports.append(Transport(stack.tracking_uri))
+        return Client(transport=transports[-1])
+
+    yield make
+    for transport in transports:
+        transport.close()
+
+
+def pipeline_of(client: Client) -> Pipeline:
+    pipeline = client._transport._pipeline
+    assert pipeline is not None, "the client made no pipelined call"
+    return pipeline
+
+
+def a_run(client: Client, name: str) -> str:
+    return client.create_run(client.create_experiment(f"{name}-{time.time_ns()}")).info.run_id
+
+
+def tunnel_channel(stack: Stack) -> grpc.Channel:
+    assert stack.gateway.tunnel is not None
+    return grpc.insecure_channel(
+        "mlgrid.tunnel:1",
+        options=[
+            ("grpc.http_proxy", f"http://127.0.0.1:{stack.gateway.tunnel.port}"),
+            ("grpc.http_connect_headers", f"mlgrid-service:{TRACKING}"),
+        ],
+    )
+
+
+def test_writes_in_a_loop_ride_one_stream_and_are_all_stored(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    client = new_client()
+    run_id = a_run(client, "loop")
+    for step in range(200):
+        client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+    client.log_param(run_id, "lr", "0.01")
+    client.set_tag(run_id, "phase", "train")
+    client.log_batch(run_id, metrics=[Metric("acc", 0.5, 1, 3)], params=[Param("bs", "32")])
+    stream = pipeline_of(client)._stream
+    assert stream is not None and stream.answered == 203  # one stream carried every write
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(200))
+    assert history[9].value == pytest.approx(0.1)
+    run = client.get_run(run_id)
+    assert run.data.params == {"lr": "0.01", "bs": "32"}
+    assert run.data.tags["phase"] == "train"
+    assert run.data.metrics["acc"] == 0.5
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_failed_pipelined_write_raises_what_a_call_of_its_own_raises(
+    new_client: Callable[[], Client], monkeypatch: pytest.MonkeyPatch, pipelined: bool
+) -> None:
+    monkeypatch.setenv("MLGRID_CALL_PIPELINE", "true" if pipelined else "false")
+    client = new_client()
+    run_id = a_run(client, "errors")
+    missing = "f" * 32
+    with pytest.raises(ResourceDoesNotExist, match=f"Run '{missing}' not found"):
+        client.log_metric(missing, "loss", 1.0)
+    client.log_param(run_id, "lr", "0.01")
+    with pytest.raises(InvalidParameterValue, match="Changing param values is not allowed"):
+        client.log_param(run_id, "lr", "0.02")
+    client.log_metric(run_id, "loss", 2.0)  # the stream goes on after an error
+    assert client.get_run(run_id).data.metrics["loss"] == 2.0
+    assert client.get_run(run_id).data.params == {"lr": "0.01"}
+    assert (client._transport._pipeline is not None) is pipelined
+
+
+def test_a_lost_stream_costs_no_call_the_write_is_made_on_its_own(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    client = new_client()
+    run_id = a_run(client, "lost")
+    client.log_metric(run_id, "loss", 1.0, step=0)
+    pipeline = pipeline_of(client)
+    first = pipeline._stream
+    assert first is not None
+    first.replies.cancel()  # as a connection dropping would
+    client.log_metric(run_id, "loss", 2.0, step=1)  # made on its own, after the lost stream
+    assert pipeline._stream is None
+    client.log_metric(run_id, "loss", 3.0, step=2)  # a new stream
+    assert pipeline._stream is not None and pipeline._stream is not first
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [
+        (0, 1.0),
+        (1, 2.0),
+        (2, 3.0),
+    ]
+
+
+def test_a_stream_is_replaced_before_its_deadline_and_when_metadata_changes(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    client = new_client()
+    run_id = a_run(client, "renew")
+    client.set_tag(run_id, "a", "1")
+    pipeline = pipeline_of(client)
+    first = pipeline._stream
+    assert first is not None
+    first.renew_at = time.monotonic() - 1  # as if it had been open for 25 s
+    client.set_tag(run_id, "b", "2")
+    second = pipeline._stream
+    assert second is not None and second is not first and second.answered == 1
+    request = pb.SetTagRequest(run_id=run_id, key="c", value="3")
+    answer = pipeline.call(f"/{TRACKING}/SetTag", request, pb.SetTagResponse, [("x-other", "1")])
+    assert answer == pb.SetTagResponse()
+    assert pipeline._stream is not second  # other metadata: another stream
+    assert client.get_run(run_id).data.tags.keys() >= {"a", "b", "c"}
+
+
+def test_only_idempotent_methods_can_be_pipelined(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    client = new_client()
+    experiment_id = client.create_experiment(f"not-idempotent-{time.time_ns()}")
+    with tunnel_channel(stack) as channel:
+        replies = list(
+            common_pb2_grpc.CallPipelineServiceStub(channel).Run(
+                iter(
+                    [
+                        common_pb2.CallPipelineServiceRunRequest(
+                            method=f"/{TRACKING}/CreateRun",
+                            request=pb.CreateRunRequest(
+                                experiment_id=experiment_id
+                            ).SerializeToString(),
+                        ),
+                        common_pb2.CallPipelineServiceRunRequest(method="/x.Y/" + "Z" * 5000),
+                    ]
+                ),
+                timeout=10,
+            )
+        )
+    assert [r.code for r in replies] == [grpc.StatusCode.INVALID_ARGUMENT.value[0]] * 2
+    assert "'/mlgrid.api.tracking.v1.TrackingService/CreateRun' cannot be pipelined" in (
+        replies[0].message
+    )
+    assert len(replies[1].message) < 400  # the bad name is not echoed whole
+    assert client.search_runs([experiment_id]) == []  # nothing was created
+
+
+def test_a_pipeline_without_a_short_deadline_is_refused(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    with tunnel_channel(stack) as channel:
+        run = common_pb2_grpc.CallPipelineServiceStub(channel).Run
+        for timeout in (None, 3600):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(run(iter([common_pb2.CallPipelineServiceRunRequest()]), timeout=timeout))
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "deadline of at most 30 s" in refused.value.details()
+
+
+def test_beyond_the_servers_pipelines_the_client_calls_on_its_own(
+    stack: Stack, new_client: Callable[[], Client]
+) -> None:
+    """Every slot taken (each holds a worker thread): the next client is refused a pipeline,
+    makes its calls on its own and loses none; it tries again after a pause."""
+    release = threading.Event()
+
+    def holding() -> Iterator[common_pb2.CallPipelineServiceRunRequest]:
+        release.wait(20)  # sends nothing: the stream stays open, holding its slot
+        yield from ()
+
+    held = []
+    with tunnel_channel(stack) as channel:
+        run = common_pb2_grpc.CallPipelineServiceStub(channel).Run
+        held = [run(holding(), timeout=20) for _ in range(MAX_PIPELINES)]
+        try:
+            client = new_client()
+            run_id = a_run(client, "refused")
+            request = pb.LogMetricRequest(run_id=run_id, key="loss", value=1.0)
+            pipeline = Pipeline(channel)
+            deadline = time.monotonic() + 10  # the holders' streams reach the server
+            while pipeline._paused_until == 0 and time.monotonic() < deadline:
+                answer = pipeline.call(f"/{TRACKING}/LogMetric", request, pb.LogMetricResponse, [])
+                if answer is not NOT_CARRIED:
+                    time.sleep(0.05)
+            assert pipeline._paused_until > time.monotonic() + 20
+            for step in range(5):
+                client.log_metric(run_id, "loss", float(step), step=step)
+            assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(5))
+            assert client._transport._pipeline is not None
+            assert client._transport._pipeline._paused_until > time.monotonic()
+        finally:
+            release.set()
+            for replies in held:
+                replies.cancel()
