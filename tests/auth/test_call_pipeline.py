@@ -1,0 +1,73 @@
+"""Auth on a call pipeline: every pipelined call is checked as a call of its own would be, with
+the credentials the stream was opened with, in the service (through the gateway's tunnel)."""
+
+from __future__ import annotations
+
+import time
+
+from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
+
+from .conftest import AuthStack
+
+TRACKING = "mlgrid.api.tracking.v1.TrackingService"
+LOG_METRIC = f"/{TRACKING}/LogMetric"
+
+
+def pipelined(
+    auth_stack: AuthStack, credentials: list[tuple[str, str]], *requests: trk.LogMetricRequest
+) -> list[common_pb2.CallPipelineServiceRunResponse]:
+    channel = auth_stack.tunnel(TRACKING, credentials)
+    calls = [
+        common_pb2.CallPipelineServiceRunRequest(
+            method=LOG_METRIC, request=request.SerializeToString()
+        )
+        for request in requests
+    ]
+    run = common_pb2_grpc.CallPipelineServiceStub(channel).Run
+    return list(run(iter(calls), metadata=credentials, timeout=10))
+
+
+def test_each_pipelined_call_needs_the_permission_its_own_call_needs(
+    auth_stack: AuthStack,
+) -> None:
+    owner = auth_stack.create_user("pipeline-owner")
+    writer = auth_stack.create_user("pipeline-writer")
+    stub = trk_grpc.TrackingServiceStub(auth_stack.gateway())
+    experiment_id = stub.CreateExperiment(
+        trk.CreateExperimentRequest(name="pipelined-experiment"), metadata=owner
+    ).experiment_id
+    run_id = stub.CreateRun(
+        trk.CreateRunRequest(experiment_id=experiment_id), metadata=owner
+    ).run.info.run_id
+    point = trk.LogMetricRequest(run_id=run_id, key="loss", value=1.0, timestamp=1, step=0)
+
+    refused = pipelined(auth_stack, writer, point)  # the writer only reads (the default)
+    assert refused[0].code == 7  # PERMISSION_DENIED, as LogMetric on its own
+    assert f"needs EDIT on experiment {experiment_id!r}" in refused[0].message
+    assert refused[0].status_details  # the typed error's details travel too
+
+    auth_stack.auth().SetPermission(
+        auth_pb.SetPermissionRequest(
+            permission=auth_pb.Permission(
+                resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
+                resource_id=experiment_id,
+                username="pipeline-writer",
+                permission="EDIT",
+            )
+        ),
+        metadata=owner,
+    )
+    second = trk.LogMetricRequest(run_id=run_id, key="loss", value=2.0, timestamp=2, step=1)
+    deadline = time.monotonic() + 5  # a grant reaches the service within its auth cache time
+    while (accepted := pipelined(auth_stack, writer, second))[0].code == 7:
+        assert time.monotonic() < deadline, accepted[0].message
+        time.sleep(0.1)
+    assert [r.code for r in accepted] == [0]
+
+    history = stub.GetMetricHistory(
+        trk.GetMetricHistoryRequest(run_id=run_id, metric_key="loss"), metadata=owner
+    )
+    assert [(m.step, m.value) for m in history.metrics] == [(1, 2.0)]  # the refused one: none
