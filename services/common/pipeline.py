@@ -80,7 +80,21 @@ class PipelineServicer(common_pb2_grpc.CallPipelineServiceServicer):
             for path in pipelined_methods([s.name for s in services])
         }
         self._max = max_pipelines
-        self._slots = threading.BoundedSemaphore(max_pipelines)
+        self._lock = threading.Lock()
+        #: Open pipelines: their contexts, and whether each is running a call now.
+        self._open: dict[Any, bool] = {}
+        self._closing = False
+
+    def close(self) -> None:
+        """Ends every pipeline at once when its server stops, so the stop does not wait out
+        its grace period for clients that keep their streams open. An idle pipeline is
+        cancelled; one running a call ends after sending that call's reply. (Its client then
+        makes further calls on their own, through another replica if there is one.)"""
+        with self._lock:
+            self._closing = True
+            idle = [context for context, busy in self._open.items() if not busy]
+        for context in idle:
+            context.cancel()
 
     def Run(self, request_iterator, context):
         remaining = context.time_remaining()
@@ -90,7 +104,11 @@ class PipelineServicer(common_pb2_grpc.CallPipelineServiceServicer):
                 f"a call pipeline must be opened with a deadline of at most "
                 f"{MAX_PIPELINE_SECONDS:g} s (it holds a server thread while open)",
             )
-        if not self._slots.acquire(blocking=False):
+        with self._lock:
+            admitted = not self._closing and len(self._open) < self._max
+            if admitted:
+                self._open[context] = False
+        if not admitted:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"this server carries at most {self._max} call pipelines at once; make the "
@@ -99,13 +117,22 @@ class PipelineServicer(common_pb2_grpc.CallPipelineServiceServicer):
         try:
             metadata = tuple(context.invocation_metadata() or ())
             for call in request_iterator:
-                yield self._answer(call, metadata)
+                with self._lock:
+                    self._open[context] = True
+                reply = self._answer(call, metadata)
+                with self._lock:
+                    self._open[context] = False
+                    closing = self._closing
+                yield reply
+                if closing:
+                    return
         except grpc.RpcError:
-            # The client went (closed its channel, or the stream's deadline passed): an
-            # ordinary end of a pipeline, its calls so far all answered.
+            # The client went (closed its channel, or the stream's deadline passed), or the
+            # server is stopping: an ordinary end, every call so far answered.
             return
         finally:
-            self._slots.release()
+            with self._lock:
+                self._open.pop(context, None)
 
     def _answer(
         self, call: common_pb2.CallPipelineServiceRunRequest, metadata: tuple[tuple[str, Any], ...]

@@ -73,10 +73,15 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     address: str
+    #: The server's call pipelines (ended first when it stops); None on a server without.
+    pipelines: PipelineServicer | None = None
 
     def stop(self, grace: float | None = 5.0) -> None:
-        """Stops accepting calls, lets running ones finish within ``grace`` seconds."""
+        """Stops accepting calls, lets running ones finish within ``grace`` seconds (call
+        pipelines end at once, after the call each may be running)."""
         self.health.enter_graceful_shutdown()
+        if self.pipelines is not None:
+            self.pipelines.close()
         self.server.stop(grace).wait()
 
 
@@ -129,13 +134,15 @@ def start_server(
     for service in services:
         service.register(server)
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(_BackendInfoServicer(services), server)
+    pipelines = None
     if services:  # a service's small idempotent calls over one stream (pipeline.py)
-        common_pb2_grpc.add_CallPipelineServiceServicer_to_server(
-            PipelineServicer(
-                services, checks, max_pipelines=min(MAX_PIPELINES, max_workers // 2 or 1)
-            ),
-            server,
+        # Pipelined calls meet every interceptor a call of their own meets.
+        pipelines = PipelineServicer(
+            services,
+            [*checks, *interceptors],
+            max_pipelines=min(MAX_PIPELINES, max_workers // 2 or 1),
         )
+        common_pb2_grpc.add_CallPipelineServiceServicer_to_server(pipelines, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.name for s in services]
@@ -159,7 +166,9 @@ def start_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     shown = bind if bind.startswith("unix:") else f"{host}:{bound}"
     log.info("serving %s on %s", ", ".join(names) or "gateway", shown)
-    return RunningServer(server=server, port=bound, health=health_servicer, address=shown)
+    return RunningServer(
+        server=server, port=bound, health=health_servicer, address=shown, pipelines=pipelines
+    )
 
 
 def serve_until_signalled(

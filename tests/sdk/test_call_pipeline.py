@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -227,3 +228,20 @@ def test_beyond_the_servers_pipelines_the_client_calls_on_its_own(
             release.set()
             for replies in held:
                 replies.cancel()
+
+
+def test_a_server_stops_at_once_though_a_client_keeps_its_pipeline_open(
+    tmp_path: Path,
+) -> None:
+    """An open pipeline is a call in flight to gRPC: the stop would wait out its grace period
+    (5 s) for every client that keeps one. The server ends idle pipelines when it stops."""
+    with start_stack(tmp_path, services=["tracking"]) as running:
+        transport = Transport(running.tracking_uri)
+        client = Client(transport=transport)
+        run_id = a_run(client, "stop")
+        client.log_metric(run_id, "loss", 1.0)
+        assert pipeline_of(client)._stream is not None
+        started = time.monotonic()
+        running.servers["tracking"].stop(5.0)
+        assert time.monotonic() - started < 2.0
+        transport.close()
