@@ -99,7 +99,7 @@ def test_plugin_list_command_shows_loaded_and_broken_plugins() -> None:
     assert "Error: 2 plugin(s) failed to load" in result.output
     lines = result.output.splitlines()
     assert any(
-        "mlgrid.tracking_store  file-plugin = mlgrid_test_plugin:PluginFileStore  ok" in line
+        "mlgrid.tracking_store  file-plugin = mlgrid_test_plugin.stores:PluginFileStore  ok" in line
         for line in lines
     )
     assert any(
