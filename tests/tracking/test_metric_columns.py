@@ -151,11 +151,12 @@ def test_against_a_server_that_ignores_columns_the_sdk_resends_messages(
     client = mlgrid.MlflowClient(grpc_stack.tracking_uri)
     run_id = client.create_run(client.create_experiment("columns-old-server")).info.run_id
     old = _OldServer(client._transport.tracking.LogBatch)
+    real_write = client._transport.call_tracking_write
 
-    class Stub:
-        LogBatch = old
+    def write(name: str, request):
+        return old(request) if name == "LogBatch" else real_write(name, request)
 
-    monkeypatch.setattr(type(client), "_stub", property(lambda self: Stub))
+    monkeypatch.setattr(client._transport, "call_tracking_write", write)
     client.log_batch(run_id, metrics=[Metric("m", float(i), 1 + i, i) for i in range(40)])
     assert [r.HasField("metric_columns") for r in old.requests] == [True, False]
     monkeypatch.undo()
