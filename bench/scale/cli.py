@@ -38,6 +38,13 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("MLGRID_"):
+        raise argparse.ArgumentTypeError(f"expected MLGRID_NAME=VALUE, got {text[:100]!r}")
+    return name, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scale",
@@ -71,6 +78,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the embedded phase's mlgrid commits asynchronously (MLGRID_STORE_ASYNC_COMMIT: "
         "survives the process's death, not a power cut; MLflow stays on its durable default)",
+    )
+    parser.add_argument(
+        "--mlgrid-client-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=_setting,
+        help="a setting for mlgrid's client processes (cpu and embedded phases), e.g. "
+        "MLGRID_CALL_PIPELINE=false; repeatable",
     )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     args = parser.parse_args(argv)
@@ -109,6 +125,7 @@ def options(args: argparse.Namespace) -> tuple[phases.Options, list[str]]:
             log_metric_calls=300 if quick else 2_000,
             embedded_reps=2 if quick else 5,
             embedded_async_commit=args.embedded_async_commit,
+            mlgrid_client_env=dict(args.mlgrid_client_env),
             calls=5 if quick else 20,
             budget_seconds=10 if quick else 60,
         ),

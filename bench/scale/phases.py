@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,9 @@ class Options:
     #: The embedded phase's mlgrid runs with MLGRID_STORE_ASYNC_COMMIT=true (SQLite
     #: synchronous=NORMAL: survives the process's death, not a power cut; MLflow stays durable).
     embedded_async_commit: bool = False
+    #: Settings for mlgrid's client processes in the cpu and embedded phases (--mlgrid-client-env),
+    #: e.g. MLGRID_CALL_PIPELINE=false to measure without call pipelines.
+    mlgrid_client_env: dict[str, str] = field(default_factory=dict)
     #: Timed calls per figure, and the wall-clock budget after which fewer are enough.
     calls: int = 20
     budget_seconds: float = 60.0
@@ -365,6 +368,8 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
     calls = ctx.options.log_metric_calls
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    if server == "mlgrid":
+        env.update(ctx.options.mlgrid_client_env)
     child = subprocess.Popen(
         [python, str(CLIENT_SCRIPT), "log-metric", "--sdk", server, "--uri", ctx.server.uri,
          "--run-id", run_id, "--calls", str(calls)],
@@ -444,7 +449,7 @@ def embedded(options: Options, workdir: Path) -> dict[str, Any]:
     cpu: dict[str, list[float]] = {"mlgrid": [], "mlflow": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    mlgrid_env = dict(env)
+    mlgrid_env = {**env, **options.mlgrid_client_env}
     if options.embedded_async_commit:
         mlgrid_env["MLGRID_STORE_ASYNC_COMMIT"] = "true"
     for rep in range(options.embedded_reps):
