@@ -6,7 +6,8 @@ A pipeline never changes what a call does or what its caller sees; it only carri
 cannot carry a call it says so (``call`` returns :data:`NOT_CARRIED`) and the caller makes the
 call on its own, exactly as without pipelines:
 
-- another thread is using the pipeline (one call at a time: replies come back in order);
+- another thread is using the pipeline (one call at a time: replies come back in order), or
+  the caller is a process forked from the one that opened it;
 - the call has a deadline of its own (a pipelined call's reply cannot be waited for with one);
 - the server refused the stream (too many pipelines, or a server without ``CallPipelineService``),
   which is remembered for a while;
@@ -22,6 +23,7 @@ metadata changes (a refreshed token, another workspace).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -114,6 +116,9 @@ class Pipeline:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
+        #: The process that made it: a forked child has none of its stream's threads, so it
+        #: makes its calls on their own instead of waiting on a stream nobody serves.
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._stream: _Stream | None = None
         self._paused_until = 0.0
@@ -123,7 +128,7 @@ class Pipeline:
     ) -> Any:
         """The response of ``method`` (``/Service/Method``, idempotent) to ``request``; raises
         what the call on its own would raise; :data:`NOT_CARRIED` when not carried."""
-        if not self._lock.acquire(blocking=False):
+        if os.getpid() != self._pid or not self._lock.acquire(blocking=False):
             return NOT_CARRIED
         try:
             stream = self._ready(metadata)
@@ -173,6 +178,8 @@ class Pipeline:
             log.debug("call pipeline refused (%s); calls go on their own for a while", code)
 
     def close(self) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked child: the stream is its parent's
         with self._lock:
             if self._stream is not None:
                 self._stream.close()
