@@ -8,7 +8,8 @@ call on its own, exactly as without pipelines:
 
 - another thread is using the pipeline (one call at a time: replies come back in order), or
   the caller is a process forked from the one that opened it;
-- the call has a deadline of its own (a pipelined call's reply cannot be waited for with one);
+- the call has a deadline of its own (a pipelined call's reply cannot be waited for with one),
+  or its request is larger than ``MAX_PIPELINED_BYTES`` (a big ``log_batch``);
 - the server refused the stream (too many pipelines, or a server without ``CallPipelineService``),
   which is remembered for a while;
 - the stream broke before the call's reply. The call may or may not have run; only methods the
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 NOT_CARRIED: Final = object()
 #: A stream is replaced once this close to its deadline, so a call never rides one that ends.
 _RENEW_MARGIN_S = 5.0
+#: Larger requests go on their own: beside their size a call's fixed cost is small, and on a
+#: pipeline their bytes would be copied twice more (a log_batch of 1,000 points, ~20 kB, measured
+#: 10-20 % slower pipelined).
+MAX_PIPELINED_BYTES = 8 * 1024
 #: After the server refused a stream, calls go on their own for this long before trying again.
 _REFUSED_PAUSE_S = 30.0
 _END = object()  # ends a stream's requests
@@ -128,7 +133,9 @@ class Pipeline:
     ) -> Any:
         """The response of ``method`` (``/Service/Method``, idempotent) to ``request``; raises
         what the call on its own would raise; :data:`NOT_CARRIED` when not carried."""
-        if os.getpid() != self._pid or not self._lock.acquire(blocking=False):
+        if request.ByteSize() > MAX_PIPELINED_BYTES or os.getpid() != self._pid:
+            return NOT_CARRIED
+        if not self._lock.acquire(blocking=False):
             return NOT_CARRIED
         try:
             stream = self._ready(metadata)

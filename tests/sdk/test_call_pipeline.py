@@ -265,3 +265,18 @@ def test_a_forked_child_does_not_use_its_parents_stream(
     assert os.waitstatus_to_exitcode(status) == 0
     client.log_metric(run_id, "loss", 3.0, step=2)  # the parent's stream goes on
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0, 3.0]
+
+
+def test_a_big_batch_goes_on_its_own(new_client: Callable[[], Client]) -> None:
+    """Beside a 1,000-point batch a call's fixed cost is small; pipelined it would only be
+    copied twice more."""
+    client = new_client()
+    run_id = a_run(client, "big")
+    client.log_metric(run_id, "small", 1.0)
+    stream = pipeline_of(client)._stream
+    assert stream is not None and stream.answered == 1
+    client.log_batch(run_id, metrics=[Metric("big", float(i), 1, i) for i in range(1000)])
+    client.log_batch(run_id, metrics=[Metric("few", 1.0, 1, 0), Metric("few", 2.0, 1, 1)])
+    assert stream.answered == 2  # the small batch only
+    assert len(client.get_metric_history(run_id, "big")) == 1000
+    assert len(client.get_metric_history(run_id, "few")) == 2
