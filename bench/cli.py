@@ -56,6 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with both mlgrid and mlgrid-auth: how many times each runs the tracking phases, "
         "alternately (the auth table's cost is the median of the paired rounds; default 3)",
     )
+    parser.add_argument(
+        "--mlgrid-client-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=client_setting,
+        help="a setting for the client processes of the targets that use mlgrid's SDK, e.g. "
+        "MLGRID_CALL_PIPELINE=false; repeatable",
+    )
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument(
@@ -170,7 +179,7 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
                 phases,
                 args.quick,
                 sampler_for=pid,
-                client_env=server.client_env,
+                client_env={**server.client_env, **_mlgrid_client_env(target, args)},
                 server_pid=server.process.pid,
             )
             results.update(answer["results"])
@@ -181,6 +190,19 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
     if target == "mlflow-nodelay" and server.notes.get("nodelay_processes") == "0":
         print("warning: the TCP_NODELAY fix was not applied by any server process", file=sys.stderr)
     return results
+
+
+def _mlgrid_client_env(target: str, args: argparse.Namespace) -> dict[str, str]:
+    """--mlgrid-client-env settings, for the targets whose client is mlgrid's SDK."""
+    return dict(args.mlgrid_client_env) if servers.TARGETS[target].sdk == "mlgrid" else {}
+
+
+def client_setting(text: str) -> tuple[str, str]:
+    """``--mlgrid-client-env`` values: ``MLGRID_NAME=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("MLGRID_"):
+        raise argparse.ArgumentTypeError(f"expected MLGRID_NAME=VALUE, got {text[:100]!r}")
+    return name, value
 
 
 def auth_rounds(

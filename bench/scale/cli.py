@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import mlflow_env, servers
+from bench.cli import client_setting
 from bench.scale import phases, report
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -36,13 +37,6 @@ def _sizes(text: str) -> list[int]:
     if not sizes or sizes[0] < 100:
         raise argparse.ArgumentTypeError("--sizes: every size must be at least 100 runs")
     return sizes
-
-
-def _setting(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.startswith("MLGRID_"):
-        raise argparse.ArgumentTypeError(f"expected MLGRID_NAME=VALUE, got {text[:100]!r}")
-    return name, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        type=_setting,
+        type=client_setting,
         help="a setting for mlgrid's client processes (cpu and embedded phases), e.g. "
         "MLGRID_CALL_PIPELINE=false; repeatable",
     )
