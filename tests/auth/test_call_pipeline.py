@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
+from mlgrid.client import Client
+from mlgrid.transport import Transport
 
 from .conftest import AuthStack
 
@@ -71,3 +75,30 @@ def test_each_pipelined_call_needs_the_permission_its_own_call_needs(
         trk.GetMetricHistoryRequest(run_id=run_id, metric_key="loss"), metadata=owner
     )
     assert [(m.step, m.value) for m in history.metrics] == [(1, 2.0)]  # the refused one: none
+
+
+def test_the_sdk_with_a_token_keeps_one_stream_for_its_writes(
+    auth_stack: AuthStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream is opened with the call metadata; with auth on that metadata (the token) is
+    the same on every call, so one stream carries every write (a new one per call would cost
+    more than no pipeline at all)."""
+    credentials = auth_stack.create_user("pipeline-sdk-user")
+    token = (
+        auth_stack.auth()
+        .CreateAccessToken(auth_pb.CreateAccessTokenRequest(name="sdk"), metadata=credentials)
+        .token
+    )
+    monkeypatch.setenv("MLGRID_TRACKING_TOKEN", token)
+    transport = Transport(auth_stack.stack.tracking_uri)
+    try:
+        client = Client(transport=transport)
+        run_id = client.create_run(client.create_experiment("pipelined-by-sdk")).info.run_id
+        for step in range(20):
+            client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+        pipeline = transport._pipeline
+        assert pipeline is not None and pipeline._stream is not None
+        assert pipeline._stream.answered == 20
+        assert len(client.get_metric_history(run_id, "loss")) == 20
+    finally:
+        transport.close()
