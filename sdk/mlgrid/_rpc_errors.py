@@ -13,6 +13,48 @@ from mlgrid.exceptions import MlgridException, exception_for_code, exception_for
 from mlgrid.protocol import STATUS_DETAILS_KEY
 
 
+class EndedCall(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    """A call that ended with ``code``, ``details`` and trailing metadata, presented as gRPC
+    presents a failed call (an RpcError that is also a Call), so everything that reads one (the
+    SDK's error mapping, grpc_status) reads this alike: calls made without a socket (embedded
+    mode's in-process channel) or carried on a call pipeline."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        trailing: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        super().__init__(f"<{type(self).__name__} {code.name}: {details}>")
+        self._code = code
+        self._details = details
+        self._trailing = trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailing
+
+    def initial_metadata(self) -> Any:
+        return ()
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> Any:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+
 def from_backend(trailing: Iterable[tuple[str, Any]] | None) -> bool:
     """True when trailing metadata carries a status with details: the error came from an
     mlgrid service, not from a connection that failed on the way."""

@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import grpc
 
+from mlgrid._rpc_errors import EndedCall
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS
 from mlgrid.protocol import STATUS_DETAILS_KEY
@@ -54,41 +55,14 @@ _END = object()  # ends a stream's requests
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class PipelinedCallError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+class PipelinedCallError(EndedCall):
     """A pipelined call that failed: what the same call on its own would have raised (its code,
     message and the status details the SDK reads the error's type from)."""
 
-    def __init__(self, reply: common_pb2.CallPipelineServiceRunResponse) -> None:
-        super().__init__(reply.message)
-        self._code = _CODES.get(reply.code, grpc.StatusCode.UNKNOWN)
-        self._details = reply.message
-        self._trailing = (
-            ((STATUS_DETAILS_KEY, reply.status_details),) if reply.status_details else ()
-        )
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailing
-
-    def initial_metadata(self) -> Any:
-        return ()
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> Any:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
+    @classmethod
+    def of(cls, reply: common_pb2.CallPipelineServiceRunResponse) -> PipelinedCallError:
+        trailing = ((STATUS_DETAILS_KEY, reply.status_details),) if reply.status_details else ()
+        return cls(_CODES.get(reply.code, grpc.StatusCode.UNKNOWN), reply.message, trailing)
 
 
 class _Stream:
@@ -155,7 +129,7 @@ class Pipeline:
         finally:
             self._lock.release()
         if reply.code:
-            raise PipelinedCallError(reply)
+            raise PipelinedCallError.of(reply)
         return response_class.FromString(reply.response)
 
     def _ready(self, metadata: Sequence[tuple[str, str]]) -> _Stream | None:

@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from mlgrid._rpc_errors import EndedCall
 from mlgrid.protocol import MAX_MESSAGE_BYTES
 
 #: What :meth:`InProcessContext.peer` answers (a socket's peer would be ``unix:...``).
@@ -52,43 +53,8 @@ class _Aborted(Exception):
     """Raised by abort(), as gRPC's context raises a bare Exception to end the handler."""
 
 
-class InProcessRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+class InProcessRpcError(EndedCall):
     """A failed in-process call: what the caller of a socket would have received."""
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        details: str,
-        trailing: tuple[tuple[str, Any], ...] = (),
-    ) -> None:
-        super().__init__(f"<InProcessRpcError {code.name}: {details}>")
-        self._code = code
-        self._details = details
-        self._trailing = trailing
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailing
-
-    def initial_metadata(self) -> Any:
-        return ()
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> Any:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
 
 
 class InProcessContext(grpc.ServicerContext):

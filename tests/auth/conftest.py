@@ -16,6 +16,8 @@ from fixtures.stack import Stack, start_stack
 
 from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
 from mlgrid.api.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
+from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.protocol import (
     AUTHORIZATION_METADATA,
     CHANNEL_OPTIONS,
@@ -101,6 +103,31 @@ class AuthStack:
             metadata=self.admin,
         )
         return basic(name, password)
+
+    def experiment_with_run(self, owner: list[tuple[str, str]], name: str) -> tuple[str, str]:
+        """A new experiment of ``owner``'s, with one run in it: (experiment id, run id)."""
+        stub = trk_grpc.TrackingServiceStub(self.gateway())
+        experiment_id = stub.CreateExperiment(
+            trk.CreateExperimentRequest(name=name), metadata=owner
+        ).experiment_id
+        run = stub.CreateRun(trk.CreateRunRequest(experiment_id=experiment_id), metadata=owner)
+        return experiment_id, run.run.info.run_id
+
+    def grant_on_experiment(
+        self, owner: list[tuple[str, str]], experiment_id: str, username: str, level: str
+    ) -> None:
+        """``owner`` gives ``username`` permission ``level`` on the experiment."""
+        self.auth().SetPermission(
+            auth_pb.SetPermissionRequest(
+                permission=auth_pb.Permission(
+                    resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
+                    resource_id=experiment_id,
+                    username=username,
+                    permission=level,
+                )
+            ),
+            metadata=owner,
+        )
 
     def close(self) -> None:
         for channel in self.channels.values():

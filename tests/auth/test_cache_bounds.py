@@ -91,25 +91,10 @@ def test_a_lowered_permission_refuses_logging_within_the_cache_time_under_concur
     owner = auth_stack.create_user("busy-owner")
     writer = auth_stack.create_user("busy-writer")
     stub = trk_grpc.TrackingServiceStub(auth_stack.gateway())
-    experiment_id = stub.CreateExperiment(
-        trk.CreateExperimentRequest(name="busy-experiment"), metadata=owner
-    ).experiment_id
-    run_id = stub.CreateRun(
-        trk.CreateRunRequest(experiment_id=experiment_id), metadata=owner
-    ).run.info.run_id
+    experiment_id, run_id = auth_stack.experiment_with_run(owner, "busy-experiment")
 
     def grant(level: str) -> None:
-        auth_stack.auth().SetPermission(
-            auth_pb.SetPermissionRequest(
-                permission=auth_pb.Permission(
-                    resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
-                    resource_id=experiment_id,
-                    username="busy-writer",
-                    permission=level,
-                )
-            ),
-            metadata=owner,
-        )
+        auth_stack.grant_on_experiment(owner, experiment_id, "busy-writer", level)
 
     grant("EDIT")
 

@@ -40,12 +40,7 @@ def test_each_pipelined_call_needs_the_permission_its_own_call_needs(
     owner = auth_stack.create_user("pipeline-owner")
     writer = auth_stack.create_user("pipeline-writer")
     stub = trk_grpc.TrackingServiceStub(auth_stack.gateway())
-    experiment_id = stub.CreateExperiment(
-        trk.CreateExperimentRequest(name="pipelined-experiment"), metadata=owner
-    ).experiment_id
-    run_id = stub.CreateRun(
-        trk.CreateRunRequest(experiment_id=experiment_id), metadata=owner
-    ).run.info.run_id
+    experiment_id, run_id = auth_stack.experiment_with_run(owner, "pipelined-experiment")
     point = trk.LogMetricRequest(run_id=run_id, key="loss", value=1.0, timestamp=1, step=0)
 
     refused = pipelined(auth_stack, writer, point)  # the writer only reads (the default)
@@ -53,17 +48,7 @@ def test_each_pipelined_call_needs_the_permission_its_own_call_needs(
     assert f"needs EDIT on experiment {experiment_id!r}" in refused[0].message
     assert refused[0].status_details  # the typed error's details travel too
 
-    auth_stack.auth().SetPermission(
-        auth_pb.SetPermissionRequest(
-            permission=auth_pb.Permission(
-                resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
-                resource_id=experiment_id,
-                username="pipeline-writer",
-                permission="EDIT",
-            )
-        ),
-        metadata=owner,
-    )
+    auth_stack.grant_on_experiment(owner, experiment_id, "pipeline-writer", "EDIT")
     second = trk.LogMetricRequest(run_id=run_id, key="loss", value=2.0, timestamp=2, step=1)
     deadline = time.monotonic() + 5  # a grant reaches the service within its auth cache time
     while (accepted := pipelined(auth_stack, writer, second))[0].code == 7:
