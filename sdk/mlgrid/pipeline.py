@@ -8,8 +8,7 @@ call on its own, exactly as without pipelines:
 
 - another thread is using the pipeline (one call at a time: replies come back in order), or
   the caller is a process forked from the one that opened it;
-- the call has a deadline of its own (a pipelined call's reply cannot be waited for with one),
-  or its request is larger than ``MAX_PIPELINED_BYTES`` (a big ``log_batch``);
+- its request is larger than ``MAX_PIPELINED_BYTES`` (a big ``log_batch``);
 - the server refused the stream (too many pipelines, or a server without ``CallPipelineService``),
   which is remembered for a while;
 - the stream broke before the call's reply. The call may or may not have run; only methods the

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor_pb2 import MethodOptions
 
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS, MAX_PIPELINES
 from mlgrid.protocol import STATUS_DETAILS_KEY
+from mlgrid.retries import is_idempotent
 
 from .inprocess import HandlerRecorder, InProcessChannel, InProcessRpcError
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 def pipelined_methods(service_names: Sequence[str]) -> list[str]:
     """``/Service/Method`` of every unary method of these services that its contract declares
-    idempotent or free of side effects: what a pipeline may carry."""
+    idempotent or free of side effects (mlgrid.retries, which retries the same methods): what a
+    pipeline may carry."""
     pool = descriptor_pool.Default()
     paths = []
     for name in service_names:
@@ -50,8 +51,7 @@ def pipelined_methods(service_names: Sequence[str]) -> list[str]:
             streaming = getattr(method, "client_streaming", False) or getattr(
                 method, "server_streaming", False
             )
-            level = method.GetOptions().idempotency_level
-            if not streaming and level != MethodOptions.IDEMPOTENCY_UNKNOWN:
+            if is_idempotent(method) and not streaming:
                 paths.append(f"/{name}/{method.name}")
     return paths
 

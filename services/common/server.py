@@ -124,10 +124,11 @@ def start_server(
     this to forward calls it does not serve itself). ``auth`` (the process's auth runtime, when
     auth is on) installs the auth interceptor with the services' rules.
     """
-    checks = call_interceptors(services, auth)
+    # Every call passes these; pipelined calls too (pipeline.py).
+    chain = [*call_interceptors(services, auth), *interceptors]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[*checks, *interceptors],
+        interceptors=chain,
         options=_merged_options(services),
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
@@ -136,11 +137,8 @@ def start_server(
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(_BackendInfoServicer(services), server)
     pipelines = None
     if services:  # a service's small idempotent calls over one stream (pipeline.py)
-        # Pipelined calls meet every interceptor a call of their own meets.
         pipelines = PipelineServicer(
-            services,
-            [*checks, *interceptors],
-            max_pipelines=min(MAX_PIPELINES, max_workers // 2 or 1),
+            services, chain, max_pipelines=min(MAX_PIPELINES, max_workers // 2 or 1)
         )
         common_pb2_grpc.add_CallPipelineServiceServicer_to_server(pipelines, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -259,10 +259,20 @@ def test_a_forked_child_does_not_use_its_parents_stream(
     request = pb.LogMetricRequest(run_id=run_id, key="loss", value=2.0, step=1)
     pid = os.fork()
     if pid == 0:  # the child: answers at once that it did not carry the call
-        answer = pipeline.call(f"/{TRACKING}/LogMetric", request, pb.LogMetricResponse, [])
-        os._exit(0 if answer is NOT_CARRIED else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        code = 3  # an exception (the child must never go back into pytest)
+        try:
+            answer = pipeline.call(f"/{TRACKING}/LogMetric", request, pb.LogMetricResponse, [])
+            code = 0 if answer is NOT_CARRIED else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if waited[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child waited on its parent's stream")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0  # 2: carried, 3: raised
     client.log_metric(run_id, "loss", 3.0, step=2)  # the parent's stream goes on
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0, 3.0]
 
