@@ -56,15 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with both mlgrid and mlgrid-auth: how many times each runs the tracking phases, "
         "alternately (the auth table's cost is the median of the paired rounds; default 3)",
     )
-    parser.add_argument(
-        "--mlgrid-client-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        type=client_setting,
-        help="a setting for the client processes of the targets that use mlgrid's SDK, e.g. "
-        "MLGRID_CALL_PIPELINE=false; repeatable",
-    )
+    add_client_env_option(parser, "the client processes of the targets that use mlgrid's SDK")
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument(
@@ -195,6 +187,18 @@ def bench_target(target: str, args: argparse.Namespace, meta: dict[str, Any]) ->
 def _mlgrid_client_env(target: str, args: argparse.Namespace) -> dict[str, str]:
     """--mlgrid-client-env settings, for the targets whose client is mlgrid's SDK."""
     return dict(args.mlgrid_client_env) if servers.TARGETS[target].sdk == "mlgrid" else {}
+
+
+def add_client_env_option(parser: argparse.ArgumentParser, clients: str) -> None:
+    """``--mlgrid-client-env NAME=VALUE`` (repeatable): settings for ``clients``."""
+    parser.add_argument(
+        "--mlgrid-client-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        type=client_setting,
+        help=f"a setting for {clients}, e.g. MLGRID_CALL_PIPELINE=false; repeatable",
+    )
 
 
 def client_setting(text: str) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import mlflow_env, servers
-from bench.cli import client_setting
+from bench.cli import add_client_env_option
 from bench.scale import phases, report
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -73,15 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the embedded phase's mlgrid commits asynchronously (MLGRID_STORE_ASYNC_COMMIT: "
         "survives the process's death, not a power cut; MLflow stays on its durable default)",
     )
-    parser.add_argument(
-        "--mlgrid-client-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        type=client_setting,
-        help="a setting for mlgrid's client processes (cpu and embedded phases), e.g. "
-        "MLGRID_CALL_PIPELINE=false; repeatable",
-    )
+    add_client_env_option(parser, "mlgrid's client processes (cpu and embedded phases)")
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - set(ALL_PHASES)

@@ -57,6 +57,17 @@ def _run_past_the_bound(changed: float) -> None:
     time.sleep(max(0.0, changed + CACHE_SECONDS + 1.5 - time.monotonic()))
 
 
+def _started_after_the_bound(
+    done: list[Outcome], changed: float
+) -> list[tuple[grpc.StatusCode, str]]:
+    """(code, details) of the calls that started a cache period or more after ``changed``."""
+    late = [
+        (code, details) for started, code, details in done if started >= changed + CACHE_SECONDS
+    ]
+    assert late, "no call started after the bound"
+    return late
+
+
 def test_a_revoked_token_is_refused_within_the_cache_time_under_concurrent_calls(
     auth_stack: AuthStack,
 ) -> None:
@@ -77,10 +88,7 @@ def test_a_revoked_token_is_refused_within_the_cache_time_under_concurrent_calls
         revoked = time.monotonic()
         _run_past_the_bound(revoked)
     assert any(s < revoking and code is grpc.StatusCode.OK for s, code, _ in done)
-    late = [
-        (code, details) for started, code, details in done if started >= revoked + CACHE_SECONDS
-    ]
-    assert late, "no call started after the bound"
+    late = _started_after_the_bound(done, revoked)
     assert {code for code, _ in late} == {grpc.StatusCode.UNAUTHENTICATED}, late[:3]
     assert all("access token is not valid" in details for _, details in late), late[:3]
 
@@ -109,10 +117,7 @@ def test_a_lowered_permission_refuses_logging_within_the_cache_time_under_concur
         lowered = time.monotonic()
         _run_past_the_bound(lowered)
     assert any(s < lowering and code is grpc.StatusCode.OK for s, code, _ in done)
-    late = [
-        (code, details) for started, code, details in done if started >= lowered + CACHE_SECONDS
-    ]
-    assert late, "no call started after the bound"
+    late = _started_after_the_bound(done, lowered)
     assert {code for code, _ in late} == {grpc.StatusCode.PERMISSION_DENIED}, late[:3]
     assert all(
         f"needs EDIT on experiment {experiment_id!r}" in details and "has READ" in details

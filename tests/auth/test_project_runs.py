@@ -177,17 +177,7 @@ def test_the_token_works_while_the_run_runs_and_only_as_the_submitter(
     client = Client()
     experiment_id = client.create_experiment("alice-cancelled-runs")
     denied = _admins_experiment(auth_stack, "denied-to-alice")
-    auth_stack.auth().SetPermission(
-        auth_pb.SetPermissionRequest(
-            permission=auth_pb.Permission(
-                resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
-                resource_id=denied,
-                username=as_alice,
-                permission="NO_PERMISSIONS",
-            )
-        ),
-        metadata=auth_stack.admin,
-    )
+    auth_stack.grant_on_experiment(auth_stack.admin, denied, as_alice, "NO_PERMISSIONS")
     project = write(tmp_path / "proj", WAITING)
     token_file = tmp_path / "token"
     submitted = projects.run(

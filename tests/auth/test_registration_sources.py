@@ -65,17 +65,7 @@ def _setup(stack: AuthStack, user: str, level: str) -> tuple[list[tuple[str, str
     ).model.info.model_id
     credentials = stack.create_user(user)
     if level != "NO_PERMISSIONS":
-        stack.auth().SetPermission(
-            auth_pb.SetPermissionRequest(
-                permission=auth_pb.Permission(
-                    resource_type=auth_pb.RESOURCE_TYPE_EXPERIMENT,
-                    resource_id=experiment_id,
-                    username=user,
-                    permission=level,
-                )
-            ),
-            metadata=stack.admin,
-        )
+        stack.grant_on_experiment(stack.admin, experiment_id, user, level)
     name = f"model-of-{user}"
     _registry(stack).CreateRegisteredModel(
         reg.CreateRegisteredModelRequest(name=name), metadata=credentials

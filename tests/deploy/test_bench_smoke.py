@@ -220,3 +220,18 @@ def test_cpu_seconds_of_a_process_tree_count_its_children() -> None:
     finally:
         child.communicate("\n", timeout=60)
     assert cpu.own_seconds() - before >= 0.3
+
+
+def test_mlgrid_client_settings_reach_only_the_clients_of_mlgrids_sdk() -> None:
+    from bench.scale import cli as scale_cli
+
+    args = cli.parse_args(["--mlgrid-client-env", "MLGRID_CALL_PIPELINE=false"])
+    assert cli._mlgrid_client_env("mlgrid", args) == {"MLGRID_CALL_PIPELINE": "false"}
+    assert cli._mlgrid_client_env("mlgrid-auth", args) == {"MLGRID_CALL_PIPELINE": "false"}
+    assert cli._mlgrid_client_env("mlgrid-plugin", args) == {}  # the mlflow client
+    assert cli._mlgrid_client_env("mlflow", args) == {}
+    scale = scale_cli.parse_args(["--mlgrid-client-env", "MLGRID_CALL_PIPELINE=false"])
+    assert scale.mlgrid_client_env == [("MLGRID_CALL_PIPELINE", "false")]
+    for parse in (cli.parse_args, scale_cli.parse_args):
+        with pytest.raises(SystemExit):
+            parse(["--mlgrid-client-env", "PATH=/tmp"])  # only MLGRID_ settings

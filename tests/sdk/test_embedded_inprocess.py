@@ -305,15 +305,14 @@ print(run.info.run_id, tracking_loaded_alembic, "psycopg" in sys.modules)
 """
 
 
-def test_an_embedded_sqlite_script_loads_no_postgresql_driver(tmp_path: Path) -> None:
-    """The newcomer's default (embedded, SQLite), tracking and then the registry: psycopg is only
-    for PostgreSQL stores (~50 ms of a script's start), and a new tracking database is made from
-    the schema snapshot, without Alembic."""
-    script = tmp_path / "newcomer.py"
-    script.write_text(_NEWCOMER)
+def _run_embedded(tmp_path: Path, source: str, name: str) -> tuple[str, str]:
+    """Runs ``source`` as a script on a new embedded SQLite store, with no MLGRID_/MLFLOW_
+    settings but an artifact root under ``tmp_path``; (its standard output, the store URI)."""
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
     env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
-    store = f"sqlite:///{tmp_path / 'newcomer.db'}"
+    store = f"sqlite:///{tmp_path / f'{name}.db'}"
     done = subprocess.run(
         [sys.executable, str(script), store],
         capture_output=True,
@@ -323,8 +322,16 @@ def test_an_embedded_sqlite_script_loads_no_postgresql_driver(tmp_path: Path) ->
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    run_id, alembic_loaded, psycopg_loaded = done.stdout.split()
-    assert (alembic_loaded, psycopg_loaded) == ("False", "False"), done.stdout
+    return done.stdout, store
+
+
+def test_an_embedded_sqlite_script_loads_no_postgresql_driver(tmp_path: Path) -> None:
+    """The newcomer's default (embedded, SQLite), tracking and then the registry: psycopg is only
+    for PostgreSQL stores (~50 ms of a script's start), and a new tracking database is made from
+    the schema snapshot, without Alembic."""
+    stdout, store = _run_embedded(tmp_path, _NEWCOMER, "newcomer")
+    run_id, alembic_loaded, psycopg_loaded = stdout.split()
+    assert (alembic_loaded, psycopg_loaded) == ("False", "False"), stdout
     assert MlflowClient(store).get_run(run_id).data.metrics == {"m": 1.0}
     assert MlflowClient(store).get_registered_model("newcomer-model").name == "newcomer-model"
 
@@ -348,21 +355,8 @@ def test_an_embedded_script_exits_without_walking_its_heap_and_keeps_every_point
     """At exit the embedded stack freezes what is alive (the last collections Python runs then
     would walk ~10^5 objects of the loaded services, ~0.1 s); the store is closed before, so
     every acknowledged point is there for the next process."""
-    script = tmp_path / "exiting.py"
-    script.write_text(_EXITING)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
-    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
-    store = f"sqlite:///{tmp_path / 'exiting.db'}"
-    done = subprocess.run(
-        [sys.executable, str(script), store],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    first, last = done.stdout.splitlines()
+    stdout, store = _run_embedded(tmp_path, _EXITING, "exiting")
+    first, last = stdout.splitlines()
     run_id, frozen_while_running = first.split()
     assert frozen_while_running == "False"  # nothing is frozen while the script runs
     assert last == "frozen at exit: True"
