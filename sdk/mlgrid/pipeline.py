@@ -27,11 +27,13 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import grpc
 
+from mlgrid import _fork
 from mlgrid._rpc_errors import EndedCall
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS
@@ -72,10 +74,14 @@ class _Stream:
         self.renew_at = time.monotonic() + MAX_PIPELINE_SECONDS - _RENEW_MARGIN_S
         self.outgoing: queue.SimpleQueue[Any] = queue.SimpleQueue()
         run = common_pb2_grpc.CallPipelineServiceStub(channel).Run
-        #: The replies, read one per call sent (a grpc call iterator: also cancellable).
-        self.replies: Any = run(
-            self._requests(), metadata=tuple(self.metadata), timeout=MAX_PIPELINE_SECONDS
-        )
+        with _fork.threads_started() as started:
+            #: The replies, read one per call sent (a grpc call iterator: also cancellable).
+            self.replies: Any = run(
+                self._requests(), metadata=tuple(self.metadata), timeout=MAX_PIPELINE_SECONDS
+            )
+        #: What gRPC started for the stream (its request reader; its channel's event loop when
+        #: no other call was running): a fork waits for them once the stream has ended.
+        self.threads = started
         self.answered = 0
 
     def _requests(self) -> Iterator[common_pb2.CallPipelineServiceRunRequest]:
@@ -87,6 +93,16 @@ class _Stream:
 
     def close(self) -> None:
         self.outgoing.put(_END)  # the server's loop ends; the stream finishes OK
+
+    def finish(self, until: float) -> set[threading.Thread]:
+        """Closes the stream and waits (until monotonic ``until``) for gRPC to finish it,
+        cancelling it if the server has not ended it by then; returns its threads."""
+        ended = threading.Event()
+        self.replies.add_done_callback(lambda _call: ended.set())
+        self.close()
+        if not ended.wait(max(0.0, until - time.monotonic())):
+            self.replies.cancel()
+        return self.threads
 
 
 class Pipeline:
@@ -100,6 +116,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._stream: _Stream | None = None
         self._paused_until = 0.0
+        _PIPELINES.add(self)
 
     def call(
         self, method: str, request: Any, response_class: Any, metadata: Sequence[tuple[str, str]]
@@ -164,3 +181,29 @@ class Pipeline:
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None
+
+    def end_before_fork(self, until: float) -> set[threading.Thread]:
+        """Ends the open stream before this process forks (see mlgrid._fork; the next call
+        opens another, ~1 ms); returns the threads to wait for. A stream carrying a call on
+        another thread stays: ending it would fail that call."""
+        if os.getpid() != self._pid or not self._lock.acquire(blocking=False):
+            return set()
+        try:
+            stream, self._stream = self._stream, None
+            return stream.finish(until) if stream is not None else set()
+        finally:
+            self._lock.release()
+
+
+#: This process's pipelines, whose streams end before it forks.
+_PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _end_streams(until: float) -> set[threading.Thread]:
+    threads: set[threading.Thread] = set()
+    for pipeline in list(_PIPELINES):
+        threads |= pipeline.end_before_fork(until)
+    return threads
+
+
+_fork.end_before_fork(_end_streams)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib.util
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -172,31 +174,42 @@ class Transport:
 
     def __post_init__(self) -> None:
         if is_gateway_uri(self.tracking_uri):
-            parts = urlsplit(self.tracking_uri)
-            target = parts.netloc
-            credentials = None
-            if parts.scheme == "grpcs":
-                self.tls = ClientTls.from_env()
-                credentials = self.tls.credentials()
-                self.channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-            else:
-                self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-            self._tunnels = Tunnels(
-                self.channel, parts.hostname or "", CHANNEL_OPTIONS, credentials=credentials
-            )
+            self._connect()
+            _REMOTE[id(self)] = self
         else:
             self._embedded = _start_embedded(self.tracking_uri, self.registry_uri)
-            self.channel = self._embedded.channel
-        self._gateway_tracking = tracking_service_pb2_grpc.TrackingServiceStub(self.channel)
-        self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(self.channel)
-        self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(self.channel)
-        self.projects = projects_service_pb2_grpc.ProjectsServiceStub(self.channel)
-        self.auth = auth_service_pb2_grpc.AuthServiceStub(self.channel)
+            self._make_stubs(self._embedded.channel)
         if self._embedded is None:
             self.metadata_providers.append(gateway_metadata)
         # Request header provider plugins (mlgrid.request_header_provider): their headers go
         # out as metadata with every call.
         self.metadata_providers.append(request_header_metadata)
+
+    def _connect(self) -> None:
+        """Opens the gateway's channel (and its tunnels, opened at their first use)."""
+        parts = urlsplit(self.tracking_uri)
+        target = parts.netloc
+        credentials = None
+        if parts.scheme == "grpcs":
+            self.tls = ClientTls.from_env()
+            credentials = self.tls.credentials()
+            channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._tunnels = Tunnels(
+            channel, parts.hostname or "", CHANNEL_OPTIONS, credentials=credentials
+        )
+        self._tunnel_stubs = {}
+        self._pipeline = None
+        self._make_stubs(channel)
+
+    def _make_stubs(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self._gateway_tracking = tracking_service_pb2_grpc.TrackingServiceStub(channel)
+        self.artifacts = artifacts_service_pb2_grpc.ArtifactsServiceStub(channel)
+        self._gateway_registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        self.projects = projects_service_pb2_grpc.ProjectsServiceStub(channel)
+        self.auth = auth_service_pb2_grpc.AuthServiceStub(channel)
 
     @property
     def embedded(self) -> bool:
@@ -334,6 +347,20 @@ PIPELINED_WRITES: dict[str, Any] = {
 
 _transports: dict[tuple[str, str | None], Transport] = {}
 _lock = threading.Lock()
+#: The live transports to a gateway, by id (a dataclass with eq is unhashable).
+_REMOTE: weakref.WeakValueDictionary[int, Transport] = weakref.WeakValueDictionary()
+
+
+def _reconnect_in_child() -> None:
+    """A forked child opens channels of its own. gRPC closes the connections it inherited
+    ("Closed on fork"), and a child's first call on an inherited channel could meet that closing
+    (about 1 call in 50 here) and fail. The parent's channels are left as they are: they are its
+    own, and closing them here would only touch state gRPC has already reset."""
+    for transport in list(_REMOTE.values()):
+        transport._connect()
+
+
+os.register_at_fork(after_in_child=_reconnect_in_child)
 
 
 def get_transport(tracking_uri: str, registry_uri: str | None = None) -> Transport:

@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from mlgrid import _fork
 from mlgrid import environment as env
 from mlgrid.api.artifacts.v1 import artifacts_service_pb2
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
@@ -90,11 +91,13 @@ def _connects(channel: grpc.Channel, timeout: float) -> bool:
             final.append(state)
             settled.set()
 
-    channel.subscribe(watch, try_to_connect=True)
+    with _fork.threads_started() as started:
+        channel.subscribe(watch, try_to_connect=True)
     try:
         settled.wait(timeout)
     finally:
         channel.unsubscribe(watch)
+        _fork.await_before_fork(started)  # its poller stops within 0.2 s
     return bool(final) and final[0] is grpc.ChannelConnectivity.READY
 
 

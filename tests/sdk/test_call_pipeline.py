@@ -7,7 +7,6 @@ points, the same typed errors; what it saves is measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -246,35 +245,6 @@ def test_a_server_stops_at_once_though_a_client_keeps_its_pipeline_open(
         running.servers["tracking"].stop(5.0)
         assert time.monotonic() - started < 2.0
         transport.close()
-
-
-def test_a_forked_child_does_not_use_its_parents_stream(
-    stack: Stack, new_client: Callable[[], Client]
-) -> None:
-    """The stream's threads stay in the parent: a child waiting on it would wait for ever."""
-    client = new_client()
-    run_id = a_run(client, "fork")
-    client.log_metric(run_id, "loss", 1.0)
-    pipeline = pipeline_of(client)
-    request = pb.LogMetricRequest(run_id=run_id, key="loss", value=2.0, step=1)
-    pid = os.fork()
-    if pid == 0:  # the child: answers at once that it did not carry the call
-        code = 3  # an exception (the child must never go back into pytest)
-        try:
-            answer = pipeline.call(f"/{TRACKING}/LogMetric", request, pb.LogMetricResponse, [])
-            code = 0 if answer is NOT_CARRIED else 2
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 10
-    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if waited[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child waited on its parent's stream")
-    assert os.waitstatus_to_exitcode(waited[1]) == 0  # 2: carried, 3: raised
-    client.log_metric(run_id, "loss", 3.0, step=2)  # the parent's stream goes on
-    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0, 3.0]
 
 
 def test_a_big_batch_goes_on_its_own(new_client: Callable[[], Client]) -> None:

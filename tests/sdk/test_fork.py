@@ -1,0 +1,85 @@
+"""A process that logs over a gateway and forks (``multiprocessing``'s default start method on
+Linux, DataLoader workers): its children must neither crash nor fail their calls.
+
+gRPC prepares for a fork only when no thread is inside it (else it logs "skipping fork()
+handlers" and a child may crash, about 1 fork in 20 with a call pipeline open); the SDK ends its
+pipeline streams and waits for gRPC's helper threads before a fork (mlgrid/_fork.py), and a child
+opens channels of its own. The client runs in a process of its own: the test's process hosts the
+servers, whose threads are always inside gRPC.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlgrid.client import Client
+from mlgrid.transport import Transport
+from tests.fixtures.stack import Stack, start_stack
+
+_FORKING = """
+import multiprocessing, os, sys
+import mlgrid
+
+mlgrid.set_tracking_uri(sys.argv[1])
+ROUNDS, WORKERS = 10, 2
+
+def work(step):
+    mlgrid.log_metric("child", float(step), step=step)  # in the parent's run, inherited
+    return os.getpid()
+
+with mlgrid.start_run() as run:
+    children = set()
+    for round_ in range(ROUNDS):
+        # The stream is open (and the tunnel just set up, in round 0) when the pool forks.
+        mlgrid.log_metric("loss", 1.0 / (round_ + 1), step=round_)
+        with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+            steps = range(round_ * 4, round_ * 4 + 4)
+            children |= set(pool.map_async(work, steps).get(timeout=30))
+        pid = os.fork()  # a child that never calls gRPC
+        if pid == 0:
+            os._exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "a bare child crashed"
+    mlgrid.log_metric("after", 1.0)
+print(run.info.run_id, len(children), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("fork"), services=["tracking"]) as running:
+        yield running
+
+
+@pytest.mark.parametrize("pipeline", ["true", "false"])
+def test_forked_workers_log_into_the_parents_run_and_grpc_prepares_every_fork(
+    stack: Stack, tmp_path: Path, pipeline: str
+) -> None:
+    script = tmp_path / "forking.py"
+    script.write_text(_FORKING)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
+    env["MLGRID_CALL_PIPELINE"] = pipeline
+    done = subprocess.run(
+        [sys.executable, str(script), stack.tracking_uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "skipping fork() handlers" not in done.stderr, done.stderr[-3000:]
+    run_id, workers = done.stdout.split()
+    assert int(workers) >= 2  # each round's pool forked workers of its own
+    transport = Transport(stack.tracking_uri)
+    try:
+        client = Client(transport=transport)
+        assert sorted(m.step for m in client.get_metric_history(run_id, "child")) == list(range(40))
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(10))
+        assert client.get_run(run_id).data.metrics["after"] == 1.0
+    finally:
+        transport.close()
