@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from . import fork_safety
 from .pg_cursors import PgCursors
 from .pg_raw import RawStatement
 from .sql import database_unavailable
@@ -68,6 +69,13 @@ class GroupCommit:
         self._in_flight = 0
         #: Transactions run so far (committed or rolled back), for tests and diagnostics.
         self.transactions = 0
+        fork_safety.reset_in_child(self, GroupCommit._forget_inherited)
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: the writes waiting or under way are the parent's threads'."""
+        self._cond = threading.Condition()
+        self._waiting = []
+        self._in_flight = 0
 
     @property
     def waiting(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
+from . import fork_safety
 from .call_scope import cancellable
 from .sql import database_unavailable
 
@@ -54,6 +55,7 @@ class PgCursors:
         self._idle: list[psycopg.Cursor[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
+        fork_safety.reset_in_child(self, PgCursors._forget_inherited)
 
     @property
     def database(self) -> str:
@@ -105,6 +107,11 @@ class PgCursors:
             raise database_unavailable(self._database, exc) from exc
         finally:
             self.give_back(cursor)
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: the idle connections are the parent's sessions."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._idle = []
 
     def drop_idle(self) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 
-from . import process_role, schema_snapshot
+from . import fork_safety, process_role, schema_snapshot
 from .durability import pg_session_options, sqlite_synchronous
 
 #: Schemes accepted for PostgreSQL; all become psycopg 3's SQLAlchemy dialect.
@@ -209,6 +209,8 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
         )
     options.update(overrides)
     engine = create_engine(url, **options)
+    if not (backend == "sqlite" and _sqlite_path(uri) is None):  # in memory: the child's own
+        fork_safety.reset_in_child(engine, _forget_inherited_pool)
     if backend in ("sqlite", "postgresql"):
         _tie_connections_to_calls(engine, backend)
     if backend == "postgresql":
@@ -220,6 +222,12 @@ def make_engine(uri: str, **overrides: Any) -> Engine:
     elif backend == "mysql":
         _configure_mysql(engine)
     return engine
+
+
+def _forget_inherited_pool(engine: Engine) -> None:
+    """In a forked child: a new pool; the inherited one holds the parent's sessions (and
+    SQLite's file locks are the parent's)."""
+    engine.dispose(close=False)
 
 
 @contextmanager

@@ -83,3 +83,81 @@ def test_forked_workers_log_into_the_parents_run_and_grpc_prepares_every_fork(
         assert client.get_run(run_id).data.metrics["after"] == 1.0
     finally:
         transport.close()
+
+
+_EMBEDDED_FORKING = """
+import multiprocessing, os, sys
+import mlgrid
+
+STORE = sys.argv[1]
+mlgrid.set_tracking_uri(STORE)
+
+def work(step):
+    mlgrid.log_metric("child", float(step), step=step)  # in the parent's run, inherited
+    return os.getpid()
+
+def sessions():
+    # The PostgreSQL sessions of this database but the one asking (the parent's own).
+    if not STORE.startswith("postgresql"):
+        return set()
+    import psycopg
+    with psycopg.connect(STORE.replace("+psycopg", "")) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+with mlgrid.start_run() as run:
+    mlgrid.log_metric("loss", 1.0, step=0)
+    before = sessions()
+    for round_ in range(3):
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            pool.map_async(work, range(round_ * 4, round_ * 4 + 4)).get(timeout=30)
+        pid = os.fork()
+        if pid == 0:  # a child that logs and exits as a script does (exit hooks, collection)
+            mlgrid.log_metric("exiting", 1.0, step=round_)
+            sys.exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0, "an exiting child failed"
+    lost = before - sessions()
+    mlgrid.log_metric("after", 1.0)
+print(run.info.run_id, len(before), len(lost), flush=True)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def embedded_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'forks.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def test_an_embedded_store_forks_children_that_log_and_the_parent_keeps_its_sessions(
+    embedded_store: str, tmp_path: Path
+) -> None:
+    """In embedded mode the services run in the script: a child that wrote on the database
+    connections it inherited would share its parent's sessions (it hung, on PostgreSQL)."""
+    script = tmp_path / "embedded_forking.py"
+    script.write_text(_EMBEDDED_FORKING)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
+    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
+    done = subprocess.run(
+        [sys.executable, str(script), embedded_store],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id, sessions, lost = done.stdout.split()
+    if embedded_store.startswith("postgresql"):
+        assert int(sessions) >= 1
+    assert lost == "0"  # no child ended a session of its parent's
+    client = Client(transport=Transport(embedded_store))
+    try:
+        assert sorted(m.step for m in client.get_metric_history(run_id, "child")) == list(range(12))
+        assert [m.step for m in client.get_metric_history(run_id, "exiting")] == [0, 1, 2]
+        assert client.get_run(run_id).data.metrics["after"] == 1.0
+    finally:
+        client._transport.close()

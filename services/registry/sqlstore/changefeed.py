@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from mlgrid_services.common import fork_safety
+
 from .readcache import ReadCache
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,15 @@ class ChangeFeed:
         self._listen()  # at once, so the cache works from the first call
         self._thread = threading.Thread(target=self._run, name="registry-change-feed", daemon=True)
         self._thread.start()
+        fork_safety.reset_in_child(self, ChangeFeed._forget_inherited)
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: no thread listens for it, so its cache stays off (every read
+        goes to the database); the parent's listening session is left to the parent."""
+        self._lock = threading.Lock()
+        self._conn = None
+        self._stop.set()
+        self._cache.set_enabled(False)
 
     def _warn(self, message: str, *args: object) -> None:
         if not self._warned:
