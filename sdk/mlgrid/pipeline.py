@@ -141,6 +141,13 @@ class Pipeline:
             except (grpc.RpcError, StopIteration) as err:
                 self._lost(stream, err)
                 return NOT_CARRIED
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C in a notebook): this call's reply would
+                # come as the next call's. The stream goes; the call may or may not have run,
+                # as for any interrupted call.
+                self._stream = None
+                stream.replies.cancel()
+                raise
             stream.answered += 1
         finally:
             self._lock.release()

@@ -7,6 +7,8 @@ points, the same typed errors; what it saves is measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -260,3 +262,43 @@ def test_a_big_batch_goes_on_its_own(new_client: Callable[[], Client]) -> None:
     assert stream.answered == 2  # the small batch only
     assert len(client.get_metric_history(run_id, "big")) == 1000
     assert len(client.get_metric_history(run_id, "few")) == 2
+
+
+class _Interrupted(BaseException):
+    """What Ctrl-C raises (KeyboardInterrupt) without touching pytest's own handling of it."""
+
+
+def test_a_call_interrupted_while_waiting_leaves_no_reply_for_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C in a notebook lands mostly while a logging loop waits for a reply; the reply
+    still comes and must not be taken as the answer to the user's next call."""
+    with start_stack(tmp_path, services=["tracking"]) as running:
+        transport = Transport(running.tracking_uri)
+        try:
+            client = Client(transport=transport)
+            run_id = a_run(client, "interrupted")
+            client.log_param(run_id, "lr", "0.1")
+            blocker = sqlite3.connect(tmp_path / "mlgrid.db", isolation_level=None)
+            blocker.execute("BEGIN EXCLUSIVE")  # the next write waits for the lock
+
+            def interrupt(_signum: int, _frame: object) -> None:
+                raise _Interrupted()
+
+            previous = signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            try:
+                with pytest.raises(_Interrupted):
+                    client.log_metric(run_id, "loss", 1.0)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            # The interrupted call's reply (a success, once the lock went) is not this one's.
+            with pytest.raises(InvalidParameterValue, match="lr"):
+                client.log_param(run_id, "lr", "0.2")
+            client.log_metric(run_id, "loss", 2.0, step=1)
+            assert [m.step for m in client.get_metric_history(run_id, "loss")][-1] == 1
+        finally:
+            transport.close()
