@@ -34,6 +34,7 @@ from mlgrid.protocol import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
 from mlgrid.transport import get_transport
 from mlgrid_services import launcher
 from mlgrid_services.common.inprocess import InProcessChannel
+from tests.fixtures.scripts import clean_environment, run_script
 from tests.fixtures.stack import start_stack
 
 #: Ids and times differ between two stores; everything else must match.
@@ -262,8 +263,7 @@ def test_acknowledged_metrics_survive_kill_9_of_the_embedded_process(tmp_path: P
     store = f"sqlite:///{tmp_path / 'durable.db'}"
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
-    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
+    env = clean_environment(MLGRID_DEFAULT_ARTIFACT_ROOT=(tmp_path / "artifacts").as_uri())
     child = subprocess.Popen(
         [sys.executable, str(script), store],
         stdout=subprocess.PIPE,
@@ -308,21 +308,9 @@ print(run.info.run_id, tracking_loaded_alembic, "psycopg" in sys.modules)
 def _run_embedded(tmp_path: Path, source: str, name: str) -> tuple[str, str]:
     """Runs ``source`` as a script on a new embedded SQLite store, with no MLGRID_/MLFLOW_
     settings but an artifact root under ``tmp_path``; (its standard output, the store URI)."""
-    script = tmp_path / f"{name}.py"
-    script.write_text(source)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
-    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
     store = f"sqlite:///{tmp_path / f'{name}.db'}"
-    done = subprocess.run(
-        [sys.executable, str(script), store],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, store
+    artifacts = (tmp_path / "artifacts").as_uri()
+    return run_script(tmp_path, name, source, store, MLGRID_DEFAULT_ARTIFACT_ROOT=artifacts), store
 
 
 def test_an_embedded_sqlite_script_loads_no_postgresql_driver(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ servers, whose threads are always inside gRPC.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from mlgrid.client import Client
 from mlgrid.transport import Transport
+from tests.fixtures.scripts import clean_environment, run_script
 from tests.fixtures.stack import Stack, start_stack
 
 _FORKING = """
@@ -62,13 +62,11 @@ def test_forked_workers_log_into_the_parents_run_and_grpc_prepares_every_fork(
 ) -> None:
     script = tmp_path / "forking.py"
     script.write_text(_FORKING)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
-    env["MLGRID_CALL_PIPELINE"] = pipeline
     done = subprocess.run(
         [sys.executable, str(script), stack.tracking_uri],
         capture_output=True,
         text=True,
-        env=env,
+        env=clean_environment(MLGRID_CALL_PIPELINE=pipeline),
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,20 +135,15 @@ def test_an_embedded_store_forks_children_that_log_and_the_parent_keeps_its_sess
 ) -> None:
     """In embedded mode the services run in the script: a child that wrote on the database
     connections it inherited would share its parent's sessions (it hung, on PostgreSQL)."""
-    script = tmp_path / "embedded_forking.py"
-    script.write_text(_EMBEDDED_FORKING)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_"))}
-    env["MLGRID_DEFAULT_ARTIFACT_ROOT"] = (tmp_path / "artifacts").as_uri()
-    done = subprocess.run(
-        [sys.executable, str(script), embedded_store],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=180,
+    artifacts = (tmp_path / "artifacts").as_uri()
+    stdout = run_script(
+        tmp_path,
+        "embedded_forking",
+        _EMBEDDED_FORKING,
+        embedded_store,
+        MLGRID_DEFAULT_ARTIFACT_ROOT=artifacts,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_id, sessions, lost = done.stdout.split()
+    run_id, sessions, lost = stdout.split()
     if embedded_store.startswith("postgresql"):
         assert int(sessions) >= 1
     assert lost == "0"  # no child ended a session of its parent's
