@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import sys
 import threading
@@ -138,6 +139,15 @@ class AsyncLogger:
         _loggers.add(self)
         _ensure_exit_hook()
 
+    def _forget_inherited(self) -> None:
+        """In a forked child: what is queued and the failures not yet seen are the parent's
+        (its worker writes and reports them); the child queues, writes and reports its own.
+        The queue and lock are new too: the parent's worker may have held them at the fork."""
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._lock = threading.Lock()
+        self._thread = None
+        self._failed = []
+
     def _ensure_worker(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -231,6 +241,14 @@ class AsyncLogger:
 
 
 _loggers: weakref.WeakSet[AsyncLogger] = weakref.WeakSet()
+
+
+def _forget_inherited_logging() -> None:
+    for logger in list(_loggers):
+        logger._forget_inherited()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_logging)
 
 
 def _summarise(failed: list[tuple[str, RunOperations, BaseException]]) -> BaseException:

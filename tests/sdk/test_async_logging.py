@@ -15,6 +15,7 @@ from mlgrid.async_logging import AsyncLogger, RunOperations
 from mlgrid.entities import Metric, Param, RunTag
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.fluent import state
+from tests.fixtures.scripts import run_script
 
 
 @pytest.fixture
@@ -138,3 +139,44 @@ def test_batches_group_per_run_and_split_conflicting_params() -> None:
         ("b", 0, [("x", "1")], []),
         ("a", 0, [("x", "2")], []),
     ]
+
+
+_FORKED_QUEUES = """
+import os, sys, time
+import mlgrid
+from mlgrid.exceptions import InvalidParameterValue
+
+mlgrid.set_tracking_uri(sys.argv[1])
+with mlgrid.start_run() as run:
+    mlgrid.log_param("p", "1")
+    failing = mlgrid.log_param("p", "2", synchronous=False)  # the parent's failure
+    while not failing.done():
+        time.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            mlgrid.log_metric("child", 1.0, synchronous=False).wait(timeout=30)
+            mlgrid.flush_async_logging()  # the child's own writes only: nothing failed
+            code = 0
+        except InvalidParameterValue:
+            code = 2  # the parent's failure, reported by the child
+        finally:
+            os._exit(code)
+    child = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    try:
+        mlgrid.flush_async_logging()
+        parent = "unreported"
+    except InvalidParameterValue:
+        parent = "reported"
+print(run.info.run_id, child, parent, flush=True)
+"""
+
+
+def test_a_forked_child_writes_and_reports_only_its_own_queued_logging(
+    embedded_uri: str, tmp_path: Path
+) -> None:
+    stdout = run_script(tmp_path, "forked_queues", _FORKED_QUEUES, embedded_uri)
+    run_id, child, parent = stdout.split()
+    assert (child, parent) == ("0", "reported")  # 2: the child reported the parent's failure
+    assert MlflowClient(embedded_uri).get_run(run_id).data.metrics == {"child": 1.0}
