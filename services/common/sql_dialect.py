@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.dialects import sqlite
 
-# sqlalchemy.dialects.postgresql is imported where a PostgreSQL statement is built: a SQLite
-# store (embedded mode) starts without it and the psycopg it pulls in.
+# sqlalchemy.dialects.postgresql and .mysql are imported where a statement for that database is
+# built: a SQLite store (embedded mode) starts without them (psycopg; ~18 ms of MySQL dialects).
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -51,6 +51,8 @@ def ascii_key(length: int) -> Any:
     """A key column's type: on MySQL/MariaDB stored as ASCII (keys are validated to
     [A-Za-z0-9_ ./:-]), so composite keys fit InnoDB's 3,072-byte limit (4 bytes per utf8mb4
     character otherwise)."""
+    from sqlalchemy.dialects import mysql
+
     return sa.String(length).with_variant(
         mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), MYSQL
     )
@@ -59,6 +61,8 @@ def ascii_key(length: int) -> Any:
 def insert_ignore(dialect: str, table: sa.Table) -> Any:
     """An INSERT into ``table`` that skips rows whose primary or unique key is stored already."""
     if dialect == MYSQL:
+        from sqlalchemy.dialects import mysql
+
         return mysql.insert(table).prefix_with("IGNORE")
     return _insert_module(dialect).insert(table).on_conflict_do_nothing()
 
@@ -67,6 +71,8 @@ def upsert(dialect: str, table: sa.Table, key: Sequence[str], columns: Sequence[
     """An INSERT into ``table`` that, for a row whose key ``key`` exists, sets ``columns`` to
     the new row's values instead (last writer wins)."""
     if dialect == MYSQL:
+        from sqlalchemy.dialects import mysql
+
         statement = mysql.insert(table)
         return statement.on_duplicate_key_update(
             {name: statement.inserted[name] for name in columns}
