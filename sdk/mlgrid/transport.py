@@ -325,6 +325,7 @@ class Transport:
         return from_rpc_error(err)
 
     def close(self) -> None:
+        _REMOTE.pop(id(self), None)  # a forked child has nothing to reopen
         if self._pipeline is not None:
             self._pipeline.close()
         if self._tunnels is not None:
