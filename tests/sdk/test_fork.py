@@ -154,3 +154,51 @@ def test_an_embedded_store_forks_children_that_log_and_the_parent_keeps_its_sess
         assert client.get_run(run_id).data.metrics["after"] == 1.0
     finally:
         client._transport.close()
+
+
+_REGISTRY_FORKING = """
+import os, sys, time
+import mlgrid
+
+mlgrid.set_tracking_uri(sys.argv[1])
+mlgrid.set_registry_uri(sys.argv[1])
+client = mlgrid.MlflowClient()
+client.create_registered_model("forked")
+run = client.create_run(client.create_experiment("forked"))
+client.log_text(run.info.run_id, "flavors: {}", "model/MLmodel")
+client.create_model_version(
+    "forked", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, description="parent"
+)
+assert client.get_model_version("forked", "1").description == "parent"  # cached now
+pid = os.fork()
+if pid == 0:
+    code = 3
+    try:
+        client.update_model_version("forked", "1", description="child")
+        code = 0 if client.get_model_version("forked", "1").description == "child" else 2
+    finally:
+        os._exit(code)
+child = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+deadline = time.monotonic() + 10  # the parent's cache learns of it from PostgreSQL's NOTIFY
+while (seen := client.get_model_version("forked", "1").description) != "child":
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+print(child, seen, flush=True)
+"""
+
+
+def test_a_forked_child_writes_the_registry_and_its_parent_sees_it(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    """A child updates a model version its parent has cached: the child reads its own write
+    (its cache is off: no thread of its own listens for changes) and the parent's cache, which
+    follows PostgreSQL's notifications, lets the parent see it too."""
+    stdout = run_script(
+        tmp_path,
+        "registry_forking",
+        _REGISTRY_FORKING,
+        fresh_postgres_url,
+        MLGRID_DEFAULT_ARTIFACT_ROOT=(tmp_path / "artifacts").as_uri(),
+    )
+    assert stdout.split() == ["0", "child"]

@@ -80,7 +80,7 @@ class ChangeFeed:
         self._lock = threading.Lock()
         self._conn = None
         self._stop.set()
-        self._cache.set_enabled(False)
+        self._cache.forget_inherited()
 
     def _warn(self, message: str, *args: object) -> None:
         if not self._warned:

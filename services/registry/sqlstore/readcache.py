@@ -103,6 +103,16 @@ class ReadCache:
                 self._generation += 1
                 self._entries.clear()
 
+    def forget_inherited(self) -> None:
+        """In a forked child (services/common/fork_safety.py): off and empty, with a lock of
+        its own (a thread of the parent may have held this one at the fork) and none of the
+        parent's writes under way."""
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._enabled = False
+        self._generation += 1
+        self._entries.clear()
+
     def set_enabled(self, enabled: bool) -> None:
         """On while the change feed listens. Either way the cache starts empty: notifications
         may have been missed while it was off."""
