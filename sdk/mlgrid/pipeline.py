@@ -191,9 +191,12 @@ class Pipeline:
 
     def end_before_fork(self, until: float) -> set[threading.Thread]:
         """Ends the open stream before this process forks (see mlgrid._fork; the next call
-        opens another, ~1 ms); returns the threads to wait for. A stream carrying a call on
-        another thread stays: ending it would fail that call."""
-        if os.getpid() != self._pid or not self._lock.acquire(blocking=False):
+        opens another, ~1 ms); returns the threads to wait for. A call on another thread (the
+        non-blocking logger's) is waited for until monotonic ``until``; a stream still busy then
+        stays: ending it would fail that call."""
+        if os.getpid() != self._pid:
+            return set()
+        if not self._lock.acquire(timeout=max(0.0, until - time.monotonic())):
             return set()
         try:
             stream, self._stream = self._stream, None

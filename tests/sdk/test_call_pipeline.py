@@ -302,3 +302,35 @@ def test_a_call_interrupted_while_waiting_leaves_no_reply_for_the_next_one(
             assert [m.step for m in client.get_metric_history(run_id, "loss")][-1] == 1
         finally:
             transport.close()
+
+
+def test_before_a_fork_a_call_under_way_on_another_thread_is_waited_for(tmp_path: Path) -> None:
+    """The non-blocking logger writes from a thread of its own: a fork made meanwhile waits for
+    that call and then ends the stream (an open stream makes gRPC skip its fork preparation)."""
+    with start_stack(tmp_path, services=["tracking"]) as running:
+        transport = Transport(running.tracking_uri)
+        try:
+            client = Client(transport=transport)
+            run_id = a_run(client, "busy")
+            client.log_metric(run_id, "loss", 1.0)
+            pipeline = pipeline_of(client)
+            blocker = sqlite3.connect(
+                tmp_path / "mlgrid.db", isolation_level=None, check_same_thread=False
+            )
+            blocker.execute("BEGIN EXCLUSIVE")  # the other thread's write waits for the lock
+            writer = threading.Thread(target=client.log_metric, args=(run_id, "loss", 2.0, None, 1))
+            writer.start()
+            deadline = time.monotonic() + 5
+            while not pipeline._lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert pipeline._lock.locked(), "the writer's call never started"
+            release = threading.Timer(0.3, lambda: blocker.execute("ROLLBACK"))
+            release.start()
+            threads = pipeline.end_before_fork(time.monotonic() + 5)
+            writer.join(5)
+            release.join()
+            blocker.close()
+            assert pipeline._stream is None and threads  # ended, its threads to wait for
+            assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0, 1]
+        finally:
+            transport.close()
