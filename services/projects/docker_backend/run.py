@@ -253,15 +253,17 @@ class DockerSubmittedRun(SubmittedRun):
 
     def _follow(self) -> str:
         container = self._container
+        copied = {"stdout": 0, "stderr": 0}
         readers = [
-            threading.Thread(target=self._copy, args=(container, stream), daemon=True)
-            for stream in ("stdout", "stderr")
+            threading.Thread(target=self._copy, args=(container, stream, copied), daemon=True)
+            for stream in copied
         ]
         for reader in readers:
             reader.start()
         result = container.wait()
         for reader in readers:
             reader.join(timeout=30)
+        self._copy_rest(container, copied)
         code = int(result.get("StatusCode", -1))
         self.exit_code = code
         if code == 0:
@@ -269,7 +271,7 @@ class DockerSubmittedRun(SubmittedRun):
         self.message = f"exit code {code}"
         return "FAILED"
 
-    def _copy(self, container: Any, stream: str) -> None:
+    def _copy(self, container: Any, stream: str, copied: dict[str, int]) -> None:
         """Copies one of the container's output streams to the run's log as it comes."""
         try:
             for data in container.client.api.logs(
@@ -280,8 +282,24 @@ class DockerSubmittedRun(SubmittedRun):
                 follow=True,
             ):
                 self.log.append(stream, data)
+                copied[stream] += len(data)
         except Exception as exc:  # the engine went away: the wait reports it
             log.debug("log stream of run %s ended: %s", self._run_id, exc)
+
+    def _copy_rest(self, container: Any, copied: dict[str, int]) -> None:
+        """Appends what the followed streams missed: the engine may end a follow when the
+        container exits, before its last output (Podman's follow once ended without a run's
+        last line in CI). The container's whole log is still there until it is removed."""
+        for stream, count in copied.items():
+            try:
+                whole = container.client.api.logs(
+                    container.id, stdout=stream == "stdout", stderr=stream == "stderr"
+                )
+            except Exception as exc:  # the engine went away: what was copied is what there is
+                log.debug("log of run %s not read again: %s", self._run_id, exc)
+                return
+            if len(whole) > count:
+                self.log.append(stream, whole[count:])
 
     def _finish(self, status: str) -> None:
         container = self._container
