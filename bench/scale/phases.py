@@ -23,7 +23,7 @@ import psutil
 import psycopg
 
 from bench import mlflow_env, servers
-from bench.scale import populate
+from bench.scale import grpc_floor, populate
 from bench.scale.client import RESULT_MARKER
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent / "client.py"
@@ -424,6 +424,19 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
         f"wall {row['wall_ms_per_call']:.2f} ms a call, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    if server == "mlgrid":
+        # The same shape of round trip with nothing in it, measured right after: how much of
+        # the figure any Python gRPC client and server pay before doing any work.
+        floor = grpc_floor.measure(calls)
+        row["grpc_floor_ms"] = floor["total_ms"]
+        row["grpc_floor_client_ms"] = floor["client_ms"]
+        row["grpc_floor_server_ms"] = floor["server_ms"]
+        print(
+            f"  cpu/bare gRPC round trip (echo, same bytes): {floor['total_ms']:.3f} ms "
+            f"(client {floor['client_ms']:.3f}, server {floor['server_ms']:.3f}); "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     return {"rows": [row], "detail": {"database_backends": len(backends) + len(late)}}
 
 

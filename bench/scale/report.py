@@ -43,6 +43,8 @@ def _cell(phase: str, row: dict[str, Any] | None) -> str:
             f" (client {row['client_ms']:.3f} / server {row['server_ms']:.3f} / "
             f"db {row['database_ms']:.3f})"
         )
+        if "grpc_floor_ms" in row:
+            text += f"; bare gRPC round trip {row['grpc_floor_ms']:.3f} {unit}"
     return text
 
 

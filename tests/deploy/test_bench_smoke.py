@@ -235,3 +235,29 @@ def test_mlgrid_client_settings_reach_only_the_clients_of_mlgrids_sdk() -> None:
     for parse in (cli.parse_args, scale_cli.parse_args):
         with pytest.raises(SystemExit):
             parse(["--mlgrid-client-env", "PATH=/tmp"])  # only MLGRID_ settings
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(180)
+def test_scale_cpu_phase_sets_the_bare_grpc_round_trip_beside_mlgrids_call(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The cpu phase measures a pipelined log_metric through `mlgrid up`, then the same bytes
+    # echoed by a bare gRPC server (bench/scale/grpc_floor.py): the floor any Python client and
+    # server pay. The floor is a share of mlgrid's figure, which adds the database and the work.
+    output = tmp_path / "scale.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--quick", "--phases", "cpu", "--targets",
+         "mlgrid", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=160,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = json.loads(output.read_text())["results"]["mlgrid"]["cpu"]["rows"]
+    assert row["size"] == 300
+    assert row["grpc_floor_client_ms"] > 0 and row["grpc_floor_server_ms"] > 0
+    assert row["grpc_floor_ms"] == pytest.approx(
+        row["grpc_floor_client_ms"] + row["grpc_floor_server_ms"]
+    )
+    assert 0 < row["grpc_floor_ms"] < row["cpu_ms_per_call"]
+    assert row["database_ms"] > 0 and row["server_ms_by_process"]["tracking"] > 0
+    assert f"bare gRPC round trip {row['grpc_floor_ms']:.3f} ms" in done.stdout
