@@ -24,20 +24,25 @@ from bench import cli, cpu, report  # noqa: E402
 from bench.phases import BY_ID, PHASES  # noqa: E402
 
 
+def _run_quick(
+    module: str, output: Path, *args: str, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m <module> --quick <args> --output <output>`` from the repository root, as a
+    user runs it: what it printed, and the results file it wrote (it must exit 0)."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *args, "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, json.loads(output.read_text())
+
+
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_quick_bench_measures_every_phase_of_mlgrid(tmp_path: Path, postgres_url: str) -> None:
     # postgres_url: the session's PostgreSQL must be up; the bench makes its own fresh database.
-    output = tmp_path / "results.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--targets", "mlgrid", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = json.loads(output.read_text())["results"]["mlgrid"]
+    done, saved = _run_quick("bench", tmp_path / "results.json", "--targets", "mlgrid", timeout=220)
+    results = saved["results"]["mlgrid"]
     figures = {phase.id: results.get(phase.id, {}).get("value") for phase in PHASES}
     failed = {pid: results.get(pid) for pid, value in figures.items() if not value or value <= 0}
     assert not failed, f"phases without a positive figure: {failed}"
@@ -56,17 +61,9 @@ def test_quick_bench_measures_the_mlflow_client_through_the_plugin_and_rest(
 ) -> None:
     # The unmodified mlflow client (the dev extra's, in this venv) on `mlgrid up`: every phase a
     # client measures, through mlgrid:// and through the REST port.
-    output = tmp_path / "results.json"
-    command = [sys.executable, "-m", "bench", "--quick", "--output", str(output)]
-    done = subprocess.run(
-        [*command, "--targets", "mlgrid-plugin,mlgrid-rest"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=340,
+    done, saved = _run_quick(
+        "bench", tmp_path / "results.json", "--targets", "mlgrid-plugin,mlgrid-rest", timeout=340
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    saved = json.loads(output.read_text())
     client_phases = [p for p in PHASES if p.client_measured and not p.mlgrid_only]
     for target in ("mlgrid-plugin", "mlgrid-rest"):
         results = saved["results"][target]
@@ -120,17 +117,10 @@ def test_client_table_reports_ratios_to_mlflow_and_the_issue_targets() -> None:
 def test_quick_bench_sets_auth_on_beside_auth_off(tmp_path: Path, postgres_url: str) -> None:
     # `mlgrid up` twice in one run, the second with auth on and the workload as a user that is
     # not an admin (an access token): every tracking phase has both figures and their cost.
-    output = tmp_path / "results.json"
-    command = [sys.executable, "-m", "bench", "--quick", "--targets", "auth", "--auth-rounds", "2"]
-    done = subprocess.run(
-        [*command, "--phases", "tracking", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    whole = json.loads(output.read_text())
+    done, whole = _run_quick(
+        "bench", tmp_path / "results.json", "--targets", "auth", "--auth-rounds", "2",
+        "--phases", "tracking", timeout=300,
+    )  # fmt: skip
     saved = whole["results"]
     tracking = [p for p in PHASES if p.group == "tracking"]
     for target in ("mlgrid", "mlgrid-auth"):
@@ -245,14 +235,11 @@ def test_scale_cpu_phase_sets_the_bare_grpc_round_trip_beside_mlgrids_call(
     # The cpu phase measures a pipelined log_metric through `mlgrid up`, then the same bytes
     # echoed by a bare gRPC server (bench/scale/grpc_floor.py): the floor any Python client and
     # server pay. The floor is a share of mlgrid's figure, which adds the database and the work.
-    output = tmp_path / "scale.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--quick", "--phases", "cpu", "--targets",
-         "mlgrid", "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=160,
+    done, saved = _run_quick(
+        "bench.scale", tmp_path / "scale.json", "--phases", "cpu", "--targets", "mlgrid",
+        timeout=160,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    (row,) = json.loads(output.read_text())["results"]["mlgrid"]["cpu"]["rows"]
+    (row,) = saved["results"]["mlgrid"]["cpu"]["rows"]
     assert row["size"] == 300
     assert row["grpc_floor_client_ms"] > 0 and row["grpc_floor_server_ms"] > 0
     assert row["grpc_floor_ms"] == pytest.approx(
