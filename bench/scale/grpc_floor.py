@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -70,16 +69,10 @@ def serve(reply: bytes) -> None:
     server.wait_for_termination()
 
 
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(calls: int) -> dict[str, float]:
     """Client and server CPU (ms) and wall time (ms) per echoed round trip, over ``calls``."""
     import grpc
+    import psutil
 
     request, reply = pipelined_log_metric_bytes()
     server = subprocess.Popen(
@@ -90,6 +83,7 @@ def measure(calls: int) -> dict[str, float]:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
+        served_by = psutil.Process(server.pid)
         outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
         def requests() -> Iterator[bytes]:
@@ -106,12 +100,12 @@ def measure(calls: int) -> dict[str, float]:
                         raise RuntimeError("the echo server answered something else")
 
             round_trips(_WARMUP)
-            server_before, client_before = _process_cpu(server.pid), time.process_time()
+            server_before, client_before = sum(served_by.cpu_times()[:2]), time.process_time()
             start = time.perf_counter()
             round_trips(calls)
             wall = time.perf_counter() - start
             client = time.process_time() - client_before
-            served = _process_cpu(server.pid) - server_before
+            served = sum(served_by.cpu_times()[:2]) - server_before
             outgoing.put(None)
     finally:
         server.kill()
