@@ -1,13 +1,11 @@
-"""Durable by default: what the stores' connections commit with, acknowledged writes surviving a
-kill -9 of the service, and concurrent writers committed together (group commit)."""
+"""Durable by default: what the stores' connections commit with, and acknowledged writes surviving
+a kill -9 of the service (concurrent writers committed together: test_group_commit.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +15,10 @@ import pytest
 from mlgrid.api.tracking.v1 import tracking_service_pb2
 from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.transport import Transport
-from mlgrid_services.common.group_commit import GroupCommit
 from mlgrid_services.registry.sqlstore.store import SqlRegistryStore
 from mlgrid_services.stack import READY, parse_line
 from mlgrid_services.tracking.domain import TrackingDomain
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
-
-from .helpers import metric, new_run, params_of
 
 ROOT = "file:///tmp/mlgrid-durability"
 
@@ -183,149 +178,3 @@ def test_acknowledged_writes_survive_a_kill_of_the_service(
 
 
 # ------------------------------------------------------------------------------- group commit
-
-
-def _hold_latest_row(url: str, run_id: str) -> psycopg.Connection:
-    """A transaction holding the row lock of run ``run_id``'s latest "m" point."""
-    conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
-    conn.execute("SELECT 1 FROM latest_metrics WHERE run_uuid = %s FOR UPDATE", (run_id,))
-    return conn
-
-
-def _waiting_writers(url: str) -> int:
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mlgrid-tracking'"
-            " AND wait_event_type = 'Lock'"
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
-    postgres_store: SqlTrackingStore, postgres_url: str
-) -> None:
-    domain = TrackingDomain(postgres_store)
-    run_id = new_run(domain).info.run_id
-    domain.log_metric(run_id, metric("m", 0.0, 1, 0))
-    domain.log_param(run_id, "p", "first")
-    assert postgres_store._fast is not None
-    # One commit at a time, so that every writer arriving while the first is held queues.
-    own = postgres_store._fast.commits
-    commits = postgres_store._fast.commits = GroupCommit(
-        postgres_store._fast.cursors, max_in_flight=1
-    )
-    before = commits.transactions
-    blocker = _hold_latest_row(postgres_url, run_id)
-    errors: dict[int, Exception] = {}
-
-    def write(index: int) -> None:
-        try:
-            if index == 5:  # one refused write among them: a changed param
-                domain.log_param(run_id, "p", "changed")
-            else:
-                domain.log_metric(run_id, metric("m", float(index), 1, index))
-        except Exception as exc:
-            errors[index] = exc
-
-    # The first writer waits on the held row lock; the others queue behind its commit.
-    threads = [threading.Thread(target=write, args=(1,))]
-    threads[0].start()
-    deadline = time.monotonic() + 10
-    while _waiting_writers(postgres_url) < 1:
-        assert time.monotonic() < deadline, "the first writer never reached the database"
-        time.sleep(0.01)
-    threads += [threading.Thread(target=write, args=(i,)) for i in range(2, 22)]
-    for thread in threads[1:]:
-        thread.start()
-    while commits.waiting < 20:
-        assert time.monotonic() < deadline, "the writers never queued"
-        time.sleep(0.01)
-    blocker.rollback()
-    blocker.close()
-    for thread in threads:
-        thread.join()
-    assert list(errors) == [5] and isinstance(errors[5], InvalidParameterValue)
-    points, _ = domain.get_metric_history(run_id, "m", 0, "")
-    assert [p.step for p in points] == [i for i in range(22) if i != 5]
-    assert params_of(domain.get_run(run_id)) == {"p": "first"}
-    assert {m.key: m.step for m in domain.get_run(run_id).data.metrics} == {"m": 21}
-    # The first writer committed alone, the twenty that queued meanwhile in one transaction.
-    assert commits.transactions - before == 2
-    postgres_store._fast.commits = own
-
-
-def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTrackingStore) -> None:
-    assert postgres_store._fast is not None
-    cursors = postgres_store._fast.cursors
-    table = f"group_commit_{uuid.uuid4().hex[:8]}"
-    with cursors.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {table} (n int PRIMARY KEY)")
-    commits = GroupCommit(cursors, max_in_flight=1)
-    holder = cursors.connect()
-    holder.execute("SELECT pg_advisory_lock(4242)")
-    outcomes: dict[int, object] = {}
-
-    def write(n: int) -> None:
-        sql = f"INSERT INTO {table} VALUES (%(n)s) RETURNING n"
-        if n == 0:
-            sql = "SELECT pg_advisory_xact_lock(4242)"  # waits for the holder
-        elif n == 7:
-            sql = "SELECT 1 / (%(n)s - 7)"  # division by zero
-        try:
-            outcomes[n] = commits.execute(sql, {"n": n})
-        except Exception as exc:
-            outcomes[n] = exc
-
-    threads = [threading.Thread(target=write, args=(0,))]
-    threads[0].start()
-    deadline = time.monotonic() + 10
-    while commits.transactions < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    threads += [threading.Thread(target=write, args=(n,)) for n in range(1, 11)]
-    for thread in threads[1:]:
-        thread.start()
-    while commits.waiting < 10:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    holder.execute("SELECT pg_advisory_unlock(4242)")
-    holder.close()
-    for thread in threads:
-        thread.join()
-    assert isinstance(outcomes.pop(7), psycopg.errors.DivisionByZero)
-    assert outcomes == {0: ("",), **{n: (n,) for n in range(1, 11) if n != 7}}
-    with cursors.cursor() as cursor:
-        stored = [row[0] for row in cursor.execute(f"SELECT n FROM {table} ORDER BY n")]
-        cursor.execute(f"DROP TABLE {table}")
-    assert stored == [n for n in range(1, 11) if n != 7]
-    # The lone first statement, the batch of ten (rolled back by the failure), each alone.
-    assert commits.transactions == 1 + 1 + 10
-
-
-def test_a_held_write_does_not_hold_up_writers_of_other_runs(
-    postgres_store: SqlTrackingStore, postgres_url: str
-) -> None:
-    """Commits run side by side (up to MAX_IN_FLIGHT): a write waiting on a lock is no queue
-    for everyone else."""
-    domain = TrackingDomain(postgres_store)
-    held_run = new_run(domain).info.run_id
-    free_run = new_run(domain).info.run_id
-    domain.log_metric(held_run, metric("m", 0.0, 1, 0))
-    blocker = _hold_latest_row(postgres_url, held_run)
-    held = threading.Thread(target=domain.log_metric, args=(held_run, metric("m", 1.0, 1, 1)))
-    held.start()
-    try:
-        deadline = time.monotonic() + 10
-        while _waiting_writers(postgres_url) < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        for step in range(5):  # each returns while the other write is still held
-            domain.log_metric(free_run, metric("m", float(step), 1, step))
-        assert held.is_alive()
-    finally:
-        blocker.rollback()
-        blocker.close()
-        held.join()
-    assert len(domain.get_metric_history(free_run, "m", 0, "")[0]) == 5
-    assert [p.step for p in domain.get_metric_history(held_run, "m", 0, "")[0]] == [0, 1]

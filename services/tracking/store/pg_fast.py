@@ -19,15 +19,14 @@ on generated data shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
 
 from mlgrid.api.tracking.v1 import tracking_pb2
-from mlgrid_services.common.group_commit import GroupCommit
-from mlgrid_services.common.pg_raw import RawStatement
+from mlgrid_services.common.group_commit import GroupCommit, Mergeable, Merged
 
 from .pg_binary import bool_array, float8_array, int8_array
 from .pg_conn import PgStatements
@@ -90,14 +89,80 @@ _ONE_POINT = (
     " CAST(%(value)s AS float8), CAST(%(nan)s AS boolean)"
 )
 
+#: The points of concurrent log_metric calls, on any runs, in ONE statement: as _points_statement
+#: with the run a column of the points, and each run's stage in the answer (one row per run).
+_PG_POINTS_OF_RUNS = (
+    "WITH p AS (SELECT * FROM unnest(CAST(%(run_ids)s AS varchar[]), CAST(%(keys)s AS varchar[]),"
+    " %(steps)s, %(timestamps)s, %(vals)s, %(nans)s, %(series)s) AS p(r, k, s, ts, v, n, h)), "
+    "run AS (SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN (SELECT r FROM p)), "
+    "ok AS (SELECT run_uuid FROM run WHERE lifecycle_stage = 'active'), "
+    "ins AS ("
+    ' INSERT INTO metrics (run_uuid, key, step, "timestamp", value, is_nan, series)'
+    " SELECT p.r, p.k, p.s, p.ts, p.v, p.n, p.h FROM p JOIN ok ON ok.run_uuid = p.r"
+    " ON CONFLICT DO NOTHING), "
+    "up AS ("
+    ' INSERT INTO latest_metrics (run_uuid, key, step, "timestamp", value, is_nan)'
+    " SELECT u.r, u.k, u.s, u.ts, u.v, u.n FROM unnest(CAST(%(lrun_ids)s AS varchar[]),"
+    " CAST(%(lkeys)s AS varchar[]), %(lsteps)s, %(ltimestamps)s, %(lvals)s, %(lnans)s)"
+    " AS u(r, k, s, ts, v, n) JOIN ok ON ok.run_uuid = u.r"
+    " ON CONFLICT (run_uuid, key) DO UPDATE SET step = EXCLUDED.step,"
+    ' "timestamp" = EXCLUDED."timestamp", value = EXCLUDED.value, is_nan = EXCLUDED.is_nan'
+    ' WHERE (latest_metrics.step, latest_metrics."timestamp", latest_metrics.value)'
+    ' < (EXCLUDED.step, EXCLUDED."timestamp", EXCLUDED.value)) '
+    "SELECT run_uuid, lifecycle_stage FROM run"
+)
+
+_POINT_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "nan", "series")
+
+
+def _merge_points(calls: Sequence[Mapping[str, Any]]) -> Merged:
+    """The points of several PG_ONE_POINT calls as one statement (group commit merges them)."""
+    run_ids, keys, steps, timestamps, values, nans, series = zip(
+        *[[call[name] for name in _POINT_COLUMNS] for call in calls], strict=True
+    )
+    # One upsert row per (run, key): its greatest (step, timestamp, value) point, in a fixed
+    # order (the order concurrent statements take row locks in, so they cannot deadlock).
+    latest: dict[tuple[str, str], tuple[int, int, float, bool]] = {}
+    for run_id, key, step, timestamp, value, nan in zip(
+        run_ids, keys, steps, timestamps, values, nans, strict=True
+    ):
+        current = latest.get((run_id, key))
+        if current is None or (step, timestamp, value) > current[:3]:
+            latest[(run_id, key)] = (step, timestamp, value, nan)
+    order = sorted(latest)
+    params = {
+        "run_ids": list(run_ids),
+        "keys": list(keys),
+        "steps": int8_array(steps),
+        "timestamps": int8_array(timestamps),
+        "vals": float8_array(values),
+        "nans": bool_array(nans),
+        "series": int8_array(series),
+        "lrun_ids": [run_id for run_id, _ in order],
+        "lkeys": [key for _, key in order],
+        "lsteps": int8_array([latest[rk][0] for rk in order]),
+        "ltimestamps": int8_array([latest[rk][1] for rk in order]),
+        "lvals": float8_array([latest[rk][2] for rk in order]),
+        "lnans": bool_array([latest[rk][3] for rk in order]),
+    }
+
+    def answers(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...] | None]:
+        stages = {run_id: stage for run_id, stage in rows}
+        return [(stages[r],) if r in stages else None for r in run_ids]
+
+    return Merged(_PG_POINTS_OF_RUNS, params, answers)
+
+
 #: log_metric: one point, every column a single value (no arrays to build or parse). The
-#: hottest statement of the service, so it runs through libpq directly (pg_raw).
-PG_ONE_POINT = RawStatement(
+#: hottest statement of the service, so it runs through libpq directly (pg_raw); the calls that
+#: group commit finds waiting together run as one statement (_merge_points).
+PG_ONE_POINT = Mergeable(
     "mlgrid_log_metric",
     _points_statement(
         _ONE_POINT.replace("AS boolean)", "AS boolean), CAST(%(series)s AS bigint)"),
         _ONE_POINT,
     ),
+    _merge_points,
 )
 
 #: Params of a params-only batch in ONE autocommitted statement: check the run, read the keys
