@@ -52,13 +52,18 @@ def make_search_runs_in_parallel(
         _answer(kid, "setup-search")
 
 
-def log_concurrently(sdk: str, uri: str, run_ids: list[str], calls: int) -> list[dict[str, Any]]:
-    """One child per run; each connects and warms up, then all start on one signal.
+def log_concurrently(
+    sdk: str, uri: str, run_ids: list[str], seconds: float
+) -> list[dict[str, Any]]:
+    """One child per run; each connects and warms up, then all start on one signal and log for
+    ``seconds``.
 
-    Returns each child's ``{"start", "end", "calls"}`` (wall-clock seconds).
+    Returns each child's ``{"start", "end", "calls"}`` (wall-clock seconds, calls completed).
     """
     kids = [
-        _spawn(["log-loop", "--sdk", sdk, "--uri", uri, "--run-id", run_id, "--calls", str(calls)])
+        _spawn(
+            ["log-loop", "--sdk", sdk, "--uri", uri, "--run-id", run_id, "--seconds", str(seconds)]
+        )
         for run_id in run_ids
     ]
     for kid in kids:  # every child has imported its SDK and made one call

@@ -24,7 +24,9 @@ class Scale:
     search_max_results: int = 100  # page size of each search (see docs/benchmarks.md)
     setup_procs: int = 8  # parallel client processes that create the search runs (untimed)
     concurrent_procs: int = 8  # processes logging at once ...
-    concurrent_calls: int = 250  # ... each making this many log_metric calls
+    # ... each making log_metric calls for this long: both targets run for the same time, so
+    # the ramp (children starting and stopping) is the same small share of each figure.
+    concurrent_seconds: float = 10.0
     big_file_mib: int = 200  # the large artifact, up and down
     small_files: int = 500  # files in one log_artifacts call ...
     small_file_kib: int = 4  # ... of this size
@@ -34,7 +36,7 @@ class Scale:
     alias_reps: int = 100  # timed get_model_version_by_alias calls
     warmup: int = 5  # untimed calls before each latency phase
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -48,7 +50,7 @@ QUICK = Scale(
     search_max_results=20,
     setup_procs=2,
     concurrent_procs=4,
-    concurrent_calls=20,
+    concurrent_seconds=1.0,
     big_file_mib=8,
     small_files=50,
     list_reps=5,

@@ -74,10 +74,13 @@ def log_loop(args: argparse.Namespace) -> int:
     print(READY, flush=True)
     sys.stdin.readline()
     start = time.time()
-    for step in range(args.calls):
+    deadline = time.monotonic() + args.seconds
+    step = 0
+    while time.monotonic() < deadline:
         sdk.client.log_metric(args.run_id, "loss", 1.0 / (step + 1), step=step)
+        step += 1
     end = time.time()
-    _emit({"start": start, "end": end, "calls": args.calls})
+    _emit({"start": start, "end": end, "calls": step})
     return 0
 
 
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--count", type=int, required=True)
         else:
             sub.add_argument("--run-id", required=True)
-            sub.add_argument("--calls", type=int, required=True)
+            sub.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args(argv)
     handler = {"run": run, "setup-search": setup_search, "log-loop": log_loop}[args.command]
     return handler(args)

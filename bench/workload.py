@@ -232,9 +232,10 @@ def search_runs(sdk: Sdk, scale: Scale, state: State) -> Result:
 
 
 def concurrent_logging(sdk: Sdk, scale: Scale, state: State) -> Result:
-    """``concurrent_procs`` processes, each with its own run, log_metric in a loop at once."""
+    """``concurrent_procs`` processes, each with its own run, log_metric in a loop at once for
+    ``concurrent_seconds``."""
     run_ids = [new_run(sdk, state) for _ in range(scale.concurrent_procs)]
-    spans = children.log_concurrently(sdk.name, sdk.uri, run_ids, scale.concurrent_calls)
+    spans = children.log_concurrently(sdk.name, sdk.uri, run_ids, scale.concurrent_seconds)
     calls = sum(span["calls"] for span in spans)
     wall = max(s["end"] for s in spans) - min(s["start"] for s in spans)
     return {

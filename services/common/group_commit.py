@@ -47,8 +47,10 @@ MAX_BATCH = 64
 #: Commits under way at once, each on its own pooled connection (the stores keep 8 idle).
 MAX_IN_FLIGHT = 8
 #: Commits under way beyond which an arriving writer queues for the next batch, where its
-#: statement may be merged with others (Mergeable): with 8 writers, 2 cut the database's CPU per
-#: log_metric by ~20 % against 8, for the same throughput.
+#: statement may be merged with others (Mergeable). With 8 processes logging on 2 cores, 2 (with
+#: merging) halved PostgreSQL's CPU per log_metric against 8 (0.13 against 0.26 ms) while the
+#: service spent ~0.07 ms more: the same throughput there, and the database, which replicas of
+#: the service share, does half the work (docs/benchmarks.md).
 MERGING_IN_FLIGHT = 2
 #: Seconds a queued writer waits for a leader before it commits on its own (up to MAX_IN_FLIGHT):
 #: a commit held on a row lock must not hold up every other writer of the process.
@@ -91,8 +93,8 @@ class _Write:
         #: Set when this write's caller is to commit a batch (its own write among them).
         self.batch: list[_Write] | None = None
         # Held until the caller is woken: its write is done, or it leads a batch. A lock per
-        # caller wakes exactly that caller (a shared Condition's notify_all woke every waiting
-        # thread after each commit: a quarter of the service's CPU with 8 writers queued).
+        # caller wakes exactly that caller, where a shared Condition's notify_all woke every
+        # waiting thread after each commit, most of them to wait again.
         self.signal = threading.Lock()
         self.signal.acquire()
 
