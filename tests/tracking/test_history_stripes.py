@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import psycopg
 import pytest
 
 from mlgrid.api.tracking.v1 import tracking_pb2 as t
 from mlgrid.store.tracking_store import HistoryColumns
 from mlgrid_services.tracking.domain import TrackingDomain
 from mlgrid_services.tracking.store import pg_history
+from mlgrid_services.tracking.store.series import metric_series
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
 
 from .helpers import metric, new_run
@@ -151,3 +154,38 @@ def test_with_every_stripe_connection_busy_a_read_goes_on_alone(
     # Released by each read: a read now takes its stripe connections again.
     assert _read(postgres_store.iter_metric_history_columns(run_id, "h", 10)) == _expected(points)
     assert _free_stripe_connections() == pg_history.MAX_STRIPE_CONNECTIONS
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_a_vacuumed_history_is_read_from_the_index_alone_and_metrics_are_vacuumed_often(
+    postgres_store: SqlTrackingStore, postgres_url: str
+) -> None:
+    """Migration 0006 has autovacuum visit the metrics table after every million new points, so
+    the histories being read are marked all-visible, and a chunk of one then never visits the
+    table (Heap Fetches: 0): that is what the setting buys."""
+    domain = TrackingDomain(postgres_store)
+    run_id = new_run(domain).info.run_id
+    _log(domain, run_id, [metric("m", float(i), 10 + i, i) for i in range(2000)])
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = CAST('metrics' AS regclass)"
+        ).fetchone()
+        assert row is not None
+        assert {"autovacuum_vacuum_insert_scale_factor=0",
+                "autovacuum_vacuum_insert_threshold=1000000"} <= set(row[0])  # fmt: skip
+        conn.execute("VACUUM metrics")
+        params = {"series": metric_series(run_id, "m"), "run_id": run_id, "key": "m",
+                  **pg_history.BEFORE_ALL, "last_step": 1999, "limit": 1000}  # fmt: skip
+        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + pg_history.CHUNK, params).fetchone()
+    assert row is not None
+    nodes = list(_plan_nodes(row[0][0]["Plan"]))
+    scans = [node for node in nodes if "Scan" in node["Node Type"]]
+    assert [(s["Node Type"], s["Index Name"], s["Heap Fetches"]) for s in scans] == [
+        ("Index Only Scan", "uq_metrics_point", 0)
+    ]
+    assert scans[0]["Actual Rows"] == 1000

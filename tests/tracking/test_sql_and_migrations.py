@@ -35,7 +35,7 @@ TABLES = {
     "run_model_inputs",
 }
 #: The newest tracking revision.
-HEAD = "0005_latest_metrics_value_index"
+HEAD = "0006_metrics_insert_vacuum"
 
 
 @pytest.mark.parametrize(

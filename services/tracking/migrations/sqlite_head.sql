@@ -1,7 +1,7 @@
 -- What this service's migrations leave in an empty SQLite database, at this revision.
 -- Written by python -m mlgrid_services.common.schema_snapshot; do not edit by hand.
--- revision: 0005_latest_metrics_value_index
--- migrations: 0001_initial.py 0002_metric_series.py 0003_metric_points_once.py 0004_logged_models.py 0005_latest_metrics_value_index.py
+-- revision: 0006_metrics_insert_vacuum
+-- migrations: 0001_initial.py 0002_metric_series.py 0003_metric_points_once.py 0004_logged_models.py 0005_latest_metrics_value_index.py 0006_metrics_insert_vacuum.py
 -- table: alembic_version_tracking
 -- table: experiments
 -- table: datasets
@@ -200,6 +200,6 @@ CREATE TABLE run_model_inputs (
 -- ;
 CREATE INDEX ix_latest_metrics_key_value ON latest_metrics ("key", is_nan, value)
 -- ;
-INSERT INTO "alembic_version_tracking" ("version_num") VALUES ('0005_latest_metrics_value_index')
+INSERT INTO "alembic_version_tracking" ("version_num") VALUES ('0006_metrics_insert_vacuum')
 -- ;
 INSERT INTO "experiments" ("experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time") VALUES (0, 'Default', '', 'active', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
