@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from mlgrid.exceptions import InvalidParameterValue, MlgridException
-from mlgrid_services.common.group_commit import GroupCommit, Mergeable, Merged
+from mlgrid_services.common.group_commit import MERGING_IN_FLIGHT, GroupCommit, Mergeable, Merged
+from mlgrid_services.common.pg_cursors import PgCursors
 from mlgrid_services.tracking.domain import TrackingDomain
 from mlgrid_services.tracking.store import pg_fast
 from mlgrid_services.tracking.store.sql_store import SqlTrackingStore
@@ -92,80 +93,42 @@ def test_writers_that_overlap_share_one_commit_and_each_sees_its_own_outcome(
     postgres_store._fast.commits = own
 
 
-def test_a_failing_statement_fails_only_its_own_caller(postgres_store: SqlTrackingStore) -> None:
-    assert postgres_store._fast is not None
-    cursors = postgres_store._fast.cursors
-    table = f"group_commit_{uuid.uuid4().hex[:8]}"
-    with cursors.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {table} (n int PRIMARY KEY)")
-    commits = GroupCommit(cursors, max_in_flight=1)
+def _queued_behind_a_lock(
+    commits: GroupCommit, cursors: PgCursors, write: Callable[[int], object], count: int
+) -> dict[int, object]:
+    """Writes 1..``count`` (``write(n)`` on a thread each) queued behind a first statement of
+    ``commits`` that waits on an advisory lock; each one's row, or what it raised (and the first
+    statement's row under 0)."""
     holder = cursors.connect()
     holder.execute("SELECT pg_advisory_lock(4242)")
     outcomes: dict[int, object] = {}
 
-    def write(n: int) -> None:
-        sql = f"INSERT INTO {table} VALUES (%(n)s) RETURNING n"
-        if n == 0:
-            sql = "SELECT pg_advisory_xact_lock(4242)"  # waits for the holder
-        elif n == 7:
-            sql = "SELECT 1 / (%(n)s - 7)"  # division by zero
+    def run(n: int) -> None:
         try:
-            outcomes[n] = commits.execute(sql, {"n": n})
+            if n == 0:  # waits for the holder
+                outcomes[n] = commits.execute("SELECT pg_advisory_xact_lock(4242)", {})
+            else:
+                outcomes[n] = write(n)
         except Exception as exc:
             outcomes[n] = exc
 
-    threads = [threading.Thread(target=write, args=(0,))]
+    threads = [threading.Thread(target=run, args=(0,))]
     threads[0].start()
     deadline = time.monotonic() + 10
     while commits.transactions < 1:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    threads += [threading.Thread(target=write, args=(n,)) for n in range(1, 11)]
+    threads += [threading.Thread(target=run, args=(n,)) for n in range(1, count + 1)]
     for thread in threads[1:]:
         thread.start()
-    while commits.waiting < 10:
+    while commits.waiting < count:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     holder.execute("SELECT pg_advisory_unlock(4242)")
     holder.close()
     for thread in threads:
         thread.join()
-    assert isinstance(outcomes.pop(7), psycopg.errors.DivisionByZero)
-    assert outcomes == {0: ("",), **{n: (n,) for n in range(1, 11) if n != 7}}
-    with cursors.cursor() as cursor:
-        stored = [row[0] for row in cursor.execute(f"SELECT n FROM {table} ORDER BY n")]
-        cursor.execute(f"DROP TABLE {table}")
-    assert stored == [n for n in range(1, 11) if n != 7]
-    # The lone first statement, the batch of ten (rolled back by the failure), each alone.
-    assert commits.transactions == 1 + 1 + 10
-
-
-def test_a_held_write_does_not_hold_up_writers_of_other_runs(
-    postgres_store: SqlTrackingStore, postgres_url: str
-) -> None:
-    """Commits run side by side (up to MAX_IN_FLIGHT): a write waiting on a lock is no queue
-    for everyone else."""
-    domain = TrackingDomain(postgres_store)
-    held_run = new_run(domain).info.run_id
-    free_run = new_run(domain).info.run_id
-    domain.log_metric(held_run, metric("m", 0.0, 1, 0))
-    blocker = _hold_latest_row(postgres_url, held_run)
-    held = threading.Thread(target=domain.log_metric, args=(held_run, metric("m", 1.0, 1, 1)))
-    held.start()
-    try:
-        deadline = time.monotonic() + 10
-        while _waiting_writers(postgres_url) < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        for step in range(5):  # each returns while the other write is still held
-            domain.log_metric(free_run, metric("m", float(step), 1, step))
-        assert held.is_alive()
-    finally:
-        blocker.rollback()
-        blocker.close()
-        held.join()
-    assert len(domain.get_metric_history(free_run, "m", 0, "")[0]) == 5
-    assert [p.step for p in domain.get_metric_history(held_run, "m", 0, "")[0]] == [0, 1]
+    return outcomes
 
 
 def _queue_behind_a_held_write(
@@ -274,12 +237,16 @@ def test_log_metric_calls_that_queue_together_run_as_one_statement_each_with_its
     assert domain.get_metric_history(deleted_run, "m", 0, "")[0] == []
 
 
-def test_a_merged_statement_that_fails_runs_each_write_on_its_own(
-    postgres_store: SqlTrackingStore,
+@pytest.mark.parametrize("merged", [False, True], ids=["pipelined", "merged"])
+def test_a_failing_statement_in_a_batch_fails_only_its_own_caller(
+    postgres_store: SqlTrackingStore, merged: bool
 ) -> None:
+    """Ten writes queue into one batch, one of them refused by the table (n = 7): the shared
+    transaction (pipelined statements, or one merged statement) rolls back whole, each write
+    then runs alone, and only the refused one fails."""
     assert postgres_store._fast is not None
     cursors = postgres_store._fast.cursors
-    table = f"merged_{uuid.uuid4().hex[:8]}"
+    table = f"group_commit_{uuid.uuid4().hex[:8]}"
     with cursors.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {table} (n int PRIMARY KEY CHECK (n <> 7))")
     merges: list[int] = []
@@ -293,56 +260,31 @@ def test_a_merged_statement_that_fails_runs_each_write_on_its_own(
             lambda rows: [(n,) if (n,) in rows else None for n in numbers],
         )
 
-    insert = Mergeable(
-        f"test_{table}", f"INSERT INTO {table} VALUES (CAST(%(n)s AS int)) RETURNING n", merge
-    )
+    sql = f"INSERT INTO {table} VALUES (CAST(%(n)s AS int)) RETURNING n"
+    insert = Mergeable(f"test_{table}", sql, merge) if merged else sql
     commits = GroupCommit(cursors, max_in_flight=1)
-    holder = cursors.connect()
-    holder.execute("SELECT pg_advisory_lock(4243)")
-    outcomes: dict[int, object] = {}
-
-    def write(n: int) -> None:
-        try:
-            if n == 0:  # waits for the holder
-                outcomes[n] = commits.execute("SELECT pg_advisory_xact_lock(4243)", {})
-            else:
-                outcomes[n] = commits.execute(insert, {"n": n})
-        except Exception as exc:
-            outcomes[n] = exc
-
-    threads = [threading.Thread(target=write, args=(0,))]
-    threads[0].start()
-    deadline = time.monotonic() + 10
-    while commits.transactions < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    threads += [threading.Thread(target=write, args=(n,)) for n in range(1, 11)]
-    for thread in threads[1:]:
-        thread.start()
-    while commits.waiting < 10:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    holder.execute("SELECT pg_advisory_unlock(4243)")
-    holder.close()
-    for thread in threads:
-        thread.join()
-    assert merges == [10]
+    outcomes = _queued_behind_a_lock(
+        commits, cursors, lambda n: commits.execute(insert, {"n": n}), 10
+    )
+    assert merges == ([10] if merged else [])
     assert isinstance(outcomes.pop(7), psycopg.errors.CheckViolation)
-    # Alone, the statement runs through libpq: its answer as text.
-    assert outcomes == {0: ("",), **{n: (str(n),) for n in range(1, 11) if n != 7}}
+    # Alone, a Mergeable runs through libpq (pg_raw): its answer comes as text.
+    assert outcomes == {0: ("",), **{n: (str(n) if merged else n,) for n in range(1, 11) if n != 7}}
     with cursors.cursor() as cursor:
         stored = [row[0] for row in cursor.execute(f"SELECT n FROM {table} ORDER BY n")]
         cursor.execute(f"DROP TABLE {table}")
     assert stored == [n for n in range(1, 11) if n != 7]
-    # The lone first statement, the merged one (rolled back by the failure), each alone.
+    # The lone first statement, the batch (rolled back by the failure), then each alone.
     assert commits.transactions == 1 + 1 + 10
 
 
-def test_a_queued_writer_commits_on_its_own_once_its_patience_is_over(
-    postgres_store: SqlTrackingStore, postgres_url: str
+@pytest.mark.parametrize("merging_in_flight", [MERGING_IN_FLIGHT, 1])
+def test_a_held_write_holds_up_writers_of_other_runs_at_most_for_the_patience(
+    postgres_store: SqlTrackingStore, postgres_url: str, merging_in_flight: int
 ) -> None:
-    """Past MERGING_IN_FLIGHT commits, writers queue to be merged; one held there (its leader
-    waits on a lock) goes on its own after the patience, while the held write still waits."""
+    """While one write waits on a row lock, writes of another run still commit: beside it
+    (below MERGING_IN_FLIGHT commits under way), or, queued behind it to be merged, on their own
+    once the patience is over."""
     patience = 0.05
     domain = TrackingDomain(postgres_store)
     held_run, free_run = (new_run(domain).info.run_id for _ in range(2))
@@ -350,7 +292,7 @@ def test_a_queued_writer_commits_on_its_own_once_its_patience_is_over(
     assert postgres_store._fast is not None
     own = postgres_store._fast.commits
     postgres_store._fast.commits = GroupCommit(
-        postgres_store._fast.cursors, merging_in_flight=1, patience=patience
+        postgres_store._fast.cursors, merging_in_flight=merging_in_flight, patience=patience
     )
     blocker = _hold_latest_row(postgres_url, held_run)
     held = threading.Thread(target=domain.log_metric, args=(held_run, metric("m", 1.0, 1, 1)))
@@ -361,7 +303,8 @@ def test_a_queued_writer_commits_on_its_own_once_its_patience_is_over(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         start = time.monotonic()
-        domain.log_metric(free_run, metric("m", 1.0, 1, 0))
+        for step in range(5):  # each returns while the other write is still held
+            domain.log_metric(free_run, metric("m", float(step), 1, step))
         waited = time.monotonic() - start
         assert held.is_alive()
     finally:
@@ -369,6 +312,7 @@ def test_a_queued_writer_commits_on_its_own_once_its_patience_is_over(
         blocker.close()
         held.join()
         postgres_store._fast.commits = own
-    assert patience <= waited < 5
-    assert [p.step for p in domain.get_metric_history(free_run, "m", 0, "")[0]] == [0]
+    if merging_in_flight == 1:  # each of the five queued behind the held one first
+        assert 5 * patience <= waited < 10
+    assert [p.step for p in domain.get_metric_history(free_run, "m", 0, "")[0]] == list(range(5))
     assert [p.step for p in domain.get_metric_history(held_run, "m", 0, "")[0]] == [0, 1]
