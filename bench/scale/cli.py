@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the embedded phase's mlgrid commits asynchronously (MLGRID_STORE_ASYNC_COMMIT: "
         "survives the process's death, not a power cut; MLflow stays on its durable default)",
     )
+    parser.add_argument(
+        "--cpu-writers",
+        type=int,
+        default=1,
+        help="client processes of the cpu phase logging at once, each on its own run (default 1)",
+    )
     add_client_env_option(parser, "mlgrid's client processes (cpu and embedded phases)")
     parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
     args = parser.parse_args(argv)
@@ -83,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not targets or set(targets) - {"mlgrid", "mlflow"}:
         parser.error(f"--targets: allowed are mlgrid and mlflow; got {args.targets!r}")
     args.targets = targets
+    if not 1 <= args.cpu_writers <= 64:
+        parser.error(f"--cpu-writers: from 1 to 64; got {args.cpu_writers}")
     return args
 
 
@@ -110,6 +118,7 @@ def options(args: argparse.Namespace) -> tuple[phases.Options, list[str]]:
             artifact_mib=artifact_mib,
             log_metric_calls=300 if quick else 2_000,
             embedded_reps=2 if quick else 5,
+            cpu_writers=args.cpu_writers,
             embedded_async_commit=args.embedded_async_commit,
             mlgrid_client_env=dict(args.mlgrid_client_env),
             calls=5 if quick else 20,

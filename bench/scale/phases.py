@@ -45,6 +45,8 @@ class Options:
     artifact_mib: int
     log_metric_calls: int
     embedded_reps: int
+    #: Client processes of the cpu phase logging at once, each on its own run.
+    cpu_writers: int = 1
     #: The embedded phase's mlgrid runs with MLGRID_STORE_ASYNC_COMMIT=true (SQLite
     #: synchronous=NORMAL: survives the process's death, not a power cut; MLflow stays durable).
     embedded_async_commit: bool = False
@@ -359,36 +361,57 @@ def _backends(db_url: str) -> list[psutil.Process]:
     return procs
 
 
-def cpu_per_call(ctx: Context) -> dict[str, Any]:
-    """Summed CPU (user + system) of the client, every server process and the database's
-    backends over N synchronous ``log_metric`` calls, per call."""
+def _log_metric_client(
+    ctx: Context, experiment_id: str, python: str, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    """A client process with a run of its own, warmed up and waiting for ``go``."""
+    run_id, _ = ctx.remote.create_run(experiment_id)
     server = _server_name(ctx)
-    run_id, _ = ctx.remote.create_run(ctx.remote.create_experiment("scale-cpu"))
+    return subprocess.Popen(
+        [python, str(CLIENT_SCRIPT), "log-metric", "--sdk", server, "--uri", ctx.server.uri,
+         "--run-id", run_id, "--calls", str(ctx.options.log_metric_calls)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def _answer(child: subprocess.Popen[str]) -> dict[str, Any]:
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith(RESULT_MARKER):
+            answer: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
+            return answer
+    raise RuntimeError("a log_metric client gave no result")
+
+
+def cpu_per_call(ctx: Context) -> dict[str, Any]:
+    """Summed CPU (user + system) of the clients, every server process and the database's
+    backends over N synchronous ``log_metric`` calls per client, per call. With
+    ``cpu_writers`` clients at once, each on its own run, it is what a call costs under that
+    concurrency (group commit merging writes, the cores shared), and the calls per second."""
+    server = _server_name(ctx)
     python = sys.executable if server == "mlgrid" else str(mlflow_env.python())
-    calls = ctx.options.log_metric_calls
+    calls = ctx.options.log_metric_calls * ctx.options.cpu_writers
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGRID_"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     if server == "mlgrid":
         env.update(ctx.options.mlgrid_client_env)
-    child = subprocess.Popen(
-        [python, str(CLIENT_SCRIPT), "log-metric", "--sdk", server, "--uri", ctx.server.uri,
-         "--run-id", run_id, "--calls", str(calls)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    assert child.stdin is not None and child.stdout is not None
+    experiment_id = ctx.remote.create_experiment("scale-cpu")
+    children = [
+        _log_metric_client(ctx, experiment_id, python, env) for _ in range(ctx.options.cpu_writers)
+    ]
     try:
-        if child.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the {server} client did not start")
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {server} client did not start")
         tree = servers.process_tree(ctx.server.process.pid)
         backends = _backends(ctx.db_url)
         tree_before, db_before = _cpu_each(tree), _cpu(backends)
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        answer: dict[str, Any] = {}
-        for line in child.stdout:
-            if line.startswith(RESULT_MARKER):
-                answer = json.loads(line[len(RESULT_MARKER) :])
-                break
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        answers = [_answer(child) for child in children]
         tree_after = _cpu_each(tree)
         # Backends the server opened during the calls (a pool growing) count whole.
         known = {proc.pid for proc in backends}
@@ -400,31 +423,35 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
             by_role[role] = by_role.get(role, 0.0) + after - tree_before[proc]
         server_cpu = sum(by_role.values())
     finally:
-        child.stdin.close()
-        child.wait(60)
-    if not answer:
-        raise RuntimeError(f"the {server} client gave no result")
-    client_cpu = answer["cpu_seconds"]
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+            child.wait(60)
+    client_cpu = sum(answer["cpu_seconds"] for answer in answers)
+    wall = max(answer["wall_seconds"] for answer in answers)
     total_ms = (client_cpu + server_cpu + db_cpu) * 1000 / calls
     row = {
         "size": calls,
+        "writers": len(children),
         "cpu_ms_per_call": total_ms,
         "client_ms": client_cpu * 1000 / calls,
         "server_ms": server_cpu * 1000 / calls,
         "database_ms": db_cpu * 1000 / calls,
-        "wall_ms_per_call": answer["wall_seconds"] * 1000 / calls,
+        "wall_ms_per_call": wall * 1000 / ctx.options.log_metric_calls,
+        "calls_per_s": calls / wall,
         "server_ms_by_process": {
             role: cpu * 1000 / calls for role, cpu in sorted(by_role.items()) if cpu > 0
         },
     }
     split = ", ".join(f"{k} {v:.3f}" for k, v in row["server_ms_by_process"].items())
     print(
-        f"  cpu/log_metric {ctx.target}: {total_ms:.3f} ms (client {row['client_ms']:.3f}, "
-        f"server {row['server_ms']:.3f} [{split}], db {row['database_ms']:.3f}); "
-        f"wall {row['wall_ms_per_call']:.2f} ms a call, load {os.getloadavg()[0]:.1f}",
+        f"  cpu/log_metric {ctx.target}, {len(children)} writer(s): {total_ms:.3f} ms (client "
+        f"{row['client_ms']:.3f}, server {row['server_ms']:.3f} [{split}], db "
+        f"{row['database_ms']:.3f}); wall {row['wall_ms_per_call']:.2f} ms a call, "
+        f"{row['calls_per_s']:,.0f} calls/s, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    if server == "mlgrid":
+    if server == "mlgrid" and len(children) == 1:
         # The same shape of round trip with nothing in it, measured right after: how much of
         # the figure any Python gRPC client and server pay before doing any work.
         floor = grpc_floor.measure(calls)

@@ -28,7 +28,8 @@ def _label(phase: str, row: dict[str, Any]) -> str:
         return f"{size} entries"
     if phase == "transfer":
         return f"{size} MiB {row['way']}"
-    return f"{size} calls"
+    writers = row.get("writers", 1)
+    return f"{size} calls" if writers == 1 else f"{size} calls, {writers} writers at once"
 
 
 def _cell(phase: str, row: dict[str, Any] | None) -> str:
@@ -43,6 +44,8 @@ def _cell(phase: str, row: dict[str, Any] | None) -> str:
             f" (client {row['client_ms']:.3f} / server {row['server_ms']:.3f} / "
             f"db {row['database_ms']:.3f})"
         )
+        if row.get("writers", 1) > 1:
+            text += f"; {row['calls_per_s']:,.0f} calls/s"
         if "grpc_floor_ms" in row:
             text += f"; bare gRPC round trip {row['grpc_floor_ms']:.3f} {unit}"
     return text

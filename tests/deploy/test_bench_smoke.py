@@ -24,6 +24,29 @@ from bench import cli, cpu, report  # noqa: E402
 from bench.phases import BY_ID, PHASES  # noqa: E402
 
 
+@pytest.mark.postgres
+@pytest.mark.timeout(180)
+def test_scale_cpu_phase_with_several_writers_counts_every_clients_calls(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # --cpu-writers 3: three client processes log at once, each on its own run; the figure is
+    # the CPU of all of them, the servers and the database over all their calls.
+    done, saved = _run_quick(
+        "bench.scale", tmp_path / "scale.json", "--phases", "cpu", "--targets", "mlgrid",
+        "--cpu-writers", "3", timeout=160,
+    )  # fmt: skip
+    (row,) = saved["results"]["mlgrid"]["cpu"]["rows"]
+    assert (row["size"], row["writers"]) == (900, 3)
+    assert row["calls_per_s"] > 0 and row["client_ms"] > 0 and row["database_ms"] > 0
+    assert row["cpu_ms_per_call"] == pytest.approx(
+        row["client_ms"] + row["server_ms"] + row["database_ms"]
+    )
+    assert "grpc_floor_ms" not in row  # the bare round trip is one client's
+    assert "cpu/log_metric mlgrid, 3 writer(s):" in done.stdout
+    assert f"| 900 calls, 3 writers at once | {row['cpu_ms_per_call']:,.3f} ms" in done.stdout
+    assert f"{row['calls_per_s']:,.0f} calls/s" in done.stdout
+
+
 def _run_quick(
     module: str, output: Path, *args: str, timeout: float
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:

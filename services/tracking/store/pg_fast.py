@@ -6,7 +6,7 @@ in a bench/ phase:
 
 | path | statement | bench phase |
 |---|---|---|
-| log_metric | PG_ONE_POINT: check the run, append the point, move the latest | log_metric |
+| log_metric | PG_ONE_POINT: check the run, append the point, move the latest (calls queued together: one statement, _merge_points) | log_metric, concurrent_logging |
 | metrics-only log_batch | ``INSERT … SELECT FROM unnest(binary arrays)`` (pg_binary) | log_batch |
 | params-only log_batch, log_param | PG_PARAMS_ONE_SHOT | create_runs |
 | create_run | _PG_CREATE_RUN: the run and its tags | create_runs |
