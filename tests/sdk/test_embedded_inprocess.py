@@ -302,7 +302,8 @@ tracking_loaded_alembic = "alembic" in sys.modules
 mlgrid.set_registry_uri(sys.argv[1])
 mlgrid.MlflowClient().create_registered_model("newcomer-model")
 print(run.info.run_id, tracking_loaded_alembic, "psycopg" in sys.modules,
-      "sqlalchemy.dialects.mysql" in sys.modules)
+      "sqlalchemy.dialects.mysql" in sys.modules,
+      "mlgrid_services.common.auth.store" in sys.modules)
 """
 
 
@@ -319,11 +320,12 @@ def test_an_embedded_sqlite_script_loads_no_other_databases_driver_or_dialect(
 ) -> None:
     """The newcomer's default (embedded, SQLite), tracking and then the registry: psycopg is only
     for PostgreSQL stores (~50 ms of a script's start), SQLAlchemy's MySQL dialects only for
-    MySQL (~18 ms), and a new tracking database is made from the schema snapshot, without
-    Alembic."""
+    MySQL (~18 ms), the auth store only when auth is on (~20 ms), and a new tracking database is
+    made from the schema snapshot, without Alembic."""
     stdout, store = _run_embedded(tmp_path, _NEWCOMER, "newcomer")
-    run_id, alembic_loaded, psycopg_loaded, mysql_loaded = stdout.split()
-    assert (alembic_loaded, psycopg_loaded, mysql_loaded) == ("False", "False", "False"), stdout
+    run_id, *loaded = stdout.split()
+    # alembic, psycopg, SQLAlchemy's MySQL dialect, the auth store
+    assert loaded == ["False"] * 4, stdout
     assert MlflowClient(store).get_run(run_id).data.metrics == {"m": 1.0}
     assert MlflowClient(store).get_registered_model("newcomer-model").name == "newcomer-model"
 

@@ -22,7 +22,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlgrid.exceptions import Unauthenticated
 from mlgrid.protocol import AUTHORIZATION_METADATA, IDENTITY_METADATA
@@ -30,8 +30,12 @@ from mlgrid.protocol import AUTHORIZATION_METADATA, IDENTITY_METADATA
 from .assertion import AssertionSigner
 from .identity import SERVICE_SUBJECT_PREFIX, Identity
 from .passwords import TOKEN_PREFIX, verify_password
-from .store import AuthStore
 from .ttl_cache import TtlCache
+
+if TYPE_CHECKING:
+    # Only its type here: outgoing.py takes service_credentials from this module in every
+    # service, auth on or off, and the store would bring SQLAlchemy's auth schema with it.
+    from .store import AuthStore
 
 #: Bearer prefix of the credentials mlgrid's services present to one another.
 SERVICE_TOKEN_PREFIX = "mlgs."

@@ -10,6 +10,7 @@ their cache time).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mlgrid.api.auth.v1 import auth_service_pb2 as pb
 from mlgrid.api.auth.v1 import auth_service_pb2_grpc as pb_grpc
@@ -17,10 +18,14 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.store.paging import decode_page_token, encode_page_token
 
 from .identity import Identity, current_identity
-from .permissions import Permission, ResourceKind, parse_permission
+from .permissions import Permission, ResourceKind, parse_kind, parse_permission
 from .policy import ANYONE, Rule
-from .runtime import AuthRuntime
-from .store import DEFAULT_WORKSPACE, GrantRecord, TokenRecord, UserRecord, parse_kind
+
+if TYPE_CHECKING:
+    # Not at run time: the store (SQLAlchemy, the auth schema) loads when auth is first used,
+    # so a tracking service with auth off (an embedded stack) never imports it.
+    from .runtime import AuthRuntime
+    from .store import GrantRecord, TokenRecord, UserRecord
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AuthService"].full_name
 _MAX_PAGE = 1000
@@ -100,6 +105,8 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
         caller = current_identity()
         if runtime is None:
             return pb.WhoAmIResponse(is_admin=True, auth_enabled=False)
+        from .store import DEFAULT_WORKSPACE  # loaded with the runtime already
+
         view = runtime.access.view(caller) if not caller.is_service else None
         return pb.WhoAmIResponse(
             subject=caller.subject,

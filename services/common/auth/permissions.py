@@ -49,3 +49,14 @@ class ResourceKind(str, enum.Enum):
     @property
     def shown(self) -> str:
         return self.value.replace("_", " ")
+
+
+def parse_kind(value: int) -> ResourceKind:
+    """The proto's ResourceType number as a kind; a clear error for UNSPECIFIED or unknown."""
+    kinds = {1: ResourceKind.EXPERIMENT, 2: ResourceKind.REGISTERED_MODEL}
+    if value not in kinds:
+        raise InvalidParameterValue(
+            f"resource_type {value} is not a resource type; use RESOURCE_TYPE_EXPERIMENT or "
+            "RESOURCE_TYPE_REGISTERED_MODEL"
+        )
+    return kinds[value]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from mlgrid.exceptions import ResourceAlreadyExists
 
-from .access import AccessControl
 from .assertion import AssertionSigner
 from .authenticator import Authenticator, JwtVerifier
 from .settings import AuthSettings
-from .store import AuthStore
+
+if TYPE_CHECKING:
+    from .access import AccessControl
+    from .store import AuthStore
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +24,14 @@ class AuthRuntime:
     """The auth machinery of one process."""
 
     def __init__(self, settings: AuthSettings, jwt_verifier: JwtVerifier | None = None) -> None:
+        # Imported here: every service imports this module, and the store brings SQLAlchemy
+        # and the auth schema (~20 ms of a process's start), needed only when auth is on.
+        from .access import AccessControl
+        from .store import AuthStore
+
         settings.check()
         self.settings = settings
-        self.store = AuthStore(settings.store_uri)
+        self.store: AuthStore = AuthStore(settings.store_uri)
         self.signer = AssertionSigner(settings.secret)
         self.authenticator = Authenticator(
             self.store,
@@ -31,7 +39,7 @@ class AuthRuntime:
             cache_seconds=settings.cache_seconds,
             jwt_verifier=jwt_verifier,
         )
-        self.access = AccessControl(self.store, settings.cache_seconds)
+        self.access: AccessControl = AccessControl(self.store, settings.cache_seconds)
         self.store.ensure_default(settings.default_permission)
         admin = settings.admin_username
         if admin and settings.admin_password and self.store.password_record(admin) is None:
