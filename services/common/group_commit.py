@@ -49,7 +49,7 @@ MAX_IN_FLIGHT = 8
 #: Commits under way beyond which an arriving writer queues for the next batch, where its
 #: statement may be merged with others (Mergeable). With 8 processes logging on 2 cores, 2 (with
 #: merging) halved PostgreSQL's CPU per log_metric against 8 (0.13 against 0.26 ms) while the
-#: service spent ~0.07 ms more: the same throughput there, and the database, which replicas of
+#: service spent ~0.06 ms more: the same throughput there, and the database, which replicas of
 #: the service share, does half the work (docs/benchmarks.md).
 MERGING_IN_FLIGHT = 2
 #: Seconds a queued writer waits for a leader before it commits on its own (up to MAX_IN_FLIGHT):
@@ -190,13 +190,14 @@ class GroupCommit:
     def _commit(self, batch: list[_Write]) -> None:
         """Commits ``batch``; every write in it ends done, with a row or an error."""
         try:
-            units = _units(batch)
-            if len(units) > 1:
-                self._commit_together(units)
-            elif len(batch) == 1:
+            if len(batch) == 1:  # the lone writer's path: nothing to merge or pipeline
                 self._commit_alone(batch[0])
-            else:
+                return
+            units = _units(batch)
+            if len(units) == 1:
                 self._commit_merged(units[0])
+            else:
+                self._commit_together(units)
         except BaseException as exc:  # never leave a caller waiting for ever
             for write in batch:
                 if not write.done:
