@@ -24,29 +24,6 @@ from bench import cli, cpu, report  # noqa: E402
 from bench.phases import BY_ID, PHASES  # noqa: E402
 
 
-@pytest.mark.postgres
-@pytest.mark.timeout(180)
-def test_scale_cpu_phase_with_several_writers_counts_every_clients_calls(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    # --cpu-writers 3: three client processes log at once, each on its own run; the figure is
-    # the CPU of all of them, the servers and the database over all their calls.
-    done, saved = _run_quick(
-        "bench.scale", tmp_path / "scale.json", "--phases", "cpu", "--targets", "mlgrid",
-        "--cpu-writers", "3", timeout=160,
-    )  # fmt: skip
-    (row,) = saved["results"]["mlgrid"]["cpu"]["rows"]
-    assert (row["size"], row["writers"]) == (900, 3)
-    assert row["calls_per_s"] > 0 and row["client_ms"] > 0 and row["database_ms"] > 0
-    assert row["cpu_ms_per_call"] == pytest.approx(
-        row["client_ms"] + row["server_ms"] + row["database_ms"]
-    )
-    assert "grpc_floor_ms" not in row  # the bare round trip is one client's
-    assert "cpu/log_metric mlgrid, 3 writer(s):" in done.stdout
-    assert f"| 900 calls, 3 writers at once | {row['cpu_ms_per_call']:,.3f} ms" in done.stdout
-    assert f"{row['calls_per_s']:,.0f} calls/s" in done.stdout
-
-
 def _run_quick(
     module: str, output: Path, *args: str, timeout: float
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -252,22 +229,36 @@ def test_mlgrid_client_settings_reach_only_the_clients_of_mlgrids_sdk() -> None:
 
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
-def test_scale_cpu_phase_sets_the_bare_grpc_round_trip_beside_mlgrids_call(
-    tmp_path: Path, postgres_url: str
+@pytest.mark.parametrize("writers", [1, 3])
+def test_scale_cpu_phase_counts_every_writers_calls_and_sets_the_bare_round_trip_beside_one(
+    tmp_path: Path, postgres_url: str, writers: int
 ) -> None:
-    # The cpu phase measures a pipelined log_metric through `mlgrid up`, then the same bytes
-    # echoed by a bare gRPC server (bench/scale/grpc_floor.py): the floor any Python client and
-    # server pay. The floor is a share of mlgrid's figure, which adds the database and the work.
+    # The cpu phase measures pipelined log_metric calls through `mlgrid up`: the CPU of the
+    # clients (each on its own run, `writers` of them at once), the servers and the database.
+    # With one writer it then measures the same bytes echoed by a bare gRPC server
+    # (bench/scale/grpc_floor.py): the floor any Python client and server pay, a share of
+    # mlgrid's figure, which adds the database and the work.
     done, saved = _run_quick(
         "bench.scale", tmp_path / "scale.json", "--phases", "cpu", "--targets", "mlgrid",
-        timeout=160,
+        "--cpu-writers", str(writers), timeout=160,
     )  # fmt: skip
     (row,) = saved["results"]["mlgrid"]["cpu"]["rows"]
-    assert row["size"] == 300
+    assert (row["size"], row["writers"]) == (300 * writers, writers)
+    assert row["cpu_ms_per_call"] == pytest.approx(
+        row["client_ms"] + row["server_ms"] + row["database_ms"]
+    )
+    assert row["client_ms"] > 0 and row["calls_per_s"] > 0
+    assert row["database_ms"] > 0 and row["server_ms_by_process"]["tracking"] > 0
+    assert f"cpu/log_metric mlgrid, {writers} writer(s):" in done.stdout
+    if writers > 1:
+        assert "grpc_floor_ms" not in row  # the bare round trip is one client's
+        label = f"| {300 * writers:,} calls, {writers} writers at once |"
+        assert f"{label} {row['cpu_ms_per_call']:,.3f} ms" in done.stdout
+        assert f"{row['calls_per_s']:,.0f} calls/s" in done.stdout
+        return
     assert row["grpc_floor_client_ms"] > 0 and row["grpc_floor_server_ms"] > 0
     assert row["grpc_floor_ms"] == pytest.approx(
         row["grpc_floor_client_ms"] + row["grpc_floor_server_ms"]
     )
     assert 0 < row["grpc_floor_ms"] < row["cpu_ms_per_call"]
-    assert row["database_ms"] > 0 and row["server_ms_by_process"]["tracking"] > 0
     assert f"bare gRPC round trip {row['grpc_floor_ms']:.3f} ms" in done.stdout
