@@ -18,7 +18,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.store.paging import decode_page_token, encode_page_token
 
 from .identity import Identity, current_identity
-from .permissions import Permission, ResourceKind, parse_kind, parse_permission
+from .permissions import KIND_NUMBERS, Permission, ResourceKind, parse_kind, parse_permission
 from .policy import ANYONE, Rule
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AuthService"].full_name
 _MAX_PAGE = 1000
-_KIND_NUMBERS = {ResourceKind.EXPERIMENT: 1, ResourceKind.REGISTERED_MODEL: 2}
 
 
 def management_rules() -> dict[str, Rule]:
@@ -61,7 +60,7 @@ def _token_pb(token: TokenRecord) -> pb.AccessToken:
 
 def _grant_pb(grant: GrantRecord) -> pb.Permission:
     return pb.Permission(
-        resource_type=_KIND_NUMBERS[grant.kind],  # type: ignore[arg-type]
+        resource_type=KIND_NUMBERS[grant.kind],  # type: ignore[arg-type]
         resource_id=grant.resource_id,
         username=grant.username,
         role=grant.role,

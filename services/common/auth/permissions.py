@@ -51,12 +51,16 @@ class ResourceKind(str, enum.Enum):
         return self.value.replace("_", " ")
 
 
+#: Each kind's ResourceType number in the protos (auth/v1).
+KIND_NUMBERS = {ResourceKind.EXPERIMENT: 1, ResourceKind.REGISTERED_MODEL: 2}
+_KINDS = {number: kind for kind, number in KIND_NUMBERS.items()}
+
+
 def parse_kind(value: int) -> ResourceKind:
     """The proto's ResourceType number as a kind; a clear error for UNSPECIFIED or unknown."""
-    kinds = {1: ResourceKind.EXPERIMENT, 2: ResourceKind.REGISTERED_MODEL}
-    if value not in kinds:
+    if value not in _KINDS:
         raise InvalidParameterValue(
             f"resource_type {value} is not a resource type; use RESOURCE_TYPE_EXPERIMENT or "
             "RESOURCE_TYPE_REGISTERED_MODEL"
         )
-    return kinds[value]
+    return _KINDS[value]
