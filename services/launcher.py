@@ -292,6 +292,7 @@ def serve_gateway(
     rest_artifacts_root: str | None = None,
     tls: TlsSettings | None = None,
     internal_port: int | None = None,
+    direct_routes: bool = False,
 ) -> None:
     """Runs the gateway until SIGTERM/SIGINT (``mlgrid server gateway``).
 
@@ -325,6 +326,7 @@ def serve_gateway(
         rest_artifacts_root=rest_artifacts_root,
         tls=tls,
         internal_port=internal_port,
+        direct_routes=direct_routes,
     )
     announce(
         READY,

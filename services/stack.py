@@ -118,6 +118,9 @@ class StackOptions:
     #: Let clients open tunnels to the tracking and registry backends (services/gateway/tunnel.py)
     #: on a free port the gateway announces; False serves every call through the gateway port.
     tunnels: bool = True
+    #: Let clients on this host call the tracking and registry backends at their own loopback
+    #: addresses (services/gateway/direct_routes.py); a TLS gateway never offers it.
+    direct_routes: bool = True
     #: Port of MLflow's REST API on the gateway (0: any free port); None serves none.
     rest_port: int | None = None
     #: (certificate, key, client CA or None) of a TLS gateway; None: plaintext. The services
@@ -301,6 +304,7 @@ class Stack:
         if o.config_path:
             gateway_args += ["--config", o.config_path]
         gateway_args += ["--tunnel-port", "0"] if o.tunnels else ["--no-tunnel"]
+        gateway_args += ["--direct-routes"] if o.direct_routes else []
         gateway_args += ["--no-rest"] if o.rest_port is None else ["--rest-port", str(o.rest_port)]
         if o.tls_files is not None:
             cert, key, client_ca = o.tls_files

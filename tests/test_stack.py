@@ -22,6 +22,7 @@ import mlgrid
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.entities import Metric
+from mlgrid.exceptions import TemporarilyUnavailable
 from mlgrid.transport import Transport
 from mlgrid_services.common.app import available_services
 
@@ -145,8 +146,9 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     # SQLite in the working directory by default; nothing there when on PostgreSQL.
     assert (tmp_path / "mlgrid.db").exists() is on_sqlite
 
-    # The SDK reaches tracking, registry and artifacts through the gateway's tunnels; the
-    # tunnels it leaves open do not hold up the stop below.
+    # The SDK calls tracking and registry at their own loopback addresses (the gateway's direct
+    # routes) and artifacts through a tunnel; the channels it leaves open do not hold up the
+    # stop below.
     transport = Transport(stack.endpoint)
     client = mlgrid.MlflowClient(stack.endpoint, transport=transport)
     run = client.create_run(created.experiment_id)
@@ -157,6 +159,8 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["note.txt"]
     assert len(client.get_metric_history(run.info.run_id, "m")) == 40
     assert {key[0] for key in transport._tunnel_stubs} == {"tracking", "registry", "artifacts"}
+    assert transport._tunnels is not None
+    assert transport._tunnels.direct == {"tracking", "registry"}
 
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=30) == 0
@@ -184,14 +188,14 @@ def _read_until(stack: UpProcess, text: str, timeout: float) -> str:
 
 
 def _eventually(call: Callable[[], object], seconds: float = 15.0) -> None:
-    """Retries ``call`` while it fails with a gRPC error (a channel reconnecting after a
-    restart backs off for a moment)."""
+    """Retries ``call`` while it fails with a gRPC error, raw or as the SDK's (a channel
+    reconnecting after a restart backs off for a moment)."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             call()
             return
-        except grpc.RpcError:
+        except (grpc.RpcError, TemporarilyUnavailable):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -207,6 +211,12 @@ def _tracking_answers(target: str) -> str:
 
 
 def test_a_child_that_dies_is_restarted_and_the_stack_says_so(stack: UpProcess) -> None:
+    # A client already calling tracking straight at its address (a direct route).
+    transport = Transport(stack.endpoint)
+    client = mlgrid.MlflowClient(stack.endpoint, transport=transport)
+    run_id = client.create_run(_tracking_answers(stack.target)).info.run_id
+    client.log_metric(run_id, "before", 1.0)
+    assert transport._tunnels is not None and "tracking" in transport._tunnels.direct
     processes = stack.processes()
     victim = next(p for p in processes[1:] if "server tracking" in " ".join(p.cmdline()))
     victim.kill()
@@ -214,6 +224,10 @@ def test_a_child_that_dies_is_restarted_and_the_stack_says_so(stack: UpProcess) 
     assert f"the tracking process (pid {victim.pid}) exited with code -9; restarting it" in out
     assert stack.proc.poll() is None, "the stack stopped"
     _eventually(lambda: _tracking_answers(stack.target))
+    # The restarted service bound the same port: that client's calls reach it again.
+    _eventually(lambda: client.log_metric(run_id, "after", 2.0))
+    assert client.get_run(run_id).data.metrics == {"before": 1.0, "after": 2.0}
+    transport.close()
     # The gateway too: it comes back on the same port, and routes to every service again.
     gateway = next(p for p in stack.processes()[1:] if "server gateway" in " ".join(p.cmdline()))
     gateway.kill()

@@ -264,6 +264,14 @@ MLGRID_GATEWAY_TUNNELS = EnvironmentVariable(
     "backend when the gateway offers one (false: every call through the gateway port).",
     fallback=None,
 )
+MLGRID_DIRECT_ROUTES = EnvironmentVariable(
+    "MLGRID_DIRECT_ROUTES",
+    _parse_bool,
+    True,
+    "With a grpc:// tracking URI on loopback: call the tracking and registry backends at the "
+    "loopback address the gateway announces, with no relay (false: through its tunnel).",
+    fallback=None,
+)
 MLGRID_CALL_PIPELINE = EnvironmentVariable(
     "MLGRID_CALL_PIPELINE",
     _parse_bool,

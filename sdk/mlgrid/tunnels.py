@@ -24,6 +24,13 @@ unencrypted): the tunnel's TLS runs end to end with the gateway (which ends it, 
 client certificate under mutual TLS, and relays the plaintext to the backend), and every call
 through it carries its ``authorization`` metadata inside that TLS, as on the gateway port.
 
+Direct routes: a gateway that offers them (``mlgrid up``; services/gateway/direct_routes.py)
+announces the loopback address of the default tracking and registry backends. A client that
+reached that gateway on loopback, in plaintext, calls such a backend at its own address, with
+no relay at all, once the address has answered, before any credentials went to it, with the
+backend's instance id the gateway named. Otherwise (``MLGRID_DIRECT_ROUTES=false``, another
+host, TLS, a stale id) the route is tunnelled as above.
+
 Once decided, a route stays: a backend that goes away behind a tunnel gives the same
 ``TEMPORARILY_UNAVAILABLE`` as behind the gateway port, and the tunnel reconnects by itself (the
 gateway picks the route's backend again on each new connection) when one is back.
@@ -51,6 +58,7 @@ from mlgrid.protocol import (
 )
 from mlgrid.retries import retry_service_config
 from mlgrid.tls import authorization_header
+from mlgrid.uris import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,10 @@ class Tunnels:
         self._credentials = credentials
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
+        #: The gateway's direct routes by full service name (asked with the port).
+        self._direct: dict[str, common_pb2.DirectRoute] = {}
+        #: The services whose calls go straight to their backend (a direct route taken).
+        self.direct: set[str] = set()
         #: The decision per (service, route): its channel, or None for the gateway port.
         self._routes: dict[tuple[str, str], grpc.Channel | None] = {}
 
@@ -136,7 +148,9 @@ class Tunnels:
                 port = self._announced_port()
                 if port is None:
                     return None  # the gateway cannot be asked now; decide at the next call
-                self._routes[key] = self._open(service, route, port) if port else None
+                self._routes[key] = self._direct_channel(service, route) or (
+                    self._open(service, route, port) if port else None
+                )
             return self._routes[key]
 
     def _announced_port(self) -> int | None:
@@ -150,9 +164,49 @@ class Tunnels:
             except grpc.RpcError:
                 return None
             self._port = info.tunnel_port
+            self._direct = {direct.service: direct for direct in info.direct_routes}
             if not self._port:
                 log.info("the gateway offers no tunnels; calls use its gRPC port")
         return self._port
+
+    def _direct_channel(self, service: str, route: str) -> grpc.Channel | None:
+        """A channel straight to the route's backend when the gateway announced one this client
+        may use (module docstring), checked to be that backend; else None."""
+        if (
+            route
+            or self._credentials is not None
+            or not is_loopback_host(self._host)
+            or not env.MLGRID_DIRECT_ROUTES.get()
+        ):
+            return None
+        announced = self._direct.get(TUNNELLED_SERVICES[service])
+        if announced is None or not is_loopback_host(announced.address.rpartition(":")[0]):
+            return None
+        options = [
+            *self._options,
+            *RECONNECT_OPTIONS,  # a restarted backend binds the same port again
+            ("grpc.service_config", _RETRIES[service]),
+        ]
+        channel = grpc.insecure_channel(announced.address, options=options)
+        stub = common_pb2_grpc.BackendInfoServiceStub(channel)
+        try:  # no metadata: nothing of the caller's goes to an address not yet checked
+            answered = stub.GetBackendInfo(
+                common_pb2.GetBackendInfoRequest(), timeout=SETUP_TIMEOUT_S
+            ).instance
+        except grpc.RpcError:
+            answered = None
+        if answered != announced.instance:
+            channel.close()
+            log.info(
+                "the %s backend the gateway named at %s %s; its calls go through the gateway",
+                service,
+                announced.address,
+                "did not answer" if answered is None else "is another process now",
+            )
+            return None
+        log.debug("%s calls go straight to %s", service, announced.address)
+        self.direct.add(service)
+        return channel
 
     def _connect_headers(self, service: str, route: str) -> str:
         """The CONNECT request's headers, one ``name:value`` a line (gRPC's format)."""
@@ -210,6 +264,7 @@ class Tunnels:
     def close(self) -> None:
         with self._lock:
             channels, self._routes = list(self._routes.values()), {}
+            self.direct = set()
         for channel in channels:
             if channel is not None:
                 channel.close()

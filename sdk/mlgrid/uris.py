@@ -12,6 +12,8 @@ The policy, once:
 
 from __future__ import annotations
 
+import ipaddress
+
 
 def uri_scheme(uri: str) -> str:
     """The scheme of ``uri`` by the policy above."""
@@ -88,3 +90,15 @@ def sdk_gateway_uri(uri: str) -> str:
     scheme, sep, rest = uri.partition("://")
     mapped = SDK_GATEWAY_SCHEMES.get(scheme.lower()) if sep else None
     return f"{mapped}://{rest}" if mapped and rest else uri
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine's
+    loopback: ``localhost``, 127.0.0.0/8 or ::1. Other names are not resolved, so never count."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,6 +8,7 @@ trip ``too_many_pings``); another runs it until SIGTERM/SIGINT and stops it grac
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -59,6 +60,9 @@ class _BackendInfoServicer(common_pb2_grpc.BackendInfoServiceServicer):
                 for s in services
             ],
             version=mlgrid.__version__,
+            # New at each start: a client told to call this process directly can tell it from
+            # whatever else may listen on that port (a restart binds the same port).
+            instance=secrets.token_hex(16),
         )
 
     def GetBackendInfo(self, request, context):

@@ -8,8 +8,9 @@ forwarded by :class:`.forwarder.Forwarder`.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from mlgrid_services.common.server import RunningServer
 
 from .channels import ChannelPool
 from .config import GatewayConfig
+from .direct_routes import direct_routes as list_direct_routes
 from .discovery import Discovery
 from .edge_auth import EdgeAuth
 from .forwarder import Forwarder
@@ -97,7 +99,11 @@ class _BackendInfo(common_pb2_grpc.BackendInfoServiceServicer):
     """The gateway serves every forwarded contract (so one gateway can sit behind another)."""
 
     def __init__(
-        self, forwarded: Sequence[ForwardedService], tunnel_port: int, tls: bool = False
+        self,
+        forwarded: Sequence[ForwardedService],
+        tunnel_port: int,
+        tls: bool = False,
+        direct: Callable[[], list[common_pb2.DirectRoute]] | None = None,
     ) -> None:
         self._answer = common_pb2.GetBackendInfoResponse(
             services=[common_pb2.ServedService(service=s.full_name) for s in forwarded],
@@ -110,11 +116,19 @@ class _BackendInfo(common_pb2_grpc.BackendInfoServiceServicer):
             services=self._answer.services, version=self._answer.version
         )
         self._tls = tls
+        #: The direct routes as the routing table has them at each ask (.direct_routes); None:
+        #: not offered. Never with TLS (start_gateway).
+        self._direct = direct
 
     def GetBackendInfo(self, request, context):
         if self._tls and context.auth_context().get("transport_security_type") != [b"ssl"]:
             return self._plain_answer
-        return self._answer
+        if self._direct is None:
+            return self._answer
+        answer = common_pb2.GetBackendInfoResponse()
+        answer.CopyFrom(self._answer)
+        answer.direct_routes.extend(self._direct())
+        return answer
 
 
 def _serve(
@@ -127,6 +141,7 @@ def _serve(
     tunnel_port: int = 0,
     tls: TlsSettings | None = None,
     internal_port: int | None = None,
+    direct: Callable[[], list[common_pb2.DirectRoute]] | None = None,
 ) -> tuple[RunningServer, int | None]:
     """The gateway's server: like common.server.start_server, minus its error-mapping
     interceptor. Every forwarded call would pay for that wrapper (about an eighth of the
@@ -137,7 +152,7 @@ def _serve(
         options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
     )
     common_pb2_grpc.add_BackendInfoServiceServicer_to_server(
-        _BackendInfo(forwarded, tunnel_port, tls=tls is not None), server
+        _BackendInfo(forwarded, tunnel_port, tls=tls is not None, direct=direct), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in forwarded]
@@ -213,6 +228,7 @@ def start_gateway(
     tls: TlsSettings | None = None,
     internal_port: int | None = None,
     auth: AuthRuntime | None = None,
+    direct_routes: bool = False,
 ) -> Gateway:
     """Starts a gateway on ``host:port`` (or ``address``, e.g. ``unix:/path``).
 
@@ -222,6 +238,8 @@ def start_gateway(
     ``rest_port`` (0: any free port) serves MLflow's REST API on ``host``, with the proxied
     ``mlflow-artifacts:/`` root ``rest_artifacts_root``; None: no REST port.
     ``auth`` (the process's auth runtime, auth on) authenticates every call and tunnel.
+    ``direct_routes`` tells local callers where the default tracking and registry backends are
+    (.direct_routes); a TLS gateway never does.
     """
     config = config or GatewayConfig()
     forwarded = [*builtin_services(), *extra_services]
@@ -260,6 +278,11 @@ def start_gateway(
             tunnel_port=tunnel.port if tunnel is not None else 0,
             tls=tls,
             internal_port=internal_port,
+            direct=(
+                functools.partial(list_direct_routes, table, discovery)
+                if direct_routes and tls is None
+                else None
+            ),
         )
     except BaseException:
         if tunnel is not None:

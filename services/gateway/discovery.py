@@ -78,6 +78,12 @@ class Discovery:
         )
         return True
 
+    def instance(self, address: str) -> str:
+        """The instance id the backend at ``address`` gave when last asked ("" if never)."""
+        with self._lock:
+            info = self._known.get(address)
+        return info.instance if info is not None else ""
+
     def retry_pending(self) -> bool:
         """Asks pending backends again (rate-limited); True when one of them answered."""
         now = time.monotonic()

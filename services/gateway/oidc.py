@@ -20,7 +20,6 @@ the time and audience checks are made here, against an injectable clock.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable, Unauthenticated
+from mlgrid.uris import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -389,20 +389,11 @@ def _check_jwks_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
         return
     raise InvalidParameterValue(
         f"OIDC JWKS URL {url[:200]!r} must be an https:// URL (http:// only to a loopback address)"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _short(text: str, limit: int = 80) -> str:

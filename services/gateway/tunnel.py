@@ -25,6 +25,7 @@ own certificate (checking the client's under mutual TLS) before relaying to the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import socket
@@ -183,6 +184,8 @@ class TunnelListener:
         self._closed = threading.Event()
         self._replicas = ReplicaPicker()
         self.port = 0
+        #: Tunnels opened so far, by service key ("tracking", ...): what went through the relay.
+        self.opened: collections.Counter[str] = collections.Counter()
 
     def start(self, host: str, port: int) -> int:
         """Binds and starts accepting; returns the bound port."""
@@ -269,6 +272,7 @@ class TunnelListener:
             conn.close()
             backend.close()
             return
+        self.opened[route.service] += 1
         try:
             conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if self._tls is not None:

@@ -117,6 +117,14 @@ def _require_server() -> None:
     "(fewer gRPC hops; the gateway announces the port).",
 )
 @click.option(
+    "--direct-routes/--no-direct-routes",
+    default=True,
+    show_default=True,
+    help="Let clients on this host call the tracking and registry services at their own "
+    "loopback addresses, with no relay (the services check credentials themselves); never "
+    "with TLS.",
+)
+@click.option(
     "--rest-port",
     default=None,
     type=int,
@@ -148,6 +156,7 @@ def up(
     default_artifact_root: str,
     config_path: str | None,
     tunnels: bool,
+    direct_routes: bool,
     rest_port: int | None,
     no_rest: bool,
     tls_cert: str | None,
@@ -176,6 +185,7 @@ def up(
         default_artifact_root=default_artifact_root,
         config_path=os.path.abspath(config_path) if config_path else None,
         tunnels=tunnels,
+        direct_routes=direct_routes,
         rest_port=None if no_rest else _rest_port(rest_port, port),
         tls_files=(
             None
@@ -257,6 +267,12 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
     "--no-tunnel", is_flag=True, help="Gateway only: no tunnel listener; every call is forwarded."
 )
 @click.option(
+    "--direct-routes",
+    is_flag=True,
+    help="Gateway only: tell clients on this host the loopback addresses of the default "
+    "tracking and registry backends, to call them with no relay (plaintext gateways only).",
+)
+@click.option(
     "--rest-port",
     default=None,
     type=int,
@@ -301,6 +317,7 @@ def server(
     backends: tuple[str, ...],
     tunnel_port: int | None,
     no_tunnel: bool,
+    direct_routes: bool,
     rest_port: int | None,
     no_rest: bool,
     rest_artifacts_root: str | None,
@@ -343,6 +360,7 @@ def server(
                 rest_artifacts_root=rest_artifacts_root,
                 tls=tls,
                 internal_port=internal_port,
+                direct_routes=direct_routes,
             )
         except GatewayConfigError as exc:
             raise click.ClickException(str(exc)) from None

@@ -4,12 +4,12 @@ in runtime.py."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass
 
 from mlgrid import environment as env
 from mlgrid.exceptions import InvalidParameterValue
+from mlgrid.uris import is_loopback_host
 
 from .permissions import Permission, parse_permission
 
@@ -72,13 +72,7 @@ class AuthSettings:
 
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` only accepts local connections (unix sockets count)."""
-    host = host.strip("[]")
-    if host.startswith("unix:") or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.startswith("unix:") or is_loopback_host(host)
 
 
 def check_exposure(what: str, host: str, settings: AuthSettings, allow_open: bool) -> None:

@@ -212,6 +212,8 @@ class GetBackendInfoResponse(_message.Message):
     SERVICES_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     TUNNEL_PORT_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
+    DIRECT_ROUTES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """The mlgrid version of the process."""
     tunnel_port: _builtins.int
@@ -221,9 +223,22 @@ class GetBackendInfoResponse(_message.Message):
     store; it then speaks gRPC over it directly, so the gateway no longer parses every call.
     Only services routed by store (tracking, registry) can be tunnelled.
     """
+    instance: _builtins.str
+    """Backends: a random id the process chose when it started. A client that reaches a backend
+    at an address a gateway announced (direct_routes) checks it is that very process before it
+    sends anything else.
+    """
     @_builtins.property
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServedService]:
         """One entry per gRPC service the process serves."""
+
+    @_builtins.property
+    def direct_routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DirectRoute]:
+        """Gateways that offer them (`mlgrid up`, plaintext): the default route of each tunnelled
+        service whose backend is one process on this host's loopback. A client that reached the
+        gateway on loopback itself may call that backend at its own address, with no relay at all;
+        the backend checks each call's credentials as it does behind a tunnel.
+        """
 
     def __init__(
         self,
@@ -231,14 +246,46 @@ class GetBackendInfoResponse(_message.Message):
         services: _abc.Iterable[Global___ServedService] | None = ...,
         version: _builtins.str = ...,
         tunnel_port: _builtins.int = ...,
+        instance: _builtins.str = ...,
+        direct_routes: _abc.Iterable[Global___DirectRoute] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["services", b"services", "tunnel_port", b"tunnel_port", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direct_routes", b"direct_routes", "instance", b"instance", "services", b"services", "tunnel_port", b"tunnel_port", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBackendInfoResponse: _TypeAlias = GetBackendInfoResponse  # noqa: Y015
+
+@_typing.final
+class DirectRoute(_message.Message):
+    """A backend a client on the gateway's host may call without the gateway."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    INSTANCE_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    """Fully-qualified gRPC service name, e.g. "mlgrid.api.tracking.v1.TrackingService"."""
+    address: _builtins.str
+    """The backend's loopback address, host:port."""
+    instance: _builtins.str
+    """The backend's GetBackendInfoResponse.instance, as the gateway last heard it."""
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        address: _builtins.str = ...,
+        instance: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "instance", b"instance", "service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DirectRoute: _TypeAlias = DirectRoute  # noqa: Y015
 
 @_typing.final
 class ServedService(_message.Message):
