@@ -118,8 +118,8 @@ class StackOptions:
     #: Let clients open tunnels to the tracking and registry backends (services/gateway/tunnel.py)
     #: on a free port the gateway announces; False serves every call through the gateway port.
     tunnels: bool = True
-    #: Let clients on this host call the tracking and registry backends at their own loopback
-    #: addresses (services/gateway/direct_routes.py); a TLS gateway never offers it.
+    #: Let clients on this host call the tracking, registry and artifacts backends at their own
+    #: loopback addresses (services/gateway/direct_routes.py); a TLS gateway never offers it.
     direct_routes: bool = True
     #: Port of MLflow's REST API on the gateway (0: any free port); None serves none.
     rest_port: int | None = None

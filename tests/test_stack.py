@@ -146,9 +146,8 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     # SQLite in the working directory by default; nothing there when on PostgreSQL.
     assert (tmp_path / "mlgrid.db").exists() is on_sqlite
 
-    # The SDK calls tracking and registry at their own loopback addresses (the gateway's direct
-    # routes) and artifacts through a tunnel; the channels it leaves open do not hold up the
-    # stop below.
+    # The SDK calls tracking, registry and artifacts at their own loopback addresses (the
+    # gateway's direct routes); the channels it leaves open do not hold up the stop below.
     transport = Transport(stack.endpoint)
     client = mlgrid.MlflowClient(stack.endpoint, transport=transport)
     run = client.create_run(created.experiment_id)
@@ -160,7 +159,7 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     assert len(client.get_metric_history(run.info.run_id, "m")) == 40
     assert {key[0] for key in transport._tunnel_stubs} == {"tracking", "registry", "artifacts"}
     assert transport._tunnels is not None
-    assert transport._tunnels.direct == {"tracking", "registry"}
+    assert transport._tunnels.direct == {("tracking", ""), ("registry", ""), ("artifacts", "file:")}
 
     stack.proc.send_signal(signal.SIGTERM)
     assert stack.proc.wait(timeout=30) == 0
@@ -216,7 +215,7 @@ def test_a_child_that_dies_is_restarted_and_the_stack_says_so(stack: UpProcess) 
     client = mlgrid.MlflowClient(stack.endpoint, transport=transport)
     run_id = client.create_run(_tracking_answers(stack.target)).info.run_id
     client.log_metric(run_id, "before", 1.0)
-    assert transport._tunnels is not None and "tracking" in transport._tunnels.direct
+    assert transport._tunnels is not None and ("tracking", "") in transport._tunnels.direct
     processes = stack.processes()
     victim = next(p for p in processes[1:] if "server tracking" in " ".join(p.cmdline()))
     victim.kill()

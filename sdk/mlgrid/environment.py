@@ -268,8 +268,8 @@ MLGRID_DIRECT_ROUTES = EnvironmentVariable(
     "MLGRID_DIRECT_ROUTES",
     _parse_bool,
     True,
-    "With a grpc:// tracking URI on loopback: call the tracking and registry backends at the "
-    "loopback address the gateway announces, with no relay (false: through its tunnel).",
+    "With a grpc:// tracking URI on loopback: call the tracking, registry and artifacts backends "
+    "at the loopback address the gateway announces, with no relay (false: through a tunnel).",
     fallback=None,
 )
 MLGRID_CALL_PIPELINE = EnvironmentVariable(

@@ -25,7 +25,7 @@ client certificate under mutual TLS, and relays the plaintext to the backend), a
 through it carries its ``authorization`` metadata inside that TLS, as on the gateway port.
 
 Direct routes: a gateway that offers them (``mlgrid up``; services/gateway/direct_routes.py)
-announces the loopback address of the default tracking and registry backends. A client that
+announces the loopback address of the backend of each route above. A client that
 reached that gateway on loopback, in plaintext, calls such a backend at its own address, with
 no relay at all, once the address has answered, before any credentials went to it, with the
 backend's instance id the gateway named. Otherwise (``MLGRID_DIRECT_ROUTES=false``, another
@@ -127,10 +127,10 @@ class Tunnels:
         self._credentials = credentials
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
-        #: The gateway's direct routes by full service name (asked with the port).
-        self._direct: dict[str, common_pb2.DirectRoute] = {}
-        #: The services whose calls go straight to their backend (a direct route taken).
-        self.direct: set[str] = set()
+        #: The gateway's direct routes by (full service name, route), asked with the port.
+        self._direct: dict[tuple[str, str], common_pb2.DirectRoute] = {}
+        #: The (service, route) pairs whose calls go straight to their backend.
+        self.direct: set[tuple[str, str]] = set()
         #: The decision per (service, route): its channel, or None for the gateway port.
         self._routes: dict[tuple[str, str], grpc.Channel | None] = {}
 
@@ -164,7 +164,7 @@ class Tunnels:
             except grpc.RpcError:
                 return None
             self._port = info.tunnel_port
-            self._direct = {direct.service: direct for direct in info.direct_routes}
+            self._direct = {(d.service, d.route): d for d in info.direct_routes}
             if not self._port:
                 log.info("the gateway offers no tunnels; calls use its gRPC port")
         return self._port
@@ -173,13 +173,12 @@ class Tunnels:
         """A channel straight to the route's backend when the gateway announced one this client
         may use (module docstring), checked to be that backend; else None."""
         if (
-            route
-            or self._credentials is not None
+            self._credentials is not None
             or not is_loopback_host(self._host)
             or not env.MLGRID_DIRECT_ROUTES.get()
         ):
             return None
-        announced = self._direct.get(TUNNELLED_SERVICES[service])
+        announced = self._direct.get((TUNNELLED_SERVICES[service], route))
         if announced is None or not is_loopback_host(announced.address.rpartition(":")[0]):
             return None
         options = [
@@ -198,14 +197,16 @@ class Tunnels:
         if answered != announced.instance:
             channel.close()
             log.info(
-                "the %s backend the gateway named at %s %s; its calls go through the gateway",
+                "the %s backend%s the gateway named at %s %s; its calls go through the gateway",
                 service,
+                f" for {route!r}" if route else "",
                 announced.address,
                 "did not answer" if answered is None else "is another process now",
             )
             return None
-        log.debug("%s calls go straight to %s", service, announced.address)
-        self.direct.add(service)
+        log.debug("%s calls%s go straight to %s", service, f" for {route!r}" if route else "",
+                  announced.address)  # fmt: skip
+        self.direct.add((service, route))
         return channel
 
     def _connect_headers(self, service: str, route: str) -> str:

@@ -238,7 +238,7 @@ def start_gateway(
     ``rest_port`` (0: any free port) serves MLflow's REST API on ``host``, with the proxied
     ``mlflow-artifacts:/`` root ``rest_artifacts_root``; None: no REST port.
     ``auth`` (the process's auth runtime, auth on) authenticates every call and tunnel.
-    ``direct_routes`` tells local callers where the default tracking and registry backends are
+    ``direct_routes`` tells local callers where the backends of the tunnel routes are
     (.direct_routes); a TLS gateway never does.
     """
     config = config or GatewayConfig()

@@ -4,8 +4,9 @@ Behind a tunnel the gateway still relays every byte: a read and a write of each 
 Python threads, about a tenth of a small call's CPU with 8 clients logging at once on 2 cores.
 A local stack (``mlgrid up``) runs every backend on this host's loopback, where a client on the
 same host can reach it without any relay. So a gateway started with direct routes on tells its
-callers, in GetBackendInfo, the address of each store-routed service's default backend (tracking,
-registry) when that backend is one process on loopback.
+callers, in GetBackendInfo, the address of each route a client could tunnel to (the default
+tracking and registry backends, the artifacts backend of each URI scheme) when that backend is
+one process on loopback.
 
 What keeps it safe:
 
@@ -40,20 +41,31 @@ def loopback_address(address: str) -> bool:
     return bool(sep) and port.isdigit() and is_loopback_host(host)
 
 
+def _tunnel_route(route_by: RouteBy, key: str) -> str | None:
+    """The tunnel route (``mlgrid-route``) a routing key is reached by; None: not tunnelled."""
+    if route_by is RouteBy.STORE_METADATA:
+        return "" if key == DEFAULT else None  # a named store goes through the gateway port
+    if route_by is RouteBy.URI_FIELD:
+        return f"{key}:" if key != DEFAULT else None  # artifact calls always carry a URI
+    return None  # projects: routed per call by backend name
+
+
 def direct_routes(table: RoutingTable, discovery: Discovery) -> list[common_pb2.DirectRoute]:
-    """The default routes a local client may call directly, as the table has them now."""
+    """The tunnel routes a local client may call directly, as the table has them now."""
     found = []
-    for service in table.services.values():
-        if service.route_by is not RouteBy.STORE_METADATA:
-            continue
-        route = table.lookup(service.key, DEFAULT)
-        if route is None or not loopback_address(route.address):
+    for route in table.routes():
+        service = table.services[route.service]
+        tunnel_route = _tunnel_route(service.route_by, route.scheme)
+        if tunnel_route is None or not loopback_address(route.address):
             continue
         instance = discovery.instance(route.address)
         if instance:  # a configured route the gateway never asked: nothing to check it by
             found.append(
                 common_pb2.DirectRoute(
-                    service=service.full_name, address=route.address, instance=instance
+                    service=service.full_name,
+                    route=tunnel_route,
+                    address=route.address,
+                    instance=instance,
                 )
             )
     return found

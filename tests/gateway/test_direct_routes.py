@@ -32,6 +32,7 @@ from tests.fixtures.stack import Stack, start_stack
 
 TRACKING = "mlgrid.api.tracking.v1.TrackingService"
 REGISTRY = "mlgrid.api.registry.v1.RegistryService"
+ARTIFACTS = "mlgrid.api.artifacts.v1.ArtifactsService"
 
 
 def backend_info(address: str) -> common_pb2.GetBackendInfoResponse:
@@ -60,63 +61,76 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def log_through(uri: str, name: str) -> tuple[Client, Transport]:
-    """A user's few calls on a transport of their own: an experiment, a run, metrics, a model."""
+def log_through(uri: str, name: str, workdir: Path) -> tuple[Client, Transport]:
+    """A user's few calls on a transport of their own: an experiment, a run, metrics, an
+    artifact written and read back, a model."""
     transport = Transport(uri)
     client = Client(uri, transport=transport)
     run_id = client.create_run(client.create_experiment(name)).info.run_id
     for step in range(20):
         client.log_metric(run_id, "loss", 1 / (step + 1), step=step)
+    client.log_text(run_id, f"notes of {name}", "notes/readme.txt")
+    fetched = client.download_artifacts(run_id, "notes/readme.txt", str(workdir))
+    assert Path(fetched).read_text() == f"notes of {name}"
     client.create_registered_model(f"{name}-model")
     assert len(client.get_metric_history(run_id, "loss")) == 20
     return client, transport
 
 
-def test_the_gateway_names_each_store_routed_backend_with_its_instance(stack: Stack) -> None:
-    routes = {route.service: route for route in backend_info(stack.target).direct_routes}
-    assert set(routes) == {TRACKING, REGISTRY}  # artifacts and projects are routed otherwise
-    for service, name in ((TRACKING, "tracking"), (REGISTRY, "registry")):
+#: What a local client's calls in log_through take: the default store's tracking and registry
+#: backends, and the artifacts backend of the stack's file:// root.
+ALL_DIRECT = {("tracking", ""), ("registry", ""), ("artifacts", "file:")}
+
+
+def test_the_gateway_names_each_tunnel_routes_backend_with_its_instance(stack: Stack) -> None:
+    routes = {(r.service, r.route): r for r in backend_info(stack.target).direct_routes}
+    artifacts = backend_info(stack.servers["artifacts"].address)
+    schemes = [scheme for served in artifacts.services for scheme in served.schemes]
+    assert "file" in schemes and "s3" in schemes
+    owners = {(TRACKING, ""): "tracking", (REGISTRY, ""): "registry"}
+    owners.update({(ARTIFACTS, f"{scheme}:"): "artifacts" for scheme in schemes})
+    assert set(routes) == set(owners)  # projects calls are routed per call by backend name
+    for key, name in owners.items():
         address = stack.servers[name].address
-        assert routes[service].address == address
         own = backend_info(address).instance
-        assert len(own) == 32 and routes[service].instance == own
-    assert backend_info(stack.servers["tracking"].address).instance != (
-        backend_info(stack.servers["registry"].address).instance
-    )
+        assert routes[key].address == address
+        assert len(own) == 32 and routes[key].instance == own
+    instances = {backend_info(server.address).instance for server in stack.servers.values()}
+    assert len(instances) == len(stack.servers)
 
 
 def test_sdk_calls_go_straight_to_the_backends_and_nothing_is_relayed(
-    stack: Stack, clean_env: pytest.MonkeyPatch
+    stack: Stack, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     tunnel = stack.gateway.tunnel
     assert tunnel is not None
     before = dict(tunnel.opened)
-    _, transport = log_through(stack.tracking_uri, "straight")
-    assert transport._tunnels is not None and transport._tunnels.direct == {"tracking", "registry"}
-    assert tunnel.opened["tracking"] == before.get("tracking", 0)
-    assert tunnel.opened["registry"] == before.get("registry", 0)
+    _, transport = log_through(stack.tracking_uri, "straight", tmp_path)
+    assert transport._tunnels is not None and transport._tunnels.direct == ALL_DIRECT
+    assert dict(tunnel.opened) == before  # nothing went through the relay
     transport.close()
 
 
 def test_with_direct_routes_off_the_same_calls_are_tunnelled(
-    stack: Stack, clean_env: pytest.MonkeyPatch
+    stack: Stack, clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     clean_env.setenv("MLGRID_DIRECT_ROUTES", "false")
     tunnel = stack.gateway.tunnel
     assert tunnel is not None
-    before = tunnel.opened["tracking"]
-    _, transport = log_through(stack.tracking_uri, "tunnelled")
+    before = dict(tunnel.opened)
+    _, transport = log_through(stack.tracking_uri, "tunnelled", tmp_path)
     assert transport._tunnels is not None and transport._tunnels.direct == set()
-    assert tunnel.opened["tracking"] == before + 1
+    for service in ("tracking", "registry", "artifacts"):
+        assert tunnel.opened[service] == before.get(service, 0) + 1
     transport.close()
 
 
 def test_a_gateway_without_the_option_announces_none(
     tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:
-    with start_stack(tmp_path, services=["tracking", "registry"]) as plain:
+    with start_stack(tmp_path, services=["tracking", "registry", "artifacts"]) as plain:
         assert list(backend_info(plain.target).direct_routes) == []
-        _, transport = log_through(plain.tracking_uri, "no-option")
+        _, transport = log_through(plain.tracking_uri, "no-option", tmp_path / "fetched")
         assert transport._tunnels is not None and transport._tunnels.direct == set()
         transport.close()
 
@@ -128,8 +142,8 @@ def test_replicated_backends_are_not_announced(tmp_path: Path) -> None:
         second = start_server(create_service_app("tracking", running.config).services)
         try:
             assert running.gateway.add_backend(second.address, timeout=5)
-            routes = [route.service for route in backend_info(running.target).direct_routes]
-            assert routes == [REGISTRY]
+            routes = [(r.service, r.route) for r in backend_info(running.target).direct_routes]
+            assert routes == [(REGISTRY, "")]
         finally:
             second.stop(0)
 
@@ -205,15 +219,22 @@ def _serving(answers: _Answers) -> Iterator[str]:
 
 @contextmanager
 def _named(
-    instance_answered: str, announced_host: str = "127.0.0.1"
+    instance_answered: str,
+    announced_host: str = "127.0.0.1",
+    service: str = TRACKING,
+    route_named: str = "",
 ) -> Iterator[tuple[str, _Answers]]:
-    """A backend answering ``instance_answered`` and a gateway naming it with the instance
-    "the-one-named" (and no tunnel port, so a route not taken goes to the gateway port)."""
+    """A backend answering ``instance_answered`` and a gateway naming it for ``service`` and
+    ``route_named`` with the instance "the-one-named" (and no tunnel port, so a route not taken
+    goes to the gateway port)."""
     backend = _Answers(common_pb2.GetBackendInfoResponse(instance=instance_answered))
     with _serving(backend) as backend_address:
         port = backend_address.rpartition(":")[2]
         route = common_pb2.DirectRoute(
-            service=TRACKING, address=f"{announced_host}:{port}", instance="the-one-named"
+            service=service,
+            route=route_named,
+            address=f"{announced_host}:{port}",
+            instance="the-one-named",
         )
         gateway = _Answers(common_pb2.GetBackendInfoResponse(direct_routes=[route]))
         with _serving(gateway) as gateway_address:
@@ -240,6 +261,21 @@ def test_the_backend_named_is_used_after_it_answered_without_credentials(
         assert _tracking_channel(gateway) is not None
     assert len(backend.callers) == 1
     assert "authorization" not in backend.callers[0]
+
+
+def test_an_artifacts_route_is_taken_for_its_own_scheme_only(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    named = _named("the-one-named", service=ARTIFACTS, route_named="file:")
+    with named as (gateway, backend), grpc.insecure_channel(gateway) as channel:
+        tunnels = Tunnels(channel, "127.0.0.1", CHANNEL_OPTIONS)
+        assert tunnels.channel("artifacts", "s3:") is None
+        assert tunnels.channel("tracking") is None
+        assert backend.callers == []
+        assert tunnels.channel("artifacts", "file:") is not None
+        assert tunnels.direct == {("artifacts", "file:")}
+        tunnels.close()
+    assert len(backend.callers) == 1
 
 
 def test_another_process_on_the_port_gets_only_the_check_and_the_route_is_not_taken(
@@ -295,7 +331,7 @@ def test_with_auth_on_a_direct_call_needs_credentials_and_permission(
         anonymous = Transport(running.tracking_uri)
         with pytest.raises(Unauthenticated):
             Client(running.tracking_uri, transport=anonymous).create_experiment("anonymous")
-        assert anonymous._tunnels is not None and anonymous._tunnels.direct == {"tracking"}
+        assert anonymous._tunnels is not None and anonymous._tunnels.direct == {("tracking", "")}
         anonymous.close()
         # The admin: an experiment and a run of their own, and a user with no permission.
         clean_env.setenv("MLGRID_TRACKING_USERNAME", ADMIN[0])
@@ -309,7 +345,7 @@ def test_with_auth_on_a_direct_call_needs_credentials_and_permission(
             metadata=basic(*ADMIN),
         )
         assert admin_transport._tunnels is not None
-        assert admin_transport._tunnels.direct == {"tracking"}
+        assert admin_transport._tunnels.direct == {("tracking", "")}
         # That user, on the direct route too: refused by the tracking service.
         clean_env.setenv("MLGRID_TRACKING_USERNAME", "reader")
         clean_env.setenv("MLGRID_TRACKING_PASSWORD", "reader-password-1")
@@ -318,7 +354,7 @@ def test_with_auth_on_a_direct_call_needs_credentials_and_permission(
         with pytest.raises(PermissionDenied):
             reader.log_metric(run_id, "loss", 0.9, step=2)
         assert reader_transport._tunnels is not None
-        assert reader_transport._tunnels.direct == {"tracking"}
+        assert reader_transport._tunnels.direct == {("tracking", "")}
         reader_transport.close()
         assert running.gateway.tunnel.opened["tracking"] == 0
         # Nothing of the refused call was written.

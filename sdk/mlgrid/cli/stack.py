@@ -120,8 +120,8 @@ def _require_server() -> None:
     "--direct-routes/--no-direct-routes",
     default=True,
     show_default=True,
-    help="Let clients on this host call the tracking and registry services at their own "
-    "loopback addresses, with no relay (the services check credentials themselves); never "
+    help="Let clients on this host call the tracking, registry and artifacts services at their "
+    "own loopback addresses, with no relay (the services check credentials themselves); never "
     "with TLS.",
 )
 @click.option(
@@ -269,8 +269,8 @@ def _tunnel_port(asked: int | None, gateway_port: int) -> int:
 @click.option(
     "--direct-routes",
     is_flag=True,
-    help="Gateway only: tell clients on this host the loopback addresses of the default "
-    "tracking and registry backends, to call them with no relay (plaintext gateways only).",
+    help="Gateway only: tell clients on this host the loopback addresses of the tracking, "
+    "registry and artifacts backends, to call them with no relay (plaintext gateways only).",
 )
 @click.option(
     "--rest-port",

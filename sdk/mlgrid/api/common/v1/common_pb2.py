@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mlgrid/api/common/v1/common.proto\x12\x14mlgrid.api.common.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"@\n\x1d\x43\x61llPipelineServiceRunRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07request\x18\x02 \x01(\x0c\"i\n\x1e\x43\x61llPipelineServiceRunResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0estatus_details\x18\x04 \x01(\x0c\"\x17\n\x15GetBackendInfoRequest\"\xc1\x01\n\x16GetBackendInfoResponse\x12\x35\n\x08services\x18\x01 \x03(\x0b\x32#.mlgrid.api.common.v1.ServedService\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btunnel_port\x18\x03 \x01(\r\x12\x10\n\x08instance\x18\x04 \x01(\t\x12\x38\n\rdirect_routes\x18\x05 \x03(\x0b\x32!.mlgrid.api.common.v1.DirectRoute\"A\n\x0b\x44irectRoute\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\"1\n\rServedService\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07schemes\x18\x02 \x03(\t*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xcf\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12&\n\"ERROR_CODE_INVALID_PARAMETER_VALUE\x10\x01\x12&\n\"ERROR_CODE_RESOURCE_DOES_NOT_EXIST\x10\x02\x12&\n\"ERROR_CODE_RESOURCE_ALREADY_EXISTS\x10\x03\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x04\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x05\x12%\n!ERROR_CODE_REQUEST_LIMIT_EXCEEDED\x10\x06\x12&\n\"ERROR_CODE_TEMPORARILY_UNAVAILABLE\x10\x07\x12\x1d\n\x19\x45RROR_CODE_INTERNAL_ERROR\x10\x08\x32\x86\x01\n\x12\x42\x61\x63kendInfoService\x12p\n\x0eGetBackendInfo\x12+.mlgrid.api.common.v1.GetBackendInfoRequest\x1a,.mlgrid.api.common.v1.GetBackendInfoResponse\"\x03\x90\x02\x01\x32\x8b\x01\n\x13\x43\x61llPipelineService\x12t\n\x03Run\x12\x33.mlgrid.api.common.v1.CallPipelineServiceRunRequest\x1a\x34.mlgrid.api.common.v1.CallPipelineServiceRunResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mlgrid/api/common/v1/common.proto\x12\x14mlgrid.api.common.v1\"!\n\x03Tag\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"@\n\x1d\x43\x61llPipelineServiceRunRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07request\x18\x02 \x01(\x0c\"i\n\x1e\x43\x61llPipelineServiceRunResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x16\n\x0estatus_details\x18\x04 \x01(\x0c\"\x17\n\x15GetBackendInfoRequest\"\xc1\x01\n\x16GetBackendInfoResponse\x12\x35\n\x08services\x18\x01 \x03(\x0b\x32#.mlgrid.api.common.v1.ServedService\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0btunnel_port\x18\x03 \x01(\r\x12\x10\n\x08instance\x18\x04 \x01(\t\x12\x38\n\rdirect_routes\x18\x05 \x03(\x0b\x32!.mlgrid.api.common.v1.DirectRoute\"P\n\x0b\x44irectRoute\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\"1\n\rServedService\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07schemes\x18\x02 \x03(\t*o\n\x08ViewType\x12\x19\n\x15VIEW_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VIEW_TYPE_ACTIVE_ONLY\x10\x01\x12\x1a\n\x16VIEW_TYPE_DELETED_ONLY\x10\x02\x12\x11\n\rVIEW_TYPE_ALL\x10\x03*\xcf\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12&\n\"ERROR_CODE_INVALID_PARAMETER_VALUE\x10\x01\x12&\n\"ERROR_CODE_RESOURCE_DOES_NOT_EXIST\x10\x02\x12&\n\"ERROR_CODE_RESOURCE_ALREADY_EXISTS\x10\x03\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x04\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x05\x12%\n!ERROR_CODE_REQUEST_LIMIT_EXCEEDED\x10\x06\x12&\n\"ERROR_CODE_TEMPORARILY_UNAVAILABLE\x10\x07\x12\x1d\n\x19\x45RROR_CODE_INTERNAL_ERROR\x10\x08\x32\x86\x01\n\x12\x42\x61\x63kendInfoService\x12p\n\x0eGetBackendInfo\x12+.mlgrid.api.common.v1.GetBackendInfoRequest\x1a,.mlgrid.api.common.v1.GetBackendInfoResponse\"\x03\x90\x02\x01\x32\x8b\x01\n\x13\x43\x61llPipelineService\x12t\n\x03Run\x12\x33.mlgrid.api.common.v1.CallPipelineServiceRunRequest\x1a\x34.mlgrid.api.common.v1.CallPipelineServiceRunResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,10 +23,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_BACKENDINFOSERVICE'].methods_by_name['GetBackendInfo']._options = None
   _globals['_BACKENDINFOSERVICE'].methods_by_name['GetBackendInfo']._serialized_options = b'\220\002\001'
-  _globals['_VIEWTYPE']._serialized_start=606
-  _globals['_VIEWTYPE']._serialized_end=717
-  _globals['_ERRORCODE']._serialized_start=720
-  _globals['_ERRORCODE']._serialized_end=1055
+  _globals['_VIEWTYPE']._serialized_start=621
+  _globals['_VIEWTYPE']._serialized_end=732
+  _globals['_ERRORCODE']._serialized_start=735
+  _globals['_ERRORCODE']._serialized_end=1070
   _globals['_TAG']._serialized_start=59
   _globals['_TAG']._serialized_end=92
   _globals['_CALLPIPELINESERVICERUNREQUEST']._serialized_start=94
@@ -38,11 +38,11 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_GETBACKENDINFORESPONSE']._serialized_start=293
   _globals['_GETBACKENDINFORESPONSE']._serialized_end=486
   _globals['_DIRECTROUTE']._serialized_start=488
-  _globals['_DIRECTROUTE']._serialized_end=553
-  _globals['_SERVEDSERVICE']._serialized_start=555
-  _globals['_SERVEDSERVICE']._serialized_end=604
-  _globals['_BACKENDINFOSERVICE']._serialized_start=1058
-  _globals['_BACKENDINFOSERVICE']._serialized_end=1192
-  _globals['_CALLPIPELINESERVICE']._serialized_start=1195
-  _globals['_CALLPIPELINESERVICE']._serialized_end=1334
+  _globals['_DIRECTROUTE']._serialized_end=568
+  _globals['_SERVEDSERVICE']._serialized_start=570
+  _globals['_SERVEDSERVICE']._serialized_end=619
+  _globals['_BACKENDINFOSERVICE']._serialized_start=1073
+  _globals['_BACKENDINFOSERVICE']._serialized_end=1207
+  _globals['_CALLPIPELINESERVICE']._serialized_start=1210
+  _globals['_CALLPIPELINESERVICE']._serialized_end=1349
 # @@protoc_insertion_point(module_scope)

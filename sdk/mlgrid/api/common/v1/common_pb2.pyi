@@ -234,10 +234,11 @@ class GetBackendInfoResponse(_message.Message):
 
     @_builtins.property
     def direct_routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DirectRoute]:
-        """Gateways that offer them (`mlgrid up`, plaintext): the default route of each tunnelled
-        service whose backend is one process on this host's loopback. A client that reached the
-        gateway on loopback itself may call that backend at its own address, with no relay at all;
-        the backend checks each call's credentials as it does behind a tunnel.
+        """Gateways that offer them (`mlgrid up`, plaintext): the tunnel routes (the default store's
+        tracking and registry backends, each artifact scheme's backend) whose backend is one
+        process on this host's loopback. A client that reached the gateway on loopback itself may
+        call that backend at its own address, with no relay at all; the backend checks each call's
+        credentials as it does behind a tunnel.
         """
 
     def __init__(
@@ -266,22 +267,28 @@ class DirectRoute(_message.Message):
     SERVICE_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     INSTANCE_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """Fully-qualified gRPC service name, e.g. "mlgrid.api.tracking.v1.TrackingService"."""
     address: _builtins.str
     """The backend's loopback address, host:port."""
     instance: _builtins.str
     """The backend's GetBackendInfoResponse.instance, as the gateway last heard it."""
+    route: _builtins.str
+    """The tunnel route it stands for (the `mlgrid-route` header): "" for the default store's
+    backend, "<scheme>:" for the artifacts backend of a URI scheme.
+    """
     def __init__(
         self,
         *,
         service: _builtins.str = ...,
         address: _builtins.str = ...,
         instance: _builtins.str = ...,
+        route: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "instance", b"instance", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "instance", b"instance", "route", b"route", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
