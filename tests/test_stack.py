@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import mlgrid
+from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.api.tracking.v1 import tracking_service_pb2 as trk
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as trk_grpc
 from mlgrid.entities import Metric
@@ -243,3 +244,24 @@ def test_children_stop_when_the_parent_is_killed(stack: UpProcess) -> None:
     # Each child sees its stdin pipe close and stops on its own: no orphans.
     left = wait_gone(processes[1:], timeout=30)
     assert [" ".join(p.cmdline()) for p in left] == []
+
+
+def test_up_with_no_direct_routes_tunnels_every_route(tmp_path: Path) -> None:
+    up = start_up(tmp_path, "--no-direct-routes")
+    try:
+        with grpc.insecure_channel(up.target) as channel:
+            info = common_pb2_grpc.BackendInfoServiceStub(channel).GetBackendInfo(
+                common_pb2.GetBackendInfoRequest(), timeout=10
+            )
+        assert info.tunnel_port > 0 and list(info.direct_routes) == []
+        transport = Transport(up.endpoint)
+        client = mlgrid.MlflowClient(up.endpoint, transport=transport)
+        run_id = client.create_run(_tracking_answers(up.target)).info.run_id
+        client.log_metric(run_id, "loss", 0.25)
+        assert client.get_run(run_id).data.metrics == {"loss": 0.25}
+        assert transport._tunnels is not None and transport._tunnels.direct == set()
+        assert {key[0] for key in transport._tunnel_stubs} == {"tracking"}
+        transport.close()
+    finally:
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=30) == 0
