@@ -25,9 +25,12 @@ from mlgrid.protocol import CHANNEL_OPTIONS
 from mlgrid.transport import Transport
 from mlgrid.tunnels import Tunnels
 from mlgrid_services.common.app import create_service_app
+from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import start_server
 from mlgrid_services.gateway.app import start_gateway
+from mlgrid_services.gateway.tls import TlsSettings
 from tests.auth.conftest import ADMIN, auth_settings, basic
+from tests.auth_edge.keys import make_ca
 from tests.fixtures.stack import Stack, start_stack
 
 TRACKING = "mlgrid.api.tracking.v1.TrackingService"
@@ -148,21 +151,24 @@ def test_replicated_backends_are_not_announced(tmp_path: Path) -> None:
             second.stop(0)
 
 
-def test_a_tls_gateway_announces_none_even_when_asked(pki_files: tuple[str, str]) -> None:
-    from mlgrid_services.gateway.tls import TlsSettings
-
-    backend = start_server(
-        create_service_app("tracking", _sqlite_config(Path(pki_files[0]).parent)).services
-    )
-    cert, key = pki_files
-    tls = TlsSettings.from_files(cert, key)
+def test_a_tls_gateway_announces_none_even_when_asked(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "ca", "direct-routes-ca")
+    server_cert = ca.issue("gateway")
+    backend = start_server(create_service_app("tracking", _sqlite_config(tmp_path)).services)
+    tls = TlsSettings.from_files(str(server_cert.cert_path), str(server_cert.key_path))
     gateways = [
         start_gateway(direct_routes=True, backends=[backend.address], tls=tls, internal_port=0),
         start_gateway(direct_routes=True, backends=[backend.address]),
     ]
     try:
         secure, plain = gateways
-        # Its plaintext internal port (mlgrid up's services) answers without them too.
+        credentials = grpc.ssl_channel_credentials(ca.cert_path.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{secure.port}", credentials) as channel:
+            info = common_pb2_grpc.BackendInfoServiceStub(channel).GetBackendInfo(
+                common_pb2.GetBackendInfoRequest(), timeout=5
+            )
+        assert info.services and list(info.direct_routes) == []
+        # Nor its plaintext internal port (mlgrid up's own services).
         assert secure.internal_port is not None
         assert list(backend_info(f"127.0.0.1:{secure.internal_port}").direct_routes) == []
         # The same gateway in plaintext does announce the backend.
@@ -173,21 +179,11 @@ def test_a_tls_gateway_announces_none_even_when_asked(pki_files: tuple[str, str]
         backend.stop(0)
 
 
-def _sqlite_config(directory: Path):  # type: ignore[no-untyped-def]
-    from mlgrid_services.common.config import ServiceConfig
-
+def _sqlite_config(directory: Path) -> ServiceConfig:
     return ServiceConfig(
         backend_store_uri=f"sqlite:///{directory / 'tls.db'}",
         default_artifact_root=(directory / "artifacts").as_uri(),
     )
-
-
-@pytest.fixture
-def pki_files(tmp_path: Path) -> tuple[str, str]:
-    from tests.auth_edge.keys import make_ca
-
-    server = make_ca(tmp_path / "ca", "direct-routes-ca").issue("gateway")
-    return str(server.cert_path), str(server.key_path)
 
 
 # ------------------------------------------------------------ the client's checks, one by one
