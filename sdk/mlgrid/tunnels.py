@@ -128,7 +128,7 @@ class Tunnels:
         self._lock = threading.Lock()
         self._port: int | None = None  # None: not asked yet; 0: the gateway offers none
         #: The gateway's direct routes by (full service name, route), asked with the port.
-        self._direct: dict[tuple[str, str], common_pb2.DirectRoute] = {}
+        self._announced: dict[tuple[str, str], common_pb2.DirectRoute] = {}
         #: The (service, route) pairs whose calls go straight to their backend.
         self.direct: set[tuple[str, str]] = set()
         #: The decision per (service, route): its channel, or None for the gateway port.
@@ -164,7 +164,7 @@ class Tunnels:
             except grpc.RpcError:
                 return None
             self._port = info.tunnel_port
-            self._direct = {(d.service, d.route): d for d in info.direct_routes}
+            self._announced = {(d.service, d.route): d for d in info.direct_routes}
             if not self._port:
                 log.info("the gateway offers no tunnels; calls use its gRPC port")
         return self._port
@@ -178,7 +178,7 @@ class Tunnels:
             or not env.MLGRID_DIRECT_ROUTES.get()
         ):
             return None
-        announced = self._direct.get((TUNNELLED_SERVICES[service], route))
+        announced = self._announced.get((TUNNELLED_SERVICES[service], route))
         if announced is None or not is_loopback_host(announced.address.rpartition(":")[0]):
             return None
         options = [
@@ -194,18 +194,17 @@ class Tunnels:
             ).instance
         except grpc.RpcError:
             answered = None
+        which = f"the {service} backend" + (f" for {route!r}" if route else "")
         if answered != announced.instance:
             channel.close()
             log.info(
-                "the %s backend%s the gateway named at %s %s; its calls go through the gateway",
-                service,
-                f" for {route!r}" if route else "",
+                "%s the gateway named at %s %s; its calls go through the gateway",
+                which,
                 announced.address,
                 "did not answer" if answered is None else "is another process now",
             )
             return None
-        log.debug("%s calls%s go straight to %s", service, f" for {route!r}" if route else "",
-                  announced.address)  # fmt: skip
+        log.debug("calls to %s go straight to %s", which, announced.address)
         self.direct.add((service, route))
         return channel
 

@@ -57,9 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("MLGRID_DIRECT_ROUTES", "MLGRID_GATEWAY_TUNNELS", "MLGRID_STORE_URI"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("MLGRID_TRACKING_USERNAME", "MLGRID_TRACKING_PASSWORD", "MLGRID_TRACKING_TOKEN"):
+    settings = ("MLGRID_DIRECT_ROUTES", "MLGRID_GATEWAY_TUNNELS", "MLGRID_STORE_URI")
+    credentials = ("MLGRID_TRACKING_USERNAME", "MLGRID_TRACKING_PASSWORD", "MLGRID_TRACKING_TOKEN")
+    for name in (*settings, *credentials):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
