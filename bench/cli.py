@@ -107,7 +107,9 @@ def run_worker(
     spec = servers.TARGETS[target]
     # MLflow's server gets the client of its own venv; mlgrid's venv has the real `mlflow` (the
     # dev extra) beside mlgrid's plugin, so the plugin and REST columns run their client there.
-    python = str(mlflow_env.python()) if spec.server == "mlflow" else sys.executable
+    python, workdir = sys.executable, servers.ROOT
+    if spec.server == "mlflow":
+        python, workdir = str(mlflow_env.python()), mlflow_env.client_workdir()
     command = [python, "-m", "bench.worker", "run", "--sdk", spec.sdk, "--uri", uri]
     command += ["--phases", ",".join(p.id for p in phases)] + (["--quick"] if quick else [])
     command += ["--server-pid", str(server_pid)] if server_pid else []
@@ -124,7 +126,7 @@ def run_worker(
     )
     with sampler or contextlib.nullcontext():
         done = subprocess.run(
-            command, cwd=servers.ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=3600
+            command, cwd=workdir, env=env, stdout=subprocess.PIPE, text=True, timeout=3600
         )
     if sampler:
         extra["artifact_rss_growth"] = {

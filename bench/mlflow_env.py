@@ -22,6 +22,20 @@ def python() -> Path:
     return VENV / "bin" / "python"
 
 
+def client_workdir() -> Path:
+    """The working directory of MLflow's client workers: it holds only a ``bench`` link to this
+    package. Run from the repository root, they would find ``mlgrid.egg-info`` there (the dev
+    install's metadata) through the current directory on ``sys.path``, and MLflow would try to
+    load mlgrid's plugin entry points from it, warning "No module named 'mlgrid'" in every
+    process."""
+    workdir = VENV / "client-workdir"
+    link = workdir / "bench"
+    if not link.is_symlink():
+        workdir.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(ROOT / "bench", target_is_directory=True)
+    return workdir
+
+
 def installed_version() -> str | None:
     """MLflow's version in the venv, or None when the venv is missing or incomplete."""
     if not (VENV / "bin" / "mlflow").exists():
