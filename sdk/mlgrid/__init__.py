@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Before anything imports grpc: its C core reads its settings once, at that import (_grpc_io.py).
+importlib.import_module("mlgrid._grpc_io").install()
+
 if TYPE_CHECKING:
     from mlgrid import entities, exceptions
     from mlgrid.client import Client, MlflowClient

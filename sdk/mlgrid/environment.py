@@ -272,6 +272,16 @@ MLGRID_DIRECT_ROUTES = EnvironmentVariable(
     "at the loopback address the gateway announces, with no relay (false: through a tunnel).",
     fallback=None,
 )
+MLGRID_GRPC_INLINE_IO = EnvironmentVariable(
+    "MLGRID_GRPC_INLINE_IO",
+    _parse_bool,
+    True,
+    "gRPC's socket reads and writes run on the threads waiting for them rather than on its "
+    "EventEngine's thread pool (GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener, "
+    "set for mlgrid's process only while it imports grpc; never over a GRPC_EXPERIMENTS of "
+    "your own): one thread hop less per message (false: gRPC's default).",
+    fallback=None,
+)
 MLGRID_CALL_PIPELINE = EnvironmentVariable(
     "MLGRID_CALL_PIPELINE",
     _parse_bool,
