@@ -129,44 +129,31 @@ def test_a_bad_setting_names_the_variable():
     assert "MLGRID_GRPC_INLINE_IO='maybe' is not a boolean" in done.stderr
 
 
-def test_outside_the_tested_grpcio_range_nothing_is_set(tmp_path: Path):
-    # A grpcio newer than any tested: the process imports grpc with nothing set (an experiment
-    # name it dropped would make it log an error), and says nothing.
+def _with_stand_in_grpc(tmp_path: Path, version: str) -> subprocess.CompletedProcess[str]:
+    """``import mlgrid, grpc`` where ``grpc`` is a stand-in of grpcio ``version`` that notes
+    the GRPC_EXPERIMENTS its import saw; prints that, then what the process has afterwards."""
     fake = tmp_path / "grpc"
     fake.mkdir()
-    (fake / "_grpcio_metadata.py").write_text('__version__ = """1.99.0"""\n')
+    (fake / "_grpcio_metadata.py").write_text(f'__version__ = """{version}"""\n')
     (fake / "__init__.py").write_text("import os\nSEEN = os.environ.get('GRPC_EXPERIMENTS')\n")
     environ = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
     environ["PYTHONPATH"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", "import mlgrid, grpc; print(grpc.SEEN, grpc.__file__)"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=True,
+    script = "import os, mlgrid, grpc; print(grpc.SEEN, os.environ.get('GRPC_EXPERIMENTS'))"
+    return subprocess.run(
+        [sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True
     )
-    assert done.stdout.split() == ["None", str(fake / "__init__.py")]
+
+
+def test_outside_the_tested_grpcio_range_nothing_is_set(tmp_path: Path):
+    # A grpcio newer than any tested: its import sees nothing set (an experiment name it
+    # dropped would make it log an error), and nothing is said.
+    done = _with_stand_in_grpc(tmp_path, "1.99.0")
+    assert done.stdout.split() == ["None", "None"]
     assert done.stderr == ""
 
 
 def test_inside_the_range_the_setting_is_there_while_grpc_is_imported(tmp_path: Path):
-    fake = tmp_path / "grpc"
-    fake.mkdir()
-    (fake / "_grpcio_metadata.py").write_text('__version__ = """1.70.1"""\n')
-    (fake / "__init__.py").write_text("import os\nSEEN = os.environ.get('GRPC_EXPERIMENTS')\n")
-    environ = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
-    environ["PYTHONPATH"] = str(tmp_path)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, mlgrid, grpc; print(grpc.SEEN, os.environ.get('GRPC_EXPERIMENTS'))",
-        ],
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = _with_stand_in_grpc(tmp_path, "1.70.1")
     assert done.stdout.split() == [_grpc_io.EXPERIMENTS, "None"]
 
 
