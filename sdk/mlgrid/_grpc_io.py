@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-# Plain classes, not importlib.abc's (its import alone cost 7 ms of `import mlgrid`, which the
-# embedded mode's short scripts pay): the import system only calls these methods.
-
 EXPERIMENTS = "-event_engine_client,-event_engine_listener"
 #: (major, minor) of the oldest and newest grpcio these experiments were measured and tested on
 #: (`make compat` runs the oldest; the dev install the newest).
@@ -61,6 +58,11 @@ def grpcio_version(package_dir: str) -> tuple[int, int] | None:
 
 def _tested(version: tuple[int, int] | None) -> bool:
     return version is not None and TESTED_GRPCIO[0] <= version <= TESTED_GRPCIO[1]
+
+
+# The two classes below are plain ones, not importlib.abc's: the import system only calls their
+# methods, and importing importlib.abc alone cost 7 ms of `import mlgrid`, which the embedded
+# mode's short scripts pay.
 
 
 class _RestoringLoader:
