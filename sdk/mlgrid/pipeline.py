@@ -22,6 +22,7 @@ metadata changes (a refreshed token, another workspace).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -34,6 +35,8 @@ from typing import Any, Final
 import grpc
 
 from mlgrid import _fork
+from mlgrid._grpc_stream import CallerThreadStream, StreamEnded
+from mlgrid._grpc_stream import supported as caller_thread_streams_supported
 from mlgrid._rpc_errors import EndedCall
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS
@@ -52,6 +55,10 @@ MAX_PIPELINED_BYTES = 8 * 1024
 #: After the server refused a stream, calls go on their own for this long before trying again.
 _REFUSED_PAUSE_S = 30.0
 _END = object()  # ends a stream's requests
+_RUN = "/mlgrid.api.common.v1.CallPipelineService/Run"
+#: The most a pipeline's stream waits for the server to end it when it is replaced or closed,
+#: before it cancels it (the server answers at once unless it is stuck).
+_CLOSE_WAIT_S = 2.0
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -67,7 +74,9 @@ class PipelinedCallError(EndedCall):
 
 
 class _Stream:
-    """One open ``CallPipelineService.Run``: its outgoing queue and its replies."""
+    """One open ``CallPipelineService.Run`` on grpcio's public API: an outgoing queue that a
+    request-reader thread of gRPC's sends from, and the replies (the fallback where
+    :mod:`mlgrid._grpc_stream` is not supported)."""
 
     def __init__(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
         self.metadata = list(metadata)
@@ -91,6 +100,18 @@ class _Stream:
                 return
             yield item
 
+    def exchange(
+        self, call: common_pb2.CallPipelineServiceRunRequest
+    ) -> common_pb2.CallPipelineServiceRunResponse:
+        """Sends ``call`` and returns its reply; raises grpc.RpcError or StopIteration when the
+        stream ended first."""
+        self.outgoing.put(call)
+        return next(self.replies)
+
+    def abandon(self) -> None:
+        """Drops the stream at once (its caller was interrupted while it waited)."""
+        self.replies.cancel()
+
     def close(self) -> None:
         self.outgoing.put(_END)  # the server's loop ends; the stream finishes OK
 
@@ -105,6 +126,44 @@ class _Stream:
         return self.threads
 
 
+class _CallerThreadStream:
+    """One open ``CallPipelineService.Run`` run by the calling thread alone
+    (:mod:`mlgrid._grpc_stream`): no thread of its own, a quarter of the public API's CPU."""
+
+    def __init__(self, channel: grpc.Channel, metadata: Sequence[tuple[str, str]]) -> None:
+        self.metadata = list(metadata)
+        self.renew_at = time.monotonic() + MAX_PIPELINE_SECONDS - _RENEW_MARGIN_S
+        self.answered = 0
+        self._stream = CallerThreadStream(channel, _RUN, metadata, MAX_PIPELINE_SECONDS)
+
+    def exchange(
+        self, call: common_pb2.CallPipelineServiceRunRequest
+    ) -> common_pb2.CallPipelineServiceRunResponse:
+        reply = self._stream.exchange(call.SerializeToString())
+        return common_pb2.CallPipelineServiceRunResponse.FromString(reply)
+
+    def abandon(self) -> None:
+        # Interrupted inside gRPC's wait, gRPC has freed the call already; anywhere else the
+        # cancel ends it. Its queue is not read again either way.
+        with contextlib.suppress(Exception):
+            self._stream.cancel()
+
+    def close(self) -> None:
+        self._stream.close(_CLOSE_WAIT_S)
+
+    def finish(self, until: float) -> set[threading.Thread]:
+        watchdog = self._stream.close(max(0.0, until - time.monotonic()))
+        return {watchdog} if watchdog is not None else set()
+
+
+def _open_stream(
+    channel: grpc.Channel, metadata: Sequence[tuple[str, str]]
+) -> _Stream | _CallerThreadStream:
+    if caller_thread_streams_supported(channel):
+        return _CallerThreadStream(channel, metadata)
+    return _Stream(channel, metadata)
+
+
 class Pipeline:
     """The pipeline of one tunnelled channel."""
 
@@ -114,7 +173,7 @@ class Pipeline:
         #: makes its calls on their own instead of waiting on a stream nobody serves.
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._stream: _Stream | None = None
+        self._stream: _Stream | _CallerThreadStream | None = None
         self._paused_until = 0.0
         _PIPELINES.add(self)
 
@@ -131,13 +190,11 @@ class Pipeline:
             stream = self._ready(metadata)
             if stream is None:
                 return NOT_CARRIED
-            stream.outgoing.put(
-                common_pb2.CallPipelineServiceRunRequest(
-                    method=method, request=request.SerializeToString()
-                )
+            call = common_pb2.CallPipelineServiceRunRequest(
+                method=method, request=request.SerializeToString()
             )
             try:
-                reply = next(stream.replies)
+                reply = stream.exchange(call)
             except (grpc.RpcError, StopIteration) as err:
                 self._lost(stream, err)
                 return NOT_CARRIED
@@ -146,7 +203,7 @@ class Pipeline:
                 # come as the next call's. The stream goes; the call may or may not have run,
                 # as for any interrupted call.
                 self._stream = None
-                stream.replies.cancel()
+                stream.abandon()
                 raise
             stream.answered += 1
         finally:
@@ -155,7 +212,7 @@ class Pipeline:
             raise PipelinedCallError.of(reply)
         return response_class.FromString(reply.response)
 
-    def _ready(self, metadata: Sequence[tuple[str, str]]) -> _Stream | None:
+    def _ready(self, metadata: Sequence[tuple[str, str]]) -> _Stream | _CallerThreadStream | None:
         """The stream to send on (lock held): the open one, or a new one; None while paused."""
         now = time.monotonic()
         stream = self._stream
@@ -165,14 +222,14 @@ class Pipeline:
         if stream is None:
             if now < self._paused_until:
                 return None
-            stream = self._stream = _Stream(self.channel, metadata)
+            stream = self._stream = _open_stream(self.channel, metadata)
         return stream
 
-    def _lost(self, stream: _Stream, err: BaseException) -> None:
+    def _lost(self, stream: _Stream | _CallerThreadStream, err: BaseException) -> None:
         """The stream ended before a reply (lock held): drop it; a refusal pauses pipelining."""
         self._stream = None
         stream.close()
-        code = err.code() if isinstance(err, grpc.Call) else None
+        code = err.code() if isinstance(err, (grpc.Call, StreamEnded)) else None
         if stream.answered == 0 and code in (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             grpc.StatusCode.UNIMPLEMENTED,

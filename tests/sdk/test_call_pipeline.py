@@ -36,6 +36,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
+@pytest.fixture(autouse=True, params=["caller-thread", "public-api"])
+def stream_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both kinds of stream: the caller's thread alone (the default where
+    grpcio is in the tested range) and grpcio's public API (the fallback)."""
+    if request.param == "public-api":
+        monkeypatch.setenv("MLGRID_GRPC_CALLER_THREAD_STREAMS", "false")
+    return str(request.param)
+
+
 @pytest.fixture
 def new_client(stack: Stack) -> Iterator[Callable[[], Client]]:
     """Makes clients with transports of their own (the process-wide one is shared by other
@@ -121,7 +130,7 @@ def test_a_lost_stream_costs_no_call_the_write_is_made_on_its_own(
     pipeline = pipeline_of(client)
     first = pipeline._stream
     assert first is not None
-    first.replies.cancel()  # as a connection dropping would
+    first.abandon()  # cancels it, as a connection dropping would
     client.log_metric(run_id, "loss", 2.0, step=1)  # made on its own, after the lost stream
     assert pipeline._stream is None
     client.log_metric(run_id, "loss", 3.0, step=2)  # a new stream
