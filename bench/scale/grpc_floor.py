@@ -4,17 +4,20 @@ A pipelined ``log_metric`` is one message each way on a stream that stays open
 (services/common/pipeline.py). This measures exactly that shape with nothing else in it: a
 bare gRPC server in one process whose handler echoes each message back at once, and a client in
 another sending the same bytes a pipelined ``log_metric`` sends (its ``CallPipelineServiceRun``
-request and reply, built from the real messages) and waiting for each reply, as the SDK does.
+request and reply, built from the real messages) and waiting for each reply, as the SDK does:
+on the caller's thread alone (mlgrid/_grpc_stream.py) where the SDK would, else (and with
+``--public-api``) through grpcio's public streaming API.
 No database, no gateway, no servicer: the summed CPU of the two processes per round trip is what
 any Python gRPC client and server pay before doing any work, on this machine, in this run.
 
-``python -m bench.scale.grpc_floor [--calls N]`` prints it; the cpu phase reports it beside
-mlgrid's own figure (phases.py).
+``python -m bench.scale.grpc_floor [--calls N] [--public-api]`` prints it; the cpu phase reports
+it beside mlgrid's own figure (phases.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import queue
 import subprocess
@@ -52,6 +55,7 @@ def pipelined_log_metric_bytes() -> tuple[bytes, bytes]:
 
 def serve(reply: bytes) -> None:
     """Serves the echo stream on a free port, prints the port, runs until killed."""
+    importlib.import_module("mlgrid")  # before grpc, as every mlgrid process (mlgrid/_grpc_io.py)
     import grpc
 
     def echo(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
@@ -69,10 +73,14 @@ def serve(reply: bytes) -> None:
     server.wait_for_termination()
 
 
-def measure(calls: int) -> dict[str, float]:
-    """Client and server CPU (ms) and wall time (ms) per echoed round trip, over ``calls``."""
+def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
+    """Client and server CPU (ms) and wall time (ms) per echoed round trip, over ``calls``;
+    ``caller_thread`` in the answer says which client ran them."""
+    importlib.import_module("mlgrid")  # before grpc, as every mlgrid process (mlgrid/_grpc_io.py)
     import grpc
     import psutil
+
+    from mlgrid import _grpc_stream
 
     request, reply = pipelined_log_metric_bytes()
     server = subprocess.Popen(
@@ -91,12 +99,21 @@ def measure(calls: int) -> dict[str, float]:
                 yield item
 
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            replies: Any = channel.stream_stream(_METHOD, _same, _same)(requests())
+            caller_thread = not public_api and _grpc_stream.supported(channel)
+            if caller_thread:
+                grpc.channel_ready_future(channel).result(timeout=10)
+                stream = _grpc_stream.CallerThreadStream(channel, _METHOD, (), timeout=3600)
+                exchange = stream.exchange
+            else:
+                replies: Any = channel.stream_stream(_METHOD, _same, _same)(requests())
+
+                def exchange(message: bytes) -> bytes:
+                    outgoing.put(message)
+                    return next(replies)  # type: ignore[no-any-return]
 
             def round_trips(count: int) -> None:
                 for _ in range(count):
-                    outgoing.put(request)
-                    if next(replies) != reply:
+                    if exchange(request) != reply:
                         raise RuntimeError("the echo server answered something else")
 
             round_trips(_WARMUP)
@@ -106,6 +123,8 @@ def measure(calls: int) -> dict[str, float]:
             wall = time.perf_counter() - start
             client = time.process_time() - client_before
             served = sum(served_by.cpu_times()[:2]) - server_before
+            if caller_thread:
+                stream.close(wait_s=2)
             outgoing.put(None)
     finally:
         server.kill()
@@ -115,18 +134,25 @@ def measure(calls: int) -> dict[str, float]:
         "server_ms": served * 1000 / calls,
         "total_ms": (client + served) * 1000 / calls,
         "wall_ms": wall * 1000 / calls,
+        "caller_thread": caller_thread,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale.grpc_floor", description=__doc__)
     parser.add_argument("--calls", type=int, default=5_000, help="timed round trips")
+    parser.add_argument(
+        "--public-api",
+        action="store_true",
+        help="the client uses grpcio's public streaming API (three threads) even where the SDK "
+        "would run the stream on the caller's thread alone",
+    )
     parser.add_argument("--serve", metavar="REPLY_HEX", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
         serve(bytes.fromhex(args.serve))
         return 0
-    print(json.dumps(measure(args.calls)))
+    print(json.dumps(measure(args.calls, public_api=args.public_api)))
     return 0
 
 
