@@ -33,6 +33,7 @@ import grpc
 
 from mlgrid import environment as env
 from mlgrid._grpc_io import TESTED_GRPCIO, grpcio_version
+from mlgrid._rpc_errors import EndedCall
 
 # Tags of the call's batches (any object; gRPC hands each back with its completion).
 _OPENED = "opened"
@@ -45,20 +46,9 @@ _NO_FLAGS = 0
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class StreamEnded(grpc.RpcError):
-    """The stream ended (its status) before an exchange's reply came: a ``grpc.Call``-like
-    error, as the public API raises, so callers handle both alike."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+class StreamEnded(EndedCall):
+    """The stream ended (its status) before an exchange's reply came: a failed call as gRPC
+    presents one, so callers handle it as they handle the public API's errors."""
 
 
 def _cygrpc() -> Any:
@@ -139,9 +129,12 @@ class CallerThreadStream:
         """Ends the stream: half-closes it, so the server ends its side, and waits for the
         server's status, cancelling the stream after ``wait_s``. Returns the thread that would
         have cancelled it (already told to stop) for a fork to wait for, or None."""
-        if _STATUS not in self._due:
-            return None
-        self._start((self._ops.SendCloseFromClientOperation(_NO_FLAGS),), _HALF_CLOSE)
+        if not self._due:
+            return None  # ended and drained
+        if _STATUS in self._due:
+            self._start((self._ops.SendCloseFromClientOperation(_NO_FLAGS),), _HALF_CLOSE)
+        # Every batch started must be taken from the queue: gRPC frees the call and its queue
+        # only then (after the status they all complete at once).
         watchdog = threading.Timer(wait_s, self.cancel)
         watchdog.daemon = True
         watchdog.start()
@@ -152,8 +145,14 @@ class CallerThreadStream:
             watchdog.cancel()
         return watchdog
 
+    @property
+    def finished(self) -> bool:
+        """Every batch of the call has completed and been taken: gRPC has freed it."""
+        return not self._due
+
     def cancel(self) -> None:
-        """Cancels the stream (from any thread); a waiting exchange then raises StreamEnded."""
+        """Cancels the stream (from any thread; harmless once it has ended); a waiting exchange
+        then raises StreamEnded."""
         self._call.cancel(grpc.StatusCode.CANCELLED.value[0], "the client ended the pipeline")
 
     def _start(self, operations: tuple[Any, ...], tag: str) -> bool:

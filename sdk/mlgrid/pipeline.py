@@ -35,7 +35,7 @@ from typing import Any, Final
 import grpc
 
 from mlgrid import _fork
-from mlgrid._grpc_stream import CallerThreadStream, StreamEnded
+from mlgrid._grpc_stream import CallerThreadStream
 from mlgrid._grpc_stream import supported as caller_thread_streams_supported
 from mlgrid._rpc_errors import EndedCall
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
@@ -229,7 +229,7 @@ class Pipeline:
         """The stream ended before a reply (lock held): drop it; a refusal pauses pipelining."""
         self._stream = None
         stream.close()
-        code = err.code() if isinstance(err, (grpc.Call, StreamEnded)) else None
+        code = err.code() if isinstance(err, grpc.Call) else None
         if stream.answered == 0 and code in (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             grpc.StatusCode.UNIMPLEMENTED,

@@ -77,6 +77,7 @@ def test_each_exchange_returns_its_own_reply_and_close_ends_the_stream_cleanly(s
     stream.close(wait_s=5)
     assert ended.wait(5)
     assert stream.status is not None and stream.status.code() is grpc.StatusCode.OK
+    assert stream.finished and stream.close(wait_s=5) is None  # a second close does nothing
 
 
 def test_a_stream_the_server_refuses_raises_its_code_and_message(serve) -> None:
@@ -92,6 +93,9 @@ def test_a_stream_the_server_refuses_raises_its_code_and_message(serve) -> None:
     assert isinstance(ended.value, grpc.RpcError)
     with pytest.raises(StreamEnded):  # and stays ended
         stream.exchange(b"y")
+    stream.close(wait_s=5)
+    assert stream.finished  # every batch taken from its queue, so gRPC freed the call
+    stream.cancel()  # harmless now
 
 
 def test_a_stream_the_server_ends_between_calls_raises_at_the_next_one(serve) -> None:
@@ -113,22 +117,23 @@ def silent(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator
         yield b"late"
 
 
-def test_a_silent_server_is_bounded_by_the_streams_deadline(serve) -> None:
-    stream = CallerThreadStream(serve(silent), METHOD, [], timeout=0.3)
+@pytest.mark.parametrize(
+    ("ended_by", "timeout", "code"),
+    [
+        ("the stream's deadline", 0.3, grpc.StatusCode.DEADLINE_EXCEEDED),
+        ("a cancel from another thread", 60.0, grpc.StatusCode.CANCELLED),
+    ],
+)
+def test_a_wait_on_a_silent_server_ends(
+    serve, ended_by: str, timeout: float, code: grpc.StatusCode
+) -> None:
+    stream = CallerThreadStream(serve(silent), METHOD, [], timeout=timeout)
+    if code is grpc.StatusCode.CANCELLED:
+        threading.Timer(0.2, stream.cancel).start()
     started = time.monotonic()
     with pytest.raises(StreamEnded) as ended:
         stream.exchange(b"x")
-    assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 5
-
-
-def test_cancel_from_another_thread_ends_a_waiting_exchange(serve) -> None:
-    stream = CallerThreadStream(serve(silent), METHOD, [], timeout=60)
-    threading.Timer(0.2, stream.cancel).start()
-    started = time.monotonic()
-    with pytest.raises(StreamEnded) as ended:
-        stream.exchange(b"x")
-    assert ended.value.code() is grpc.StatusCode.CANCELLED
+    assert ended.value.code() is code, ended_by
     assert time.monotonic() - started < 5
 
 
