@@ -22,6 +22,7 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2 as pb
 from mlgrid.api.tracking.v1 import tracking_service_pb2_grpc as pb_grpc
 from mlgrid.client import Client
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
+from mlgrid.pipeline import _CallerThreadStream
 from mlgrid.transport import get_transport
 from mlgrid_services.gateway.app import start_gateway
 from mlgrid_services.gateway.tls import TlsConfigError, TlsSettings
@@ -66,6 +67,14 @@ def tunnels_in_use(uri: str) -> bool:
     return tunnels is not None and tunnels.in_use
 
 
+def metric_rode_the_callers_thread(uri: str) -> bool:
+    """The metric went on a call pipeline run by the caller's thread (mlgrid/_grpc_stream.py),
+    inside the TLS tunnel."""
+    pipeline = get_transport(uri)._pipeline
+    stream = pipeline._stream if pipeline is not None else None
+    return isinstance(stream, _CallerThreadStream) and stream.answered >= 1
+
+
 # ---------------------------------------------------------------- server-auth TLS
 
 
@@ -76,6 +85,7 @@ def test_sdk_logs_over_tls_with_the_ca_bundle_and_tunnels(
     uri = f"grpcs://{server_tls.target}"
     log_a_run(uri, tmp_path)
     assert tunnels_in_use(uri)  # tracking and artifacts went through TLS tunnels
+    assert metric_rode_the_callers_thread(uri)
 
 
 def test_mlflow_names_of_the_tls_settings_work(
@@ -135,6 +145,7 @@ def test_mutual_tls_with_a_client_certificate(
     uri = f"grpcs://{mutual_tls.target}"
     log_a_run(uri, tmp_path)
     assert tunnels_in_use(uri)
+    assert metric_rode_the_callers_thread(uri)
 
 
 def test_mutual_tls_with_the_key_in_the_certificate_file_as_mlflow_takes_it(
