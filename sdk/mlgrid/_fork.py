@@ -4,10 +4,12 @@ DataLoader workers, a pre-forking server).
 gRPC's core prepares itself for a fork (stops its pollers, resets them in the child) only when
 no other thread is inside it at that moment; otherwise it skips that step, and the child inherits
 its state mid-flight and can crash, even a child that never calls gRPC. Between calls the SDK's
-blocking calls leave no thread in gRPC, but two things it uses do: a call pipeline's open stream
-(its event loop and request reader run as long as it is open) and the connectivity watch that
-sets up a tunnel (its poller lives up to 0.2 s after the watch ends). Before a fork this module
-ends the streams and waits for those threads, at most ``FORK_WAIT_S`` in all.
+blocking calls leave no thread in gRPC, but two things it uses can: a call pipeline's open stream
+on grpcio's public API (its event loop and request reader run as long as it is open; a stream run
+on the caller's thread, the default, has none, but is ended all the same so that the child
+inherits no call) and the connectivity watch that sets up a tunnel (its poller lives up to 0.2 s
+after the watch ends). Before a fork this module ends the streams and waits for those threads, at
+most ``FORK_WAIT_S`` in all.
 """
 
 from __future__ import annotations
