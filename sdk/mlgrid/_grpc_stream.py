@@ -18,7 +18,7 @@ thread per pipelined call"): 0.07 ms of client CPU per round trip instead of 0.2
 This is grpcio's internal Cython layer, not its public API, so it is used only where it was
 tested: grpcio in ``_grpc_io.TESTED_GRPCIO`` (``make compat`` runs the oldest, the dev install the
 newest), a channel of grpcio's own class, and ``MLGRID_GRPC_CALLER_THREAD_STREAMS`` not false.
-Anywhere else :func:`open_stream` returns None and the pipeline uses the public API.
+Anywhere else :func:`supported` says no and the pipeline uses the public API.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ _TESTED: bool | None = None
 
 
 def supported(channel: grpc.Channel) -> bool:
-    """Whether :func:`open_stream` can run a stream on ``channel`` (see the module's doc)."""
+    """Whether a :class:`CallerThreadStream` can run on ``channel`` (see the module's doc)."""
     global _TESTED
     if not env.MLGRID_GRPC_CALLER_THREAD_STREAMS.get():
         return False
