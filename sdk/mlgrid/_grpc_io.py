@@ -56,7 +56,8 @@ def grpcio_version(package_dir: str) -> tuple[int, int] | None:
         return None
 
 
-def _tested(version: tuple[int, int] | None) -> bool:
+def tested(version: tuple[int, int] | None) -> bool:
+    """Whether grpcio ``version`` (from :func:`grpcio_version`) is in :data:`TESTED_GRPCIO`."""
     return version is not None and TESTED_GRPCIO[0] <= version <= TESTED_GRPCIO[1]
 
 
@@ -98,7 +99,7 @@ class _FirstGrpcImport:
         spec = importlib.util.find_spec("grpc")
         if spec is None or spec.loader is None or not spec.submodule_search_locations:
             return spec
-        if _VARIABLE in os.environ or not _tested(
+        if _VARIABLE in os.environ or not tested(
             grpcio_version(spec.submodule_search_locations[0])
         ):
             return spec

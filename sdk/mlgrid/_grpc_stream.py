@@ -23,6 +23,7 @@ Anywhere else :func:`supported` says no and the pipeline uses the public API.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import time
@@ -32,8 +33,8 @@ from typing import Any
 import grpc
 
 from mlgrid import environment as env
-from mlgrid._grpc_io import TESTED_GRPCIO, grpcio_version
-from mlgrid._rpc_errors import EndedCall
+from mlgrid._grpc_io import grpcio_version, tested
+from mlgrid._rpc_errors import EndedCall, status_code
 
 # Tags of the call's batches (any object; gRPC hands each back with its completion).
 _OPENED = "opened"
@@ -42,8 +43,6 @@ _STATUS = "status"
 _EXCHANGE = "exchange"
 _HALF_CLOSE = "half-close"
 _NO_FLAGS = 0
-
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class StreamEnded(EndedCall):
@@ -56,23 +55,16 @@ def _cygrpc() -> Any:
     return importlib.import_module("grpc._cython.cygrpc")
 
 
+@functools.cache
 def _grpcio_tested() -> bool:
-    version = grpcio_version(grpc.__path__[0])
-    return version is not None and TESTED_GRPCIO[0] <= version <= TESTED_GRPCIO[1]
-
-
-_TESTED: bool | None = None
+    return tested(grpcio_version(grpc.__path__[0]))
 
 
 def supported(channel: grpc.Channel) -> bool:
     """Whether a :class:`CallerThreadStream` can run on ``channel`` (see the module's doc)."""
-    global _TESTED
-    if not env.MLGRID_GRPC_CALLER_THREAD_STREAMS.get():
+    if not env.MLGRID_GRPC_CALLER_THREAD_STREAMS.get() or not _grpcio_tested():
         return False
-    if _TESTED is None:
-        _TESTED = _grpcio_tested()
-    core = getattr(channel, "_channel", None)
-    return _TESTED and hasattr(core, "segregated_call")
+    return hasattr(getattr(channel, "_channel", None), "segregated_call")
 
 
 class CallerThreadStream:
@@ -173,7 +165,7 @@ class CallerThreadStream:
                 if kind == receive_message:
                     self._reply = operation.message()
                 elif kind == receive_status:
-                    code = _CODES.get(operation.code(), grpc.StatusCode.UNKNOWN)
+                    code = status_code(operation.code())
                     details = operation.details() or b""
                     if isinstance(details, bytes):
                         details = details.decode("utf-8", "replace")

@@ -12,6 +12,13 @@ from grpc_status import rpc_status
 from mlgrid.exceptions import MlgridException, exception_for_code, exception_for_status
 from mlgrid.protocol import STATUS_DETAILS_KEY
 
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The gRPC status code numbered ``value`` on the wire (UNKNOWN for a number gRPC lacks)."""
+    return _STATUS_CODES.get(value, grpc.StatusCode.UNKNOWN)
+
 
 class EndedCall(grpc.RpcError, grpc.Call):  # type: ignore[misc]
     """A call that ended with ``code``, ``details`` and trailing metadata, presented as gRPC

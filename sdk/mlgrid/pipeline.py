@@ -37,7 +37,7 @@ import grpc
 from mlgrid import _fork
 from mlgrid._grpc_stream import CallerThreadStream
 from mlgrid._grpc_stream import supported as caller_thread_streams_supported
-from mlgrid._rpc_errors import EndedCall
+from mlgrid._rpc_errors import EndedCall, status_code
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS
 from mlgrid.protocol import STATUS_DETAILS_KEY
@@ -60,8 +60,6 @@ _RUN = "/mlgrid.api.common.v1.CallPipelineService/Run"
 #: before it cancels it (the server answers at once unless it is stuck).
 _CLOSE_WAIT_S = 2.0
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
 
 class PipelinedCallError(EndedCall):
     """A pipelined call that failed: what the same call on its own would have raised (its code,
@@ -70,7 +68,7 @@ class PipelinedCallError(EndedCall):
     @classmethod
     def of(cls, reply: common_pb2.CallPipelineServiceRunResponse) -> PipelinedCallError:
         trailing = ((STATUS_DETAILS_KEY, reply.status_details),) if reply.status_details else ()
-        return cls(_CODES.get(reply.code, grpc.StatusCode.UNKNOWN), reply.message, trailing)
+        return cls(status_code(reply.code), reply.message, trailing)
 
 
 class _Stream:

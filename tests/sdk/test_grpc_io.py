@@ -78,7 +78,7 @@ def _transport(trace: str) -> str:
 
 # The grpcio installed here is one the setting applies to (outside TESTED_GRPCIO nothing is
 # changed, and the cases below that expect the iomgr endpoint would not hold).
-IN_RANGE = _grpc_io._tested(_grpc_io.grpcio_version(os.path.dirname(grpc.__file__)))
+IN_RANGE = _grpc_io.tested(_grpc_io.grpcio_version(os.path.dirname(grpc.__file__)))
 needs_tested_grpcio = pytest.mark.skipif(
     not IN_RANGE, reason="the installed grpcio is outside TESTED_GRPCIO: measure it, then widen it"
 )
@@ -175,7 +175,7 @@ def test_the_grpcio_version_is_read_without_importing_it(tmp_path: Path, text, e
 
 
 def test_the_tested_range():
-    assert not _grpc_io._tested((1, 61))
-    assert not _grpc_io._tested((1, 86))
-    assert not _grpc_io._tested(None)
-    assert _grpc_io._tested((1, 70))
+    assert not _grpc_io.tested((1, 61))
+    assert not _grpc_io.tested((1, 86))
+    assert not _grpc_io.tested(None)
+    assert _grpc_io.tested((1, 70))

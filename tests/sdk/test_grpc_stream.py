@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from mlgrid import _fork, _grpc_stream
+from mlgrid import _fork, _grpc_io, _grpc_stream
 from mlgrid._grpc_stream import CallerThreadStream, StreamEnded
 from mlgrid.client import Client
 from mlgrid.pipeline import _CallerThreadStream, _Stream
@@ -165,8 +165,15 @@ def test_used_only_on_grpcios_own_channel_in_the_tested_range_unless_turned_off(
     assert not _grpc_stream.supported(grpc.intercept_channel(channel, _PassThrough()))
     monkeypatch.setenv("MLGRID_GRPC_CALLER_THREAD_STREAMS", "false")
     assert not _grpc_stream.supported(channel)
-    monkeypatch.setattr(_grpc_stream, "TESTED_GRPCIO", ((1, 0), (1, 1)))
-    assert not _grpc_stream._grpcio_tested()
+    monkeypatch.delenv("MLGRID_GRPC_CALLER_THREAD_STREAMS")
+    monkeypatch.setattr(_grpc_io, "TESTED_GRPCIO", ((1, 0), (1, 1)))
+    _grpc_stream._grpcio_tested.cache_clear()
+    try:
+        assert not _grpc_stream.supported(channel)  # a grpcio it was not tested on
+    finally:
+        monkeypatch.undo()
+        _grpc_stream._grpcio_tested.cache_clear()
+    assert _grpc_stream.supported(channel)
 
 
 @pytest.mark.parametrize("turned_off", [False, True])
