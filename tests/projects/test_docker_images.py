@@ -22,6 +22,17 @@ from mlgrid_services.projects.containers.images import (
 from .helpers import write
 
 
+def _run_to_end(image: str, command: list[str]) -> bytes:
+    """Runs a container to its end and returns its output. Not `containers.run(...)`: that
+    follows the log, and Podman's follow once outlived the container in CI (a 300 s timeout)."""
+    container = connect().containers.run(image, command, detach=True)
+    try:
+        assert container.wait(timeout=120)["StatusCode"] == 0, container.logs()
+        return bytes(container.logs())
+    finally:
+        container.remove(force=True)
+
+
 def _build(base: str, project: Path, **kwargs):  # type: ignore[no-untyped-def]
     lines: list[str] = []
     image = build_project_image(
@@ -40,7 +51,7 @@ def test_a_built_image_holds_the_project_and_can_import_mlgrid(
     image, output = _build(container_engine.python_image, project)
     assert image.built is True
     assert "building image mlgrid-test-images:" in output
-    ran = connect().containers.run(image.tag, ["python", "main.py"], remove=True)
+    ran = _run_to_end(image.tag, ["python", "main.py"])
     assert ran.decode() == f"sdk mlgrid {PROJECT_CODE_DIR}\n"
 
 
@@ -55,7 +66,7 @@ def test_the_tag_follows_the_content(container_engine, tmp_path: Path) -> None:
     changed, _ = _build(tiny, project, install_sdk=False)
     assert changed.tag != first.tag
     assert changed.repository == first.repository == "mlgrid-test-images"
-    ran = connect().containers.run(changed.tag, ["sh", "main.sh"], remove=True)
+    ran = _run_to_end(changed.tag, ["sh", "main.sh"])
     assert ran == b"2\n"
 
 
