@@ -38,10 +38,8 @@ TESTS = [
     "tests/sdk/test_logged_models.py",
     "tests/sdk/test_fluent.py",
     "tests/test_stack_embedded.py",
-    # Pipelines on the caller's thread, and a service's exchanges, use grpcio's internal layer
-    # and state: both ends must run them.
+    # Pipelines on the caller's thread use grpcio's internal layer: both ends must run them.
     "tests/sdk/test_grpc_stream.py",
-    "tests/sdk/test_stream_exchange.py",
     "tests/sdk/test_call_pipeline.py",
     "-k",
     "not pandas",  # pandas is an extra of its own, not part of what this tier claims

@@ -6,10 +6,7 @@ bare gRPC server in one process whose handler echoes each message back at once, 
 another sending the same bytes a pipelined ``log_metric`` sends (its ``CallPipelineServiceRun``
 request and reply, built from the real messages) and waiting for each reply, as the SDK does:
 on the caller's thread alone (mlgrid/_grpc_stream.py) where the SDK would, else (and with
-``--public-api``) through grpcio's public streaming API. The server likewise takes each request
-with the reply to the one before in one batch where a service would
-(mlgrid_services/common/stream_exchange.py), else (and with ``--public-api``) through the
-public API.
+``--public-api``) through grpcio's public streaming API.
 No database, no gateway, no servicer: the summed CPU of the two processes per round trip is what
 any Python gRPC client and server pay before doing any work, on this machine, in this run.
 
@@ -56,34 +53,12 @@ def pipelined_log_metric_bytes() -> tuple[bytes, bytes]:
     return request.SerializeToString(), reply.SerializeToString()
 
 
-class _Reply:
-    """The reply's bytes, as StreamExchange sends a message."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def SerializeToString(self) -> bytes:
-        return self._data
-
-
-def serve(reply: bytes, *, public_api: bool = False) -> None:
-    """Serves the echo stream on a free port, prints the port, then for each stream whether it
-    ran in exchanges; runs until killed."""
+def serve(reply: bytes) -> None:
+    """Serves the echo stream on a free port, prints the port, runs until killed."""
     importlib.import_module("mlgrid")  # before grpc, as every mlgrid process (mlgrid/_grpc_io.py)
     import grpc
 
-    from mlgrid_services.common import stream_exchange
-
-    def echo(requests: Any, context: Any) -> Iterator[bytes]:
-        exchanges = not public_api and stream_exchange.supported(requests)
-        print("exchanges" if exchanges else "public-api", flush=True)
-        if exchanges:
-            stream = stream_exchange.StreamExchange(requests, _same)
-            answer = _Reply(reply)
-            if stream.exchange(None) is not None:
-                while stream.exchange(answer) is not None:
-                    pass
-            return
+    def echo(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
         for _ in requests:
             yield reply
 
@@ -100,8 +75,7 @@ def serve(reply: bytes, *, public_api: bool = False) -> None:
 
 def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
     """Client and server CPU (ms) and wall time (ms) per echoed round trip, over ``calls``;
-    ``caller_thread`` and ``server_exchanges`` in the answer say which client and server ran
-    them."""
+    ``caller_thread`` in the answer says which client ran them."""
     importlib.import_module("mlgrid")  # before grpc, as every mlgrid process (mlgrid/_grpc_io.py)
     import grpc
     import psutil
@@ -110,14 +84,7 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
 
     request, reply = pipelined_log_metric_bytes()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.scale.grpc_floor",
-            "--serve",
-            reply.hex(),
-            *(["--public-api"] if public_api else []),
-        ],
+        [sys.executable, "-m", "bench.scale.grpc_floor", "--serve", reply.hex()],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -150,7 +117,6 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
                         raise RuntimeError("the echo server answered something else")
 
             round_trips(_WARMUP)
-            server_exchanges = server.stdout.readline().strip() == "exchanges"
             server_before, client_before = sum(served_by.cpu_times()[:2]), time.process_time()
             start = time.perf_counter()
             round_trips(calls)
@@ -169,7 +135,6 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
         "total_ms": (client + served) * 1000 / calls,
         "wall_ms": wall * 1000 / calls,
         "caller_thread": caller_thread,
-        "server_exchanges": server_exchanges,
     }
 
 
@@ -179,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--public-api",
         action="store_true",
-        help="the client and the server use grpcio's public streaming API even where the SDK "
-        "would run the stream on the caller's thread alone and a service in exchanges",
+        help="the client uses grpcio's public streaming API (three threads) even where the SDK "
+        "would run the stream on the caller's thread alone",
     )
     parser.add_argument("--serve", metavar="REPLY_HEX", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
-        serve(bytes.fromhex(args.serve), public_api=args.public_api)
+        serve(bytes.fromhex(args.serve))
         return 0
     print(json.dumps(measure(args.calls, public_api=args.public_api)))
     return 0

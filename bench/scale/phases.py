@@ -459,13 +459,11 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
         row["grpc_floor_client_ms"] = floor["client_ms"]
         row["grpc_floor_server_ms"] = floor["server_ms"]
         row["grpc_floor_caller_thread"] = floor["caller_thread"]
-        row["grpc_floor_server_exchanges"] = floor["server_exchanges"]
         client_kind = "caller's thread" if floor["caller_thread"] else "public API"
-        server_kind = "in exchanges" if floor["server_exchanges"] else "public API"
         print(
             f"  cpu/bare gRPC round trip (echo, same bytes): {floor['total_ms']:.3f} ms "
             f"(client {floor['client_ms']:.3f} on the {client_kind}, server "
-            f"{floor['server_ms']:.3f} {server_kind}); "
+            f"{floor['server_ms']:.3f}); "
             f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )

@@ -292,16 +292,6 @@ MLGRID_GRPC_CALLER_THREAD_STREAMS = EnvironmentVariable(
     "public API).",
     fallback=None,
 )
-MLGRID_GRPC_SERVER_STREAM_EXCHANGES = EnvironmentVariable(
-    "MLGRID_GRPC_SERVER_STREAM_EXCHANGES",
-    _parse_bool,
-    True,
-    "A service sends each reply of a call pipeline and takes the next call in ONE gRPC batch "
-    "(grpcio's internal server state, on the grpcio versions it was tested on), where the "
-    "public API takes two, each handed between threads: about 0.1 ms less of the service's "
-    "CPU per pipelined call (false: the public API).",
-    fallback=None,
-)
 MLGRID_CALL_PIPELINE = EnvironmentVariable(
     "MLGRID_CALL_PIPELINE",
     _parse_bool,

@@ -8,8 +8,7 @@ on a stream that stays open. Every pipelined call is run through the in-process 
 a call of its own meets: the same error mapping and call scope, the same auth checks with the
 stream's metadata, the same servicer. Only what the contracts declare idempotent (or free of
 side effects) may be pipelined: a client that loses a stream before a call's reply makes that
-call again on its own. Where grpcio allows (stream_exchange.py), each reply and the next call
-go in one gRPC batch, half the thread hand-offs of the public API's two.
+call again on its own.
 
 Each open pipeline holds one of the server's worker threads, so they are bounded twice:
 at most ``MAX_PIPELINES`` at once (more are refused with RESOURCE_EXHAUSTED, and those clients
@@ -25,14 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from google.protobuf.message import DecodeError
 
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.limits import MAX_PIPELINE_SECONDS, MAX_PIPELINES
 from mlgrid.protocol import STATUS_DETAILS_KEY
 from mlgrid.retries import is_idempotent
 
-from . import stream_exchange
 from .inprocess import HandlerRecorder, InProcessChannel, InProcessRpcError
 
 if TYPE_CHECKING:
@@ -119,11 +116,13 @@ class PipelineServicer(common_pb2_grpc.CallPipelineServiceServicer):
             )
         try:
             metadata = tuple(context.invocation_metadata() or ())
-            if stream_exchange.supported(request_iterator):
-                self._exchange(request_iterator, context, metadata)
-                return
             for call in request_iterator:
-                reply, closing = self._answer_busy(context, call, metadata)
+                with self._lock:
+                    self._open[context] = True
+                reply = self._answer(call, metadata)
+                with self._lock:
+                    self._open[context] = False
+                    closing = self._closing
                 yield reply
                 if closing:
                     return
@@ -134,41 +133,6 @@ class PipelineServicer(common_pb2_grpc.CallPipelineServiceServicer):
         finally:
             with self._lock:
                 self._open.pop(context, None)
-
-    def _exchange(
-        self, request_iterator: Any, context: Any, metadata: tuple[tuple[str, Any], ...]
-    ) -> None:
-        """Run's loop where each reply and the next call go in one batch (stream_exchange)."""
-        stream = stream_exchange.StreamExchange(
-            request_iterator, common_pb2.CallPipelineServiceRunRequest.FromString
-        )
-        reply = None
-        while True:
-            try:
-                call = stream.exchange(reply)
-            except DecodeError as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-            if call is None:
-                return
-            reply, closing = self._answer_busy(context, call, metadata)
-            if closing:
-                stream.send(reply)
-                return
-
-    def _answer_busy(
-        self,
-        context: Any,
-        call: common_pb2.CallPipelineServiceRunRequest,
-        metadata: tuple[tuple[str, Any], ...],
-    ) -> tuple[common_pb2.CallPipelineServiceRunResponse, bool]:
-        """``call``'s reply, answered with its pipeline marked busy (close() cancels only idle
-        ones); and whether the server is closing (then that reply is the pipeline's last)."""
-        with self._lock:
-            self._open[context] = True
-        reply = self._answer(call, metadata)
-        with self._lock:
-            self._open[context] = False
-            return reply, self._closing
 
     def _answer(
         self, call: common_pb2.CallPipelineServiceRunRequest, metadata: tuple[tuple[str, Any], ...]

@@ -36,16 +36,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(autouse=True, params=["caller-thread", "caller-thread+public-server", "public-api"])
+@pytest.fixture(autouse=True, params=["caller-thread", "public-api"])
 def stream_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs on each kind of stream: the client's on the caller's thread alone and
-    the service's one batch per exchange (the defaults where grpcio is in the tested range);
-    the same client against the service on grpcio's public API; and both on the public API
-    (the fallbacks). The settings are read when a stream opens, on either side."""
+    """Every test runs on both kinds of stream: the caller's thread alone (the default where
+    grpcio is in the tested range) and grpcio's public API (the fallback)."""
     if request.param == "public-api":
         monkeypatch.setenv("MLGRID_GRPC_CALLER_THREAD_STREAMS", "false")
-    if request.param != "caller-thread":
-        monkeypatch.setenv("MLGRID_GRPC_SERVER_STREAM_EXCHANGES", "false")
     return str(request.param)
 
 
@@ -206,25 +202,6 @@ def test_a_pipeline_without_a_short_deadline_is_refused(
                 list(run(iter([common_pb2.CallPipelineServiceRunRequest()]), timeout=timeout))
             assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
             assert "deadline of at most 30 s" in refused.value.details()
-
-
-def test_bytes_that_are_no_pipelined_call_end_the_stream_with_an_error(
-    stack: Stack, stream_kind: str
-) -> None:
-    with tunnel_channel(stack) as channel:
-        run = channel.stream_stream(
-            "/mlgrid.api.common.v1.CallPipelineService/Run",
-            request_serializer=lambda data: data,
-            response_deserializer=common_pb2.CallPipelineServiceRunResponse.FromString,
-        )
-        with pytest.raises(grpc.RpcError) as refused:
-            list(run(iter([b"\xff" * 32]), timeout=10))
-    if stream_kind == "caller-thread":  # the service parses the call itself: the caller's fault
-        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert refused.value.details() == "a request of the stream does not parse"
-    else:  # grpcio parses it before the handler runs, and calls its failure its own
-        assert refused.value.code() is grpc.StatusCode.INTERNAL
-        assert "deserializing" in refused.value.details()
 
 
 def test_beyond_the_servers_pipelines_the_client_calls_on_its_own(
