@@ -231,9 +231,11 @@ def test_streamed_messages_that_do_not_parse_cannot_hold_a_services_stop(tmp_pat
     calls to the tracking service left about 6 that held its stop for ever. The service answers
     on, and its stop returns at most STOP_SETTLE_SECONDS after the grace."""
     from mlgrid.client import Client
+    from mlgrid.transport import Transport
     from tests.fixtures.stack import start_stack
 
     stack = start_stack(tmp_path, services=["tracking"])
+    transport = Transport(stack.tracking_uri)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{stack.servers['tracking'].port}")
         ingest = channel.stream_unary(
@@ -246,11 +248,12 @@ def test_streamed_messages_that_do_not_parse_cannot_hold_a_services_stop(tmp_pat
                 ingest(iter([b"\xff" * 32]), timeout=QUICK)
             assert refused_stream.value.code() is grpc.StatusCode.INTERNAL
         channel.close()
-        client = Client(stack.tracking_uri)
+        client = Client(transport=transport)
         run_id = client.create_run(client.create_experiment("after-garbage")).info.run_id
         client.log_metric(run_id, "still", 1.0)
         assert client.get_run(run_id).data.metrics == {"still": 1.0}
     finally:
+        transport.close()
         started = time.monotonic()
         stack.stop()
         stopped_in = time.monotonic() - started
