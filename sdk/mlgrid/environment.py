@@ -288,7 +288,7 @@ MLGRID_GRPC_CALLER_THREAD_STREAMS = EnvironmentVariable(
     True,
     "A call pipeline's stream runs on the calling thread alone, on a completion queue of its "
     "own (grpcio's internal layer, on the grpcio versions it was tested on), instead of the "
-    "public API's three threads: a quarter of the client's CPU per pipelined call (false: the "
+    "public API's three threads: less than half the client's CPU per pipelined call (false: the "
     "public API).",
     fallback=None,
 )
