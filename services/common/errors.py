@@ -73,6 +73,35 @@ def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
     return code is not None and code != grpc.StatusCode.OK
 
 
+def _request_parser(
+    deserializer: Callable[[bytes], Any] | None, method: str
+) -> Callable[[Any], Any]:
+    """Parses one request's bytes with the handler's ``deserializer``; a message that does not
+    parse is the client's error (INVALID_ARGUMENT), named by method and never echoed."""
+    if deserializer is None:  # a handler of raw bytes (the gateway's forwarding)
+        return _unchanged
+
+    def parse(data: Any) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            raise InvalidParameterValue(
+                f"the request to {method} is not a valid message of its type (protobuf wire "
+                f"format, {len(data):,} bytes received)"
+            ) from None
+
+    return parse
+
+
+def _unchanged(data: Any) -> Any:
+    return data
+
+
+def _parse_each(requests: Iterator[Any], parse: Callable[[Any], Any]) -> Iterator[Any]:
+    for data in requests:
+        yield parse(data)
+
+
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
     """Maps exceptions raised by any handler to gRPC statuses with ErrorInfo, and runs every
     handler inside a :mod:`call_scope` (so its SQL is cancelled when the call ends)."""
@@ -101,12 +130,18 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
     @staticmethod
     def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        # The guarded handler takes the request's bytes and parses them itself: grpcio answers
+        # a message that does not parse with INTERNAL ("Exception deserializing request!"),
+        # which tells the client the server failed (and invites a retry), and for a streamed
+        # message it also leaks the call (services/common/server.py, STOP_SETTLE_SECONDS).
+        parse = _request_parser(handler.request_deserializer, method)
 
-        def guard_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def guard_unary(behavior: Callable[..., Any], streamed: bool) -> Callable[..., Any]:
             def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     with call_scope.serving(context):
-                        return behavior(request, context)
+                        parsed = _parse_each(request, parse) if streamed else parse(request)
+                        return behavior(parsed, context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise
@@ -114,11 +149,14 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
             return wrapped
 
-        def guard_stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def guard_stream(
+            behavior: Callable[..., Iterator[Any]], streamed: bool
+        ) -> Callable[..., Iterator[Any]]:
             def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
                     with call_scope.serving(context):
-                        yield from behavior(request, context)
+                        parsed = _parse_each(request, parse) if streamed else parse(request)
+                        yield from behavior(parsed, context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise
@@ -126,19 +164,21 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
             return wrapped
 
-        wrap_args = (handler.request_deserializer, handler.response_serializer)
+        wrap_args = (None, handler.response_serializer)  # the request's bytes, parsed above
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(guard_unary(handler.unary_unary), *wrap_args)
+            return grpc.unary_unary_rpc_method_handler(
+                guard_unary(handler.unary_unary, False), *wrap_args
+            )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                guard_unary(handler.stream_unary), *wrap_args
+                guard_unary(handler.stream_unary, True), *wrap_args
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                guard_stream(handler.unary_stream), *wrap_args
+                guard_stream(handler.unary_stream, False), *wrap_args
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                guard_stream(handler.stream_stream), *wrap_args
+                guard_stream(handler.stream_stream, True), *wrap_args
             )
         return handler

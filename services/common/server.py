@@ -92,7 +92,9 @@ class RunningServer:
             self.pipelines.close()
         # After the grace gRPC cancels every call and waits for each to finish. One it never
         # finishes would hold the stop for ever: grpcio (1.62-1.85) leaks a client-streaming
-        # call whose message does not parse (it sends a second status that never completes).
+        # call whose message does not parse (it sends a second status that never completes);
+        # the services parse their requests themselves (errors.py), but the bound stays for
+        # what we have not seen.
         if not self.server.stop(grace).wait((grace or 0) + STOP_SETTLE_SECONDS):
             log.warning(
                 "the server on %s stopped with calls gRPC never finished (%g s after its "

@@ -225,28 +225,68 @@ def test_metric_history_bulk_interval_bounds_its_run_ids(stack) -> None:
     )
 
 
-def test_streamed_messages_that_do_not_parse_cannot_hold_a_services_stop(tmp_path) -> None:
-    """grpcio (1.85) leaks a client-streaming call whose message does not parse (it sends a
-    second status, which never completes), and a server's stop waits for every call: 30 such
-    calls to the tracking service left about 6 that held its stop for ever. The service answers
-    on, and its stop returns at most STOP_SETTLE_SECONDS after the grace."""
+def test_messages_that_do_not_parse_are_the_clients_error_and_hold_nothing(tmp_path) -> None:
+    """A request whose bytes are not its message is refused with INVALID_ARGUMENT naming the
+    method (grpcio's own answer would be INTERNAL, "the server failed"), as a unary call, a
+    streamed message, a pipelined call and the pipeline's own message. None of them is left
+    behind: grpcio (1.85) leaked a client-streaming call whose message it failed to parse, and
+    30 of them held the service's stop for ever before the stop was bounded."""
+    from mlgrid.api.common.v1 import common_pb2
     from mlgrid.client import Client
     from mlgrid.transport import Transport
     from tests.fixtures.stack import start_stack
 
+    garbage = b"\xff" * 32
     stack = start_stack(tmp_path, services=["tracking"])
     transport = Transport(stack.tracking_uri)
+    service = "/mlgrid.api.tracking.v1.TrackingService"
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{stack.servers['tracking'].port}")
-        ingest = channel.stream_unary(
-            "/mlgrid.api.tracking.v1.TrackingService/IngestMetrics",
-            request_serializer=lambda data: data,
-            response_deserializer=tpb.IngestMetricsResponse.FromString,
+        raw = {"request_serializer": lambda data: data, "response_deserializer": lambda d: d}
+        calls = {
+            "LogMetric": lambda: channel.unary_unary(f"{service}/LogMetric", **raw)(
+                garbage, timeout=QUICK
+            ),
+            "IngestMetrics": lambda: channel.stream_unary(f"{service}/IngestMetrics", **raw)(
+                iter([garbage]), timeout=QUICK
+            ),
+            "Run": lambda: list(
+                channel.stream_stream("/mlgrid.api.common.v1.CallPipelineService/Run", **raw)(
+                    iter([garbage]), timeout=QUICK
+                )
+            ),
+        }
+        for method, call in calls.items():
+            for _ in range(10):
+                with pytest.raises(grpc.RpcError) as refused:
+                    call()
+                assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method
+                assert f"/{method} is not a valid message of its type" in refused.value.details()
+                assert "32 bytes received" in refused.value.details()
+        # A pipelined call whose request does not parse: that call's reply says so, and the
+        # pipeline goes on.
+        pipeline = channel.stream_stream(
+            "/mlgrid.api.common.v1.CallPipelineService/Run",
+            request_serializer=common_pb2.CallPipelineServiceRunRequest.SerializeToString,
+            response_deserializer=common_pb2.CallPipelineServiceRunResponse.FromString,
         )
-        for _ in range(30):
-            with pytest.raises(grpc.RpcError) as refused_stream:
-                ingest(iter([b"\xff" * 32]), timeout=QUICK)
-            assert refused_stream.value.code() is grpc.StatusCode.INTERNAL
+        replies = list(
+            pipeline(
+                iter(
+                    [
+                        common_pb2.CallPipelineServiceRunRequest(
+                            method=f"{service}/LogMetric", request=garbage
+                        ),
+                        common_pb2.CallPipelineServiceRunRequest(
+                            method=f"{service}/GetRun", request=garbage
+                        ),
+                    ]
+                ),
+                timeout=QUICK,
+            )
+        )
+        assert [r.code for r in replies] == [grpc.StatusCode.INVALID_ARGUMENT.value[0]] * 2
+        assert "/LogMetric is not a valid message of its type" in replies[0].message
         channel.close()
         client = Client(transport=transport)
         run_id = client.create_run(client.create_experiment("after-garbage")).info.run_id
@@ -257,5 +297,6 @@ def test_streamed_messages_that_do_not_parse_cannot_hold_a_services_stop(tmp_pat
         started = time.monotonic()
         stack.stop()
         stopped_in = time.monotonic() - started
-    # The gateway and the service, each with 1 s of grace, the service at most 5 s after it.
-    assert stopped_in < 10
+    # No call left behind: the stop takes the gateway's and the service's 1 s of grace at most,
+    # not the 5 s the service's stop would wait past its grace for a leaked call.
+    assert stopped_in < 4
