@@ -18,6 +18,7 @@ from mlgrid.exceptions import InvalidParameterValue
 from mlgrid.projects.submitted import RemoteSubmittedRun
 from mlgrid.transport import Transport
 from mlgrid_services.projects.app import create_runner
+from mlgrid_services.projects.docker_backend import run as docker_run
 from mlgrid_services.projects.docker_backend.run import RUN_ID_LABEL
 
 from .helpers import write
@@ -135,6 +136,28 @@ def test_a_failing_command_fails_the_run_with_its_exit_code(
         assert _output(submitted, "stderr") == "failing\n"
     assert Client(grpc_stack.tracking_uri).get_run(submitted.run_id).info.status == "FAILED"
     assert _containers_of(container_engine, submitted.run_id) == []
+
+
+@pytest.mark.parametrize("settle", [docker_run.LOG_SETTLE_SECONDS, 0.0])
+def test_fast_output_reaches_the_runs_log_whole_in_order_and_once(
+    container_engine, grpc_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settle: float
+) -> None:
+    """60,000 lines as fast as a shell writes them. Podman's followed log (its logs endpoint)
+    dropped runs of whole and partial lines at that rate, so the backend copies the attach
+    stream instead. With no time to settle after the exit, the stream is cut as the wait
+    returns and the rest is read from the container's log: either way every line once, in
+    order, on both streams."""
+    monkeypatch.setattr(docker_run, "LOG_SETTLE_SECONDS", settle)
+    lines = 60_000
+    command = f"i=0; while [ $i -lt {lines} ]; do echo line$i; i=$((i+1)); done; echo last >&2"
+    project = write(tmp_path / "p", {"MLproject": _mlproject(container_engine.tiny_image, command)})
+    with own_projects_service(grpc_stack.config, tmp_path / "state") as svc:
+        for _ in range(2):
+            submitted = _submit(svc, project)
+            assert submitted.wait(timeout=120) is True, _output(submitted, "system")
+            assert _output(submitted) == "".join(f"line{i}\n" for i in range(lines))
+            assert _output(submitted, "stderr") == "last\n"
+            assert _containers_of(container_engine, submitted.run_id) == []
 
 
 def test_logs_stream_while_the_container_runs_and_cancel_removes_it(

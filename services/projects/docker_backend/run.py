@@ -3,8 +3,8 @@
 While the run is SCHEDULED the thread connects to the engine, builds the project image
 (``--build-image``) or makes sure the project's image is there (pulling it if it must), and
 downloads remote ``path`` parameters. Then it creates the container (labelled with the run id,
-recorded for recovery), starts it (RUNNING), copies its stdout and stderr to the run's log as
-they come, and when it exits maps the exit code to FINISHED / FAILED, ends the tracking run and
+recorded for recovery), attaches to it and starts it (RUNNING), copies its stdout and stderr
+to the run's log as they come, and when it exits maps the exit code to FINISHED / FAILED, ends the tracking run and
 removes the container. Cancel stops the container (SIGTERM, then SIGKILL after the grace) and
 the run ends KILLED. Whatever goes wrong, the container is removed: nothing is left running.
 """
@@ -42,6 +42,11 @@ __all__ = ["RUN_ID_LABEL", "Adopted", "DockerSubmittedRun"]
 RUN_ID_LABEL = "org.mlgrid.run-id"
 DOCKER_IMAGE_URI_TAG = "mlflow.docker.image.uri"
 DOCKER_IMAGE_ID_TAG = "mlflow.docker.image.id"
+#: Seconds the output reader has, once the container exited, to copy what its stream still
+#: carries. A stream that has not ended by then is cut and closed: the reader copies nothing
+#: more, and the rest comes from the container's whole log, so the run ends promptly with its
+#: output whole and nothing in it twice.
+LOG_SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class DockerSubmittedRun(SubmittedRun):
         self._cancelled = False
         self._stop_status = ("KILLED", "cancelled")
         self._container: Any = None
+        #: The container's output as it comes (an attach stream), or None.
+        self._attached: Any = None
         self._lock = threading.Lock()
         self._done = threading.Event()
         threading.Thread(
@@ -160,6 +167,7 @@ class DockerSubmittedRun(SubmittedRun):
                     "the projects service stopped before the run's container started"
                 )
             self.log.system(f"[mlgrid] following container {self._container.short_id} again\n")
+            self._attached = _attach(self._container)
         else:
             container = self._create(client)
             if container is None:
@@ -233,6 +241,8 @@ class DockerSubmittedRun(SubmittedRun):
                     },
                 )
             )
+            # Attached before it starts, so its output is copied from its first byte.
+            self._attached = _attach(container)
             # RUNNING before start: the first output can reach a follower at once.
             self._status = "RUNNING"
             container.start()
@@ -253,16 +263,20 @@ class DockerSubmittedRun(SubmittedRun):
 
     def _follow(self) -> str:
         container = self._container
-        copied = {"stdout": 0, "stderr": 0}
-        readers = [
-            threading.Thread(target=self._copy, args=(container, stream, copied), daemon=True)
-            for stream in copied
-        ]
-        for reader in readers:
-            reader.start()
+        followed = _Followed()
+        reader = threading.Thread(target=self._copy, args=(followed,), daemon=True)
+        reader.start()
         result = container.wait()
-        for reader in readers:
-            reader.join(timeout=30)
+        reader.join(timeout=LOG_SETTLE_SECONDS)
+        copied = followed.cut()
+        if reader.is_alive():
+            log.info(
+                "the output stream of run %s had not ended %g s after its container exited; "
+                "the rest is read from its log",
+                self._run_id,
+                LOG_SETTLE_SECONDS,
+            )
+            _close(self._attached)  # frees the reader and its connection
         self._copy_rest(container, copied)
         code = int(result.get("StatusCode", -1))
         self.exit_code = code
@@ -271,25 +285,27 @@ class DockerSubmittedRun(SubmittedRun):
         self.message = f"exit code {code}"
         return "FAILED"
 
-    def _copy(self, container: Any, stream: str, copied: dict[str, int]) -> None:
-        """Copies one of the container's output streams to the run's log as it comes."""
+    def _copy(self, followed: _Followed) -> None:
+        """Copies the container's stdout and stderr to the run's log as they come, until the
+        stream ends or ``followed`` is cut."""
+        if self._attached is None:
+            return
         try:
-            for data in container.client.api.logs(
-                container.id,
-                stdout=stream == "stdout",
-                stderr=stream == "stderr",
-                stream=True,
-                follow=True,
-            ):
-                self.log.append(stream, data)
-                copied[stream] += len(data)
-        except Exception as exc:  # the engine went away: the wait reports it
-            log.debug("log stream of run %s ended: %s", self._run_id, exc)
+            for out, err in self._attached:
+                with followed.lock:
+                    if followed.is_cut:
+                        return
+                    for stream, data in (("stdout", out), ("stderr", err)):
+                        if data:
+                            self.log.append(stream, data)
+                            followed.copied[stream] += len(data)
+        except Exception as exc:  # the engine went away, or the stream was closed: see _follow
+            log.debug("output stream of run %s ended: %s", self._run_id, exc)
 
     def _copy_rest(self, container: Any, copied: dict[str, int]) -> None:
-        """Appends what the followed streams missed: the engine may end a follow when the
-        container exits, before its last output (Podman's follow once ended without a run's
-        last line in CI). The container's whole log is still there until it is removed."""
+        """Appends what the attached stream did not copy: it may end before the container's
+        last output, or not end in time (LOG_SETTLE_SECONDS). The container's whole log is
+        still there until it is removed."""
         for stream, count in copied.items():
             try:
                 whole = container.client.api.logs(
@@ -321,3 +337,43 @@ class DockerSubmittedRun(SubmittedRun):
         self._status = status
         self.log.close()
         self._done.set()
+
+
+class _Followed:
+    """What the log readers of one container copied, and whether they may copy more."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.copied = {"stdout": 0, "stderr": 0}
+        self.is_cut = False
+
+    def cut(self) -> dict[str, int]:
+        """Stops the readers' copying; the bytes each stream had copied."""
+        with self.lock:
+            self.is_cut = True
+            return dict(self.copied)
+
+
+def _attach(container: Any) -> Any:
+    """The container's stdout and stderr as they come, as (stdout, stderr) pairs of bytes or
+    None; None if the engine would not attach (the output is then read from the log at the end).
+
+    Attach, not the logs endpoint's follow: Podman (4.3) drops output from a followed log when
+    the container writes fast (gaps of whole and partial lines, the log itself whole), and has
+    ended a follow before a run's last line or only well after the container exited. The attach
+    stream carries the output itself, in order, and ends with the container. ``logs=True``
+    includes what the container wrote before (for a container taken over while running)."""
+    try:
+        return container.client.api.attach(
+            container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
+        )
+    except Exception as exc:
+        log.warning("could not attach to container %s: %s", container.short_id, exc)
+        return None
+
+
+def _close(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception as exc:  # already gone with its connection
+        log.debug("closing an output stream: %s", exc)
