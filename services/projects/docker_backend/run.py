@@ -4,9 +4,10 @@ While the run is SCHEDULED the thread connects to the engine, builds the project
 (``--build-image``) or makes sure the project's image is there (pulling it if it must), and
 downloads remote ``path`` parameters. Then it creates the container (labelled with the run id,
 recorded for recovery), attaches to it and starts it (RUNNING), copies its stdout and stderr
-to the run's log as they come, and when it exits maps the exit code to FINISHED / FAILED, ends the tracking run and
-removes the container. Cancel stops the container (SIGTERM, then SIGKILL after the grace) and
-the run ends KILLED. Whatever goes wrong, the container is removed: nothing is left running.
+to the run's log as they come, and when it exits maps the exit code to FINISHED / FAILED, ends
+the tracking run and removes the container. Cancel stops the container (SIGTERM, then SIGKILL
+after the grace) and the run ends KILLED. Whatever goes wrong, the container is removed:
+nothing is left running.
 """
 
 from __future__ import annotations
@@ -340,7 +341,7 @@ class DockerSubmittedRun(SubmittedRun):
 
 
 class _Followed:
-    """What the log readers of one container copied, and whether they may copy more."""
+    """What the output reader of one container copied, and whether it may copy more."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -348,7 +349,7 @@ class _Followed:
         self.is_cut = False
 
     def cut(self) -> dict[str, int]:
-        """Stops the readers' copying; the bytes each stream had copied."""
+        """Stops the reader's copying; the bytes it had copied of each stream."""
         with self.lock:
             self.is_cut = True
             return dict(self.copied)
