@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,8 @@ class DockerSubmittedRun(SubmittedRun):
         self._cancelled = False
         self._stop_status = ("KILLED", "cancelled")
         self._container: Any = None
-        #: The container's output as it comes (an attach stream), or None.
-        self._attached: Any = None
+        #: Streams of the container's output as it comes (see _attach and _follow_log).
+        self._sources: list[Any] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
         threading.Thread(
@@ -168,7 +169,7 @@ class DockerSubmittedRun(SubmittedRun):
                     "the projects service stopped before the run's container started"
                 )
             self.log.system(f"[mlgrid] following container {self._container.short_id} again\n")
-            self._attached = _attach(self._container)
+            self._sources = _follow_log(self._container)
         else:
             container = self._create(client)
             if container is None:
@@ -243,7 +244,7 @@ class DockerSubmittedRun(SubmittedRun):
                 )
             )
             # Attached before it starts, so its output is copied from its first byte.
-            self._attached = _attach(container)
+            self._sources = _attach(container)
             # RUNNING before start: the first output can reach a follower at once.
             self._status = "RUNNING"
             container.start()
@@ -265,19 +266,26 @@ class DockerSubmittedRun(SubmittedRun):
     def _follow(self) -> str:
         container = self._container
         followed = _Followed()
-        reader = threading.Thread(target=self._copy, args=(followed,), daemon=True)
-        reader.start()
+        readers = [
+            threading.Thread(target=self._copy, args=(source, followed), daemon=True)
+            for source in self._sources
+        ]
+        for reader in readers:
+            reader.start()
         result = container.wait()
-        reader.join(timeout=LOG_SETTLE_SECONDS)
+        settled_by = time.monotonic() + LOG_SETTLE_SECONDS
+        for reader in readers:
+            reader.join(timeout=max(0.0, settled_by - time.monotonic()))
         copied = followed.cut()
-        if reader.is_alive():
+        if any(reader.is_alive() for reader in readers):
             log.info(
                 "the output stream of run %s had not ended %g s after its container exited; "
                 "the rest is read from its log",
                 self._run_id,
                 LOG_SETTLE_SECONDS,
             )
-            _close(self._attached)  # frees the reader and its connection
+            for source in self._sources:
+                _close(source)  # frees its reader and its connection
         self._copy_rest(container, copied)
         code = int(result.get("StatusCode", -1))
         self.exit_code = code
@@ -286,20 +294,16 @@ class DockerSubmittedRun(SubmittedRun):
         self.message = f"exit code {code}"
         return "FAILED"
 
-    def _copy(self, followed: _Followed) -> None:
-        """Copies the container's stdout and stderr to the run's log as they come, until the
-        stream ends or ``followed`` is cut."""
-        if self._attached is None:
-            return
+    def _copy(self, source: Any, followed: _Followed) -> None:
+        """Copies what ``source`` (stream name and bytes) carries to the run's log as it
+        comes, until it ends or ``followed`` is cut."""
         try:
-            for out, err in self._attached:
+            for stream, data in source:
                 with followed.lock:
                     if followed.is_cut:
                         return
-                    for stream, data in (("stdout", out), ("stderr", err)):
-                        if data:
-                            self.log.append(stream, data)
-                            followed.copied[stream] += len(data)
+                    self.log.append(stream, data)
+                    followed.copied[stream] += len(data)
         except Exception as exc:  # the engine went away, or the stream was closed: see _follow
             log.debug("output stream of run %s ended: %s", self._run_id, exc)
 
@@ -341,7 +345,7 @@ class DockerSubmittedRun(SubmittedRun):
 
 
 class _Followed:
-    """What the output reader of one container copied, and whether it may copy more."""
+    """What the output readers of one container copied, and whether they may copy more."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -349,28 +353,70 @@ class _Followed:
         self.is_cut = False
 
     def cut(self) -> dict[str, int]:
-        """Stops the reader's copying; the bytes it had copied of each stream."""
+        """Stops the readers' copying; the bytes copied of each stream."""
         with self.lock:
             self.is_cut = True
             return dict(self.copied)
 
 
-def _attach(container: Any) -> Any:
-    """The container's stdout and stderr as they come, as (stdout, stderr) pairs of bytes or
-    None; None if the engine would not attach (the output is then read from the log at the end).
+def _attach(container: Any) -> list[Any]:
+    """The output of a container not started yet, as it comes: one stream of (stream name,
+    bytes), or none if the engine would not attach (the output is then read from its log at
+    the end).
 
     Attach, not the logs endpoint's follow: Podman (4.3) drops output from a followed log when
     the container writes fast (gaps of whole and partial lines, the log itself whole), and has
     ended a follow before a run's last line or only well after the container exited. The attach
-    stream carries the output itself, in order, and ends with the container. ``logs=True``
-    includes what the container wrote before (for a container taken over while running)."""
+    stream carries the output itself, in order, and ends with the container."""
     try:
-        return container.client.api.attach(
+        attached = container.client.api.attach(
             container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
         )
     except Exception as exc:
         log.warning("could not attach to container %s: %s", container.short_id, exc)
-        return None
+        return []
+    return [_Named(attached, lambda pair: zip(("stdout", "stderr"), pair, strict=True))]
+
+
+def _follow_log(container: Any) -> list[Any]:
+    """The output of a running container taken over from another replica, from its first
+    byte: the followed log of each stream. (Podman's attach does not replay what was written
+    before it; its followed log may drop output written fast, which _copy_rest cannot mend.)"""
+    try:
+        return [
+            _Named(
+                container.client.api.logs(
+                    container.id, stdout=stream == "stdout", stderr=stream == "stderr",
+                    stream=True, follow=True,
+                ),
+                _tagged(stream),
+            )
+            for stream in ("stdout", "stderr")
+        ]  # fmt: skip
+    except Exception as exc:  # the output is then read from the log at the end
+        log.warning("could not follow the log of container %s: %s", container.short_id, exc)
+        return []
+
+
+def _tagged(stream: str) -> Callable[[Any], Iterable[tuple[str, Any]]]:
+    return lambda data: [(stream, data)]
+
+
+class _Named:
+    """An engine's output stream as (stream name, bytes) pairs; ``close`` ends it."""
+
+    def __init__(self, stream: Any, name: Callable[[Any], Iterable[tuple[str, Any]]]) -> None:
+        self._stream = stream
+        self._name = name
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        for item in self._stream:
+            for stream, data in self._name(item):
+                if data:
+                    yield stream, data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def _close(stream: Any) -> None:
