@@ -399,8 +399,9 @@ class Client:
         metric = Metric(
             key,
             _metric_value(key, value),
-            timestamp or _now_ms(),
-            step or 0,
+            # As MLflow's client: only a missing timestamp or step is filled in (0 is kept).
+            _now_ms() if timestamp is None else timestamp,
+            0 if step is None else step,
             model_id=model_id or None,
             dataset_name=dataset_name or None,
             dataset_digest=dataset_digest or None,

@@ -290,8 +290,9 @@ def log_metric(
     run_id: str | None = None,
 ) -> RunOperations | None:
     """Logs one metric point to the active run (or ``run_id``)."""
+    # As MLflow's fluent API: a timestamp of 0 means now (its client keeps 0; so does ours).
     return state.client().log_metric(
-        _run_id(run_id), key, value, timestamp=timestamp, step=step, synchronous=synchronous
+        _run_id(run_id), key, value, timestamp=timestamp or None, step=step, synchronous=synchronous
     )
 
 

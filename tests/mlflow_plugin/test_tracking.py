@@ -151,6 +151,17 @@ def test_params_metrics_and_tags_round_trip(client, experiment_id):
     assert client.get_metric_history(run_id, "never-logged") == []
 
 
+def test_a_metric_logged_at_timestamp_zero_keeps_it_as_in_mlflow(client, sdk, experiment_id):
+    """MlflowClient.log_metric fills in only a missing timestamp; 0 is a timestamp. The same
+    through mlgrid's own client."""
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_metric(run_id, "through-mlflow", 1.5, timestamp=0, step=0)
+    sdk.log_metric(run_id, "through-mlgrid", 2.5, timestamp=0)
+    for key, value in (("through-mlflow", 1.5), ("through-mlgrid", 2.5)):
+        [point] = client.get_metric_history(run_id, key)
+        assert (point.value, point.timestamp, point.step) == (value, 0, 0)
+
+
 def test_latest_metric_is_the_greatest_step_not_the_last_write(client, experiment_id):
     run_id = client.create_run(experiment_id).info.run_id
     client.log_metric(run_id, "loss", 0.1, timestamp=10, step=5)

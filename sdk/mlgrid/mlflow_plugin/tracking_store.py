@@ -184,7 +184,19 @@ class MlgridTrackingStore(LoggedModelMethods, AbstractStore):
 
     @mlflow_errors
     def log_metric(self, run_id: str, metric: Metric) -> None:
-        self._client.log_batch(run_id, metrics=convert.to_metrics([metric]), synchronous=True)
+        # One LogMetric, not a batch of one: the service merges concurrent LogMetric calls into
+        # one statement (services/common/group_commit.py), which a batch's statement is not.
+        self._client.log_metric(
+            run_id,
+            metric.key,
+            metric.value,
+            metric.timestamp,
+            metric.step or 0,
+            synchronous=True,
+            dataset_name=metric.dataset_name,
+            dataset_digest=metric.dataset_digest,
+            model_id=metric.model_id,
+        )
 
     @mlflow_errors
     def log_param(self, run_id: str, param: Param) -> None:
