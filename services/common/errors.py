@@ -73,15 +73,18 @@ def _is_abort(exc: BaseException, context: grpc.ServicerContext) -> bool:
     return code is not None and code != grpc.StatusCode.OK
 
 
-def _request_parser(
-    deserializer: Callable[[bytes], Any] | None, method: str
-) -> Callable[[Any], Any]:
-    """Parses one request's bytes with the handler's ``deserializer``; a message that does not
-    parse is the client's error (INVALID_ARGUMENT), named by method and never echoed."""
-    if deserializer is None:  # a handler of raw bytes (the gateway's forwarding)
-        return _unchanged
+def _request_taker(
+    deserializer: Callable[[bytes], Any] | None, method: str, streamed: bool
+) -> Callable[[Any], Any] | None:
+    """What turns a call's request argument (bytes, or an iterator of them when ``streamed``)
+    into what the handler takes, parsed with the handler's ``deserializer``; None for a handler
+    of raw bytes (the gateway's forwarding), whose argument is passed on untouched. A message
+    that does not parse is the client's error (INVALID_ARGUMENT), named by method and never
+    echoed."""
+    if deserializer is None:
+        return None
 
-    def parse(data: Any) -> Any:
+    def parse(data: bytes) -> Any:
         try:
             return deserializer(data)
         except Exception:
@@ -90,16 +93,14 @@ def _request_parser(
                 f"format, {len(data):,} bytes received)"
             ) from None
 
-    return parse
+    if not streamed:
+        return parse
 
+    def parse_each(requests: Iterator[bytes]) -> Iterator[Any]:
+        for data in requests:
+            yield parse(data)
 
-def _unchanged(data: Any) -> Any:
-    return data
-
-
-def _parse_each(requests: Iterator[Any], parse: Callable[[Any], Any]) -> Iterator[Any]:
-    for data in requests:
-        yield parse(data)
+    return parse_each
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
@@ -134,14 +135,13 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         # a message that does not parse with INTERNAL ("Exception deserializing request!"),
         # which tells the client the server failed (and invites a retry), and for a streamed
         # message it also leaks the call (services/common/server.py, STOP_SETTLE_SECONDS).
-        parse = _request_parser(handler.request_deserializer, method)
-
         def guard_unary(behavior: Callable[..., Any], streamed: bool) -> Callable[..., Any]:
+            take = _request_taker(handler.request_deserializer, method, streamed)
+
             def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     with call_scope.serving(context):
-                        parsed = _parse_each(request, parse) if streamed else parse(request)
-                        return behavior(parsed, context)
+                        return behavior(request if take is None else take(request), context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise
@@ -152,11 +152,12 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         def guard_stream(
             behavior: Callable[..., Iterator[Any]], streamed: bool
         ) -> Callable[..., Iterator[Any]]:
+            take = _request_taker(handler.request_deserializer, method, streamed)
+
             def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
                     with call_scope.serving(context):
-                        parsed = _parse_each(request, parse) if streamed else parse(request)
-                        yield from behavior(parsed, context)
+                        yield from behavior(request if take is None else take(request), context)
                 except Exception as exc:
                     if _is_abort(exc, context):
                         raise

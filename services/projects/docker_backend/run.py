@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ def _attach(container: Any) -> list[Any]:
     except Exception as exc:
         log.warning("could not attach to container %s: %s", container.short_id, exc)
         return []
-    return [_Named(attached, lambda pair: zip(("stdout", "stderr"), pair, strict=True))]
+    return [_Output(attached)]
 
 
 def _follow_log(container: Any) -> list[Any]:
@@ -384,12 +384,12 @@ def _follow_log(container: Any) -> list[Any]:
     before it; its followed log may drop output written fast, which _copy_rest cannot mend.)"""
     try:
         return [
-            _Named(
+            _Output(
                 container.client.api.logs(
                     container.id, stdout=stream == "stdout", stderr=stream == "stderr",
                     stream=True, follow=True,
                 ),
-                _tagged(stream),
+                stream,
             )
             for stream in ("stdout", "stderr")
         ]  # fmt: skip
@@ -398,20 +398,22 @@ def _follow_log(container: Any) -> list[Any]:
         return []
 
 
-def _tagged(stream: str) -> Callable[[Any], Iterable[tuple[str, Any]]]:
-    return lambda data: [(stream, data)]
+class _Output:
+    """An engine's output stream as (stream name, bytes) pairs: the followed log of the stream
+    ``name``, or an attach stream of (stdout, stderr) pairs when ``name`` is None. ``close``
+    ends it."""
 
-
-class _Named:
-    """An engine's output stream as (stream name, bytes) pairs; ``close`` ends it."""
-
-    def __init__(self, stream: Any, name: Callable[[Any], Iterable[tuple[str, Any]]]) -> None:
+    def __init__(self, stream: Any, name: str | None = None) -> None:
         self._stream = stream
         self._name = name
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         for item in self._stream:
-            for stream, data in self._name(item):
+            if self._name is not None:
+                named = {self._name: item}
+            else:
+                named = dict(zip(("stdout", "stderr"), item, strict=True))
+            for stream, data in named.items():
                 if data:
                     yield stream, data
 
