@@ -1,25 +1,28 @@
-"""Plugin tests: the example plugin (tests/resources/mlgrid-test-plugin) installed into .venv.
+"""Plugin tests: the example plugin (tests/resources/mlgrid-test-plugin), visible to this test
+session and the processes it starts, and to nothing else.
 
-The plugin is installed when this directory is collected, before any test of the session runs:
-services and the SDK read the entry points once per process (lazily), so installing later would
-leave a worker that already used them blind to the plugin. Installing is guarded by a file lock
-so that xdist workers do not race, and skipped when this checkout's plugin is installed already
-(CI's fresh clone installs it on its first run).
+The plugin is not installed into .venv: an install there would outlive the tests, so the stack
+`make up` starts from the same venv afterwards would offer the example's schemes and log its
+deliberately broken entries, and the benchmarks' clients would import its providers. Instead a
+folder of this process's own holds the plugin's distribution metadata (its ``entry_points.txt``
+built from its pyproject), and that folder and the plugin's source folder go first on
+``sys.path`` and on ``PYTHONPATH``, which every process the tests start inherits: Python finds
+entry points through the distributions on its path, an installed one included. This happens
+when the directory is collected, before any test of the session runs: services and the SDK
+read the entry points once per path state (mlgrid.plugins.registry).
 """
 
 from __future__ import annotations
 
-import fcntl
-import importlib
-import importlib.util
-import json
+import atexit
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, distribution, entry_points
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,57 +34,43 @@ else:  # Python 3.10: the same parser, from PyPI (the dev extra installs it ther
     import tomli as tomllib
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "mlgrid-test-plugin"
-_LOCK = Path(tempfile.gettempdir()) / "mlgrid-test-plugin-install.lock"
 
 
-def _declared_entry_points() -> set[tuple[str, str, str]]:
-    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+def _distribution_metadata(project: dict[str, Any]) -> dict[str, str]:
+    """The files of the plugin's ``.dist-info`` folder that discovery reads: its name and
+    version, and its entry points in the INI form installers write."""
+    lines = []
+    for group, entries in project["entry-points"].items():
+        lines.append(f"[{group}]")
+        lines.extend(f"{name} = {value}" for name, value in entries.items())
+        lines.append("")
     return {
-        (group, name, value)
-        for group, entries in project["entry-points"].items()
-        for name, value in entries.items()
+        "METADATA": (
+            f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+        ),
+        "entry_points.txt": "\n".join(lines),
     }
 
 
-def _installed_from_this_checkout() -> bool:
-    """This checkout's plugin is installed, with the entry points its pyproject declares."""
-    importlib.invalidate_caches()
-    try:
-        dist = distribution("mlgrid-test-plugin")
-    except PackageNotFoundError:
-        return False
-    origin = json.loads(dist.read_text("direct_url.json") or "{}").get("url")
-    installed = {(e.group, e.name, e.value) for e in dist.entry_points}
-    return origin == PLUGIN_DIR.as_uri() and installed == _declared_entry_points()
-
-
-def install_test_plugin() -> None:
-    """Installs the example plugin (editable, no dependencies) unless it is installed already."""
-    with _LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _installed_from_this_checkout():
-            command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-            # Build with the environment's setuptools (offline) when it has one.
-            if importlib.util.find_spec("setuptools") is not None:
-                command.append("--no-build-isolation")
-            done = subprocess.run(
-                [*command, "-e", str(PLUGIN_DIR)], capture_output=True, text=True, check=False
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"installing {PLUGIN_DIR} failed:\n{done.stdout}{done.stderr}")
-    importlib.invalidate_caches()
-    # The editable install's .pth file is read at interpreter start; this process imports the
-    # plugin from its source directory instead (subprocesses get the .pth).
-    if importlib.util.find_spec("mlgrid_test_plugin") is None:
-        sys.path.insert(0, str(PLUGIN_DIR))
+def expose_test_plugin() -> None:
+    """Puts the example plugin on this process's path and on its children's (``PYTHONPATH``)."""
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+    folder = Path(tempfile.mkdtemp(prefix="mlgrid-test-plugin-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    dist_info = folder / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist_info.mkdir()
+    for name, text in _distribution_metadata(project).items():
+        (dist_info / name).write_text(text)
+    paths = [str(folder), str(PLUGIN_DIR)]
+    sys.path[:0] = paths
+    inherited = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, *([inherited] if inherited else [])])
     names = {e.name for e in entry_points(group="mlgrid.tracking_store")}
     if "file-plugin" not in names:
-        raise RuntimeError(
-            f"the test plugin's entry points are not visible after installing: {names}"
-        )
+        raise RuntimeError(f"the test plugin's entry points are not visible: {names}")
 
 
-install_test_plugin()
+expose_test_plugin()
 
 _PREFIXES = ("MLGRID_", "MLFLOW_")
 
