@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 
@@ -31,6 +31,9 @@ from mlgrid.api.tracking.v1 import tracking_service_pb2, tracking_service_pb2_gr
 from mlgrid.context.tags import MLFLOW_MODEL_VERSIONS
 from mlgrid.exceptions import InvalidParameterValue, TemporarilyUnavailable
 from mlgrid.limits import MAX_SOURCE_LENGTH
+from mlgrid.protocol import CHANNEL_OPTIONS
+from mlgrid.tunnels import Tunnels
+from mlgrid.uris import uri_scheme
 from mlgrid_services.common import paths
 from mlgrid_services.common.auth.outgoing import as_service
 from mlgrid_services.common.auth.settings import AuthSettings
@@ -170,7 +173,13 @@ def _versions_listed(value: str) -> list[object]:
 
 
 class TrackingRunLookup:
-    """Finds a run's artifact root through the tracking service (via the gateway).
+    """Finds a run's artifact root through the tracking service, and asks the artifacts service
+    whether a source has files: the registry's calls to the other services.
+
+    They go the way an SDK client's go (mlgrid.tunnels): straight to the backend when the
+    gateway announces it on this host (``mlgrid up``), else through the gateway's tunnel to it,
+    else through the gateway's port. The gateway's relay would otherwise cost a registration
+    more CPU than anything but the registry's own work.
 
     A run's ``artifact_uri`` is fixed when the run is created and run ids are never reused, so
     answers are cached (bounded): registering many versions from one run costs one lookup.
@@ -184,25 +193,50 @@ class TrackingRunLookup:
         self.target = target
         self._auth = auth or AuthSettings()
         self.timeout = timeout
-        self._stub: tracking_service_pb2_grpc.TrackingServiceStub | None = None
         self._channel: grpc.Channel | None = None
+        self._tunnels: Tunnels | None = None
+        #: (service, route) -> (the channel chosen for it, the stub on it with our credentials)
+        self._stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
         self._lock = threading.Lock()
         #: run id -> (artifact_uri, experiment_id)
         self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def _tracking(self) -> tracking_service_pb2_grpc.TrackingServiceStub:
+        stub: tracking_service_pb2_grpc.TrackingServiceStub = self._stub(
+            "tracking", "", tracking_service_pb2_grpc.TrackingServiceStub
+        )
+        return stub
+
+    def _artifacts(self, location: str) -> artifacts_service_pb2_grpc.ArtifactsServiceStub:
+        stub: artifacts_service_pb2_grpc.ArtifactsServiceStub = self._stub(
+            "artifacts", f"{uri_scheme(location)}:", artifacts_service_pb2_grpc.ArtifactsServiceStub
+        )
+        return stub
+
+    def _stub(self, service: str, route: str, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+        """The stub for ``service``'s calls on ``route`` (see the class's doc)."""
         with self._lock:
-            if self._stub is None:
+            if self._channel is None:
                 if not self.target:
                     raise TemporarilyUnavailable(
-                        "the registry cannot check a run-based source: it has no route to the "
-                        "tracking service (gateway_target is not configured)"
+                        "the registry cannot check a model version's source: it has no route "
+                        "to the tracking and artifacts services (gateway_target is not "
+                        "configured)"
                     )
-                self._channel = grpc.insecure_channel(self.target)
-                self._stub = tracking_service_pb2_grpc.TrackingServiceStub(
-                    as_service(self._channel, self._auth, "registry")
-                )
-            return self._stub
+                self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                host = self.target.rpartition(":")[0].strip("[]")
+                self._tunnels = Tunnels(self._channel, host, CHANNEL_OPTIONS)
+            gateway, tunnels = self._channel, self._tunnels
+        assert tunnels is not None
+        # Decided once per route by the tunnels (outside the lock: a route's first call may
+        # wait for the gateway's answer), a dict read after that.
+        channel = tunnels.channel(service, route) or gateway
+        key = (service, route)
+        cached = self._stubs.get(key)
+        if cached is None or cached[0] is not channel:
+            cached = (channel, stub_class(as_service(channel, self._auth, "registry")))
+            self._stubs[key] = cached
+        return cached[1]
 
     def __call__(self, run_id: str) -> str:
         return self._run(run_id)[0]
@@ -272,12 +306,8 @@ class TrackingRunLookup:
     def has_files(self, location: str) -> bool:
         """Whether the artifacts service finds anything at ``location``: a directory with
         entries, or a file (looked up in its parent's listing). Asked of the artifacts service
-        through the gateway, so every scheme it serves is checked where the files really are."""
-        self._tracking()  # opens the channel (or says there is no route)
-        assert self._channel is not None
-        stub = artifacts_service_pb2_grpc.ArtifactsServiceStub(
-            as_service(self._channel, self._auth, "registry")
-        )
+        where its scheme is served, so every scheme is checked where the files really are."""
+        stub = self._artifacts(location)
         parent, _, name = location.rstrip("/").rpartition("/")
         try:
             listed = stub.ListArtifacts(
@@ -300,6 +330,10 @@ class TrackingRunLookup:
 
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel = self._stub = None
+            channel, tunnels = self._channel, self._tunnels
+            self._channel = self._tunnels = None
+            self._stubs = {}
+        if tunnels is not None:
+            tunnels.close()
+        if channel is not None:
+            channel.close()

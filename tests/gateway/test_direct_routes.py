@@ -20,7 +20,7 @@ from mlgrid.api.auth.v1 import auth_service_pb2 as auth_pb
 from mlgrid.api.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from mlgrid.api.common.v1 import common_pb2, common_pb2_grpc
 from mlgrid.client import Client
-from mlgrid.exceptions import PermissionDenied, Unauthenticated
+from mlgrid.exceptions import InvalidParameterValue, PermissionDenied, Unauthenticated
 from mlgrid.protocol import CHANNEL_OPTIONS
 from mlgrid.transport import Transport
 from mlgrid.tunnels import Tunnels
@@ -29,6 +29,7 @@ from mlgrid_services.common.config import ServiceConfig
 from mlgrid_services.common.server import start_server
 from mlgrid_services.gateway.app import start_gateway
 from mlgrid_services.gateway.tls import TlsSettings
+from mlgrid_services.registry.sources import TrackingRunLookup
 from tests.auth.conftest import ADMIN, auth_settings, basic
 from tests.auth_edge.keys import make_ca
 from tests.fixtures.stack import Stack, start_stack
@@ -126,6 +127,51 @@ def test_with_direct_routes_off_the_same_calls_are_tunnelled(
     for service in ("tracking", "registry", "artifacts"):
         assert tunnel.opened[service] == before.get(service, 0) + 1
     transport.close()
+
+
+def registered_source(stack: Stack, name: str, workdir: Path) -> tuple[Client, str, str]:
+    """A run whose artifacts hold a model's files: (client, run id, the files' location)."""
+    client = Client(stack.tracking_uri)
+    run_id = client.create_run(client.create_experiment(name)).info.run_id
+    client.log_text(run_id, "flavors: {}\n", "model/MLmodel")
+    return client, run_id, client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "tunnelled"])
+def test_the_registrys_source_checks_skip_the_gateways_relay(
+    stack: Stack, clean_env: pytest.MonkeyPatch, tmp_path: Path, direct: bool
+) -> None:
+    """The registry asks the artifacts service whether a version's source has files (and the
+    tracking service for its run) the way an SDK client calls: straight to the backend on the
+    gateway's host, else through a tunnel; not relayed call by call by the gateway's port."""
+    if not direct:
+        clean_env.setenv("MLGRID_DIRECT_ROUTES", "false")
+    client, run_id, source = registered_source(stack, f"sources-{direct}", tmp_path)
+    tunnel = stack.gateway.tunnel
+    assert tunnel is not None
+    before = dict(tunnel.opened)
+    lookup = TrackingRunLookup(stack.target)
+    try:
+        assert lookup(run_id) == source.rpartition("/")[0]
+        assert lookup.has_files(source)
+        assert lookup.has_files(source + "/MLmodel")  # a file: found in its parent's listing
+        assert not lookup.has_files(source + "/missing")
+        assert lookup._tunnels is not None
+        if direct:
+            assert lookup._tunnels.direct == {("tracking", ""), ("artifacts", "file:")}
+            assert dict(tunnel.opened) == before
+        else:
+            assert lookup._tunnels.direct == set()
+            for service in ("tracking", "artifacts"):
+                assert tunnel.opened[service] == before.get(service, 0) + 1
+    finally:
+        lookup.close()
+    # The registry service itself, as a user registers: a source with files, then one without.
+    model = f"sources-{direct}-model"
+    client.create_registered_model(model)
+    assert client.create_model_version(model, source, run_id=run_id).version == "1"
+    with pytest.raises(InvalidParameterValue, match="has no files"):
+        client.create_model_version(model, source + "/missing", run_id=run_id)
 
 
 def test_a_gateway_without_the_option_announces_none(
