@@ -175,6 +175,10 @@ def run(quick: bool, targets: list[str]) -> dict[str, dict[str, Any]]:
         subprocess.run(
             [python, "-c", _SAVE_MODEL, str(model_dir), str(rows_file)],
             env=_env(),
+            # Not the checkout: `python -c` puts its folder first on the path, where
+            # mlgrid.egg-info would show MLflow's venv mlgrid's plugin entry points, which it
+            # then fails to import (a warning per entry point).
+            cwd=scratch,
             check=True,
         )
         rows = json.loads(rows_file.read_text())
