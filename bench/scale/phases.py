@@ -31,6 +31,10 @@ SEARCH_FILTER = f"params.{populate.PARAM_KEY} = '0.01'"
 SEARCH_ORDER = [f"metrics.{populate.METRIC_KEY} DESC"]
 HISTORY_KEY = "loss"
 MIB = 1024 * 1024
+#: Round trips the bare gRPC floor is measured over, at the least. Linux accounts another
+#: process's CPU in clock ticks (10 ms): over a few hundred calls a fast machine's bare server
+#: reads 0 or one tick, so a quick run's floor would be noise.
+FLOOR_MIN_CALLS = 2_000
 
 Row = dict[str, Any]
 
@@ -454,7 +458,9 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
     if server == "mlgrid" and len(children) == 1:
         # The same shape of round trip with nothing in it, measured right after: how much of
         # the figure any Python gRPC client and server pay before doing any work.
-        floor = grpc_floor.measure(calls)
+        floor_calls = max(calls, FLOOR_MIN_CALLS)
+        floor = grpc_floor.measure(floor_calls)
+        row["grpc_floor_calls"] = floor_calls
         row["grpc_floor_ms"] = floor["total_ms"]
         row["grpc_floor_client_ms"] = floor["client_ms"]
         row["grpc_floor_server_ms"] = floor["server_ms"]

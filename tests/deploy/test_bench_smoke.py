@@ -256,6 +256,8 @@ def test_scale_cpu_phase_counts_every_writers_calls_and_sets_the_bare_round_trip
         assert f"{label} {row['cpu_ms_per_call']:,.3f} ms" in done.stdout
         assert f"{row['calls_per_s']:,.0f} calls/s" in done.stdout
         return
+    # Over enough round trips for the kernel's CPU ticks (10 ms) to count the bare server's.
+    assert row["grpc_floor_calls"] == 2_000
     assert row["grpc_floor_client_ms"] > 0 and row["grpc_floor_server_ms"] > 0
     assert row["grpc_floor_ms"] == pytest.approx(
         row["grpc_floor_client_ms"] + row["grpc_floor_server_ms"]
