@@ -158,8 +158,8 @@ def test_up_serves_every_service_through_one_port_and_stops_on_sigterm(
     client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
     assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["note.txt"]
     assert len(client.get_metric_history(run.info.run_id, "m")) == 40
-    assert {key[0] for key in transport._tunnel_stubs} == {"tracking", "registry", "artifacts"}
     assert transport._tunnels is not None
+    assert {key[0] for key in transport._tunnels.stubs} == {"tracking", "registry", "artifacts"}
     assert transport._tunnels.direct == {("tracking", ""), ("registry", ""), ("artifacts", "file:")}
 
     stack.proc.send_signal(signal.SIGTERM)
@@ -260,7 +260,7 @@ def test_up_with_no_direct_routes_tunnels_every_route(tmp_path: Path) -> None:
         client.log_metric(run_id, "loss", 0.25)
         assert client.get_run(run_id).data.metrics == {"loss": 0.25}
         assert transport._tunnels is not None and transport._tunnels.direct == set()
-        assert {key[0] for key in transport._tunnel_stubs} == {"tracking"}
+        assert {key[0] for key in transport._tunnels.stubs} == {"tracking"}
         transport.close()
     finally:
         up.proc.send_signal(signal.SIGTERM)

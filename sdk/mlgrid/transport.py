@@ -162,9 +162,6 @@ class Transport:
     _embedded: EmbeddedStack | None = field(init=False, default=None)
     #: Tunnels to the tracking and registry backends (plain grpc:// gateways only).
     _tunnels: Tunnels | None = field(init=False, default=None)
-    _tunnel_stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = field(
-        init=False, default_factory=dict
-    )
     #: Extra metadata sources (request header providers); each is called per call.
     metadata_providers: list[MetadataProvider] = field(default_factory=list)
     #: TLS settings of a ``grpcs://`` gateway (read from the environment when built).
@@ -199,7 +196,6 @@ class Transport:
         self._tunnels = Tunnels(
             channel, parts.hostname or "", CHANNEL_OPTIONS, credentials=credentials
         )
-        self._tunnel_stubs = {}
         self._pipeline = None
         self._make_stubs(channel)
 
@@ -243,17 +239,7 @@ class Transport:
     def _tunnelled(
         self, service: str, stub_class: Callable[[grpc.Channel], Any], route: str = ""
     ) -> Any:
-        if self._tunnels is None:
-            return None
-        channel = self._tunnels.channel(service, route)
-        if channel is None:
-            return None
-        key = (service, route)
-        cached = self._tunnel_stubs.get(key)
-        if cached is None or cached[0] is not channel:
-            cached = (channel, stub_class(channel))
-            self._tunnel_stubs[key] = cached
-        return cached[1]
+        return None if self._tunnels is None else self._tunnels.stub(service, route, stub_class)
 
     def metadata(self) -> list[tuple[str, str]]:
         """Metadata sent with every call."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -133,6 +134,8 @@ class Tunnels:
         self.direct: set[tuple[str, str]] = set()
         #: The decision per (service, route): its channel, or None for the gateway port.
         self._routes: dict[tuple[str, str], grpc.Channel | None] = {}
+        #: The stub made on each decided route's channel (see stub()).
+        self.stubs: dict[tuple[str, str], Any] = {}
 
     def channel(self, service: str, route: str = "") -> grpc.Channel | None:
         """The tunnelled channel for ``service`` ("tracking", "registry", "artifacts") and
@@ -152,6 +155,18 @@ class Tunnels:
                     self._open(service, route, port) if port else None
                 )
             return self._routes[key]
+
+    def stub(self, service: str, route: str, make_stub: Callable[[grpc.Channel], Any]) -> Any:
+        """The stub on the channel of ``service`` and ``route`` (as :meth:`channel`), made once
+        by ``make_stub``; None for the gateway port."""
+        channel = self.channel(service, route)
+        if channel is None:
+            return None
+        key = (service, route)
+        stub = self.stubs.get(key)
+        if stub is None:
+            stub = self.stubs.setdefault(key, make_stub(channel))
+        return stub
 
     def _announced_port(self) -> int | None:
         """The gateway's tunnel port (0: it offers none); None when it cannot be asked now."""
@@ -265,6 +280,7 @@ class Tunnels:
         with self._lock:
             channels, self._routes = list(self._routes.values()), {}
             self.direct = set()
+            self.stubs = {}
         for channel in channels:
             if channel is not None:
                 channel.close()

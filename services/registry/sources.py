@@ -195,8 +195,8 @@ class TrackingRunLookup:
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
         self._tunnels: Tunnels | None = None
-        #: (service, route) -> (the channel chosen for it, the stub on it with our credentials)
-        self._stubs: dict[tuple[str, str], tuple[grpc.Channel, Any]] = {}
+        #: Per service, its stub on the gateway port (for routes the tunnels leave to it).
+        self._gateway_stubs: dict[str, Any] = {}
         self._lock = threading.Lock()
         #: run id -> (artifact_uri, experiment_id)
         self._cache: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -228,15 +228,18 @@ class TrackingRunLookup:
                 self._tunnels = Tunnels(self._channel, host, CHANNEL_OPTIONS)
             gateway, tunnels = self._channel, self._tunnels
         assert tunnels is not None
-        # Decided once per route by the tunnels (outside the lock: a route's first call may
-        # wait for the gateway's answer), a dict read after that.
-        channel = tunnels.channel(service, route) or gateway
-        key = (service, route)
-        cached = self._stubs.get(key)
-        if cached is None or cached[0] is not channel:
-            cached = (channel, stub_class(as_service(channel, self._auth, "registry")))
-            self._stubs[key] = cached
-        return cached[1]
+
+        def with_credentials(channel: grpc.Channel) -> Any:
+            return stub_class(as_service(channel, self._auth, "registry"))
+
+        # The tunnels decide once per route (outside the lock: a route's first call may wait
+        # for the gateway's answer) and keep the stub.
+        stub = tunnels.stub(service, route, with_credentials)
+        if stub is None:
+            stub = self._gateway_stubs.get(service)
+            if stub is None:
+                stub = self._gateway_stubs.setdefault(service, with_credentials(gateway))
+        return stub
 
     def __call__(self, run_id: str) -> str:
         return self._run(run_id)[0]
@@ -332,7 +335,7 @@ class TrackingRunLookup:
         with self._lock:
             channel, tunnels = self._channel, self._tunnels
             self._channel = self._tunnels = None
-            self._stubs = {}
+            self._gateway_stubs = {}
         if tunnels is not None:
             tunnels.close()
         if channel is not None:

@@ -171,7 +171,10 @@ def test_the_sdk_sends_tracking_and_registry_calls_through_the_tunnel(stack: Sta
         client.log_metric(run, "loss", 0.5, step=1)
         client.create_registered_model("tunnelled-model")
         assert transport._tunnels is not None and transport._tunnels.in_use
-        assert set(transport._tunnel_stubs) == {("tracking", ""), ("registry", "")}
+        assert transport._tunnels is not None and set(transport._tunnels.stubs) == {
+            ("tracking", ""),
+            ("registry", ""),
+        }
         assert [m.value for m in client.get_metric_history(run, "loss")] == [0.5]
         assert client.get_registered_model("tunnelled-model").name == "tunnelled-model"
     finally:
@@ -286,7 +289,10 @@ def test_artifact_calls_ride_the_tunnel_of_their_uri_scheme() -> None:
             "file:///tmp/run": "files:file:///tmp/run",
             "/plain/path": "files:/plain/path",
         }
-        assert set(transport._tunnel_stubs) == {("artifacts", "s3:"), ("artifacts", "file:")}
+        assert transport._tunnels is not None and set(transport._tunnels.stubs) == {
+            ("artifacts", "s3:"),
+            ("artifacts", "file:"),
+        }
         # Streams pass through unchanged too.
         upload = transport.artifacts_for("s3://bucket/run").UploadArtifact(
             iter([art.UploadArtifactRequest(artifact_uri="s3://bucket/run", data=b"x" * 5)]),
