@@ -23,7 +23,7 @@ import psutil
 import psycopg
 
 from bench import mlflow_env, servers
-from bench.scale import grpc_floor, populate
+from bench.scale import db_floor, grpc_floor, populate
 from bench.scale.client import RESULT_MARKER
 
 CLIENT_SCRIPT = Path(__file__).resolve().parent / "client.py"
@@ -33,7 +33,8 @@ HISTORY_KEY = "loss"
 MIB = 1024 * 1024
 #: Round trips the bare gRPC floor is measured over, at the least. Linux accounts another
 #: process's CPU in clock ticks (10 ms): over a few hundred calls a fast machine's bare server
-#: reads 0 or one tick, so a quick run's floor would be noise.
+#: reads 0 or one tick, so a quick run's floor would be noise. The database's floor (one durable
+#: commit) is measured over as many.
 FLOOR_MIN_CALLS = 2_000
 
 Row = dict[str, Any]
@@ -470,6 +471,23 @@ def cpu_per_call(ctx: Context) -> dict[str, Any]:
             f"  cpu/bare gRPC round trip (echo, same bytes): {floor['total_ms']:.3f} ms "
             f"(client {floor['client_ms']:.3f} on the {client_kind}, server "
             f"{floor['server_ms']:.3f}); "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        # And what one acknowledged write costs the database alone: a round trip and a durable
+        # commit of the smallest row. The two floors together are what the call costs any
+        # durable Python gRPC service over PostgreSQL on this machine before its own work.
+        commit = db_floor.measure(ctx.db_url, floor_calls)
+        row["db_floor_ms"] = commit["total_ms"]
+        row["db_floor_client_ms"] = commit["client_ms"]
+        row["db_floor_database_ms"] = commit["database_ms"]
+        row["db_floor_synchronous_commit"] = commit["synchronous_commit"]
+        row["floors_ms"] = floor["total_ms"] + commit["total_ms"]
+        print(
+            f"  cpu/bare durable commit (one row, synchronous_commit="
+            f"{commit['synchronous_commit']}): {commit['total_ms']:.3f} ms (client "
+            f"{commit['client_ms']:.3f}, database {commit['database_ms']:.3f}); floors together "
+            f"{row['floors_ms']:.3f} ms, mlgrid's own work {total_ms - row['floors_ms']:.3f} ms; "
             f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )

@@ -48,6 +48,11 @@ def _cell(phase: str, row: dict[str, Any] | None) -> str:
             text += f"; {row['calls_per_s']:,.0f} calls/s"
         if "grpc_floor_ms" in row:
             text += f"; bare gRPC round trip {row['grpc_floor_ms']:.3f} {unit}"
+        if "db_floor_ms" in row:
+            text += (
+                f" + bare durable commit {row['db_floor_ms']:.3f} {unit} = floors "
+                f"{row['floors_ms']:.3f} {unit}"
+            )
     return text
 
 

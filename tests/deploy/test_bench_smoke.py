@@ -230,14 +230,15 @@ def test_mlgrid_client_settings_reach_only_the_clients_of_mlgrids_sdk() -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("writers", [1, 3])
-def test_scale_cpu_phase_counts_every_writers_calls_and_sets_the_bare_round_trip_beside_one(
+def test_scale_cpu_phase_counts_every_writers_calls_and_sets_the_floors_beside_one(
     tmp_path: Path, postgres_url: str, writers: int
 ) -> None:
     # The cpu phase measures pipelined log_metric calls through `mlgrid up`: the CPU of the
     # clients (each on its own run, `writers` of them at once), the servers and the database.
     # With one writer it then measures the same bytes echoed by a bare gRPC server
-    # (bench/scale/grpc_floor.py): the floor any Python client and server pay, a share of
-    # mlgrid's figure, which adds the database and the work.
+    # (bench/scale/grpc_floor.py): the floor any Python client and server pay, and one durable
+    # commit alone (bench/scale/db_floor.py): the database's floor. mlgrid's figure adds its
+    # own work to both.
     done, saved = _run_quick(
         "bench.scale", tmp_path / "scale.json", "--phases", "cpu", "--targets", "mlgrid",
         "--cpu-writers", str(writers), timeout=160,
@@ -266,3 +267,14 @@ def test_scale_cpu_phase_counts_every_writers_calls_and_sets_the_bare_round_trip
     # Its client makes round trips as the SDK's pipelines do: on the caller's thread alone.
     assert row["grpc_floor_caller_thread"] is True
     assert f"bare gRPC round trip {row['grpc_floor_ms']:.3f} ms" in done.stdout
+    # Then the database's floor, in the same database: one durable one-row commit at a time
+    # (bench/scale/db_floor.py), at the server's own durability setting.
+    assert row["db_floor_synchronous_commit"] == "on"
+    assert row["db_floor_client_ms"] > 0 and row["db_floor_database_ms"] > 0
+    assert row["db_floor_ms"] == pytest.approx(
+        row["db_floor_client_ms"] + row["db_floor_database_ms"]
+    )
+    assert row["floors_ms"] == pytest.approx(row["grpc_floor_ms"] + row["db_floor_ms"])
+    assert row["floors_ms"] < row["cpu_ms_per_call"]
+    assert f"bare durable commit {row['db_floor_ms']:.3f} ms" in done.stdout
+    assert f"= floors {row['floors_ms']:.3f} ms" in done.stdout
