@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import uuid
 
 import psutil
 import psycopg
 from psycopg import pq
+
+from bench.scale.paired_cpu import paired_cpu
 
 _WARMUP = 200
 
@@ -48,19 +49,14 @@ def measure(db_url: str, commits: int) -> dict[str, float]:
                     checked(pgconn.exec_prepared(b"floor_insert", [str(n).encode()]))
 
             insert_each(_WARMUP)
-            db_before, client_before = sum(backend.cpu_times()[:2]), time.process_time()
-            start = time.perf_counter()
-            insert_each(commits)
-            wall = time.perf_counter() - start
-            client = time.process_time() - client_before
-            db = sum(backend.cpu_times()[:2]) - db_before
+            cost = paired_cpu(backend, lambda: insert_each(commits))
         finally:
             conn.execute(f"DROP TABLE {table}")
     return {
-        "client_ms": client * 1000 / commits,
-        "database_ms": db * 1000 / commits,
-        "total_ms": (client + db) * 1000 / commits,
-        "wall_ms": wall * 1000 / commits,
+        "client_ms": cost.here * 1000 / commits,
+        "database_ms": cost.there * 1000 / commits,
+        "total_ms": (cost.here + cost.there) * 1000 / commits,
+        "wall_ms": cost.wall * 1000 / commits,
         "synchronous_commit": synchronous_commit[0] if synchronous_commit else "?",
     }
 

@@ -22,7 +22,6 @@ import json
 import queue
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -80,6 +79,7 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
     import grpc
     import psutil
 
+    from bench.scale.paired_cpu import paired_cpu
     from mlgrid import _grpc_stream
 
     request, reply = pipelined_log_metric_bytes()
@@ -117,12 +117,7 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
                         raise RuntimeError("the echo server answered something else")
 
             round_trips(_WARMUP)
-            server_before, client_before = sum(served_by.cpu_times()[:2]), time.process_time()
-            start = time.perf_counter()
-            round_trips(calls)
-            wall = time.perf_counter() - start
-            client = time.process_time() - client_before
-            served = sum(served_by.cpu_times()[:2]) - server_before
+            cost = paired_cpu(served_by, lambda: round_trips(calls))
             if caller_thread:
                 stream.close(wait_s=2)
             outgoing.put(None)
@@ -130,10 +125,10 @@ def measure(calls: int, *, public_api: bool = False) -> dict[str, float]:
         server.kill()
         server.wait()
     return {
-        "client_ms": client * 1000 / calls,
-        "server_ms": served * 1000 / calls,
-        "total_ms": (client + served) * 1000 / calls,
-        "wall_ms": wall * 1000 / calls,
+        "client_ms": cost.here * 1000 / calls,
+        "server_ms": cost.there * 1000 / calls,
+        "total_ms": (cost.here + cost.there) * 1000 / calls,
+        "wall_ms": cost.wall * 1000 / calls,
         "caller_thread": caller_thread,
     }
 
